@@ -1,0 +1,348 @@
+//! What can go wrong when talking to Share, classified so the poller can act on it.
+//!
+//! Share answers almost every failure with HTTP 500, so the status code alone says nothing:
+//! a wrong password must never be retried like an outage (Dexcom locks accounts after repeated
+//! failures). Each variant maps to one [`ErrorReason`], the `reason` label of
+//! `dexcom_poll_errors_total`. Error text never contains the password or a session ID: server
+//! messages are passed through [`redact_excerpt`] first.
+
+use std::fmt;
+use std::time::Duration;
+
+use super::region::Endpoint;
+
+/// The stable classification of a failed poll, used as a metric label.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum ErrorReason {
+    /// Share rejected the credentials (or the region is wrong).
+    AuthFailed,
+    /// Share locked the account after too many failed logins.
+    LockedOut,
+    /// The session was unknown or expired, even after one re-login.
+    SessionExpired,
+    /// Share answered HTTP 429.
+    RateLimited,
+    /// Share failed on its side: 5xx without a known code, HTML or empty bodies.
+    ServerError,
+    /// No answer within the request timeout.
+    Timeout,
+    /// The connection could not be made or broke.
+    Connection,
+    /// Share answered, but not in a form we understand.
+    InvalidResponse,
+}
+
+impl ErrorReason {
+    /// Every reason, so that counters can start at zero for each.
+    pub const ALL: [ErrorReason; 8] = [
+        ErrorReason::AuthFailed,
+        ErrorReason::LockedOut,
+        ErrorReason::SessionExpired,
+        ErrorReason::RateLimited,
+        ErrorReason::ServerError,
+        ErrorReason::Timeout,
+        ErrorReason::Connection,
+        ErrorReason::InvalidResponse,
+    ];
+
+    /// The label value (`auth_failed`, `locked_out`, …).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ErrorReason::AuthFailed => "auth_failed",
+            ErrorReason::LockedOut => "locked_out",
+            ErrorReason::SessionExpired => "session_expired",
+            ErrorReason::RateLimited => "rate_limited",
+            ErrorReason::ServerError => "server_error",
+            ErrorReason::Timeout => "timeout",
+            ErrorReason::Connection => "connection",
+            ErrorReason::InvalidResponse => "invalid_response",
+        }
+    }
+
+    /// Whether the failure concerns the credentials, which must never be retried quickly.
+    pub fn is_credential_failure(self) -> bool {
+        matches!(self, ErrorReason::AuthFailed | ErrorReason::LockedOut)
+    }
+}
+
+impl fmt::Display for ErrorReason {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// A failed exchange with Dexcom Share.
+#[derive(Debug, thiserror::Error)]
+pub enum ShareError {
+    /// Share rejected the credentials: `AccountPasswordInvalid`, `SSO_InternalError` with
+    /// "Cannot Authenticate…", or a legacy `SSO_Authenticate*` code. A wrong region looks the same.
+    #[error(
+        "Dexcom Share rejected the login ({code} on {endpoint}): check the username or account ID, \
+         the password, the region (us, ous or jp) and that these are the publisher's credentials, \
+         not a follower's"
+    )]
+    AuthFailed {
+        /// The endpoint that rejected the login.
+        endpoint: Endpoint,
+        /// The Share error code.
+        code: String,
+    },
+    /// A login answered with the all-zero UUID, which is how Share reports a silent failure.
+    #[error(
+        "Dexcom Share answered {endpoint} with the all-zero ID, i.e. the login failed: check the \
+         username or account ID, the password and the region"
+    )]
+    NilUuid {
+        /// The endpoint that answered with the nil UUID.
+        endpoint: Endpoint,
+    },
+    /// Share locked the account after too many failed logins (`SSO_AuthenticateMaxAttempts…`).
+    #[error(
+        "Dexcom Share locked the account after too many failed logins ({code}): wait at least an \
+         hour, then check the credentials and region before logging in again"
+    )]
+    LockedOut {
+        /// The Share error code, as spelled by the server.
+        code: String,
+    },
+    /// The session ID is unknown or expired (`SessionIdNotFound`, `SessionNotValid`).
+    #[error("Dexcom Share no longer accepts the session ({code})")]
+    SessionExpired {
+        /// The Share error code.
+        code: String,
+    },
+    /// Share rejected our request's arguments (`InvalidArgument`); from a login endpoint this
+    /// usually means a malformed account ID or an empty field.
+    #[error("Dexcom Share rejected the arguments of {endpoint} (InvalidArgument): {message}")]
+    InvalidArgument {
+        /// The endpoint that rejected the request.
+        endpoint: Endpoint,
+        /// The server's message, shortened and with IDs redacted.
+        message: String,
+    },
+    /// Share is rate limiting (HTTP 429).
+    #[error("Dexcom Share is rate limiting requests (HTTP 429 on {endpoint}){}", retry_after_text(*.retry_after))]
+    RateLimited {
+        /// The endpoint that was limited.
+        endpoint: Endpoint,
+        /// How long the server asked us to wait, if it said.
+        retry_after: Option<Duration>,
+    },
+    /// Share failed on its side: an unknown error code, a 5xx, an HTML or empty error body.
+    #[error("Dexcom Share failed on {endpoint}: HTTP {status}{}: {detail}", code_text(code.as_deref()))]
+    Server {
+        /// The endpoint that failed.
+        endpoint: Endpoint,
+        /// The HTTP status.
+        status: u16,
+        /// The Share error code, when the body carried one.
+        code: Option<String>,
+        /// The server's message or a body excerpt, shortened and with IDs redacted.
+        detail: String,
+    },
+    /// No complete answer within the request timeout.
+    #[error("Dexcom Share did not answer {endpoint} within {timeout:?}")]
+    Timeout {
+        /// The endpoint that timed out.
+        endpoint: Endpoint,
+        /// The configured request timeout.
+        timeout: Duration,
+    },
+    /// The connection could not be established or broke mid-way.
+    #[error("could not reach Dexcom Share for {endpoint}: {source}")]
+    Connection {
+        /// The endpoint we tried to reach.
+        endpoint: Endpoint,
+        /// The transport error, with the URL (which may hold a session ID) removed.
+        #[source]
+        source: reqwest::Error,
+    },
+    /// Share answered with a body we cannot use (not JSON, not a UUID, malformed readings).
+    #[error("Dexcom Share sent an invalid response to {endpoint}: {detail}")]
+    InvalidResponse {
+        /// The endpoint whose answer was invalid.
+        endpoint: Endpoint,
+        /// What was wrong, with IDs redacted.
+        detail: String,
+    },
+    /// A readings request with `minutes` or `maxCount` outside what Share serves; never sent.
+    #[error("invalid readings request: {detail}")]
+    InvalidRequest {
+        /// Which parameter was out of range.
+        detail: String,
+    },
+    /// The HTTP client could not be built (TLS backend initialisation).
+    #[error("could not build the HTTP client: {source}")]
+    ClientBuild {
+        /// The builder error.
+        #[source]
+        source: reqwest::Error,
+    },
+}
+
+fn retry_after_text(retry_after: Option<Duration>) -> String {
+    retry_after
+        .map(|d| format!(", retry after {}", humantime::format_duration(d)))
+        .unwrap_or_default()
+}
+
+fn code_text(code: Option<&str>) -> String {
+    code.map(|c| format!(" ({c})")).unwrap_or_default()
+}
+
+impl ShareError {
+    /// The metric label for this failure.
+    pub fn reason(&self) -> ErrorReason {
+        match self {
+            ShareError::AuthFailed { .. } | ShareError::NilUuid { .. } => ErrorReason::AuthFailed,
+            ShareError::LockedOut { .. } => ErrorReason::LockedOut,
+            ShareError::SessionExpired { .. } => ErrorReason::SessionExpired,
+            // A login rejected for its arguments is a configuration problem (e.g. a malformed
+            // account ID): retrying it fast would only count against the account.
+            ShareError::InvalidArgument { endpoint, .. } if endpoint.is_login() => {
+                ErrorReason::AuthFailed
+            }
+            ShareError::InvalidArgument { .. }
+            | ShareError::InvalidResponse { .. }
+            | ShareError::InvalidRequest { .. } => ErrorReason::InvalidResponse,
+            ShareError::RateLimited { .. } => ErrorReason::RateLimited,
+            ShareError::Server { .. } => ErrorReason::ServerError,
+            ShareError::Timeout { .. } => ErrorReason::Timeout,
+            ShareError::Connection { .. } | ShareError::ClientBuild { .. } => {
+                ErrorReason::Connection
+            }
+        }
+    }
+
+    /// How long the server asked us to wait, for rate limiting.
+    pub fn retry_after(&self) -> Option<Duration> {
+        match self {
+            ShareError::RateLimited { retry_after, .. } => *retry_after,
+            _ => None,
+        }
+    }
+
+    /// Classifies a Share fault envelope (`{"Code": …, "Message": …}`).
+    pub(crate) fn from_fault(endpoint: Endpoint, status: u16, code: &str, message: &str) -> Self {
+        let credential_code = matches!(
+            code,
+            "AccountPasswordInvalid"
+                | "SSO_AuthenticatePasswordInvalid"
+                | "SSO_AuthenticateAccountNotFound"
+        ) || (code == "SSO_InternalError" && message.contains("Cannot Authenticate"));
+        if credential_code {
+            return ShareError::AuthFailed {
+                endpoint,
+                code: code.to_owned(),
+            };
+        }
+        // The server spells it "…Exceeed"; a prefix match survives any later fix of the typo.
+        if code.starts_with("SSO_AuthenticateMaxAttempts") {
+            return ShareError::LockedOut {
+                code: code.to_owned(),
+            };
+        }
+        match code {
+            "SessionIdNotFound" | "SessionNotValid" => ShareError::SessionExpired {
+                code: code.to_owned(),
+            },
+            "InvalidArgument" => ShareError::InvalidArgument {
+                endpoint,
+                message: redact_excerpt(message),
+            },
+            _ => ShareError::Server {
+                endpoint,
+                status,
+                code: Some(code.to_owned()),
+                detail: redact_excerpt(message),
+            },
+        }
+    }
+}
+
+/// The longest server text we quote in an error.
+const EXCERPT_CHARS: usize = 160;
+
+/// Shortens server text for an error message: whitespace collapsed, at most
+/// [`EXCERPT_CHARS`] characters, and anything shaped like a UUID (session and account IDs)
+/// replaced by `<id>`, because Share echoes session IDs in its messages.
+pub(crate) fn redact_excerpt(text: &str) -> String {
+    let collapsed: String = text.split_whitespace().collect::<Vec<_>>().join(" ");
+    let mut out = String::with_capacity(collapsed.len().min(EXCERPT_CHARS + 8));
+    let chars: Vec<char> = collapsed.chars().collect();
+    let mut i = 0;
+    let mut kept = 0;
+    while i < chars.len() && kept < EXCERPT_CHARS {
+        if looks_like_uuid(&chars[i..]) {
+            out.push_str("<id>");
+            i += 36;
+            kept += 4;
+            continue;
+        }
+        out.push(chars[i]);
+        i += 1;
+        kept += 1;
+    }
+    if i < chars.len() {
+        out.push('…');
+    }
+    if out.is_empty() {
+        out.push_str("(empty body)");
+    }
+    out
+}
+
+fn looks_like_uuid(chars: &[char]) -> bool {
+    chars.len() >= 36
+        && chars[..36].iter().enumerate().all(|(i, c)| match i {
+            8 | 13 | 18 | 23 => *c == '-',
+            _ => c.is_ascii_hexdigit(),
+        })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn fault_codes_map_to_reasons() {
+        let cases = [
+            ("AccountPasswordInvalid", "Publisher account password failed", ErrorReason::AuthFailed),
+            ("SSO_InternalError", "… Msg=Cannot Authenticate by AccountName='x'", ErrorReason::AuthFailed),
+            ("SSO_InternalError", "Time out issue", ErrorReason::ServerError),
+            ("SSO_AuthenticatePasswordInvalid", "", ErrorReason::AuthFailed),
+            ("SSO_AuthenticateAccountNotFound", "", ErrorReason::AuthFailed),
+            ("SSO_AuthenticateMaxAttemptsExceeed", "", ErrorReason::LockedOut),
+            ("SSO_AuthenticateMaxAttemptsExceeded", "", ErrorReason::LockedOut),
+            ("SessionIdNotFound", "Failed to find session object.", ErrorReason::SessionExpired),
+            ("SessionNotValid", "Session not active or timed out.", ErrorReason::SessionExpired),
+            ("SomethingNew", "what", ErrorReason::ServerError),
+        ];
+        for (code, message, reason) in cases {
+            let err = ShareError::from_fault(Endpoint::ReadGlucose, 500, code, message);
+            assert_eq!(err.reason(), reason, "{code}");
+        }
+        let login = ShareError::from_fault(Endpoint::LoginById, 500, "InvalidArgument", "UUID");
+        assert_eq!(login.reason(), ErrorReason::AuthFailed);
+        let read = ShareError::from_fault(Endpoint::ReadGlucose, 500, "InvalidArgument", "x");
+        assert_eq!(read.reason(), ErrorReason::InvalidResponse);
+    }
+
+    #[test]
+    fn excerpts_redact_ids_and_stay_short() {
+        let message = "Failed to find session object. [SessionId = 33333333-3333-3333-3333-333333333333]";
+        let excerpt = redact_excerpt(message);
+        assert_eq!(excerpt, "Failed to find session object. [SessionId = <id>]");
+        let long = "x".repeat(1000);
+        assert!(redact_excerpt(&long).chars().count() <= EXCERPT_CHARS + 1);
+        assert_eq!(redact_excerpt("  "), "(empty body)");
+    }
+
+    #[test]
+    fn every_reason_has_a_distinct_label() {
+        let mut labels: Vec<_> = ErrorReason::ALL.iter().map(|r| r.as_str()).collect();
+        labels.sort_unstable();
+        labels.dedup();
+        assert_eq!(labels.len(), ErrorReason::ALL.len());
+    }
+}

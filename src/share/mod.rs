@@ -1,0 +1,26 @@
+//! The Dexcom Share client: regions, the two-step publisher login, the readings endpoint,
+//! the wire model and the typed errors.
+//!
+//! Dexcom Share is the unofficial API behind the Dexcom Follow app. A *publisher* (the person
+//! wearing the sensor) logs in with username/e-mail/phone or account ID and password; the server
+//! answers every application error with HTTP 500 and a JSON fault envelope. This module turns
+//! all of that into [`ShareClient::latest_readings`] returning [`Reading`]s or a [`ShareError`]
+//! with a stable [`ErrorReason`]. It knows nothing of Prometheus: the poller is the only place
+//! where the client and the metrics meet.
+
+mod client;
+mod error;
+mod model;
+mod region;
+
+pub use client::{ClientObserver, ClientSettings, Login, ShareClient, USER_AGENT};
+pub use error::{ErrorReason, ShareError};
+pub use model::{
+    Reading, Trend, WireReading, mg_per_dl_to_mmol_per_l, parse_share_date, parse_wire_readings,
+};
+pub use region::{Endpoint, InvalidRegion, NIL_UUID, Region};
+
+/// Largest `minutes` window the readings endpoint serves (24 hours).
+pub const MAX_MINUTES: u32 = 1440;
+/// Largest `maxCount` the readings endpoint serves (24 hours at the 5-minute cadence).
+pub const MAX_COUNT: u32 = 288;

@@ -1,0 +1,421 @@
+//! The readings wire model and its conversion into domain [`Reading`]s. Pure: no I/O.
+//!
+//! Share has served two formats. Since December 2021: `"WT":"Date(ms)"`, `"DT":"Date(ms-0500)"`
+//! and a string trend. Before: WCF dates `"\/Date(ms)\/"` (decoded as `/Date(ms)/`), an integer
+//! trend, and a DT whose epoch is shifted by the display offset. So the instant always comes
+//! from WT (falling back to ST), and DT only contributes its offset suffix.
+
+use std::fmt;
+
+use serde::{Deserialize, Serialize};
+
+/// One reading exactly as Share sends it (keys in the server's order).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct WireReading {
+    /// "Wall time": `Date(ms)`, the UTC instant of the reading.
+    #[serde(rename = "WT", default, skip_serializing_if = "Option::is_none")]
+    pub wt: Option<String>,
+    /// "System time": `Date(ms)`, equal to WT in every recording since 2021.
+    #[serde(rename = "ST", default, skip_serializing_if = "Option::is_none")]
+    pub st: Option<String>,
+    /// "Display time": `Date(ms±HHMM)`; the suffix is the publisher phone's UTC offset.
+    #[serde(rename = "DT", default, skip_serializing_if = "Option::is_none")]
+    pub dt: Option<String>,
+    /// Glucose in mg/dL; 39 means below 40 and 401 above 400.
+    #[serde(rename = "Value")]
+    pub value: serde_json::Value,
+    /// Trend as a string (`"Flat"`) or, in the old format, an integer 0–9.
+    #[serde(rename = "Trend", default)]
+    pub trend: serde_json::Value,
+}
+
+/// A glucose reading as the rest of the exporter sees it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Reading {
+    /// When the sensor took the reading, in milliseconds since the Unix epoch.
+    pub timestamp_ms: i64,
+    /// The publisher's display offset from UTC in minutes, when DT carried one.
+    pub utc_offset_minutes: Option<i32>,
+    /// Glucose in mg/dL as Share reports it, sentinels (39, 401) kept.
+    pub mg_per_dl: u16,
+    /// The Dexcom trend.
+    pub trend: Trend,
+}
+
+impl Reading {
+    /// The reading's glucose in mmol/L, rounded like Dexcom's own clients.
+    pub fn mmol_per_l(&self) -> f64 {
+        mg_per_dl_to_mmol_per_l(self.mg_per_dl)
+    }
+}
+
+/// Converts mg/dL to mmol/L with the factor 0.0555 and one decimal, rounding the exact
+/// binary value (so 100 → 5.5 and 300 → 16.6, as pydexcom does).
+pub fn mg_per_dl_to_mmol_per_l(mg_per_dl: u16) -> f64 {
+    let text = format!("{:.1}", f64::from(mg_per_dl) * 0.0555);
+    text.parse().unwrap_or(f64::NAN)
+}
+
+/// The Dexcom trend arrow, with Dexcom's numeric codes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+#[repr(u8)]
+pub enum Trend {
+    /// No trend (code 0).
+    #[default]
+    None = 0,
+    /// Rising quickly, more than 3 mg/dL per minute (1).
+    DoubleUp = 1,
+    /// Rising, 2–3 mg/dL per minute (2).
+    SingleUp = 2,
+    /// Rising slightly, 1–2 mg/dL per minute (3).
+    FortyFiveUp = 3,
+    /// Steady (4).
+    Flat = 4,
+    /// Falling slightly (5).
+    FortyFiveDown = 5,
+    /// Falling (6).
+    SingleDown = 6,
+    /// Falling quickly (7).
+    DoubleDown = 7,
+    /// The sensor could not compute a trend (8).
+    NotComputable = 8,
+    /// The rate is out of range (9).
+    RateOutOfRange = 9,
+}
+
+impl Trend {
+    /// Every trend, in code order.
+    pub const ALL: [Trend; 10] = [
+        Trend::None,
+        Trend::DoubleUp,
+        Trend::SingleUp,
+        Trend::FortyFiveUp,
+        Trend::Flat,
+        Trend::FortyFiveDown,
+        Trend::SingleDown,
+        Trend::DoubleDown,
+        Trend::NotComputable,
+        Trend::RateOutOfRange,
+    ];
+
+    /// Dexcom's numeric code, 0–9.
+    pub fn code(self) -> u8 {
+        self as u8
+    }
+
+    /// The trend for a numeric code, if it is 0–9.
+    pub fn from_code(code: i64) -> Option<Trend> {
+        usize::try_from(code)
+            .ok()
+            .and_then(|i| Trend::ALL.get(i).copied())
+    }
+
+    /// The name Share uses on the wire (`"FortyFiveUp"`).
+    pub fn wire_name(self) -> &'static str {
+        match self {
+            Trend::None => "None",
+            Trend::DoubleUp => "DoubleUp",
+            Trend::SingleUp => "SingleUp",
+            Trend::FortyFiveUp => "FortyFiveUp",
+            Trend::Flat => "Flat",
+            Trend::FortyFiveDown => "FortyFiveDown",
+            Trend::SingleDown => "SingleDown",
+            Trend::DoubleDown => "DoubleDown",
+            Trend::NotComputable => "NotComputable",
+            Trend::RateOutOfRange => "RateOutOfRange",
+        }
+    }
+
+    /// The arrow Dexcom's apps show.
+    pub fn arrow(self) -> &'static str {
+        match self {
+            Trend::None => "",
+            Trend::DoubleUp => "↑↑",
+            Trend::SingleUp => "↑",
+            Trend::FortyFiveUp => "↗",
+            Trend::Flat => "→",
+            Trend::FortyFiveDown => "↘",
+            Trend::SingleDown => "↓",
+            Trend::DoubleDown => "↓↓",
+            Trend::NotComputable => "?",
+            Trend::RateOutOfRange => "-",
+        }
+    }
+
+    /// Parses a wire name case-insensitively, ignoring spaces and underscores
+    /// (`"NOT COMPUTABLE"`, `"notcomputable"`); the empty string is `None`.
+    pub fn from_name(name: &str) -> Option<Trend> {
+        let squashed: String = name
+            .chars()
+            .filter(|c| !c.is_whitespace() && *c != '_')
+            .collect();
+        if squashed.is_empty() {
+            return Some(Trend::None);
+        }
+        Trend::ALL
+            .into_iter()
+            .find(|t| t.wire_name().eq_ignore_ascii_case(&squashed))
+    }
+}
+
+impl fmt::Display for Trend {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.wire_name())
+    }
+}
+
+/// A Share date: milliseconds since the epoch and an optional `±HHMM` offset in minutes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ShareDate {
+    /// Milliseconds since the Unix epoch.
+    pub millis: i64,
+    /// The offset suffix in minutes, if present.
+    pub offset_minutes: Option<i32>,
+}
+
+/// Parses `Date(ms)`, `Date(ms±HHMM)` and the old `/Date(ms)/` form.
+pub fn parse_share_date(text: &str) -> Option<ShareDate> {
+    let text = text.trim();
+    let text = text.strip_prefix('/').unwrap_or(text);
+    let text = text.strip_suffix('/').unwrap_or(text);
+    let inner = text.strip_prefix("Date(")?.strip_suffix(')')?;
+    // The sign of the epoch is at index 0; an offset sign can only come after a digit.
+    let split = inner
+        .char_indices()
+        .skip(1)
+        .find(|(_, c)| *c == '+' || *c == '-')
+        .map(|(i, _)| i);
+    let (millis_text, offset_text) = match split {
+        Some(i) => (&inner[..i], Some(&inner[i..])),
+        None => (inner, None),
+    };
+    let millis: i64 = millis_text.parse().ok()?;
+    let offset_minutes = match offset_text {
+        None => None,
+        Some(offset) => Some(parse_offset(offset)?),
+    };
+    Some(ShareDate {
+        millis,
+        offset_minutes,
+    })
+}
+
+fn parse_offset(offset: &str) -> Option<i32> {
+    let (sign, digits) = offset.split_at(1);
+    if digits.len() != 4 || !digits.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    let hours: i32 = digits[..2].parse().ok()?;
+    let minutes: i32 = digits[2..].parse().ok()?;
+    if hours > 14 || minutes > 59 {
+        return None;
+    }
+    let total = hours * 60 + minutes;
+    Some(if sign == "-" { -total } else { total })
+}
+
+/// Why a wire reading could not become a [`Reading`].
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ReadingError {
+    /// Neither WT nor ST held a parseable date.
+    #[error("reading {index} has no parseable WT/ST date")]
+    MissingInstant {
+        /// Position in the batch.
+        index: usize,
+    },
+    /// `Value` was not an integer in 0–1000.
+    #[error("reading {index} has an invalid Value {value}")]
+    InvalidValue {
+        /// Position in the batch.
+        index: usize,
+        /// The offending value, as JSON text.
+        value: String,
+    },
+}
+
+/// The highest mg/dL value accepted from the wire; far above the 401 sentinel, it only
+/// guards against nonsense.
+const MAX_PLAUSIBLE_MG_PER_DL: u64 = 1000;
+
+impl WireReading {
+    /// Converts to a domain reading. An unknown trend becomes [`Trend::None`] (with a warning)
+    /// rather than failing: one odd arrow must not hide the glucose value.
+    pub fn to_reading(&self, index: usize) -> Result<Reading, ReadingError> {
+        let instant = self
+            .wt
+            .as_deref()
+            .and_then(parse_share_date)
+            .or_else(|| self.st.as_deref().and_then(parse_share_date))
+            .ok_or(ReadingError::MissingInstant { index })?;
+        let utc_offset_minutes = self
+            .dt
+            .as_deref()
+            .and_then(parse_share_date)
+            .and_then(|d| d.offset_minutes);
+        let mg_per_dl = json_integer(&self.value)
+            .filter(|v| *v <= MAX_PLAUSIBLE_MG_PER_DL)
+            .and_then(|v| u16::try_from(v).ok())
+            .ok_or_else(|| ReadingError::InvalidValue {
+                index,
+                value: self.value.to_string(),
+            })?;
+        Ok(Reading {
+            timestamp_ms: instant.millis,
+            utc_offset_minutes,
+            mg_per_dl,
+            trend: parse_trend(&self.trend, index),
+        })
+    }
+}
+
+fn json_integer(value: &serde_json::Value) -> Option<u64> {
+    match value {
+        serde_json::Value::Number(n) => n.as_u64().or_else(|| {
+            n.as_f64()
+                .filter(|f| f.fract() == 0.0 && *f >= 0.0)
+                .map(|f| f as u64)
+        }),
+        _ => None,
+    }
+}
+
+fn parse_trend(value: &serde_json::Value, index: usize) -> Trend {
+    let parsed = match value {
+        serde_json::Value::String(name) => Trend::from_name(name),
+        serde_json::Value::Number(n) => n.as_i64().and_then(Trend::from_code),
+        serde_json::Value::Null => Some(Trend::None),
+        _ => None,
+    };
+    parsed.unwrap_or_else(|| {
+        tracing::warn!(index, trend = %value, "unknown trend in a Share reading, using 0 (None)");
+        Trend::None
+    })
+}
+
+/// Parses a readings response body. Rows come newest first; the result keeps that order.
+pub fn parse_wire_readings(body: &[u8]) -> Result<Vec<Reading>, String> {
+    let rows: Vec<WireReading> =
+        serde_json::from_slice(body).map_err(|e| format!("not a JSON list of readings: {e}"))?;
+    rows.iter()
+        .enumerate()
+        .map(|(i, row)| row.to_reading(i).map_err(|e| e.to_string()))
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    // The raw examples of share-protocol.md §8.5.
+    const US_WINTER: &str = r#"[{"WT":"Date(1731645818222)","ST":"Date(1731645818222)","DT":"Date(1731645818222-0500)","Value":155,"Trend":"Flat"},{"WT":"Date(1731645518663)","ST":"Date(1731645518663)","DT":"Date(1731645518663-0500)","Value":155,"Trend":"FortyFiveDown"}]"#;
+    const EUROPE_2021: &str = r#"[{"WT":"Date(1638296642000)","ST":"Date(1638296642000)","DT":"Date(1638296642000+0100)","Value":164,"Trend":"Flat"}]"#;
+    const OLD_FORMAT: &str = r#"[{"DT":"\/Date(1638342842000+0000)\/","ST":"\/Date(1638360842000)\/","Trend":3,"Value":158,"WT":"\/Date(1638360842000)\/"}]"#;
+
+    #[test]
+    fn current_format_us_winter() {
+        let readings = parse_wire_readings(US_WINTER.as_bytes()).unwrap();
+        assert_eq!(readings.len(), 2);
+        assert_eq!(readings[0].timestamp_ms, 1_731_645_818_222);
+        assert_eq!(readings[0].utc_offset_minutes, Some(-300));
+        assert_eq!(readings[0].mg_per_dl, 155);
+        assert_eq!(readings[0].trend, Trend::Flat);
+        assert_eq!(readings[1].trend, Trend::FortyFiveDown);
+        assert!(readings[0].timestamp_ms > readings[1].timestamp_ms, "newest first");
+    }
+
+    #[test]
+    fn current_format_europe() {
+        let readings = parse_wire_readings(EUROPE_2021.as_bytes()).unwrap();
+        assert_eq!(readings[0].timestamp_ms, 1_638_296_642_000);
+        assert_eq!(readings[0].utc_offset_minutes, Some(60));
+        assert_eq!(readings[0].mg_per_dl, 164);
+    }
+
+    #[test]
+    fn old_format_takes_instant_from_wt_not_shifted_dt() {
+        let readings = parse_wire_readings(OLD_FORMAT.as_bytes()).unwrap();
+        assert_eq!(readings[0].timestamp_ms, 1_638_360_842_000);
+        assert_eq!(readings[0].utc_offset_minutes, Some(0));
+        assert_eq!(readings[0].trend, Trend::FortyFiveUp);
+        assert_eq!(readings[0].mg_per_dl, 158);
+    }
+
+    #[test]
+    fn falls_back_to_st_when_wt_is_missing() {
+        let body = r#"[{"ST":"Date(1680591428000)","DT":"Date(1680591428000-0700)","Value":160,"Trend":"FortyFiveUp"}]"#;
+        let readings = parse_wire_readings(body.as_bytes()).unwrap();
+        assert_eq!(readings[0].timestamp_ms, 1_680_591_428_000);
+        assert_eq!(readings[0].utc_offset_minutes, Some(-420));
+    }
+
+    #[test]
+    fn dates_with_odd_offsets_and_none() {
+        assert_eq!(
+            parse_share_date("Date(1700000000000+0530)"),
+            Some(ShareDate { millis: 1_700_000_000_000, offset_minutes: Some(330) })
+        );
+        assert_eq!(
+            parse_share_date("/Date(1700000000000-0700)/").map(|d| d.offset_minutes),
+            Some(Some(-420))
+        );
+        assert_eq!(
+            parse_share_date("Date(1700000000000)"),
+            Some(ShareDate { millis: 1_700_000_000_000, offset_minutes: None })
+        );
+        for bad in ["Date()", "Date(12a)", "Date(1+05)", "1700000000000", "Date(1+2500)", ""] {
+            assert_eq!(parse_share_date(bad), None, "{bad}");
+        }
+    }
+
+    #[test]
+    fn trends_as_strings_any_case_or_integers() {
+        assert_eq!(Trend::from_name("NotComputable"), Some(Trend::NotComputable));
+        assert_eq!(Trend::from_name("notcomputable"), Some(Trend::NotComputable));
+        assert_eq!(Trend::from_name("RATE OUT OF RANGE"), Some(Trend::RateOutOfRange));
+        assert_eq!(Trend::from_name("None"), Some(Trend::None));
+        assert_eq!(Trend::from_name(""), Some(Trend::None));
+        assert_eq!(Trend::from_name("Sideways"), None);
+        for t in Trend::ALL {
+            assert_eq!(Trend::from_code(i64::from(t.code())), Some(t));
+            assert_eq!(Trend::from_name(t.wire_name()), Some(t));
+        }
+        assert_eq!(Trend::from_code(10), None);
+        assert_eq!(Trend::from_code(-1), None);
+    }
+
+    #[test]
+    fn unknown_trend_becomes_none_without_failing_the_batch() {
+        let body = r#"[{"WT":"Date(1)","Value":100,"Trend":"Sideways"},{"WT":"Date(0)","Value":101,"Trend":12}]"#;
+        let readings = parse_wire_readings(body.as_bytes()).unwrap();
+        assert_eq!(readings[0].trend, Trend::None);
+        assert_eq!(readings[1].trend, Trend::None);
+        assert_eq!(readings[1].mg_per_dl, 101);
+    }
+
+    #[test]
+    fn sentinels_are_kept() {
+        let body = r#"[{"WT":"Date(2)","Value":39,"Trend":"DoubleDown"},{"WT":"Date(1)","Value":401,"Trend":"DoubleUp"}]"#;
+        let readings = parse_wire_readings(body.as_bytes()).unwrap();
+        assert_eq!(readings[0].mg_per_dl, 39);
+        assert_eq!(readings[1].mg_per_dl, 401);
+    }
+
+    #[test]
+    fn malformed_rows_fail_with_a_reason() {
+        assert!(parse_wire_readings(b"<html>").is_err());
+        assert!(parse_wire_readings(br#"{"Code":"x"}"#).is_err());
+        let no_date = parse_wire_readings(br#"[{"Value":100,"Trend":"Flat"}]"#).unwrap_err();
+        assert!(no_date.contains("WT/ST"), "{no_date}");
+        let bad_value = parse_wire_readings(br#"[{"WT":"Date(1)","Value":-5}]"#).unwrap_err();
+        assert!(bad_value.contains("Value"), "{bad_value}");
+        assert_eq!(parse_wire_readings(b"[]").unwrap(), vec![]);
+    }
+
+    #[test]
+    fn mmol_matches_reference_rounding() {
+        let cases = [(39, 2.2), (85, 4.7), (100, 5.5), (180, 10.0), (250, 13.9), (300, 16.6), (401, 22.3)];
+        for (mg, mmol) in cases {
+            assert_eq!(mg_per_dl_to_mmol_per_l(mg), mmol, "{mg}");
+        }
+    }
+}
