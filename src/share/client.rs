@@ -240,13 +240,11 @@ impl ShareClient {
         query: &[(&str, String)],
         body: Option<serde_json::Value>,
     ) -> Result<bytes::Bytes, ShareError> {
-        let url = self
-            .settings
-            .base_url
-            .join(endpoint.path())
-            .map_err(|e| ShareError::InvalidRequest {
+        let url = self.settings.base_url.join(endpoint.path()).map_err(|e| {
+            ShareError::InvalidRequest {
                 detail: format!("cannot build the URL for {endpoint}: {e}"),
-            })?;
+            }
+        })?;
         let started = Instant::now();
         let result = self.exchange(endpoint, url, query, body).await;
         self.observer.request_finished(endpoint, started.elapsed());
@@ -362,11 +360,23 @@ mod tests {
 
     #[test]
     fn uuid_bodies() {
-        let ok = parse_uuid_body(Endpoint::LoginById, br#""55555555-5555-5555-5555-555555555555""#);
-        assert_eq!(ok.unwrap().to_string(), "55555555-5555-5555-5555-555555555555");
-        let nil = parse_uuid_body(Endpoint::LoginById, br#""00000000-0000-0000-0000-000000000000""#);
+        let ok = parse_uuid_body(
+            Endpoint::LoginById,
+            br#""55555555-5555-5555-5555-555555555555""#,
+        );
+        assert_eq!(
+            ok.unwrap().to_string(),
+            "55555555-5555-5555-5555-555555555555"
+        );
+        let nil = parse_uuid_body(
+            Endpoint::LoginById,
+            br#""00000000-0000-0000-0000-000000000000""#,
+        );
         assert!(matches!(nil, Err(ShareError::NilUuid { .. })));
-        let bare = parse_uuid_body(Endpoint::Authenticate, b"55555555-5555-5555-5555-555555555555");
+        let bare = parse_uuid_body(
+            Endpoint::Authenticate,
+            b"55555555-5555-5555-5555-555555555555",
+        );
         assert!(matches!(bare, Err(ShareError::InvalidResponse { .. })));
         let junk = parse_uuid_body(Endpoint::Authenticate, br#""hello""#);
         assert!(matches!(junk, Err(ShareError::InvalidResponse { .. })));

@@ -229,7 +229,8 @@ impl ShareError {
             "AccountPasswordInvalid"
                 | "SSO_AuthenticatePasswordInvalid"
                 | "SSO_AuthenticateAccountNotFound"
-        ) || (code == "SSO_InternalError" && message.contains("Cannot Authenticate"));
+        ) || (code == "SSO_InternalError"
+            && message.contains("Cannot Authenticate"));
         if credential_code {
             return ShareError::AuthFailed {
                 endpoint,
@@ -307,15 +308,51 @@ mod tests {
     #[test]
     fn fault_codes_map_to_reasons() {
         let cases = [
-            ("AccountPasswordInvalid", "Publisher account password failed", ErrorReason::AuthFailed),
-            ("SSO_InternalError", "… Msg=Cannot Authenticate by AccountName='x'", ErrorReason::AuthFailed),
-            ("SSO_InternalError", "Time out issue", ErrorReason::ServerError),
-            ("SSO_AuthenticatePasswordInvalid", "", ErrorReason::AuthFailed),
-            ("SSO_AuthenticateAccountNotFound", "", ErrorReason::AuthFailed),
-            ("SSO_AuthenticateMaxAttemptsExceeed", "", ErrorReason::LockedOut),
-            ("SSO_AuthenticateMaxAttemptsExceeded", "", ErrorReason::LockedOut),
-            ("SessionIdNotFound", "Failed to find session object.", ErrorReason::SessionExpired),
-            ("SessionNotValid", "Session not active or timed out.", ErrorReason::SessionExpired),
+            (
+                "AccountPasswordInvalid",
+                "Publisher account password failed",
+                ErrorReason::AuthFailed,
+            ),
+            (
+                "SSO_InternalError",
+                "… Msg=Cannot Authenticate by AccountName='x'",
+                ErrorReason::AuthFailed,
+            ),
+            (
+                "SSO_InternalError",
+                "Time out issue",
+                ErrorReason::ServerError,
+            ),
+            (
+                "SSO_AuthenticatePasswordInvalid",
+                "",
+                ErrorReason::AuthFailed,
+            ),
+            (
+                "SSO_AuthenticateAccountNotFound",
+                "",
+                ErrorReason::AuthFailed,
+            ),
+            (
+                "SSO_AuthenticateMaxAttemptsExceeed",
+                "",
+                ErrorReason::LockedOut,
+            ),
+            (
+                "SSO_AuthenticateMaxAttemptsExceeded",
+                "",
+                ErrorReason::LockedOut,
+            ),
+            (
+                "SessionIdNotFound",
+                "Failed to find session object.",
+                ErrorReason::SessionExpired,
+            ),
+            (
+                "SessionNotValid",
+                "Session not active or timed out.",
+                ErrorReason::SessionExpired,
+            ),
             ("SomethingNew", "what", ErrorReason::ServerError),
         ];
         for (code, message, reason) in cases {
@@ -330,7 +367,8 @@ mod tests {
 
     #[test]
     fn excerpts_redact_ids_and_stay_short() {
-        let message = "Failed to find session object. [SessionId = 33333333-3333-3333-3333-333333333333]";
+        let message =
+            "Failed to find session object. [SessionId = 33333333-3333-3333-3333-333333333333]";
         let excerpt = redact_excerpt(message);
         assert_eq!(excerpt, "Failed to find session object. [SessionId = <id>]");
         let long = "x".repeat(1000);

@@ -320,7 +320,10 @@ mod tests {
         assert_eq!(readings[0].mg_per_dl, 155);
         assert_eq!(readings[0].trend, Trend::Flat);
         assert_eq!(readings[1].trend, Trend::FortyFiveDown);
-        assert!(readings[0].timestamp_ms > readings[1].timestamp_ms, "newest first");
+        assert!(
+            readings[0].timestamp_ms > readings[1].timestamp_ms,
+            "newest first"
+        );
     }
 
     #[test]
@@ -352,7 +355,10 @@ mod tests {
     fn dates_with_odd_offsets_and_none() {
         assert_eq!(
             parse_share_date("Date(1700000000000+0530)"),
-            Some(ShareDate { millis: 1_700_000_000_000, offset_minutes: Some(330) })
+            Some(ShareDate {
+                millis: 1_700_000_000_000,
+                offset_minutes: Some(330)
+            })
         );
         assert_eq!(
             parse_share_date("/Date(1700000000000-0700)/").map(|d| d.offset_minutes),
@@ -360,18 +366,37 @@ mod tests {
         );
         assert_eq!(
             parse_share_date("Date(1700000000000)"),
-            Some(ShareDate { millis: 1_700_000_000_000, offset_minutes: None })
+            Some(ShareDate {
+                millis: 1_700_000_000_000,
+                offset_minutes: None
+            })
         );
-        for bad in ["Date()", "Date(12a)", "Date(1+05)", "1700000000000", "Date(1+2500)", ""] {
+        for bad in [
+            "Date()",
+            "Date(12a)",
+            "Date(1+05)",
+            "1700000000000",
+            "Date(1+2500)",
+            "",
+        ] {
             assert_eq!(parse_share_date(bad), None, "{bad}");
         }
     }
 
     #[test]
     fn trends_as_strings_any_case_or_integers() {
-        assert_eq!(Trend::from_name("NotComputable"), Some(Trend::NotComputable));
-        assert_eq!(Trend::from_name("notcomputable"), Some(Trend::NotComputable));
-        assert_eq!(Trend::from_name("RATE OUT OF RANGE"), Some(Trend::RateOutOfRange));
+        assert_eq!(
+            Trend::from_name("NotComputable"),
+            Some(Trend::NotComputable)
+        );
+        assert_eq!(
+            Trend::from_name("notcomputable"),
+            Some(Trend::NotComputable)
+        );
+        assert_eq!(
+            Trend::from_name("RATE OUT OF RANGE"),
+            Some(Trend::RateOutOfRange)
+        );
         assert_eq!(Trend::from_name("None"), Some(Trend::None));
         assert_eq!(Trend::from_name(""), Some(Trend::None));
         assert_eq!(Trend::from_name("Sideways"), None);
@@ -413,7 +438,15 @@ mod tests {
 
     #[test]
     fn mmol_matches_reference_rounding() {
-        let cases = [(39, 2.2), (85, 4.7), (100, 5.5), (180, 10.0), (250, 13.9), (300, 16.6), (401, 22.3)];
+        let cases = [
+            (39, 2.2),
+            (85, 4.7),
+            (100, 5.5),
+            (180, 10.0),
+            (250, 13.9),
+            (300, 16.6),
+            (401, 22.3),
+        ];
         for (mg, mmol) in cases {
             assert_eq!(mg_per_dl_to_mmol_per_l(mg), mmol, "{mg}");
         }

@@ -74,7 +74,9 @@ impl fmt::Display for Region {
 
 /// A region name that is not `us`, `ous` or `jp`.
 #[derive(Debug, Clone, thiserror::Error)]
-#[error("unknown Dexcom region {given:?}: use \"us\" (United States), \"ous\" (outside the US, Canada included) or \"jp\" (Japan)")]
+#[error(
+    "unknown Dexcom region {given:?}: use \"us\" (United States), \"ous\" (outside the US, Canada included) or \"jp\" (Japan)"
+)]
 pub struct InvalidRegion {
     /// What the user wrote.
     pub given: String,
@@ -158,6 +160,10 @@ mod tests {
     fn jp_uses_its_own_application_id() {
         assert_ne!(Region::Jp.application_id(), Region::Us.application_id());
         assert_eq!(Region::Us.application_id(), Region::Ous.application_id());
-        assert!(Region::Jp.base_url().ends_with("/ShareWebServices/Services/"));
+        assert!(
+            Region::Jp
+                .base_url()
+                .ends_with("/ShareWebServices/Services/")
+        );
     }
 }

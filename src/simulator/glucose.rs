@@ -97,7 +97,8 @@ impl GlucoseModel {
             GlucoseProfile::RunsHigh => 150.0,
             _ => 112.0,
         };
-        level += 12.0 * (std::f64::consts::TAU * minute_of_day / 1440.0 + unit(s, day, 1) * 6.0).sin();
+        level +=
+            12.0 * (std::f64::consts::TAU * minute_of_day / 1440.0 + unit(s, day, 1) * 6.0).sin();
         level += 25.0 * bump(minute_of_day, 390.0, 70.0);
 
         // Meals of today and yesterday (dinner's tail crosses midnight).
@@ -130,7 +131,9 @@ impl GlucoseModel {
 
         let night_low_depth = match self.profile {
             GlucoseProfile::OvernightLow => Some(78.0 + unit(s, day, 40) * 12.0),
-            GlucoseProfile::Typical if unit(s, day, 41) < 0.18 => Some(35.0 + unit(s, day, 42) * 30.0),
+            GlucoseProfile::Typical if unit(s, day, 41) < 0.18 => {
+                Some(35.0 + unit(s, day, 42) * 30.0)
+            }
             _ => None,
         };
         if let Some(depth) = night_low_depth {
@@ -190,7 +193,9 @@ mod tests {
 
     fn week(profile: GlucoseProfile) -> Vec<GeneratedReading> {
         let model = GlucoseModel::new(42, profile, -300);
-        (0..7 * READINGS_PER_DAY).map(|k| model.reading(k)).collect()
+        (0..7 * READINGS_PER_DAY)
+            .map(|k| model.reading(k))
+            .collect()
     }
 
     #[test]
@@ -205,7 +210,10 @@ mod tests {
     #[test]
     fn a_typical_week_is_mostly_in_range_with_excursions() {
         let readings = week(GlucoseProfile::Typical);
-        let in_range = readings.iter().filter(|r| (70..=180).contains(&r.mg_per_dl)).count();
+        let in_range = readings
+            .iter()
+            .filter(|r| (70..=180).contains(&r.mg_per_dl))
+            .count();
         let fraction = in_range as f64 / readings.len() as f64;
         assert!((0.5..0.95).contains(&fraction), "time in range {fraction}");
         assert!(readings.iter().any(|r| r.mg_per_dl > 180), "some highs");
@@ -222,14 +230,20 @@ mod tests {
             .unwrap();
         assert!(worst <= 25, "largest 5-minute step {worst} mg/dL");
         let trends: std::collections::HashSet<_> = readings.iter().map(|r| r.trend).collect();
-        assert!(trends.contains(&Trend::Flat) && trends.len() >= 5, "{trends:?}");
+        assert!(
+            trends.contains(&Trend::Flat) && trends.len() >= 5,
+            "{trends:?}"
+        );
     }
 
     #[test]
     fn overnight_low_profile_goes_urgently_low_every_night() {
         let readings = week(GlucoseProfile::OvernightLow);
         for day in readings.chunks(READINGS_PER_DAY as usize) {
-            assert!(day.iter().any(|r| r.mg_per_dl < 55), "a night without an urgent low");
+            assert!(
+                day.iter().any(|r| r.mg_per_dl < 55),
+                "a night without an urgent low"
+            );
         }
     }
 

@@ -49,7 +49,10 @@ pub(super) async fn handle(
         return response;
     }
     let query = query_params(request.uri().query().unwrap_or(""));
-    let body = match Limited::new(request.into_body(), MAX_BODY_BYTES).collect().await {
+    let body = match Limited::new(request.into_body(), MAX_BODY_BYTES)
+        .collect()
+        .await
+    {
         Ok(collected) => collected.to_bytes(),
         Err(_) => return respond(413, "text/plain; charset=utf-8", "Payload Too Large\n"),
     };
@@ -224,10 +227,13 @@ impl Simulator {
             Fault::EmptyBody200 => respond(200, "application/json", ""),
             Fault::RateLimited { retry_after } => {
                 let mut response = respond(429, "text/plain; charset=utf-8", "Too Many Requests\n");
-                if let Some(after) = retry_after {
-                    if let Ok(value) = hyper::header::HeaderValue::from_str(&after.as_secs().max(1).to_string()) {
-                        response.headers_mut().insert(hyper::header::RETRY_AFTER, value);
-                    }
+                let header = retry_after.and_then(|after| {
+                    hyper::header::HeaderValue::from_str(&after.as_secs().max(1).to_string()).ok()
+                });
+                if let Some(value) = header {
+                    response
+                        .headers_mut()
+                        .insert(hyper::header::RETRY_AFTER, value);
                 }
                 response
             }
@@ -337,24 +343,34 @@ impl Simulator {
         }
     }
 
-    fn credential_fields<'p>(&self, params: &'p Params, id_field: &str) -> Result<(Option<&'p str>, &'p str), HttpResponse> {
+    fn credential_fields<'p>(
+        &self,
+        params: &'p Params,
+        id_field: &str,
+    ) -> Result<(Option<&'p str>, &'p str), Box<HttpResponse>> {
         if !params.body_is_json || params.body.is_none() {
-            return Err(self.invalid_argument(
+            return Err(Box::new(self.invalid_argument(
                 "JSON parse error: the request body must be a JSON object",
-            ));
+            )));
         }
         let id = params
             .body_string(id_field)
-            .map_err(|found| self.invalid_argument(&format!(
+            .map_err(|found| Box::new(self.invalid_argument(&format!(
                 "JSON parse error: Cannot deserialize value of type `java.util.UUID` from String {found}: UUID has to be represented by standard 36-char representation"
-            )))?;
+            ))))?;
         let password = match params.body_string("password") {
             Ok(Some(p)) if !p.is_empty() => p,
-            _ => return Err(self.invalid_argument("password")),
+            _ => return Err(Box::new(self.invalid_argument("password"))),
         };
         match params.body_string("applicationId") {
-            Ok(Some(app)) if self.scenario.region.accepted_application_ids().iter().any(|a| a.eq_ignore_ascii_case(app)) => {}
-            _ => return Err(self.invalid_argument("applicationId")),
+            Ok(Some(app))
+                if self
+                    .scenario
+                    .region
+                    .accepted_application_ids()
+                    .iter()
+                    .any(|a| a.eq_ignore_ascii_case(app)) => {}
+            _ => return Err(Box::new(self.invalid_argument("applicationId"))),
         }
         Ok((id, password))
     }
@@ -362,7 +378,7 @@ impl Simulator {
     fn authenticate(&self, params: &Params) -> HttpResponse {
         let (name, password) = match self.credential_fields(params, "accountName") {
             Ok(fields) => fields,
-            Err(response) => return response,
+            Err(response) => return *response,
         };
         let Some(name) = name.filter(|n| !n.is_empty()) else {
             return self.invalid_argument("accountName");
@@ -375,7 +391,13 @@ impl Simulator {
     }
 
     /// `None` when the password is right and the account is not locked.
-    fn check_password(&self, account: usize, password: &str, by: &str, who: &str) -> Option<HttpResponse> {
+    fn check_password(
+        &self,
+        account: usize,
+        password: &str,
+        by: &str,
+        who: &str,
+    ) -> Option<HttpResponse> {
         if self.locked(account) {
             return Some(self.share_fault(
                 &self.scenario.max_attempts_code,
@@ -390,7 +412,7 @@ impl Simulator {
     fn login_by_id(&self, params: &Params) -> HttpResponse {
         let (id_text, password) = match self.credential_fields(params, "accountId") {
             Ok(fields) => fields,
-            Err(response) => return response,
+            Err(response) => return *response,
         };
         let id_text = id_text.unwrap_or("");
         if id_text.is_empty() {
@@ -414,9 +436,13 @@ impl Simulator {
         }
         let session = Uuid::new_v4();
         let expires_ms = self.clock.now_ms() + super::duration_ms(self.scenario.session_ttl);
-        self.lock()
-            .sessions
-            .insert(session, SessionRecord { account, expires_ms });
+        self.lock().sessions.insert(
+            session,
+            SessionRecord {
+                account,
+                expires_ms,
+            },
+        );
         json(200, format!("\"{session}\""))
     }
 
@@ -433,7 +459,11 @@ impl Simulator {
             // Share answers the nil session with a non-JSON empty body.
             return respond(500, "text/plain", "");
         }
-        let parse = |name: &str| params.any_text(name).and_then(|v| v.trim().parse::<i64>().ok());
+        let parse = |name: &str| {
+            params
+                .any_text(name)
+                .and_then(|v| v.trim().parse::<i64>().ok())
+        };
         let (Some(minutes), Some(max_count)) = (parse("minutes"), parse("maxCount")) else {
             return self.invalid_argument("minutes, maxCount");
         };
@@ -457,6 +487,9 @@ impl Simulator {
         let window_ms = minutes.saturating_mul(60_000);
         let count = usize::try_from(max_count).unwrap_or(usize::MAX);
         let readings = self.window(record.account, now, window_ms, count);
-        json(200, wire::readings_body(&readings, self.scenario.legacy_format))
+        json(
+            200,
+            wire::readings_body(&readings, self.scenario.legacy_format),
+        )
     }
 }

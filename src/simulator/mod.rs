@@ -199,7 +199,9 @@ impl Simulator {
             .accounts
             .iter()
             .map(|spec| {
-                let seed = glucose::mix(scenario.seed ^ scenario::fnv(spec.username.to_lowercase().as_bytes()));
+                let seed = glucose::mix(
+                    scenario.seed ^ scenario::fnv(spec.username.to_lowercase().as_bytes()),
+                );
                 let offset_minutes = spec.utc_offset_minutes().unwrap_or(0);
                 AccountRuntime {
                     id: spec.effective_account_id(),
@@ -260,9 +262,8 @@ impl Simulator {
             ..Default::default()
         };
         let shutdown_for_handlers = shutdown.clone();
-        let handler = move |request| {
-            http::handle(self.clone(), request, shutdown_for_handlers.clone())
-        };
+        let handler =
+            move |request| http::handle(self.clone(), request, shutdown_for_handlers.clone());
         crate::serve::serve(listener, handler, shutdown, limits).await;
     }
 
@@ -355,9 +356,9 @@ impl Simulator {
     }
 
     fn account_index(&self, username: &str) -> Option<usize> {
-        self.accounts.iter().position(|a| {
-            a.spec.names().any(|n| n.eq_ignore_ascii_case(username))
-        })
+        self.accounts
+            .iter()
+            .position(|a| a.spec.names().any(|n| n.eq_ignore_ascii_case(username)))
     }
 
     fn lock(&self) -> MutexGuard<'_, State> {
@@ -403,7 +404,13 @@ impl Simulator {
     }
 
     /// Visible readings in `[now - window_ms, now]`, newest first.
-    fn window(&self, account: usize, now: i64, window_ms: i64, max_count: usize) -> Vec<ServedReading> {
+    fn window(
+        &self,
+        account: usize,
+        now: i64,
+        window_ms: i64,
+        max_count: usize,
+    ) -> Vec<ServedReading> {
         let gaps = self.lock().gaps[account].clone();
         let since = now - window_ms.min(duration_ms(self.scenario.retention));
         let mut k = self.index_at(account, now);

@@ -112,7 +112,10 @@ impl Scenario {
             ));
         }
         if self.accounts.is_empty() {
-            return Err("no accounts: give --username and --password, or accounts in the scenario file".into());
+            return Err(
+                "no accounts: give --username and --password, or accounts in the scenario file"
+                    .into(),
+            );
         }
         let mut names = std::collections::HashSet::new();
         for account in &self.accounts {
@@ -128,7 +131,9 @@ impl Scenario {
         }
         for (name, rate) in self.faults.rates() {
             if !(0.0..=1.0).contains(&rate) {
-                return Err(format!("fault rate {name} must be between 0 and 1, got {rate}"));
+                return Err(format!(
+                    "fault rate {name} must be between 0 and 1, got {rate}"
+                ));
             }
         }
         Ok(())
@@ -262,10 +267,8 @@ impl AccountSpec {
         self.account_id.unwrap_or_else(|| {
             let h = super::glucose::mix(fnv(self.username.to_lowercase().as_bytes()));
             let l = super::glucose::mix(h ^ 0x5EED);
-            uuid::Builder::from_random_bytes(
-                ((u128::from(h) << 64) | u128::from(l)).to_be_bytes(),
-            )
-            .into_uuid()
+            uuid::Builder::from_random_bytes(((u128::from(h) << 64) | u128::from(l)).to_be_bytes())
+                .into_uuid()
         })
     }
 
@@ -277,7 +280,12 @@ impl AccountSpec {
         let text = format!("Date(0{})", self.utc_offset);
         crate::share::parse_share_date(&text)
             .and_then(|d| d.offset_minutes)
-            .ok_or_else(|| format!("utc_offset {:?} is not of the form +HHMM or -HHMM", self.utc_offset))
+            .ok_or_else(|| {
+                format!(
+                    "utc_offset {:?} is not of the form +HHMM or -HHMM",
+                    self.utc_offset
+                )
+            })
     }
 }
 
@@ -356,7 +364,10 @@ accounts:
         assert_eq!(scenario.accounts[0].utc_offset_minutes(), Ok(330));
         assert_eq!(scenario.accounts[0].profile, GlucoseProfile::OvernightLow);
         let (min, max) = scenario.upload_delay_range();
-        assert_eq!((min, max), (Duration::from_millis(400), Duration::from_secs(2)));
+        assert_eq!(
+            (min, max),
+            (Duration::from_millis(400), Duration::from_secs(2))
+        );
         scenario.validate().unwrap();
     }
 
@@ -366,7 +377,12 @@ accounts:
         assert!(scenario.validate().unwrap_err().contains("no accounts"));
         scenario.accounts.push(AccountSpec::new("a", "p"));
         scenario.upload_delay_max = Some(Duration::from_secs(400));
-        assert!(scenario.validate().unwrap_err().contains("upload_delay_max"));
+        assert!(
+            scenario
+                .validate()
+                .unwrap_err()
+                .contains("upload_delay_max")
+        );
         let bad: Result<Scenario, _> = serde_saphyr::from_str("reading_interval: soon");
         assert!(bad.is_err());
         let unknown: Result<Scenario, _> = serde_saphyr::from_str("colour: blue");
@@ -377,7 +393,10 @@ accounts:
     fn account_ids_are_stable_and_distinct() {
         let a = AccountSpec::new("alice", "p");
         let b = AccountSpec::new("bob", "p");
-        assert_eq!(a.effective_account_id(), AccountSpec::new("ALICE", "q").effective_account_id());
+        assert_eq!(
+            a.effective_account_id(),
+            AccountSpec::new("ALICE", "q").effective_account_id()
+        );
         assert_ne!(a.effective_account_id(), b.effective_account_id());
         assert!(!a.effective_account_id().is_nil());
     }

@@ -157,23 +157,39 @@ mod tests {
             assert_eq!(parsed[0].mg_per_dl, 158);
         }
         let legacy = readings_body(&[sample()], true);
-        assert!(legacy.contains(r#""DT":"\/Date(1638342842000+0000)\/""#), "{legacy}");
+        assert!(
+            legacy.contains(r#""DT":"\/Date(1638342842000+0000)\/""#),
+            "{legacy}"
+        );
         assert!(legacy.contains(r#""Trend":3"#));
         let current = readings_body(&[sample()], false);
-        assert!(current.starts_with(r#"[{"WT":"Date(1638360842000)","ST""#), "{current}");
+        assert!(
+            current.starts_with(r#"[{"WT":"Date(1638360842000)","ST""#),
+            "{current}"
+        );
         assert!(current.contains("Date(1638360842000-0500)"));
     }
 
     #[test]
     fn fault_envelopes_have_four_string_fields() {
         for style in [SubCodeStyle::Xml, SubCodeStyle::Json] {
-            let body = fault_body(style, "SessionIdNotFound", "Failed to find session object.", SystemTime::now());
+            let body = fault_body(
+                style,
+                "SessionIdNotFound",
+                "Failed to find session object.",
+                SystemTime::now(),
+            );
             let value: serde_json::Value = serde_json::from_str(&body).unwrap();
             let object = value.as_object().unwrap();
             assert_eq!(object.len(), 4);
             assert!(object.values().all(|v| v.is_string()));
             assert_eq!(object["TypeName"], "FaultException");
-            assert!(object["SubCode"].as_str().unwrap().contains("ObjectNotFound"));
+            assert!(
+                object["SubCode"]
+                    .as_str()
+                    .unwrap()
+                    .contains("ObjectNotFound")
+            );
         }
     }
 }
