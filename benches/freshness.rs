@@ -1,1 +1,2 @@
+//! Freshness benchmark (filled in below).
 fn main() {}

@@ -1,18 +1,18 @@
 //! `dexcom_exporter`: Dexcom Share CGM readings as Prometheus metrics.
 //!
-//! Data flows one way: configuration → [`share`] client → poller → metrics → HTTP server.
+//! Data flows one way: [`config`] → [`share`] client → [`poll`] → [`metrics`] → [`server`].
 //! [`simulator`] is a faithful Share server used by the tests, the benchmark, `--demo` and the
-//! `share_simulator` binary.
-//!
-//! | module | owns |
-//! |---|---|
-//! | [`share`] | talking to Dexcom Share: regions, login, readings, wire model, errors |
-//! | [`simulator`] | the simulated Share service |
-//! | [`serve`] | the HTTP/1 accept loop with timeouts and graceful drain |
-//! | [`clock`] | the injectable wall clock |
+//! `share_simulator` binary; [`exporter`] assembles everything for `main`.
 
 pub mod clock;
+pub mod config;
+pub mod exporter;
+pub mod metrics;
+pub mod poll;
+mod process_metrics;
 pub mod serve;
+pub mod server;
 pub mod share;
 pub mod shutdown;
 pub mod simulator;
+pub mod telemetry;

@@ -45,6 +45,10 @@ pub struct SimulatorArgs {
     /// That account's phone UTC offset, shown in DT [default: -0500].
     #[arg(long, value_name = "±HHMM", allow_hyphen_values = true)]
     pub utc_offset: Option<String>,
+    /// That account's simulated local time of day at start (HH:MM), e.g. 01:30 for an
+    /// overnight low soon after start [default: the real local time].
+    #[arg(long, value_name = "HH:MM")]
+    pub day_starts_at: Option<String>,
     /// That account has no follower, so Share serves an empty list.
     #[arg(long)]
     pub no_follower: bool,
@@ -194,6 +198,7 @@ impl SimulatorArgs {
             if let Some(profile) = self.profile {
                 account.profile = profile.into();
             }
+            account.day_starts_at = self.day_starts_at.clone();
             if let Some(offset) = &self.utc_offset {
                 account.utc_offset = offset.clone();
             }

@@ -51,12 +51,13 @@ pub struct GlucoseModel {
 }
 
 impl GlucoseModel {
-    /// A model with its own seed and profile; `utc_offset_minutes` places meals in local time.
-    pub fn new(seed: u64, profile: GlucoseProfile, utc_offset_minutes: i32) -> Self {
+    /// A model with its own seed and profile. `local_shift` (in readings) maps a reading index
+    /// to the account's local day, so meals and nights fall at local times.
+    pub fn new(seed: u64, profile: GlucoseProfile, local_shift: i64) -> Self {
         GlucoseModel {
             seed,
             profile,
-            local_shift: i64::from(utc_offset_minutes) / 5,
+            local_shift,
         }
     }
 
@@ -192,7 +193,7 @@ mod tests {
     use super::*;
 
     fn week(profile: GlucoseProfile) -> Vec<GeneratedReading> {
-        let model = GlucoseModel::new(42, profile, -300);
+        let model = GlucoseModel::new(42, profile, -60);
         (0..7 * READINGS_PER_DAY)
             .map(|k| model.reading(k))
             .collect()

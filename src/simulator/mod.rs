@@ -195,6 +195,7 @@ impl Simulator {
     pub fn with_clock(scenario: Scenario, clock: Arc<dyn Clock>) -> Result<Arc<Self>, String> {
         scenario.validate()?;
         let interval_ms = duration_ms(scenario.reading_interval);
+        let now_ms = clock.now_ms();
         let accounts: Vec<AccountRuntime> = scenario
             .accounts
             .iter()
@@ -203,10 +204,19 @@ impl Simulator {
                     scenario.seed ^ scenario::fnv(spec.username.to_lowercase().as_bytes()),
                 );
                 let offset_minutes = spec.utc_offset_minutes().unwrap_or(0);
+                let phase_ms = (glucose::unit(seed, 0, 99) * interval_ms as f64) as i64;
+                // Meals follow the local day; a simulated day is always READINGS_PER_DAY readings.
+                let local_shift = match spec.day_start_minutes().ok().flatten() {
+                    Some(minutes) => {
+                        let k_now = (now_ms - phase_ms).div_euclid(interval_ms);
+                        (minutes / 5 - k_now).rem_euclid(READINGS_PER_DAY)
+                    }
+                    None => i64::from(offset_minutes) / 5,
+                };
                 AccountRuntime {
                     id: spec.effective_account_id(),
-                    model: GlucoseModel::new(seed, spec.profile, offset_minutes),
-                    phase_ms: (glucose::unit(seed, 0, 99) * interval_ms as f64) as i64,
+                    model: GlucoseModel::new(seed, spec.profile, local_shift),
+                    phase_ms,
                     seed,
                     offset_minutes,
                     spec: spec.clone(),

@@ -128,6 +128,7 @@ impl Scenario {
                 }
             }
             account.utc_offset_minutes()?;
+            account.day_start_minutes()?;
         }
         for (name, rate) in self.faults.rates() {
             if !(0.0..=1.0).contains(&rate) {
@@ -232,6 +233,10 @@ pub struct AccountSpec {
     /// The phone's UTC offset as `±HHMM`, shown in `DT`.
     #[serde(default = "default_offset")]
     pub utc_offset: String,
+    /// The account's simulated local time of day (`HH:MM`) when the simulator starts, instead
+    /// of the real one: e.g. `01:30` makes an overnight low arrive soon after start.
+    #[serde(default)]
+    pub day_starts_at: Option<String>,
 }
 
 fn yes() -> bool {
@@ -254,6 +259,7 @@ impl AccountSpec {
             has_follower: true,
             profile: GlucoseProfile::Typical,
             utc_offset: default_offset(),
+            day_starts_at: None,
         }
     }
 
@@ -270,6 +276,23 @@ impl AccountSpec {
             uuid::Builder::from_random_bytes(((u128::from(h) << 64) | u128::from(l)).to_be_bytes())
                 .into_uuid()
         })
+    }
+
+    /// `day_starts_at` as minutes after midnight.
+    ///
+    /// # Errors
+    /// A message if it is not `HH:MM`.
+    pub fn day_start_minutes(&self) -> Result<Option<i64>, String> {
+        let Some(text) = &self.day_starts_at else {
+            return Ok(None);
+        };
+        let parsed = text.split_once(':').and_then(|(h, m)| {
+            let (h, m): (i64, i64) = (h.parse().ok()?, m.parse().ok()?);
+            ((0..24).contains(&h) && (0..60).contains(&m)).then_some(h * 60 + m)
+        });
+        parsed
+            .map(Some)
+            .ok_or_else(|| format!("day_starts_at {text:?} is not a time of day like 01:30"))
     }
 
     /// The UTC offset in minutes.

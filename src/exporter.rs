@@ -1,0 +1,255 @@
+//! The assembled exporter: accounts → Share clients → pollers → metrics → HTTP server, with
+//! one shutdown path that stops the server and every poller and waits for all of them.
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use secrecy::SecretString;
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+
+use crate::clock::{Clock, SystemClock};
+use crate::config::{AccountConfig, Config};
+use crate::metrics::{AccountMetrics, Metrics, Thresholds};
+use crate::poll::{self, AccountPoller};
+use crate::serve::{self, ServeLimits};
+use crate::server::{self, ServerState};
+use crate::share::{ClientSettings, Login, Region, ShareClient, ShareError};
+use crate::simulator::{AccountSpec, GlucoseProfile, RunningSimulator, Scenario, Simulator};
+
+/// Connect timeout for Share.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Why the exporter could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum ExporterError {
+    /// The listen address could not be bound.
+    #[error(
+        "cannot listen on {addr}: {source} (is another exporter running, or is the port privileged?)"
+    )]
+    Bind {
+        /// The address.
+        addr: SocketAddr,
+        /// Why.
+        #[source]
+        source: std::io::Error,
+    },
+    /// A Share client could not be built.
+    #[error("cannot create the Share client for account {account:?}: {source}")]
+    Client {
+        /// The account.
+        account: String,
+        /// Why.
+        #[source]
+        source: ShareError,
+    },
+    /// The demo simulator could not start.
+    #[error("cannot start the demo Share simulator: {0}")]
+    Demo(String),
+}
+
+/// A bound, ready-to-run exporter.
+#[derive(Debug)]
+pub struct Exporter {
+    listener: TcpListener,
+    state: Arc<ServerState>,
+    metrics: Arc<Metrics>,
+    pollers: Vec<AccountPoller>,
+    interval: Duration,
+    demo: Option<RunningSimulator>,
+}
+
+impl std::fmt::Debug for AccountPoller {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("AccountPoller")
+    }
+}
+
+/// The demo accounts: (name, profile, simulated time of day at start).
+const DEMO_ACCOUNTS: [(&str, GlucoseProfile, Option<&str>); 3] = [
+    ("alex", GlucoseProfile::Typical, None),
+    // Starts just before its nightly low, so new users see an urgent low soon.
+    ("sam", GlucoseProfile::OvernightLow, Some("01:30")),
+    ("robin", GlucoseProfile::RunsHigh, None),
+];
+
+impl Exporter {
+    /// Binds the configured address and builds everything, on the system clock.
+    ///
+    /// # Errors
+    /// [`ExporterError`] when the address cannot be bound or a client cannot be built.
+    pub async fn build(config: Config) -> Result<Self, ExporterError> {
+        let listener = TcpListener::bind(config.listen_address)
+            .await
+            .map_err(|source| ExporterError::Bind {
+                addr: config.listen_address,
+                source,
+            })?;
+        Self::with_listener(config, listener, Arc::new(SystemClock)).await
+    }
+
+    /// Builds everything around an already bound listener and an injected clock.
+    ///
+    /// # Errors
+    /// [`ExporterError`] when a client cannot be built or the demo simulator cannot start.
+    pub async fn with_listener(
+        mut config: Config,
+        listener: TcpListener,
+        clock: Arc<dyn Clock>,
+    ) -> Result<Self, ExporterError> {
+        let demo = if config.demo {
+            let (running, accounts) = start_demo(config.reading_interval).await?;
+            config.accounts = accounts;
+            Some(running)
+        } else {
+            None
+        };
+        let account_metrics: Vec<Arc<AccountMetrics>> = config
+            .accounts
+            .iter()
+            .map(|a| Arc::new(AccountMetrics::new(a.name.clone(), a.thresholds)))
+            .collect();
+        let metrics = Arc::new(Metrics::new(
+            account_metrics.clone(),
+            config.max_age,
+            clock.clone(),
+        ));
+        let mut pollers = Vec::with_capacity(config.accounts.len());
+        for (account, account_metrics) in config.accounts.iter().zip(account_metrics) {
+            let client = ShareClient::new(ClientSettings {
+                base_url: account.base_url.clone(),
+                application_id: account.region.application_id().to_owned(),
+                login: account.login.clone(),
+                password: account.password.clone(),
+                connect_timeout: CONNECT_TIMEOUT.min(config.request_timeout),
+                request_timeout: config.request_timeout,
+            })
+            .map_err(|source| ExporterError::Client {
+                account: account.name.clone(),
+                source,
+            })?;
+            pollers.push(AccountPoller::new(
+                client,
+                account_metrics,
+                metrics.request_durations(),
+                config.reading_interval,
+                clock.clone(),
+            ));
+        }
+        let registry = metrics.clone().into_registry();
+        let state = Arc::new(ServerState::new(
+            registry,
+            metrics.clone(),
+            config.telemetry_path.clone(),
+        ));
+        Ok(Exporter {
+            listener,
+            state,
+            metrics,
+            pollers,
+            interval: config.reading_interval,
+            demo,
+        })
+    }
+
+    /// The address being served.
+    pub fn local_addr(&self) -> SocketAddr {
+        self.listener
+            .local_addr()
+            .unwrap_or_else(|_| SocketAddr::from(([127, 0, 0, 1], 0)))
+    }
+
+    /// The metrics, for tests.
+    pub fn metrics(&self) -> Arc<Metrics> {
+        self.metrics.clone()
+    }
+
+    /// The demo simulator, when running with `--demo`.
+    pub fn demo_simulator(&self) -> Option<Arc<Simulator>> {
+        self.demo.as_ref().map(|d| d.simulator.clone())
+    }
+
+    /// Serves and polls until `shutdown` completes, then stops both and waits for them.
+    pub async fn run(self, shutdown: impl Future<Output = ()>) {
+        let token = CancellationToken::new();
+        let addr = self.local_addr();
+        tracing::info!(
+            address = %addr,
+            accounts = self.pollers.len(),
+            interval = %humantime::format_duration(self.interval),
+            demo = self.demo.is_some(),
+            "dexcom_exporter {} listening on http://{addr}",
+            env!("CARGO_PKG_VERSION"),
+        );
+        let state = self.state.clone();
+        let handler = move |request| server::handle(state.clone(), request);
+        let server_task = tokio::spawn(serve::serve(
+            self.listener,
+            handler,
+            token.clone(),
+            ServeLimits::default(),
+        ));
+        let pollers_task = tokio::spawn(poll::run_all(self.pollers, self.interval, token.clone()));
+        shutdown.await;
+        token.cancel();
+        if let Err(error) = server_task.await {
+            tracing::error!(%error, "HTTP server task failed");
+        }
+        if let Err(error) = pollers_task.await {
+            tracing::error!(%error, "poller task failed");
+        }
+        if let Some(demo) = self.demo {
+            demo.stop().await;
+        }
+        tracing::info!("stopped");
+    }
+}
+
+async fn start_demo(
+    interval: Duration,
+) -> Result<(RunningSimulator, Vec<AccountConfig>), ExporterError> {
+    let password = uuid::Uuid::new_v4().to_string();
+    let accounts = DEMO_ACCOUNTS
+        .iter()
+        .map(|(name, profile, day_start)| AccountSpec {
+            profile: *profile,
+            day_starts_at: day_start.map(str::to_owned),
+            ..AccountSpec::new(name, &password)
+        })
+        .collect();
+    let scenario = Scenario {
+        seed: 2026,
+        reading_interval: interval,
+        accounts,
+        ..Scenario::default()
+    };
+    let simulator = Simulator::new(scenario).map_err(ExporterError::Demo)?;
+    let running = simulator
+        .start(SocketAddr::from(([127, 0, 0, 1], 0)))
+        .await
+        .map_err(|e| ExporterError::Demo(e.to_string()))?;
+    let base_url: reqwest::Url = running
+        .base_url()
+        .parse()
+        .map_err(|e: url_error::ParseError| ExporterError::Demo(e.to_string()))?;
+    tracing::info!(base_url = %base_url, "demo mode: polling the built-in Share simulator (accounts alex, sam, robin)");
+    let configs = DEMO_ACCOUNTS
+        .iter()
+        .map(|(name, _, _)| AccountConfig {
+            name: (*name).to_owned(),
+            login: Login::Username((*name).to_owned()),
+            password: SecretString::from(password.clone()),
+            region: Region::Us,
+            base_url: base_url.clone(),
+            thresholds: Thresholds::default(),
+        })
+        .collect();
+    Ok((running, configs))
+}
+
+mod url_error {
+    pub use reqwest::Url;
+    pub type ParseError = <Url as std::str::FromStr>::Err;
+}

@@ -1,0 +1,196 @@
+//! One account's polling loop: read Share when the schedule says, publish what was read,
+//! and tell the user in the log what to do when Share refuses.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::sync::Semaphore;
+use tokio_util::sync::CancellationToken;
+
+use super::schedule::{PollOutcome, Schedule};
+use crate::clock::Clock;
+use crate::metrics::{AccountMetrics, LatestReading, RequestDurations};
+use crate::share::{ClientObserver, Endpoint, ErrorReason, Reading, ShareClient, ShareError};
+
+/// Readings asked for on each poll: the newest and the one before it (for the delta), from
+/// the whole day Share keeps, so even an old last reading is shown with its age.
+const READ_MINUTES: u32 = 1440;
+const READ_COUNT: u32 = 2;
+
+/// Counts requests and logins of one account into its metrics.
+struct Observer {
+    account: Arc<AccountMetrics>,
+    durations: Arc<RequestDurations>,
+}
+
+impl ClientObserver for Observer {
+    fn login_started(&self) {
+        self.account.count_login();
+    }
+
+    fn request_finished(&self, endpoint: Endpoint, elapsed: Duration) {
+        self.durations.observe(endpoint, elapsed);
+        if endpoint == Endpoint::ReadGlucose {
+            self.account.count_read();
+        }
+    }
+}
+
+/// The poller of one account.
+pub struct AccountPoller {
+    client: ShareClient,
+    metrics: Arc<AccountMetrics>,
+    schedule: Schedule,
+    interval: Duration,
+    clock: Arc<dyn Clock>,
+    last_reason: Option<ErrorReason>,
+}
+
+impl AccountPoller {
+    /// A poller publishing into `metrics`.
+    pub fn new(
+        client: ShareClient,
+        metrics: Arc<AccountMetrics>,
+        durations: Arc<RequestDurations>,
+        interval: Duration,
+        clock: Arc<dyn Clock>,
+    ) -> Self {
+        let seed = {
+            use std::hash::{Hash, Hasher};
+            let mut hasher = std::hash::DefaultHasher::new();
+            metrics.name().hash(&mut hasher);
+            hasher.finish()
+        };
+        let client = client.with_observer(Arc::new(Observer {
+            account: metrics.clone(),
+            durations,
+        }));
+        AccountPoller {
+            client,
+            metrics,
+            schedule: Schedule::new(interval, seed),
+            interval,
+            clock,
+            last_reason: None,
+        }
+    }
+
+    /// Polls until `shutdown`, starting after `first_delay`; at most `permits` accounts poll
+    /// at the same moment.
+    pub async fn run(
+        mut self,
+        first_delay: Duration,
+        permits: Arc<Semaphore>,
+        shutdown: CancellationToken,
+    ) {
+        if !sleep_or_cancel(first_delay, &shutdown).await {
+            return;
+        }
+        loop {
+            let outcome = {
+                let Ok(_permit) = permits.acquire().await else {
+                    return;
+                };
+                tokio::select! {
+                    () = shutdown.cancelled() => return,
+                    outcome = self.poll_once() => outcome,
+                }
+            };
+            let now_ms = self.clock.now_ms();
+            let next_ms = self.schedule.next_poll(outcome, now_ms);
+            let wait = Duration::from_millis(u64::try_from(next_ms - now_ms).unwrap_or(0));
+            tracing::debug!(account = self.metrics.name(), wait = %humantime::format_duration(round_ms(wait)), grace = %humantime::format_duration(round_ms(self.schedule.grace())), "next poll scheduled");
+            if !sleep_or_cancel(wait, &shutdown).await {
+                return;
+            }
+        }
+    }
+
+    /// One read of Share, published into the metrics.
+    pub async fn poll_once(&mut self) -> PollOutcome {
+        match self.client.latest_readings(READ_MINUTES, READ_COUNT).await {
+            Ok(readings) => {
+                self.metrics.poll_succeeded(self.clock.now());
+                if let Some(reason) = self.last_reason.take() {
+                    tracing::info!(account = self.metrics.name(), previous_error = %reason, "Dexcom Share polls succeed again");
+                }
+                let newest = readings.first().copied();
+                if let Some(newest) = newest {
+                    self.publish(newest, readings.get(1).copied());
+                } else if self.metrics.latest().is_none() {
+                    tracing::info!(
+                        account = self.metrics.name(),
+                        "Share has no readings for this account in the last 24 hours: check that the sensor is running, the Dexcom app is sharing, and at least one follower is set up"
+                    );
+                }
+                PollOutcome::Success {
+                    newest_ms: self
+                        .metrics
+                        .latest()
+                        .map(|l| l.reading.timestamp_ms)
+                        .or(newest.map(|n| n.timestamp_ms)),
+                }
+            }
+            Err(error) => {
+                let reason = error.reason();
+                self.metrics.poll_failed(reason);
+                self.log_failure(&error);
+                self.last_reason = Some(reason);
+                PollOutcome::Failed {
+                    reason,
+                    retry_after: error.retry_after(),
+                }
+            }
+        }
+    }
+
+    fn publish(&self, newest: Reading, previous: Option<Reading>) {
+        if self
+            .metrics
+            .latest()
+            .is_some_and(|l| l.reading.timestamp_ms >= newest.timestamp_ms)
+        {
+            return;
+        }
+        let interval_ms = self.interval.as_millis() as i64;
+        let delta_mg_per_dl = previous.and_then(|p| {
+            let gap = newest.timestamp_ms - p.timestamp_ms;
+            let one_interval = (gap - interval_ms).abs() <= interval_ms / 2;
+            // 39 and 401 are "below 40" and "above 400", not numbers to subtract.
+            let sentinel = |r: &Reading| matches!(r.mg_per_dl, 39 | 401);
+            (one_interval && !sentinel(&newest) && !sentinel(&p))
+                .then(|| i32::from(newest.mg_per_dl) - i32::from(p.mg_per_dl))
+        });
+        tracing::debug!(account = self.metrics.name(), mg_per_dl = newest.mg_per_dl, trend = %newest.trend, "new reading");
+        self.metrics.set_latest(LatestReading {
+            reading: newest,
+            delta_mg_per_dl,
+        });
+    }
+
+    fn log_failure(&self, error: &ShareError) {
+        let account = self.metrics.name();
+        let reason = error.reason();
+        let repeated = self.last_reason == Some(reason);
+        if reason.is_credential_failure() {
+            // Always loud: nothing gets better until a person fixes the configuration.
+            tracing::error!(account, %reason, error = %error, "Dexcom Share refused the login; not retrying for at least {}", if reason == ErrorReason::LockedOut { "an hour" } else { "30 minutes" });
+        } else if repeated {
+            tracing::debug!(account, %reason, error = %error, "Dexcom Share poll failed again");
+        } else {
+            tracing::warn!(account, %reason, error = %error, "Dexcom Share poll failed; backing off");
+        }
+    }
+}
+
+fn round_ms(d: Duration) -> Duration {
+    Duration::from_millis(d.as_millis() as u64)
+}
+
+/// Sleeps for `wait`; `false` if `shutdown` came first.
+async fn sleep_or_cancel(wait: Duration, shutdown: &CancellationToken) -> bool {
+    tokio::select! {
+        () = shutdown.cancelled() => false,
+        () = tokio::time::sleep(wait) => true,
+    }
+}

@@ -1,0 +1,386 @@
+//! When to read Share next: the pure decision logic of the poller, free of I/O and clocks so
+//! it can be tested and simulated over thousands of readings in milliseconds.
+//!
+//! A sensor reading appears on Share an upload delay after its sensor time R, and the next one
+//! is taken at R + interval. We aim the first read at R + interval + grace, where `grace`
+//! tracks a high quantile of the upload delay: each reading found on the first try nudges it
+//! down a little, each one that needed a retry nudges it up more, so it settles where about
+//! [`TARGET_MISS_RATE`] of first tries miss. Everything is a fraction of the interval, so the
+//! schedule behaves identically at 5 minutes or at an accelerated 20 seconds.
+//!
+//! Failures never poll faster: credential failures wait at least 30 minutes (Dexcom locks
+//! accounts after repeated bad logins), a lockout at least an hour, everything else backs off
+//! exponentially with jitter up to one interval, and `Retry-After` is honoured.
+
+use std::time::Duration;
+
+use crate::share::ErrorReason;
+
+/// The share of first tries that should find the reading not there yet.
+const TARGET_MISS_RATE: f64 = 0.15;
+/// How far one observation moves the grace, as a fraction of the interval.
+const GRACE_STEP: f64 = 0.02;
+/// Initial grace, before any observation: a conservative 10% of the interval.
+const INITIAL_GRACE: f64 = 0.10;
+/// The grace never exceeds this fraction of the interval.
+const MAX_GRACE: f64 = 0.40;
+/// Retry steps after a first try missed, as fractions of the interval (the last repeats).
+const RETRY_STEPS: [f64; 6] = [0.02, 0.03, 0.05, 0.08, 0.12, 0.20];
+/// Stop retrying for an expected reading this long (fraction of the interval) after it was due.
+const RETRY_WINDOW: f64 = 0.5;
+/// First backoff for transient errors, as a fraction of the interval.
+const ERROR_BACKOFF_BASE: f64 = 0.02;
+/// Minimum wait after Share rejected the credentials.
+pub const AUTH_FAILURE_BACKOFF: Duration = Duration::from_secs(30 * 60);
+/// Minimum wait after Share locked the account.
+pub const LOCKOUT_BACKOFF: Duration = Duration::from_secs(60 * 60);
+/// Longest wait of any backoff.
+pub const MAX_BACKOFF: Duration = Duration::from_secs(6 * 60 * 60);
+
+/// What a poll found.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum PollOutcome {
+    /// The poll succeeded; `newest_ms` is the sensor time of the newest reading served.
+    Success {
+        /// Sensor time of the newest reading, `None` for an empty list.
+        newest_ms: Option<i64>,
+    },
+    /// The poll failed.
+    Failed {
+        /// Why.
+        reason: ErrorReason,
+        /// The server's `Retry-After`, if any.
+        retry_after: Option<Duration>,
+    },
+}
+
+/// The per-account schedule.
+#[derive(Debug, Clone)]
+pub struct Schedule {
+    interval_ms: f64,
+    newest_ms: Option<i64>,
+    grace_ms: f64,
+    /// Reads made so far for the reading expected next (0 before the first try).
+    attempts: u32,
+    transient_failures: u32,
+    credential_failures: u32,
+    lockouts: u32,
+    rng: fastrand::Rng,
+}
+
+impl Schedule {
+    /// A schedule for a sensor cadence of `interval`; `seed` makes its jitter reproducible.
+    pub fn new(interval: Duration, seed: u64) -> Self {
+        let interval_ms = interval.as_secs_f64() * 1000.0;
+        Schedule {
+            interval_ms,
+            newest_ms: None,
+            grace_ms: INITIAL_GRACE * interval_ms,
+            attempts: 0,
+            transient_failures: 0,
+            credential_failures: 0,
+            lockouts: 0,
+            rng: fastrand::Rng::with_seed(seed),
+        }
+    }
+
+    /// The current upload-delay allowance.
+    pub fn grace(&self) -> Duration {
+        Duration::from_secs_f64(self.grace_ms / 1000.0)
+    }
+
+    /// Sensor time of the newest reading seen.
+    pub fn newest_ms(&self) -> Option<i64> {
+        self.newest_ms
+    }
+
+    /// Records `outcome` observed at `now_ms` and returns when to poll next (Unix ms).
+    pub fn next_poll(&mut self, outcome: PollOutcome, now_ms: i64) -> i64 {
+        match outcome {
+            PollOutcome::Success { newest_ms } => {
+                self.transient_failures = 0;
+                self.credential_failures = 0;
+                self.lockouts = 0;
+                self.after_success(newest_ms, now_ms)
+            }
+            PollOutcome::Failed {
+                reason,
+                retry_after,
+            } => now_ms + self.after_failure(reason, retry_after).as_millis() as i64,
+        }
+    }
+
+    fn after_success(&mut self, newest_ms: Option<i64>, now_ms: i64) -> i64 {
+        let interval = self.interval_ms;
+        let Some(newest) = newest_ms else {
+            // Nothing on Share (no follower, sensor off): look once per interval.
+            self.attempts = 0;
+            return now_ms + interval as i64;
+        };
+        let previous = self.newest_ms;
+        if previous.is_none_or(|p| newest > p) {
+            if let Some(p) = previous {
+                let expected = p as f64 + interval;
+                // Learn only from the reading we were waiting for, not one after a gap.
+                if ((newest as f64) - expected).abs() < interval / 2.0 && self.attempts > 0 {
+                    let missed_first_try = self.attempts > 1;
+                    let step = GRACE_STEP * interval;
+                    self.grace_ms += if missed_first_try {
+                        step * (1.0 - TARGET_MISS_RATE)
+                    } else {
+                        -step * TARGET_MISS_RATE
+                    };
+                    self.grace_ms = self.grace_ms.clamp(0.0, MAX_GRACE * interval);
+                }
+            }
+            self.newest_ms = Some(newest);
+            self.attempts = 1;
+            return self.aligned_after(newest, now_ms);
+        }
+        // Same reading as before: the next one is not there yet.
+        let due = newest as f64 + interval + self.grace_ms;
+        if (now_ms as f64) < due {
+            // We polled early (e.g. recovering from an error): go back to the plan.
+            return due as i64;
+        }
+        let deadline = newest as f64 + interval + RETRY_WINDOW * interval;
+        if (now_ms as f64) < deadline {
+            let step_index = (self.attempts.saturating_sub(1) as usize).min(RETRY_STEPS.len() - 1);
+            self.attempts += 1;
+            return now_ms + (RETRY_STEPS[step_index] * interval) as i64;
+        }
+        // The reading is missing (sensor gap, phone offline): fall back to one read per
+        // interval, still aligned to the sensor's phase so we catch it when it returns.
+        self.attempts = 1;
+        self.aligned_after(newest, now_ms)
+    }
+
+    /// The first `newest + k·interval + grace` (k ≥ 1) after `now_ms`.
+    fn aligned_after(&self, newest: i64, now_ms: i64) -> i64 {
+        let interval = self.interval_ms;
+        let first = newest as f64 + interval + self.grace_ms;
+        let behind = (now_ms as f64 - first).max(0.0);
+        let k = (behind / interval).ceil();
+        let mut at = first + k * interval;
+        if at <= now_ms as f64 {
+            at += interval;
+        }
+        at as i64
+    }
+
+    fn after_failure(&mut self, reason: ErrorReason, retry_after: Option<Duration>) -> Duration {
+        match reason {
+            ErrorReason::AuthFailed => {
+                self.credential_failures += 1;
+                self.jittered(grow(AUTH_FAILURE_BACKOFF, self.credential_failures))
+            }
+            ErrorReason::LockedOut => {
+                self.lockouts += 1;
+                self.jittered(grow(LOCKOUT_BACKOFF, self.lockouts))
+            }
+            _ => {
+                self.transient_failures += 1;
+                let interval = Duration::from_secs_f64(self.interval_ms / 1000.0);
+                let base = interval.mul_f64(ERROR_BACKOFF_BASE);
+                let ceiling = grow(base, self.transient_failures).min(interval);
+                // "Equal jitter": at least half the backoff, so retries never bunch up at zero.
+                let backoff = ceiling.mul_f64(0.5 + 0.5 * self.rng.f64());
+                match retry_after {
+                    Some(asked) => asked.max(backoff).min(MAX_BACKOFF),
+                    None => backoff,
+                }
+            }
+        }
+    }
+
+    /// Adds up to 10% so that many exporters do not retry in lockstep; never shortens.
+    fn jittered(&mut self, wait: Duration) -> Duration {
+        wait.mul_f64(1.0 + 0.1 * self.rng.f64())
+    }
+}
+
+/// `base · 2^(n-1)`, capped at [`MAX_BACKOFF`].
+fn grow(base: Duration, n: u32) -> Duration {
+    let factor = 2u32.saturating_pow(n.saturating_sub(1).min(16));
+    base.saturating_mul(factor).min(MAX_BACKOFF)
+}
+
+/// Delay of the first poll of account `index` of `count`: spread over at most one interval,
+/// at most one second apart, so a thousand accounts do not log in at once.
+pub fn first_poll_delay(index: usize, count: usize, interval: Duration) -> Duration {
+    if count <= 1 {
+        return Duration::ZERO;
+    }
+    let spacing = (interval / u32::try_from(count).unwrap_or(u32::MAX)).min(Duration::from_secs(1));
+    spacing.saturating_mul(u32::try_from(index).unwrap_or(u32::MAX))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const MINUTE: i64 = 60_000;
+
+    fn fail(reason: ErrorReason) -> PollOutcome {
+        PollOutcome::Failed {
+            reason,
+            retry_after: None,
+        }
+    }
+
+    #[test]
+    fn first_read_is_aimed_after_the_next_reading_plus_grace() {
+        let mut s = Schedule::new(Duration::from_secs(300), 1);
+        let next = s.next_poll(
+            PollOutcome::Success {
+                newest_ms: Some(1_000_000),
+            },
+            1_010_000,
+        );
+        assert_eq!(next, 1_000_000 + 300_000 + 30_000);
+    }
+
+    #[test]
+    fn an_old_reading_aligns_to_the_sensor_phase() {
+        let mut s = Schedule::new(Duration::from_secs(300), 1);
+        // The newest reading is 17 minutes old: next expected at R + 20 min (+ grace).
+        let r = 0;
+        let next = s.next_poll(PollOutcome::Success { newest_ms: Some(r) }, 17 * MINUTE);
+        assert_eq!(next, 20 * MINUTE + 30_000);
+    }
+
+    #[test]
+    fn empty_list_polls_once_per_interval() {
+        let mut s = Schedule::new(Duration::from_secs(300), 1);
+        assert_eq!(
+            s.next_poll(PollOutcome::Success { newest_ms: None }, 0),
+            5 * MINUTE
+        );
+    }
+
+    #[test]
+    fn misses_retry_in_growing_steps_then_fall_back_to_the_interval() {
+        let mut s = Schedule::new(Duration::from_secs(300), 1);
+        let r = 0;
+        let mut now = 1000;
+        let mut at = s.next_poll(PollOutcome::Success { newest_ms: Some(r) }, now);
+        let mut steps = Vec::new();
+        for _ in 0..12 {
+            now = at;
+            at = s.next_poll(PollOutcome::Success { newest_ms: Some(r) }, now);
+            steps.push(at - now);
+        }
+        assert!(steps[0] < steps[1] && steps[1] < steps[2], "{steps:?}");
+        // After the retry window the wait is about an interval.
+        assert!(steps.iter().any(|s| *s > 4 * MINUTE), "{steps:?}");
+    }
+
+    #[test]
+    fn wrong_password_never_retries_within_29_minutes_and_rarely_in_a_day() {
+        let mut s = Schedule::new(Duration::from_secs(300), 1);
+        let mut now = 0;
+        let mut attempts = vec![0];
+        while now < 24 * 60 * MINUTE {
+            now = s.next_poll(fail(ErrorReason::AuthFailed), now);
+            if now < 24 * 60 * MINUTE {
+                attempts.push(now);
+            }
+        }
+        assert!(attempts[1] >= 30 * MINUTE, "{attempts:?}");
+        assert!(
+            attempts.len() <= 8,
+            "{} attempts in 24 h: {attempts:?}",
+            attempts.len()
+        );
+    }
+
+    #[test]
+    fn lockout_waits_at_least_an_hour() {
+        let mut s = Schedule::new(Duration::from_secs(300), 1);
+        let next = s.next_poll(fail(ErrorReason::LockedOut), 0);
+        assert!(next >= 60 * MINUTE);
+    }
+
+    #[test]
+    fn transient_errors_back_off_exponentially_up_to_the_interval_and_honour_retry_after() {
+        let mut s = Schedule::new(Duration::from_secs(300), 1);
+        let waits: Vec<i64> = (0..10)
+            .map(|_| s.next_poll(fail(ErrorReason::ServerError), 0))
+            .collect();
+        assert!(waits[0] <= 6_000 && waits[0] >= 3_000, "{waits:?}");
+        assert!(waits.iter().all(|w| *w <= 5 * MINUTE), "{waits:?}");
+        assert!(waits[9] >= 150_000, "{waits:?}");
+        let limited = s.next_poll(
+            PollOutcome::Failed {
+                reason: ErrorReason::RateLimited,
+                retry_after: Some(Duration::from_secs(900)),
+            },
+            0,
+        );
+        assert_eq!(limited, 900_000);
+        // Recovery resets the backoff.
+        s.next_poll(PollOutcome::Success { newest_ms: Some(0) }, 1);
+        assert!(s.next_poll(fail(ErrorReason::Timeout), 0) <= 6_000);
+    }
+
+    #[test]
+    fn first_polls_are_staggered() {
+        let interval = Duration::from_secs(300);
+        assert_eq!(first_poll_delay(0, 1, interval), Duration::ZERO);
+        assert_eq!(first_poll_delay(3, 10, interval), Duration::from_secs(3));
+        assert_eq!(
+            first_poll_delay(999, 1000, interval),
+            Duration::from_millis(299_700)
+        );
+    }
+
+    /// Simulates 2000 readings with uniform upload delays of 2–10% of the interval and checks
+    /// the targets of the freshness benchmark, at two cadences (scale invariance).
+    #[test]
+    fn simulated_lag_and_reads_per_reading_meet_the_targets() {
+        for interval_ms in [300_000_i64, 20_000] {
+            let (p50, p95, reads_per_reading) = simulate(interval_ms, 2000);
+            let p50 = p50 as f64 / interval_ms as f64;
+            let p95 = p95 as f64 / interval_ms as f64;
+            assert!(p50 <= 0.07, "p50 lag {p50} of the interval");
+            assert!(p95 <= 0.15, "p95 lag {p95} of the interval");
+            assert!(
+                reads_per_reading <= 1.3,
+                "{reads_per_reading} reads per reading"
+            );
+        }
+    }
+
+    fn simulate(interval_ms: i64, readings: usize) -> (i64, i64, f64) {
+        let mut rng = fastrand::Rng::with_seed(7);
+        let delays: Vec<i64> = (0..readings)
+            .map(|_| interval_ms / 50 + (rng.f64() * (interval_ms as f64 * 0.08)) as i64)
+            .collect();
+        let mut s = Schedule::new(Duration::from_millis(interval_ms as u64), 3);
+        let visible = |k: usize| k as i64 * interval_ms + delays[k];
+        let newest_at = |now: i64| (0..readings).rev().find(|k| visible(*k) <= now);
+        let mut now = visible(0);
+        let mut reads = 0;
+        let mut seen = None;
+        let mut lags = Vec::new();
+        while now < visible(readings - 1) {
+            reads += 1;
+            let newest = newest_at(now);
+            if newest != seen {
+                if let Some(k) = newest {
+                    lags.push(now - visible(k));
+                }
+                seen = newest;
+            }
+            now = s.next_poll(
+                PollOutcome::Success {
+                    newest_ms: newest.map(|k| k as i64 * interval_ms),
+                },
+                now,
+            );
+        }
+        lags.sort_unstable();
+        let pct = |p: f64| lags[((lags.len() - 1) as f64 * p) as usize];
+        (pct(0.5), pct(0.95), reads as f64 / lags.len() as f64)
+    }
+}
