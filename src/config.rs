@@ -397,10 +397,9 @@ impl Config {
                 path: cli.telemetry_path.clone(),
             });
         }
-        if cli.reading_interval < Duration::from_secs(1) {
+        if cli.reading_interval < Duration::from_millis(100) {
             return Err(ConfigError::BadDuration(
-                "--dexcom.reading-interval must be at least 1s (Dexcom sensors read every 5m)"
-                    .into(),
+                "--dexcom.reading-interval must be at least 100ms (Dexcom sensors read every 5m; shorter values are for simulators)".into(),
             ));
         }
         if cli.max_age <= cli.reading_interval {

@@ -192,19 +192,17 @@ impl AtomicHistogram {
         self.count.fetch_add(1, Ordering::Relaxed);
     }
 
-    /// Cumulative buckets, sum and count as the encoder wants them.
+    /// Per-bucket counts (the encoder accumulates them), sum and count.
     fn snapshot(&self) -> (f64, u64, Vec<(f64, u64)>) {
-        let mut cumulative = 0;
         let mut buckets: Vec<(f64, u64)> = DURATION_BUCKETS
             .iter()
             .zip(&self.buckets)
-            .map(|(bound, n)| {
-                cumulative += n.load(Ordering::Relaxed);
-                (*bound, cumulative)
-            })
+            .map(|(bound, n)| (*bound, n.load(Ordering::Relaxed)))
             .collect();
-        let count = self.count.load(Ordering::Relaxed).max(cumulative);
-        buckets.push((f64::INFINITY, count));
+        let finite: u64 = buckets.iter().map(|(_, n)| n).sum();
+        // Loaded separately from the buckets: never let +Inf fall below the finite buckets.
+        let count = self.count.load(Ordering::Relaxed).max(finite);
+        buckets.push((f64::INFINITY, count - finite));
         let sum = self.sum_micros.load(Ordering::Relaxed) as f64 / 1e6;
         (sum, count, buckets)
     }
@@ -517,5 +515,118 @@ impl Collector for Metrics {
             )],
         )?;
         crate::process_metrics::encode(&mut encoder, self.started)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::clock::SystemClock;
+    use crate::share::Trend;
+
+    fn scrape(metrics: Arc<Metrics>) -> String {
+        render(&metrics.into_registry())
+    }
+
+    fn value(text: &str, prefix: &str) -> Option<f64> {
+        text.lines()
+            .find_map(|l| l.strip_prefix(prefix))
+            .and_then(|v| v.trim().parse().ok())
+    }
+
+    #[test]
+    fn histogram_buckets_are_cumulative_and_end_at_the_count() {
+        let metrics = Arc::new(Metrics::new(
+            vec![],
+            Duration::from_secs(1200),
+            Arc::new(SystemClock),
+        ));
+        let durations = metrics.request_durations();
+        for ms in [20, 70, 70, 3000, 45_000] {
+            durations.observe(Endpoint::ReadGlucose, Duration::from_millis(ms));
+        }
+        let text = scrape(metrics);
+        let bucket = |le: &str| {
+            value(
+                &text,
+                &format!(
+                    "dexcom_request_duration_seconds_bucket{{endpoint=\"read_glucose\",le=\"{le}\"}} "
+                ),
+            )
+        };
+        assert_eq!(bucket("0.05"), Some(1.0));
+        assert_eq!(bucket("0.1"), Some(3.0));
+        assert_eq!(bucket("2.5"), Some(3.0));
+        assert_eq!(bucket("5"), Some(4.0));
+        assert_eq!(bucket("30"), Some(4.0));
+        assert_eq!(bucket("+Inf"), Some(5.0));
+        assert_eq!(
+            value(
+                &text,
+                "dexcom_request_duration_seconds_count{endpoint=\"read_glucose\"} "
+            ),
+            Some(5.0)
+        );
+    }
+
+    #[test]
+    fn value_and_trend_are_withdrawn_after_max_age_but_timestamp_and_age_stay() {
+        let account = Arc::new(AccountMetrics::new("kid", Thresholds::default()));
+        let now = crate::clock::unix_ms(SystemTime::now());
+        let reading = |age_ms: i64| LatestReading {
+            reading: Reading {
+                timestamp_ms: now - age_ms,
+                utc_offset_minutes: None,
+                mg_per_dl: 54,
+                trend: Trend::SingleDown,
+            },
+            delta_mg_per_dl: Some(-9),
+        };
+        let metrics = Arc::new(Metrics::new(
+            vec![account.clone()],
+            Duration::from_secs(1200),
+            Arc::new(SystemClock),
+        ));
+        account.set_latest(reading(60_000));
+        let fresh = render(&metrics.clone().into_registry());
+        assert_eq!(
+            value(&fresh, "dexcom_glucose_mg_per_dl{account=\"kid\"} "),
+            Some(54.0)
+        );
+        assert_eq!(
+            value(&fresh, "dexcom_glucose_trend{account=\"kid\"} "),
+            Some(6.0)
+        );
+        assert_eq!(
+            value(&fresh, "dexcom_glucose_delta_mg_per_dl{account=\"kid\"} "),
+            Some(-9.0)
+        );
+        account.set_latest(reading(21 * 60_000));
+        let stale = render(&metrics.into_registry());
+        assert_eq!(
+            value(&stale, "dexcom_glucose_mg_per_dl{account=\"kid\"} "),
+            None
+        );
+        assert_eq!(
+            value(&stale, "dexcom_glucose_trend{account=\"kid\"} "),
+            None
+        );
+        assert_eq!(
+            value(&stale, "dexcom_glucose_delta_mg_per_dl{account=\"kid\"} "),
+            None
+        );
+        let age = value(
+            &stale,
+            "dexcom_glucose_reading_age_seconds{account=\"kid\"} ",
+        )
+        .unwrap();
+        assert!((1259.0..1262.0).contains(&age), "{age}");
+        assert!(
+            value(
+                &stale,
+                "dexcom_glucose_reading_timestamp_seconds{account=\"kid\"} "
+            )
+            .is_some()
+        );
     }
 }

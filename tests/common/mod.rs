@@ -53,3 +53,115 @@ pub fn client(sim: &RunningSimulator, username: &str, password: &str) -> ShareCl
 pub fn in_ci() -> bool {
     std::env::var("CI").is_ok_and(|v| !v.is_empty() && v != "false" && v != "0")
 }
+
+/// The process environment as the exporter's config sees it, in tests.
+pub struct TestEnv(pub Vec<(&'static str, String)>);
+
+impl dexcom_exporter::config::Environment for TestEnv {
+    fn var(&self, name: &str) -> Option<String> {
+        self.0
+            .iter()
+            .find(|(k, _)| *k == name)
+            .map(|(_, v)| v.clone())
+    }
+}
+
+/// An exporter running in this process on a loopback port.
+pub struct RunningExporter {
+    pub addr: std::net::SocketAddr,
+    pub metrics: std::sync::Arc<dexcom_exporter::metrics::Metrics>,
+    shutdown: tokio_util::sync::CancellationToken,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl RunningExporter {
+    pub fn url(&self, path: &str) -> String {
+        format!("http://{}{path}", self.addr)
+    }
+
+    pub async fn stop(self) {
+        self.shutdown.cancel();
+        self.task.await.unwrap();
+    }
+}
+
+/// Parses `args` exactly like the command line (with `env`) and runs the exporter.
+pub async fn spawn_exporter(args: &[&str], env: &TestEnv) -> RunningExporter {
+    use clap::Parser;
+    let mut argv = vec!["dexcom_exporter"];
+    argv.extend_from_slice(args);
+    let cli = dexcom_exporter::config::Cli::try_parse_from(argv).expect("valid flags");
+    let config = dexcom_exporter::config::Config::from_cli(cli, env).expect("valid config");
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let exporter = dexcom_exporter::exporter::Exporter::with_listener(
+        config,
+        listener,
+        std::sync::Arc::new(dexcom_exporter::clock::SystemClock),
+    )
+    .await
+    .expect("exporter builds");
+    let addr = exporter.local_addr();
+    let metrics = exporter.metrics();
+    let shutdown = tokio_util::sync::CancellationToken::new();
+    let token = shutdown.clone();
+    let task = tokio::spawn(exporter.run(async move { token.cancelled().await }));
+    RunningExporter {
+        addr,
+        metrics,
+        shutdown,
+        task,
+    }
+}
+
+/// GETs a URL and returns status and body.
+pub async fn get(url: &str) -> (u16, String) {
+    let response = reqwest::get(url).await.unwrap();
+    let status = response.status().as_u16();
+    (status, response.text().await.unwrap())
+}
+
+/// The value of the sample `name{labels}` in a scrape, where `labels` is the exact label text.
+pub fn sample(scrape: &str, name: &str, labels: &str) -> Option<f64> {
+    let prefix = format!("{name}{{{labels}}} ");
+    scrape
+        .lines()
+        .find_map(|l| l.strip_prefix(&prefix))
+        .and_then(|v| v.trim().parse().ok())
+}
+
+/// Scrapes until `check` returns `Some`, or panics after `within`.
+pub async fn scrape_until<T>(
+    exporter: &RunningExporter,
+    within: Duration,
+    mut check: impl FnMut(&str) -> Option<T>,
+) -> T {
+    let deadline = std::time::Instant::now() + within;
+    loop {
+        let (_, body) = get(&exporter.url("/metrics")).await;
+        if let Some(found) = check(&body) {
+            return found;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "condition not met within {within:?}; last scrape:\n{body}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// Standard exporter flags against a simulator.
+pub fn exporter_args<'a>(base_url: &'a str, interval: &'a str) -> Vec<&'a str> {
+    vec![
+        "--dexcom.username",
+        USERNAME,
+        "--dexcom.base-url",
+        base_url,
+        "--dexcom.reading-interval",
+        interval,
+    ]
+}
+
+/// The environment holding the right password.
+pub fn password_env() -> TestEnv {
+    TestEnv(vec![("DEXCOM_PASSWORD", PASSWORD.to_owned())])
+}

@@ -1,0 +1,290 @@
+//! The `dexcom_exporter` binary as users run it: configuration errors, `--help`, secrets kept
+//! out of help, logs and metrics, SIGTERM, and `promtool check metrics` on live output.
+#![allow(clippy::unwrap_used)] // a panic is how a test reports failure
+
+mod common;
+
+use std::io::{BufRead, BufReader, Read};
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use common::{PASSWORD, USERNAME, in_ci, scenario, start};
+
+fn exporter() -> Command {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_dexcom_exporter"));
+    // Keep the developer's own environment out of the tests.
+    for var in [
+        "DEXCOM_USERNAME",
+        "DEXCOM_ACCOUNT_ID",
+        "DEXCOM_PASSWORD",
+        "DEXCOM_PASSWORD_FILE",
+        "DEXCOM_REGION",
+        "DEXCOM_BASE_URL",
+        "CREDENTIALS_DIRECTORY",
+        "DEXCOM_EXPORTER_CONFIG_FILE",
+        "DEXCOM_EXPORTER_DEMO",
+    ] {
+        command.env_remove(var);
+    }
+    command
+}
+
+fn sigterm(child: &Child) {
+    let status = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+}
+
+/// Waits for a line containing `needle` on the child's stderr; returns everything read.
+fn wait_for_stderr(reader: &mut BufReader<std::process::ChildStderr>, needle: &str) -> String {
+    let mut seen = String::new();
+    loop {
+        let mut line = String::new();
+        if reader.read_line(&mut line).unwrap() == 0 {
+            panic!("stderr closed before {needle:?}:\n{seen}");
+        }
+        seen.push_str(&line);
+        if line.contains(needle) {
+            return seen;
+        }
+    }
+}
+
+#[test]
+fn configuration_errors_exit_2_with_one_line() {
+    let dir = std::env::temp_dir().join(format!("cli-errors-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let dup = dir.join("dup.yml");
+    std::fs::write(&dup, "accounts:\n  - username: a\n    password_file: /etc/hostname\n  - username: a\n    password_file: /etc/hostname\n").unwrap();
+    let dup = dup.to_str().unwrap();
+    type Case<'a> = (Vec<&'a str>, Vec<(&'a str, &'a str)>, &'a str);
+    let cases: Vec<Case> = vec![
+        (vec![], vec![], "no Dexcom account configured"),
+        (vec!["--dexcom.username", "a"], vec![], "no password"),
+        (
+            vec!["--dexcom.username", "a", "--dexcom.region", "eu"],
+            vec![("DEXCOM_PASSWORD", "x")],
+            "unknown Dexcom region",
+        ),
+        (
+            vec![
+                "--dexcom.username",
+                "a",
+                "--dexcom.account-id",
+                "99999999-9999-9999-9999-999999999999",
+            ],
+            vec![("DEXCOM_PASSWORD", "x")],
+            "not both",
+        ),
+        (
+            vec![
+                "--dexcom.username",
+                "a",
+                "--dexcom.password-file",
+                "/nonexistent/pw",
+            ],
+            vec![],
+            "cannot read the password file",
+        ),
+        (
+            vec!["--config.file", "/nonexistent/config.yml"],
+            vec![],
+            "cannot read --config.file",
+        ),
+        (vec!["--config.file", dup], vec![], "two accounts are named"),
+        (
+            vec!["--web.listen-address", "localhost"],
+            vec![],
+            "--web.listen-address",
+        ),
+        (
+            vec!["--dexcom.reading-interval", "soon"],
+            vec![],
+            "--dexcom.reading-interval",
+        ),
+        (
+            vec!["--dexcom.password", "hunter2"],
+            vec![],
+            "unexpected argument",
+        ),
+    ];
+    for (args, env, expected) in cases {
+        let mut command = exporter();
+        command.args(&args);
+        for (k, v) in &env {
+            command.env(k, v);
+        }
+        let output = command.output().unwrap();
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert_eq!(output.status.code(), Some(2), "{args:?}: {stderr}");
+        assert_eq!(
+            stderr.trim_end().lines().count(),
+            1,
+            "one line for {args:?}: {stderr}"
+        );
+        assert!(
+            stderr.contains(expected),
+            "{args:?}: {stderr:?} should mention {expected:?}"
+        );
+    }
+    std::fs::remove_dir_all(dir).ok();
+}
+
+#[test]
+fn help_explains_every_flag_with_default_and_env_and_no_secret() {
+    let output = exporter()
+        .arg("--help")
+        .env("DEXCOM_PASSWORD", "hunter2-in-env")
+        .env("DEXCOM_PASSWORD_FILE", "/run/secret-path")
+        .output()
+        .unwrap();
+    assert!(output.status.success());
+    let help = String::from_utf8_lossy(&output.stdout);
+    for (flag, env) in [
+        ("--web.listen-address", "DEXCOM_EXPORTER_WEB_LISTEN_ADDRESS"),
+        ("--web.telemetry-path", "DEXCOM_EXPORTER_WEB_TELEMETRY_PATH"),
+        ("--log.level", "DEXCOM_EXPORTER_LOG_LEVEL"),
+        ("--log.format", "DEXCOM_EXPORTER_LOG_FORMAT"),
+        ("--dexcom.username", "DEXCOM_USERNAME"),
+        ("--dexcom.account-id", "DEXCOM_ACCOUNT_ID"),
+        ("--dexcom.region", "DEXCOM_REGION"),
+        ("--dexcom.base-url", "DEXCOM_BASE_URL"),
+        ("--dexcom.password-file", "DEXCOM_PASSWORD_FILE"),
+        ("--dexcom.reading-interval", "DEXCOM_READING_INTERVAL"),
+        ("--glucose.max-age", "DEXCOM_GLUCOSE_MAX_AGE"),
+        ("--config.file", "DEXCOM_EXPORTER_CONFIG_FILE"),
+        ("--demo", "DEXCOM_EXPORTER_DEMO"),
+    ] {
+        assert!(help.contains(flag), "--help lacks {flag}");
+        assert!(
+            help.contains(&format!("[env: {env}")),
+            "--help lacks the variable {env}"
+        );
+    }
+    for default in ["127.0.0.1:18018", "/metrics", "5m", "20m"] {
+        assert!(
+            help.contains(&format!("[default: {default}]")),
+            "--help lacks default {default}"
+        );
+    }
+    assert!(
+        help.contains("DEXCOM_PASSWORD") && help.contains("dexcom-password"),
+        "help says where the password comes from"
+    );
+    assert!(
+        !help.contains("hunter2-in-env") && !help.contains("/run/secret-path"),
+        "{help}"
+    );
+}
+
+#[tokio::test]
+async fn runs_against_share_logs_no_secrets_passes_promtool_and_exits_0_on_sigterm() {
+    let sim = start(scenario(Duration::from_millis(500))).await;
+    let mut child = exporter()
+        .args([
+            "--web.listen-address",
+            "127.0.0.1:0",
+            "--log.level",
+            "debug",
+            "--dexcom.reading-interval",
+            "500ms",
+        ])
+        .args([
+            "--dexcom.username",
+            USERNAME,
+            "--dexcom.base-url",
+            &sim.base_url(),
+        ])
+        .env("DEXCOM_PASSWORD", PASSWORD)
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stderr = BufReader::new(child.stderr.take().unwrap());
+    let started = wait_for_stderr(&mut stderr, "listening on http://");
+    let addr = started
+        .split("listening on http://")
+        .nth(1)
+        .and_then(|rest| rest.split_whitespace().next())
+        .unwrap()
+        .to_owned();
+    // Let it log in, read, and follow a few readings, then expire the session once.
+    let mut metrics = String::new();
+    for _ in 0..100 {
+        metrics = reqwest::get(format!("http://{addr}/metrics"))
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
+        if metrics.contains("dexcom_glucose_mg_per_dl{") {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(metrics.contains("dexcom_glucose_mg_per_dl{"), "{metrics}");
+    sim.simulator.expire_sessions();
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let metrics = reqwest::get(format!("http://{addr}/metrics"))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+
+    check_with_promtool(&metrics);
+
+    sigterm(&child);
+    let mut rest = String::new();
+    stderr.read_to_string(&mut rest).unwrap();
+    let status = child.wait().unwrap();
+    assert_eq!(status.code(), Some(0), "SIGTERM exits 0");
+    let logs = started + &rest;
+    assert!(logs.contains("new reading"), "debug logging is on: {logs}");
+    assert!(logs.contains("SIGTERM received"), "{logs}");
+    for text in [&logs, &metrics] {
+        assert!(!text.contains(PASSWORD), "the password leaked");
+        assert!(
+            !contains_uuid(text),
+            "a session or account ID leaked:\n{text}"
+        );
+    }
+    sim.stop().await;
+}
+
+fn contains_uuid(text: &str) -> bool {
+    let bytes = text.as_bytes();
+    bytes.windows(36).any(|w| {
+        w.iter().enumerate().all(|(i, c)| match i {
+            8 | 13 | 18 | 23 => *c == b'-',
+            _ => c.is_ascii_hexdigit(),
+        })
+    })
+}
+
+fn check_with_promtool(metrics: &str) {
+    let spawned = Command::new("promtool")
+        .args(["check", "metrics"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn();
+    let mut child = match spawned {
+        Ok(child) => child,
+        Err(error) => {
+            assert!(!in_ci(), "promtool is required in CI: {error}");
+            eprintln!("SKIPPED outside CI: promtool not installed ({error})");
+            return;
+        }
+    };
+    std::io::Write::write_all(child.stdin.as_mut().unwrap(), metrics.as_bytes()).unwrap();
+    drop(child.stdin.take());
+    let output = child.wait_with_output().unwrap();
+    assert!(
+        output.status.success(),
+        "promtool check metrics failed:\n{}{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+}
