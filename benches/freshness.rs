@@ -1,2 +1,301 @@
-//! Freshness benchmark (filled in below).
-fn main() {}
+//! Freshness benchmark: how soon a reading that reaches Share shows on `/metrics`, and how
+//! many Share reads that costs, for the exporter's reading-aligned schedule and, side by side
+//! in the same run against the same simulator, a fixed-interval poller at the same cadence
+//! (what Home Assistant and the older exporters do).
+//!
+//! `cargo bench --bench freshness -- [--interval 20s] [--readings 60]`
+//!
+//! The simulator runs at the accelerated cadence with upload delays scaled in proportion
+//! (2–10% of the interval, i.e. 6–30 s at 5 minutes). The exporter's lag is measured through
+//! real scrapes of `/metrics` every 1/200 of the interval; the baseline's at the moment its own
+//! poll returns (which flatters the baseline slightly). The baseline's numbers pool eight
+//! fixed-interval pollers at evenly spread phases.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use dexcom_exporter::clock::{Clock, SystemClock};
+use dexcom_exporter::config::{Cli, Config, Environment};
+use dexcom_exporter::exporter::Exporter;
+use dexcom_exporter::share::{ClientSettings, Login, Region, ShareClient};
+use dexcom_exporter::simulator::{AccountSpec, Scenario, Simulator};
+
+const EXPORTER_ACCOUNT: &str = "bench-exporter";
+const BASELINE_ACCOUNT: &str = "bench-baseline";
+const PASSWORD: &str = "bench-password";
+/// Fixed-interval pollers run at evenly spread phases.
+const BASELINE_PHASES: usize = 8;
+
+struct Env;
+
+impl Environment for Env {
+    fn var(&self, name: &str) -> Option<String> {
+        (name == "DEXCOM_PASSWORD").then(|| PASSWORD.to_owned())
+    }
+}
+
+struct Args {
+    interval: Duration,
+    readings: usize,
+}
+
+fn parse_args() -> Args {
+    let mut args = Args {
+        interval: Duration::from_secs(20),
+        readings: 60,
+    };
+    let mut it = std::env::args().skip(1);
+    while let Some(arg) = it.next() {
+        match arg.as_str() {
+            "--interval" => {
+                let value = it.next().unwrap_or_default();
+                args.interval = humantime::parse_duration(&value).unwrap_or_else(|e| {
+                    eprintln!("--interval {value:?}: {e}");
+                    std::process::exit(2)
+                });
+            }
+            "--readings" => {
+                let value = it.next().unwrap_or_default();
+                args.readings = value.parse().unwrap_or_else(|e| {
+                    eprintln!("--readings {value:?}: {e}");
+                    std::process::exit(2)
+                });
+            }
+            // cargo bench passes --bench; ignore anything else of its own.
+            _ => {}
+        }
+    }
+    args
+}
+
+/// Lag of each reading (by sensor time) from visible-on-Share to seen.
+#[derive(Default)]
+struct Observed {
+    lags_ms: HashMap<i64, i64>,
+}
+
+impl Observed {
+    fn record(&mut self, sensor_ms: i64, visible_ms: i64, seen_ms: i64) {
+        self.lags_ms
+            .entry(sensor_ms)
+            .or_insert(seen_ms - visible_ms);
+    }
+
+    fn percentile(&self, p: f64) -> Option<i64> {
+        let mut lags: Vec<i64> = self.lags_ms.values().copied().collect();
+        if lags.is_empty() {
+            return None;
+        }
+        lags.sort_unstable();
+        Some(lags[((lags.len() - 1) as f64 * p).round() as usize])
+    }
+}
+
+#[tokio::main]
+async fn main() {
+    let args = parse_args();
+    let interval = args.interval;
+    let interval_ms = interval.as_millis() as i64;
+    let scenario = Scenario {
+        seed: 11,
+        reading_interval: interval,
+        accounts: vec![
+            AccountSpec::new(EXPORTER_ACCOUNT, PASSWORD),
+            AccountSpec::new(BASELINE_ACCOUNT, PASSWORD),
+        ],
+        ..Scenario::default()
+    };
+    let (delay_min, delay_max) = scenario.upload_delay_range();
+    let simulator = Simulator::new(scenario).expect("scenario");
+    let share = simulator
+        .start("127.0.0.1:0".parse().expect("addr"))
+        .await
+        .expect("simulator binds");
+    let base_url = share.base_url();
+    let clock = SystemClock;
+
+    println!(
+        "freshness benchmark: interval {}, upload delay {}–{} (2–10% of the interval), {} readings",
+        humantime::format_duration(interval),
+        humantime::format_duration(delay_min),
+        humantime::format_duration(delay_max),
+        args.readings
+    );
+
+    // The exporter under test, configured exactly as a user would.
+    let interval_text = format!("{}ms", interval_ms);
+    let cli = <Cli as clap::Parser>::try_parse_from([
+        "dexcom_exporter",
+        "--dexcom.username",
+        EXPORTER_ACCOUNT,
+        "--dexcom.base-url",
+        &base_url,
+        "--dexcom.reading-interval",
+        &interval_text,
+    ])
+    .expect("flags");
+    let config = Config::from_cli(cli, &Env).expect("config");
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let exporter = Exporter::with_listener(config, listener, Arc::new(SystemClock))
+        .await
+        .expect("exporter");
+    let metrics_url = format!("http://{}/metrics", exporter.local_addr());
+    let stop = tokio_util::sync::CancellationToken::new();
+    let stop_exporter = stop.clone();
+    let exporter_task = tokio::spawn(exporter.run(async move { stop_exporter.cancelled().await }));
+
+    // The baseline: fixed-interval pollers with the same client. A fixed poller's lag depends
+    // on its phase relative to the sensor, which is luck, so run BASELINE_PHASES of them at
+    // evenly spread phases and pool their lags: the expectation over a random start.
+    let mut baselines = Vec::new();
+    for phase in 0..BASELINE_PHASES {
+        let sim = simulator.clone();
+        let base = base_url.clone();
+        let stop = stop.clone();
+        let offset = interval.mul_f64(phase as f64 / BASELINE_PHASES as f64);
+        baselines.push(tokio::spawn(async move {
+            let mut client = ShareClient::new(ClientSettings {
+                base_url: base.parse().expect("url"),
+                application_id: Region::Us.application_id().to_owned(),
+                login: Login::Username(BASELINE_ACCOUNT.to_owned()),
+                password: PASSWORD.to_owned().into(),
+                connect_timeout: Duration::from_secs(5),
+                request_timeout: Duration::from_secs(5),
+            })
+            .expect("client");
+            let mut observed = Observed::default();
+            tokio::time::sleep(offset).await;
+            let mut ticker = tokio::time::interval(interval);
+            let mut first = None;
+            loop {
+                tokio::select! {
+                    () = stop.cancelled() => break,
+                    _ = ticker.tick() => {}
+                }
+                if let Ok(readings) = client.latest_readings(1440, 2).await {
+                    let seen = SystemClock.now_ms();
+                    let Some(newest) = readings.first() else {
+                        continue;
+                    };
+                    if *first.get_or_insert(newest.timestamp_ms) == newest.timestamp_ms {
+                        continue;
+                    }
+                    if let Some(served) = sim.reading_at(BASELINE_ACCOUNT, newest.timestamp_ms) {
+                        observed.record(served.sensor_ms, served.visible_ms, seen);
+                    }
+                }
+            }
+            observed
+        }));
+    }
+
+    // Scrape the exporter and time each scrape.
+    let http = reqwest::Client::new();
+    let scrape_every = (interval / 200).max(Duration::from_millis(5));
+    let mut observed = Observed::default();
+    let mut scrape_latencies = Vec::new();
+    let started = Instant::now();
+    let run_for = interval * u32::try_from(args.readings).unwrap_or(u32::MAX) + interval;
+    let timestamp_prefix =
+        format!("dexcom_glucose_reading_timestamp_seconds{{account=\"{EXPORTER_ACCOUNT}\"}} ");
+    let mut first_sensor_ms = None;
+    while started.elapsed() < run_for {
+        let before = Instant::now();
+        let body = match http.get(&metrics_url).send().await {
+            Ok(response) => response.text().await.unwrap_or_default(),
+            Err(_) => String::new(),
+        };
+        scrape_latencies.push(before.elapsed());
+        let seen = clock.now_ms();
+        let timestamp = body
+            .lines()
+            .find_map(|l| l.strip_prefix(&timestamp_prefix))
+            .and_then(|v| v.trim().parse::<f64>().ok());
+        if let Some(seconds) = timestamp {
+            let sensor_ms = (seconds * 1000.0).round() as i64;
+            // The reading present at start-up was not "new": it says nothing about lag.
+            let first = *first_sensor_ms.get_or_insert(sensor_ms);
+            if sensor_ms != first {
+                if let Some(served) = simulator.reading_at(EXPORTER_ACCOUNT, sensor_ms) {
+                    observed.record(served.sensor_ms, served.visible_ms, seen);
+                }
+            }
+        }
+        tokio::time::sleep(scrape_every.saturating_sub(before.elapsed())).await;
+    }
+    stop.cancel();
+    let mut baseline = Observed::default();
+    for (phase, task) in baselines.into_iter().enumerate() {
+        for (sensor_ms, lag) in task.await.expect("baseline").lags_ms {
+            // Distinct keys per phase: the pool holds every poller's observations.
+            baseline
+                .lags_ms
+                .insert(sensor_ms * BASELINE_PHASES as i64 + phase as i64, lag);
+        }
+    }
+    exporter_task.await.expect("exporter");
+
+    let exporter_reads = simulator.request_counts(EXPORTER_ACCOUNT).read;
+    let baseline_reads = simulator.request_counts(BASELINE_ACCOUNT).read;
+    let expected = args.readings as f64;
+    let row = |name: &str, o: &Observed, reads: u64, pollers: usize| {
+        let p50 = o.percentile(0.5).unwrap_or(-1);
+        let p95 = o.percentile(0.95).unwrap_or(-1);
+        let seen = o.lags_ms.len().max(1) as f64;
+        println!(
+            "| {name:<34} | {:>8} | {:>8.2} s | {:>6.1}% | {:>8.2} s | {:>6.1}% | {:>13.2} |",
+            o.lags_ms.len() / pollers,
+            p50 as f64 / 1000.0,
+            100.0 * p50 as f64 / interval_ms as f64,
+            p95 as f64 / 1000.0,
+            100.0 * p95 as f64 / interval_ms as f64,
+            reads as f64 / seen,
+        );
+    };
+    println!();
+    println!(
+        "| poller                             | readings | p50 lag    | p50/int | p95 lag    | p95/int | reads/reading |"
+    );
+    println!(
+        "|------------------------------------|----------|------------|---------|------------|---------|---------------|"
+    );
+    row(
+        "dexcom_exporter (reading-aligned)",
+        &observed,
+        exporter_reads,
+        1,
+    );
+    row(
+        "fixed-interval poller (baseline)",
+        &baseline,
+        baseline_reads,
+        BASELINE_PHASES,
+    );
+    println!();
+    scrape_latencies.sort_unstable();
+    let pct = |p: f64| scrape_latencies[((scrape_latencies.len() - 1) as f64 * p) as usize];
+    println!(
+        "/metrics scrapes: {} in the run, latency p50 {:?}, p99 {:?}, max {:?}",
+        scrape_latencies.len(),
+        pct(0.5),
+        pct(0.99),
+        pct(1.0)
+    );
+    let rss = std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find_map(|l| l.strip_prefix("VmRSS:").map(|v| v.trim().to_owned()))
+        })
+        .unwrap_or_else(|| "n/a".to_owned());
+    println!(
+        "resident memory of the whole benchmark process (simulator + exporter + baseline): {rss}"
+    );
+    println!(
+        "readings expected about {expected:.0}; targets: p50 ≤ 7% and p95 ≤ 15% of the interval, ≤ 1.3 reads per reading"
+    );
+    share.stop().await;
+}

@@ -288,3 +288,70 @@ fn check_with_promtool(metrics: &str) {
         String::from_utf8_lossy(&output.stderr)
     );
 }
+
+#[tokio::test]
+async fn demo_mode_serves_three_accounts_at_the_chosen_cadence() {
+    let mut child = exporter()
+        .args([
+            "--demo",
+            "--web.listen-address",
+            "127.0.0.1:0",
+            "--dexcom.reading-interval",
+            "1s",
+        ])
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stderr = BufReader::new(child.stderr.take().unwrap());
+    let started = wait_for_stderr(&mut stderr, "listening on http://");
+    let addr = started
+        .split("listening on http://")
+        .nth(1)
+        .and_then(|rest| rest.split_whitespace().next())
+        .unwrap()
+        .to_owned();
+    let timestamp = |scrape: &str, account: &str| {
+        common::sample(
+            scrape,
+            "dexcom_glucose_reading_timestamp_seconds",
+            &format!("account=\"{account}\""),
+        )
+    };
+    let mut first = None;
+    for _ in 0..100 {
+        let scrape = reqwest::get(format!("http://{addr}/metrics"))
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
+        let all = ["alex", "sam", "robin"].iter().all(|a| {
+            common::sample(
+                &scrape,
+                "dexcom_glucose_mg_per_dl",
+                &format!("account=\"{a}\""),
+            )
+            .is_some()
+        });
+        if all {
+            first = timestamp(&scrape, "alex");
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let first = first.expect("all three demo accounts show glucose within 10 s");
+    tokio::time::sleep(Duration::from_millis(2500)).await;
+    let scrape = reqwest::get(format!("http://{addr}/metrics"))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let later = timestamp(&scrape, "alex").unwrap();
+    assert!(
+        later - first >= 1.9,
+        "readings arrive every second: {first} → {later}"
+    );
+    sigterm(&child);
+    assert_eq!(child.wait().unwrap().code(), Some(0));
+}
