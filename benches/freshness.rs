@@ -218,10 +218,12 @@ async fn main() {
             let sensor_ms = (seconds * 1000.0).round() as i64;
             // The reading present at start-up was not "new": it says nothing about lag.
             let first = *first_sensor_ms.get_or_insert(sensor_ms);
-            if sensor_ms != first {
-                if let Some(served) = simulator.reading_at(EXPORTER_ACCOUNT, sensor_ms) {
-                    observed.record(served.sensor_ms, served.visible_ms, seen);
-                }
+            let served = (sensor_ms != first)
+                .then(|| simulator.reading_at(EXPORTER_ACCOUNT, sensor_ms))
+                .flatten();
+            if let Some(served) = served {
+                observed.record(served.sensor_ms, served.visible_ms, seen);
+            }
             }
         }
         tokio::time::sleep(scrape_every.saturating_sub(before.elapsed())).await;
