@@ -224,7 +224,6 @@ async fn main() {
             if let Some(served) = served {
                 observed.record(served.sensor_ms, served.visible_ms, seen);
             }
-            }
         }
         tokio::time::sleep(scrape_every.saturating_sub(before.elapsed())).await;
     }
