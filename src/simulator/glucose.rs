@@ -130,19 +130,23 @@ impl GlucoseModel {
             }
         }
 
-        let night_low_depth = match self.profile {
-            GlucoseProfile::OvernightLow => Some(78.0 + unit(s, day, 40) * 12.0),
+        level += smooth_noise(s, k, 6, 11.0) + (unit(s, k, 8) - 0.5) * 2.0;
+
+        // A night low pulls the level towards a floor rather than subtracting a fixed depth,
+        // so its bottom is predictable whatever the day's meals and noise did.
+        let night_low_floor = match self.profile {
+            GlucoseProfile::OvernightLow => Some(34.0 + unit(s, day, 40) * 14.0),
             GlucoseProfile::Typical if unit(s, day, 41) < 0.18 => {
-                Some(35.0 + unit(s, day, 42) * 30.0)
+                Some(50.0 + unit(s, day, 42) * 20.0)
             }
             _ => None,
         };
-        if let Some(depth) = night_low_depth {
+        if let Some(floor) = night_low_floor {
             let centre = 150.0 + unit(s, day, 43) * 100.0;
-            level -= depth * bump(minute_of_day, centre, 40.0);
+            let pull = bump(minute_of_day, centre, 40.0);
+            level = level * (1.0 - pull) + floor * pull;
         }
-
-        level + smooth_noise(s, k, 6, 11.0) + (unit(s, k, 8) - 0.5) * 2.0
+        level
     }
 }
 

@@ -165,3 +165,22 @@ pub fn exporter_args<'a>(base_url: &'a str, interval: &'a str) -> Vec<&'a str> {
 pub fn password_env() -> TestEnv {
     TestEnv(vec![("DEXCOM_PASSWORD", PASSWORD.to_owned())])
 }
+
+/// The path of an external tool, or `None` (outside CI only: in CI a missing tool fails).
+pub fn tool(name: &str) -> Option<std::path::PathBuf> {
+    let found = std::env::var_os("PATH").and_then(|paths| {
+        std::env::split_paths(&paths)
+            .map(|dir| dir.join(name))
+            .find(|candidate| candidate.is_file())
+    });
+    if found.is_none() {
+        assert!(!in_ci(), "{name} is required in CI; .ci/run installs it");
+        eprintln!("SKIPPED outside CI: {name} is not installed (bash .ci/run installs it)");
+    }
+    found
+}
+
+/// The repository root.
+pub fn repo() -> std::path::PathBuf {
+    std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
