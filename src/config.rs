@@ -17,6 +17,7 @@ use uuid::Uuid;
 
 use crate::metrics::Thresholds;
 use crate::share::{InvalidRegion, Login, Region};
+use crate::web_config::{WebConfig, WebConfigError};
 
 /// Default listen address: loopback only, because this is health data.
 pub const DEFAULT_LISTEN_ADDRESS: &str = "127.0.0.1:18018";
@@ -49,6 +50,13 @@ pub struct Cli {
         value_name = "PATH"
     )]
     pub telemetry_path: String,
+    /// TLS and basic-auth settings in the Prometheus exporter-toolkit format.
+    #[arg(
+        long = "web.config.file",
+        env = "DEXCOM_EXPORTER_WEB_CONFIG_FILE",
+        value_name = "FILE"
+    )]
+    pub web_config_file: Option<PathBuf>,
     /// Log level: error, warn, info or debug.
     #[arg(
         long = "log.level",
@@ -174,6 +182,8 @@ pub struct Config {
     pub listen_address: SocketAddr,
     /// The metrics path.
     pub telemetry_path: String,
+    /// TLS, basic auth and headers from `--web.config.file`.
+    pub web: WebConfig,
     /// Log verbosity.
     pub log_level: LogLevel,
     /// Log format.
@@ -338,6 +348,9 @@ pub enum ConfigError {
     /// Durations that contradict each other.
     #[error("{0}")]
     BadDuration(String),
+    /// A bad `--web.config.file`.
+    #[error(transparent)]
+    WebConfig(#[from] WebConfigError),
 }
 
 /// The accounts section of `--config.file`.
@@ -439,9 +452,14 @@ impl Config {
                 }
             }
         };
+        let web = match &cli.web_config_file {
+            Some(path) => WebConfig::load(path)?,
+            None => WebConfig::default(),
+        };
         Ok(Config {
             listen_address: cli.listen_address,
             telemetry_path: cli.telemetry_path,
+            web,
             log_level: cli.log_level,
             log_format: cli.log_format,
             accounts,

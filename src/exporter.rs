@@ -55,6 +55,7 @@ pub enum ExporterError {
 pub struct Exporter {
     listener: TcpListener,
     state: Arc<ServerState>,
+    tls: Option<Arc<rustls::ServerConfig>>,
     metrics: Arc<Metrics>,
     pollers: Vec<AccountPoller>,
     interval: Duration,
@@ -139,14 +140,17 @@ impl Exporter {
             ));
         }
         let registry = metrics.clone().into_registry();
+        let tls = config.web.tls.clone();
         let state = Arc::new(ServerState::new(
             registry,
             metrics.clone(),
             config.telemetry_path.clone(),
+            config.web,
         ));
         Ok(Exporter {
             listener,
             state,
+            tls,
             metrics,
             pollers,
             interval: config.reading_interval,
@@ -180,8 +184,10 @@ impl Exporter {
             accounts = self.pollers.len(),
             interval = %humantime::format_duration(self.interval),
             demo = self.demo.is_some(),
-            "dexcom_exporter {} listening on http://{addr}",
+            tls = self.tls.is_some(),
+            "dexcom_exporter {} listening on {}://{addr}",
             env!("CARGO_PKG_VERSION"),
+            if self.tls.is_some() { "https" } else { "http" },
         );
         let state = self.state.clone();
         let handler = move |request| server::handle(state.clone(), request);
@@ -190,6 +196,7 @@ impl Exporter {
             handler,
             token.clone(),
             ServeLimits::default(),
+            self.tls,
         ));
         let pollers_task = tokio::spawn(poll::run_all(self.pollers, self.interval, token.clone()));
         shutdown.await;

@@ -16,3 +16,4 @@ pub mod share;
 pub mod shutdown;
 pub mod simulator;
 pub mod telemetry;
+pub mod web_config;

@@ -11,6 +11,7 @@ use prometheus_client::registry::Registry;
 
 use crate::metrics::{self, Metrics};
 use crate::serve::{HttpResponse, respond};
+use crate::web_config::WebConfig;
 
 /// What the handlers need.
 #[derive(Debug)]
@@ -18,21 +19,52 @@ pub struct ServerState {
     registry: Registry,
     metrics: Arc<Metrics>,
     telemetry_path: String,
+    web: WebConfig,
 }
 
 impl ServerState {
-    /// State serving `metrics` (registered in `registry`) under `telemetry_path`.
-    pub fn new(registry: Registry, metrics: Arc<Metrics>, telemetry_path: String) -> Self {
+    /// State serving `metrics` (registered in `registry`) under `telemetry_path`, with the
+    /// basic auth and headers of `web`.
+    pub fn new(
+        registry: Registry,
+        metrics: Arc<Metrics>,
+        telemetry_path: String,
+        web: WebConfig,
+    ) -> Self {
         ServerState {
             registry,
             metrics,
             telemetry_path,
+            web,
         }
     }
 }
 
-/// Answers one request.
+/// Answers one request: authentication first (every path, as in the exporter toolkit), then
+/// routing, then the configured extra headers.
 pub async fn handle(state: Arc<ServerState>, request: Request<Incoming>) -> HttpResponse {
+    let mut response = match &state.web.basic_auth {
+        Some(auth)
+            if !auth
+                .allows(request.headers().get(hyper::header::AUTHORIZATION))
+                .await =>
+        {
+            let mut denied = respond(401, "text/plain; charset=utf-8", "Unauthorized\n");
+            denied.headers_mut().insert(
+                hyper::header::WWW_AUTHENTICATE,
+                hyper::header::HeaderValue::from_static("Basic realm=\"dexcom_exporter\""),
+            );
+            denied
+        }
+        _ => route(&state, &request),
+    };
+    for (name, value) in &state.web.headers {
+        response.headers_mut().insert(name.clone(), value.clone());
+    }
+    response
+}
+
+fn route(state: &ServerState, request: &Request<Incoming>) -> HttpResponse {
     let path = request.uri().path();
     let known =
         path == "/" || path == state.telemetry_path || path == "/-/healthy" || path == "/-/ready";
@@ -74,7 +106,7 @@ pub async fn handle(state: Arc<ServerState>, request: Request<Incoming>) -> Http
                 )
             }
         }
-        _ => respond(200, "text/html; charset=utf-8", landing_page(&state)),
+        _ => respond(200, "text/html; charset=utf-8", landing_page(state)),
     }
 }
 

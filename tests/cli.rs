@@ -145,6 +145,7 @@ fn help_explains_every_flag_with_default_and_env_and_no_secret() {
     for (flag, env) in [
         ("--web.listen-address", "DEXCOM_EXPORTER_WEB_LISTEN_ADDRESS"),
         ("--web.telemetry-path", "DEXCOM_EXPORTER_WEB_TELEMETRY_PATH"),
+        ("--web.config.file", "DEXCOM_EXPORTER_WEB_CONFIG_FILE"),
         ("--log.level", "DEXCOM_EXPORTER_LOG_LEVEL"),
         ("--log.format", "DEXCOM_EXPORTER_LOG_FORMAT"),
         ("--dexcom.username", "DEXCOM_USERNAME"),

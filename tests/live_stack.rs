@@ -141,6 +141,7 @@ async fn prometheus_and_alertmanager_against_the_demo() {
         },
         stop_webhook.clone(),
         ServeLimits::default(),
+        None,
     ));
 
     // The exporter in demo mode, readings every 2 s.

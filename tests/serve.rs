@@ -19,7 +19,7 @@ async fn start(
     let addr = listener.local_addr().unwrap();
     let token = CancellationToken::new();
     let handler = |_request| async { respond(200, "text/plain", "ok") };
-    let task = tokio::spawn(serve(listener, handler, token.clone(), limits));
+    let task = tokio::spawn(serve(listener, handler, token.clone(), limits, None));
     (addr, token, task)
 }
 

@@ -274,7 +274,7 @@ impl Simulator {
         let shutdown_for_handlers = shutdown.clone();
         let handler =
             move |request| http::handle(self.clone(), request, shutdown_for_handlers.clone());
-        crate::serve::serve(listener, handler, shutdown, limits).await;
+        crate::serve::serve(listener, handler, shutdown, limits, None).await;
     }
 
     /// The scenario being played.

@@ -1,0 +1,105 @@
+//! `--web.config.file`: the exporter served over TLS with basic authentication, checked with
+//! a real HTTPS client, and bad files rejected at start-up.
+#![allow(clippy::unwrap_used)] // a panic is how a test reports failure
+
+mod common;
+
+use std::time::Duration;
+
+use common::{exporter_args, password_env, scenario, spawn_exporter, start};
+
+#[tokio::test]
+async fn tls_and_basic_auth() {
+    let dir = std::env::temp_dir().join(format!("web-config-it-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let cert =
+        rcgen::generate_simple_self_signed(vec!["127.0.0.1".to_owned(), "localhost".to_owned()])
+            .unwrap();
+    std::fs::write(dir.join("server.crt"), cert.cert.pem()).unwrap();
+    std::fs::write(dir.join("server.key"), cert.signing_key.serialize_pem()).unwrap();
+    let hash = bcrypt::hash("scrape-secret", 4).unwrap();
+    std::fs::write(
+        dir.join("web.yml"),
+        format!(
+            "tls_server_config:\n  cert_file: server.crt\n  key_file: server.key\n  min_version: TLS12\nhttp_server_config:\n  headers:\n    X-Frame-Options: deny\nbasic_auth_users:\n  prometheus: '{hash}'\n"
+        ),
+    )
+    .unwrap();
+
+    let sim = start(scenario(Duration::from_secs(1))).await;
+    let base = sim.base_url();
+    let web = dir.join("web.yml").display().to_string();
+    let mut args = exporter_args(&base, "1s");
+    args.extend(["--web.config.file", &web]);
+    let exporter = spawn_exporter(&args, &password_env()).await;
+
+    let client = reqwest::Client::builder()
+        .add_root_certificate(reqwest::Certificate::from_pem(cert.cert.pem().as_bytes()).unwrap())
+        .build()
+        .unwrap();
+    let url = format!("https://127.0.0.1:{}/metrics", exporter.addr.port());
+    let denied = client.get(&url).send().await.unwrap();
+    assert_eq!(denied.status().as_u16(), 401);
+    assert!(
+        denied.headers()["www-authenticate"]
+            .to_str()
+            .unwrap()
+            .starts_with("Basic")
+    );
+    let wrong = client
+        .get(&url)
+        .basic_auth("prometheus", Some("nope"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(wrong.status().as_u16(), 401);
+    let ok = client
+        .get(&url)
+        .basic_auth("prometheus", Some("scrape-secret"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(ok.status().as_u16(), 200);
+    assert_eq!(ok.headers()["x-frame-options"], "deny");
+    assert!(ok.text().await.unwrap().contains("dexcom_up{"));
+    // Plain HTTP on the TLS port gets nothing useful.
+    let plain = reqwest::get(format!("http://127.0.0.1:{}/metrics", exporter.addr.port())).await;
+    assert!(plain.is_err() || !plain.unwrap().status().is_success());
+    exporter.stop().await;
+    sim.stop().await;
+    std::fs::remove_dir_all(dir).ok();
+}
+
+#[test]
+fn bad_web_config_exits_2_with_one_line() {
+    let dir = std::env::temp_dir().join(format!("web-config-bad-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let cases = [
+        ("missing.yml", None, "cannot read --web.config.file"),
+        (
+            "unknown.yml",
+            Some("tls_server_config:\n  cert_file: a\n  key_file: b\n  cipher_suites: [x]\n"),
+            "cipher_suites",
+        ),
+        (
+            "nocert.yml",
+            Some("tls_server_config:\n  cert_file: none.crt\n  key_file: none.key\n"),
+            "cannot load certificate",
+        ),
+    ];
+    for (name, contents, expected) in cases {
+        let path = dir.join(name);
+        if let Some(contents) = contents {
+            std::fs::write(&path, contents).unwrap();
+        }
+        let output = std::process::Command::new(env!("CARGO_BIN_EXE_dexcom_exporter"))
+            .args(["--demo", "--web.config.file", path.to_str().unwrap()])
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert_eq!(output.status.code(), Some(2), "{name}: {stderr}");
+        assert_eq!(stderr.trim_end().lines().count(), 1, "{stderr}");
+        assert!(stderr.contains(expected), "{name}: {stderr}");
+    }
+    std::fs::remove_dir_all(dir).ok();
+}
