@@ -204,12 +204,7 @@ async fn runs_against_share_logs_no_secrets_passes_promtool_and_exits_0_on_sigte
         .unwrap();
     let mut stderr = BufReader::new(child.stderr.take().unwrap());
     let started = wait_for_stderr(&mut stderr, "listening on http://");
-    let addr = started
-        .split("listening on http://")
-        .nth(1)
-        .and_then(|rest| rest.split_whitespace().next())
-        .unwrap()
-        .to_owned();
+    let addr = common::listening_address(&started).unwrap();
     // Let it log in, read, and follow a few readings, then expire the session once.
     let mut metrics = String::new();
     for _ in 0..100 {
@@ -305,12 +300,7 @@ async fn demo_mode_serves_three_accounts_at_the_chosen_cadence() {
         .unwrap();
     let mut stderr = BufReader::new(child.stderr.take().unwrap());
     let started = wait_for_stderr(&mut stderr, "listening on http://");
-    let addr = started
-        .split("listening on http://")
-        .nth(1)
-        .and_then(|rest| rest.split_whitespace().next())
-        .unwrap()
-        .to_owned();
+    let addr = common::listening_address(&started).unwrap();
     let timestamp = |scrape: &str, account: &str| {
         common::sample(
             scrape,

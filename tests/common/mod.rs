@@ -223,8 +223,8 @@ pub fn start_exporter_process(args: &[&str]) -> (KillOnDrop, String) {
             "exporter exited:\n{seen}"
         );
         seen.push_str(&line);
-        if let Some(rest) = line.split("listening on http://").nth(1) {
-            break rest.split_whitespace().next().unwrap().to_owned();
+        if let Some(addr) = listening_address(&line) {
+            break addr;
         }
     };
     // Keep draining the log so the exporter never blocks on a full pipe.
@@ -235,4 +235,10 @@ pub fn start_exporter_process(args: &[&str]) -> (KillOnDrop, String) {
         }
     });
     (KillOnDrop(child), addr)
+}
+
+/// The address in the exporter's "listening on http://ADDR" log line, if `log` holds one.
+pub fn listening_address(log: &str) -> Option<String> {
+    let rest = log.split("listening on http://").nth(1)?;
+    rest.split_whitespace().next().map(str::to_owned)
 }
