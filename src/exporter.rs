@@ -62,12 +62,6 @@ pub struct Exporter {
     demo: Option<RunningSimulator>,
 }
 
-impl std::fmt::Debug for AccountPoller {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("AccountPoller")
-    }
-}
-
 /// The demo accounts: (name, profile, simulated time of day at start).
 const DEMO_ACCOUNTS: [(&str, GlucoseProfile, Option<&str>); 3] = [
     ("alex", GlucoseProfile::Typical, None),
@@ -237,10 +231,8 @@ async fn start_demo(
         .start(SocketAddr::from(([127, 0, 0, 1], 0)))
         .await
         .map_err(|e| ExporterError::Demo(e.to_string()))?;
-    let base_url: reqwest::Url = running
-        .base_url()
-        .parse()
-        .map_err(|e: url_error::ParseError| ExporterError::Demo(e.to_string()))?;
+    let base_url =
+        reqwest::Url::parse(&running.base_url()).map_err(|e| ExporterError::Demo(e.to_string()))?;
     tracing::info!(base_url = %base_url, "demo mode: polling the built-in Share simulator (accounts alex, sam, robin)");
     let configs = DEMO_ACCOUNTS
         .iter()
@@ -254,9 +246,4 @@ async fn start_demo(
         })
         .collect();
     Ok((running, configs))
-}
-
-mod url_error {
-    pub use reqwest::Url;
-    pub type ParseError = <Url as std::str::FromStr>::Err;
 }

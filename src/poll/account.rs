@@ -18,6 +18,7 @@ const READ_MINUTES: u32 = 1440;
 const READ_COUNT: u32 = 2;
 
 /// Counts requests and logins of one account into its metrics.
+#[derive(Debug)]
 struct Observer {
     account: Arc<AccountMetrics>,
     durations: Arc<RequestDurations>,
@@ -37,6 +38,7 @@ impl ClientObserver for Observer {
 }
 
 /// The poller of one account.
+#[derive(Debug)]
 pub struct AccountPoller {
     client: ShareClient,
     metrics: Arc<AccountMetrics>,
