@@ -487,3 +487,64 @@ async fn endpoints_and_errors() {
     exporter.stop().await;
     sim.stop().await;
 }
+
+#[tokio::test]
+async fn thirty_accounts_all_report_with_one_login_each() {
+    let mut scenario = fast_scenario(1000);
+    scenario.accounts = (0..30)
+        .map(|i| {
+            dexcom_exporter::simulator::AccountSpec::new(
+                &format!("user{i:02}"),
+                &format!("pw{i:02}"),
+            )
+        })
+        .collect();
+    let sim = start(scenario).await;
+    let dir = std::env::temp_dir().join(format!("exporter-thirty-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let mut yaml = String::from("accounts:\n");
+    for i in 0..30 {
+        std::fs::write(dir.join(format!("{i:02}.pw")), format!("pw{i:02}\n")).unwrap();
+        yaml.push_str(&format!(
+            "  - username: user{i:02}\n    password_file: {}/{i:02}.pw\n    base_url: {}\n",
+            dir.display(),
+            sim.base_url()
+        ));
+    }
+    std::fs::write(dir.join("config.yml"), yaml).unwrap();
+    let config_path = dir.join("config.yml").display().to_string();
+    let exporter = spawn_exporter(
+        &[
+            "--config.file",
+            &config_path,
+            "--dexcom.reading-interval",
+            "1s",
+        ],
+        &TestEnv(vec![]),
+    )
+    .await;
+    scrape_until(&exporter, Duration::from_secs(20), |s| {
+        (0..30)
+            .all(|i| {
+                sample(
+                    s,
+                    "dexcom_glucose_mg_per_dl",
+                    &format!("account=\"user{i:02}\""),
+                )
+                .is_some()
+            })
+            .then_some(())
+    })
+    .await;
+    for i in 0..30 {
+        let counts = sim.simulator.request_counts(&format!("user{i:02}"));
+        assert_eq!(
+            (counts.authenticate, counts.login),
+            (1, 1),
+            "user{i:02}: {counts:?}"
+        );
+    }
+    exporter.stop().await;
+    sim.stop().await;
+    std::fs::remove_dir_all(dir).ok();
+}
