@@ -46,6 +46,7 @@ pub struct AccountPoller {
     interval: Duration,
     clock: Arc<dyn Clock>,
     last_reason: Option<ErrorReason>,
+    said_empty: bool,
 }
 
 impl AccountPoller {
@@ -74,6 +75,7 @@ impl AccountPoller {
             interval,
             clock,
             last_reason: None,
+            said_empty: false,
         }
     }
 
@@ -119,18 +121,17 @@ impl AccountPoller {
                 let newest = readings.first().copied();
                 if let Some(newest) = newest {
                     self.publish(newest, readings.get(1).copied());
-                } else if self.metrics.latest().is_none() {
+                } else if self.metrics.latest().is_none() && !self.said_empty {
+                    // Once: an empty list is a steady state (no follower), not news every poll.
+                    self.said_empty = true;
                     tracing::info!(
                         account = self.metrics.name(),
                         "Share has no readings for this account in the last 24 hours: check that the sensor is running, the Dexcom app is sharing, and at least one follower is set up"
                     );
                 }
+                // The newest reading published: a Share answer older than it is not news.
                 PollOutcome::Success {
-                    newest_ms: self
-                        .metrics
-                        .latest()
-                        .map(|l| l.reading.timestamp_ms)
-                        .or(newest.map(|n| n.timestamp_ms)),
+                    newest_ms: self.metrics.latest().map(|l| l.reading.timestamp_ms),
                 }
             }
             Err(error) => {

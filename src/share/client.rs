@@ -178,10 +178,11 @@ impl ShareClient {
             return Ok(session.clone());
         }
         self.observer.login_started();
-        let account_id = match self.account_id {
-            Some(id) => id,
-            None => {
-                let id = self.authenticate().await?;
+        let account_id = match (self.account_id, &self.settings.login) {
+            (Some(id), _) => id,
+            (None, Login::AccountId(id)) => *id,
+            (None, Login::Username(name)) => {
+                let id = self.authenticate(name).await?;
                 self.account_id = Some(id);
                 id
             }
@@ -192,10 +193,7 @@ impl ShareClient {
         Ok(session)
     }
 
-    async fn authenticate(&self) -> Result<Uuid, ShareError> {
-        let Login::Username(name) = &self.settings.login else {
-            unreachable!("the account ID is set at construction for account-ID logins")
-        };
+    async fn authenticate(&self, name: &str) -> Result<Uuid, ShareError> {
         let body = serde_json::json!({
             "accountName": name,
             "password": self.settings.password.expose_secret(),
