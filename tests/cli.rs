@@ -208,12 +208,7 @@ async fn runs_against_share_logs_no_secrets_passes_promtool_and_exits_0_on_sigte
     // Let it log in, read, and follow a few readings, then expire the session once.
     let mut metrics = String::new();
     for _ in 0..100 {
-        metrics = reqwest::get(format!("http://{addr}/metrics"))
-            .await
-            .unwrap()
-            .text()
-            .await
-            .unwrap();
+        metrics = common::get(&format!("http://{addr}/metrics")).await.1;
         if metrics.contains("dexcom_glucose_mg_per_dl{") {
             break;
         }
@@ -222,12 +217,7 @@ async fn runs_against_share_logs_no_secrets_passes_promtool_and_exits_0_on_sigte
     assert!(metrics.contains("dexcom_glucose_mg_per_dl{"), "{metrics}");
     sim.simulator.expire_sessions();
     tokio::time::sleep(Duration::from_secs(2)).await;
-    let metrics = reqwest::get(format!("http://{addr}/metrics"))
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = common::get(&format!("http://{addr}/metrics")).await.1;
 
     check_with_promtool(&metrics);
 
@@ -310,12 +300,7 @@ async fn demo_mode_serves_three_accounts_at_the_chosen_cadence() {
     };
     let mut first = None;
     for _ in 0..100 {
-        let scrape = reqwest::get(format!("http://{addr}/metrics"))
-            .await
-            .unwrap()
-            .text()
-            .await
-            .unwrap();
+        let scrape = common::get(&format!("http://{addr}/metrics")).await.1;
         let all = ["alex", "sam", "robin"].iter().all(|a| {
             common::sample(
                 &scrape,
@@ -332,12 +317,7 @@ async fn demo_mode_serves_three_accounts_at_the_chosen_cadence() {
     }
     let first = first.expect("all three demo accounts show glucose within 10 s");
     tokio::time::sleep(Duration::from_millis(2500)).await;
-    let scrape = reqwest::get(format!("http://{addr}/metrics"))
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let scrape = common::get(&format!("http://{addr}/metrics")).await.1;
     let later = timestamp(&scrape, "alex").unwrap();
     assert!(
         later - first >= 1.9,
