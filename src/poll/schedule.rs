@@ -89,11 +89,6 @@ impl Schedule {
         Duration::from_secs_f64(self.grace_ms / 1000.0)
     }
 
-    /// Sensor time of the newest reading seen.
-    pub fn newest_ms(&self) -> Option<i64> {
-        self.newest_ms
-    }
-
     /// Records `outcome` observed at `now_ms` and returns when to poll next (Unix ms).
     pub fn next_poll(&mut self, outcome: PollOutcome, now_ms: i64) -> i64 {
         match outcome {

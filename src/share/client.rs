@@ -125,16 +125,6 @@ impl ShareClient {
         self
     }
 
-    /// Whether the client currently holds a session.
-    pub fn has_session(&self) -> bool {
-        self.session_id.is_some()
-    }
-
-    /// Forgets the session (not the account ID), so the next read logs in again.
-    pub fn drop_session(&mut self) {
-        self.session_id = None;
-    }
-
     /// Reads up to `max_count` readings from the last `minutes`, newest first, logging in
     /// first if needed. On a session error: one re-login by account ID and one retry.
     ///

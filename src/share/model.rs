@@ -42,13 +42,6 @@ pub struct Reading {
     pub trend: Trend,
 }
 
-impl Reading {
-    /// The reading's glucose in mmol/L, rounded like Dexcom's own clients.
-    pub fn mmol_per_l(&self) -> f64 {
-        mg_per_dl_to_mmol_per_l(self.mg_per_dl)
-    }
-}
-
 /// Converts mg/dL to mmol/L with the factor 0.0555 and one decimal, rounding the exact
 /// binary value (so 100 → 5.5 and 300 → 16.6, as pydexcom does).
 pub fn mg_per_dl_to_mmol_per_l(mg_per_dl: u16) -> f64 {
@@ -123,22 +116,6 @@ impl Trend {
             Trend::DoubleDown => "DoubleDown",
             Trend::NotComputable => "NotComputable",
             Trend::RateOutOfRange => "RateOutOfRange",
-        }
-    }
-
-    /// The arrow Dexcom's apps show.
-    pub fn arrow(self) -> &'static str {
-        match self {
-            Trend::None => "",
-            Trend::DoubleUp => "↑↑",
-            Trend::SingleUp => "↑",
-            Trend::FortyFiveUp => "↗",
-            Trend::Flat => "→",
-            Trend::FortyFiveDown => "↘",
-            Trend::SingleDown => "↓",
-            Trend::DoubleDown => "↓↓",
-            Trend::NotComputable => "?",
-            Trend::RateOutOfRange => "-",
         }
     }
 

@@ -342,12 +342,6 @@ impl Simulator {
         }
     }
 
-    /// The reading the account's sensor takes at index `k` (whether or not served yet).
-    pub fn reading_by_index(&self, username: &str, k: i64) -> Option<ServedReading> {
-        let i = self.account_index(username)?;
-        Some(self.reading(i, k))
-    }
-
     /// The reading with this exact sensor time, if the sensor takes one then.
     pub fn reading_at(&self, username: &str, sensor_ms: i64) -> Option<ServedReading> {
         let i = self.account_index(username)?;
