@@ -1,6 +1,6 @@
 //! The wall clock, injectable so that time-dependent logic can be tested without sleeping.
 
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{SystemTime, UNIX_EPOCH};
 
 /// A source of the current wall-clock time.
 pub trait Clock: Send + Sync + 'static {
@@ -34,14 +34,5 @@ pub fn unix_ms(time: SystemTime) -> i64 {
     match time.duration_since(UNIX_EPOCH) {
         Ok(after) => i64::try_from(after.as_millis()).unwrap_or(i64::MAX),
         Err(before) => -i64::try_from(before.duration().as_millis()).unwrap_or(i64::MAX),
-    }
-}
-
-/// The `SystemTime` for milliseconds since the Unix epoch.
-pub fn from_unix_ms(ms: i64) -> SystemTime {
-    if ms >= 0 {
-        UNIX_EPOCH + Duration::from_millis(ms.unsigned_abs())
-    } else {
-        UNIX_EPOCH - Duration::from_millis(ms.unsigned_abs())
     }
 }

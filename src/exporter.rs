@@ -133,10 +133,8 @@ impl Exporter {
                 clock.clone(),
             ));
         }
-        let registry = metrics.clone().into_registry();
         let tls = config.web.tls.clone();
         let state = Arc::new(ServerState::new(
-            registry,
             metrics.clone(),
             config.telemetry_path.clone(),
             config.web,

@@ -280,6 +280,11 @@ impl Metrics {
         &self.accounts
     }
 
+    /// The current time from the clock the metrics use, in Unix milliseconds.
+    pub fn now_ms(&self) -> i64 {
+        self.clock.now_ms()
+    }
+
     /// The request-duration histogram, for the pollers' observers.
     pub fn request_durations(&self) -> Arc<RequestDurations> {
         self.requests.clone()

@@ -23,16 +23,11 @@ pub struct ServerState {
 }
 
 impl ServerState {
-    /// State serving `metrics` (registered in `registry`) under `telemetry_path`, with the
-    /// basic auth and headers of `web`.
-    pub fn new(
-        registry: Registry,
-        metrics: Arc<Metrics>,
-        telemetry_path: String,
-        web: WebConfig,
-    ) -> Self {
+    /// State serving `metrics` under `telemetry_path`, with the basic auth and headers of
+    /// `web`. The registry holding the metrics is built here, once.
+    pub fn new(metrics: Arc<Metrics>, telemetry_path: String, web: WebConfig) -> Self {
         ServerState {
-            registry,
+            registry: metrics.clone().into_registry(),
             metrics,
             telemetry_path,
             web,
@@ -127,13 +122,9 @@ fn landing_page(state: &ServerState) -> String {
         let latest = account
             .latest()
             .map(|l| {
-                let age = std::time::SystemTime::now()
-                    .duration_since(crate::clock::from_unix_ms(l.reading.timestamp_ms))
-                    .unwrap_or_default();
-                format!(
-                    "{} ago",
-                    humantime::format_duration(std::time::Duration::from_secs(age.as_secs()))
-                )
+                let age_ms = state.metrics.now_ms() - l.reading.timestamp_ms;
+                let age = std::time::Duration::from_secs(u64::try_from(age_ms / 1000).unwrap_or(0));
+                format!("{} ago", humantime::format_duration(age))
             })
             .unwrap_or_else(|| "none yet".to_owned());
         let _ = write!(
