@@ -37,6 +37,27 @@ fn sigterm(child: &Child) {
     assert!(status.success());
 }
 
+/// The binary, started with its log captured, up to its "listening on" line.
+struct Started {
+    child: Child,
+    stderr: BufReader<std::process::ChildStderr>,
+    log: String,
+    addr: String,
+}
+
+fn start_logged(command: &mut Command) -> Started {
+    let mut child = command.stderr(Stdio::piped()).spawn().unwrap();
+    let mut stderr = BufReader::new(child.stderr.take().unwrap());
+    let log = wait_for_stderr(&mut stderr, "listening on http://");
+    let addr = common::listening_address(&log).unwrap();
+    Started {
+        child,
+        stderr,
+        log,
+        addr,
+    }
+}
+
 /// Waits for a line containing `needle` on the child's stderr; returns everything read.
 fn wait_for_stderr(reader: &mut BufReader<std::process::ChildStderr>, needle: &str) -> String {
     let mut seen = String::new();
@@ -183,28 +204,30 @@ fn help_explains_every_flag_with_default_and_env_and_no_secret() {
 #[tokio::test]
 async fn runs_against_share_logs_no_secrets_passes_promtool_and_exits_0_on_sigterm() {
     let sim = start(scenario(Duration::from_millis(500))).await;
-    let mut child = exporter()
-        .args([
-            "--web.listen-address",
-            "127.0.0.1:0",
-            "--log.level",
-            "debug",
-            "--dexcom.reading-interval",
-            "500ms",
-        ])
-        .args([
-            "--dexcom.username",
-            USERNAME,
-            "--dexcom.base-url",
-            &sim.base_url(),
-        ])
-        .env("DEXCOM_PASSWORD", PASSWORD)
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut stderr = BufReader::new(child.stderr.take().unwrap());
-    let started = wait_for_stderr(&mut stderr, "listening on http://");
-    let addr = common::listening_address(&started).unwrap();
+    let started = start_logged(
+        exporter()
+            .args([
+                "--web.listen-address",
+                "127.0.0.1:0",
+                "--log.level",
+                "debug",
+                "--dexcom.reading-interval",
+                "500ms",
+            ])
+            .args([
+                "--dexcom.username",
+                USERNAME,
+                "--dexcom.base-url",
+                &sim.base_url(),
+            ])
+            .env("DEXCOM_PASSWORD", PASSWORD),
+    );
+    let Started {
+        mut child,
+        mut stderr,
+        log: started,
+        addr,
+    } = started;
     // Let it log in, read, and follow a few readings, then expire the session once.
     let mut metrics = String::new();
     for _ in 0..100 {
@@ -277,20 +300,20 @@ fn check_with_promtool(metrics: &str) {
 
 #[tokio::test]
 async fn demo_mode_serves_three_accounts_at_the_chosen_cadence() {
-    let mut child = exporter()
-        .args([
-            "--demo",
-            "--web.listen-address",
-            "127.0.0.1:0",
-            "--dexcom.reading-interval",
-            "1s",
-        ])
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut stderr = BufReader::new(child.stderr.take().unwrap());
-    let started = wait_for_stderr(&mut stderr, "listening on http://");
-    let addr = common::listening_address(&started).unwrap();
+    let started = start_logged(exporter().args([
+        "--demo",
+        "--web.listen-address",
+        "127.0.0.1:0",
+        "--dexcom.reading-interval",
+        "1s",
+    ]));
+    // The log pipe stays open until the end, so the exporter never writes into a closed pipe.
+    let Started {
+        mut child,
+        stderr: _stderr,
+        log: _,
+        addr,
+    } = started;
     let timestamp = |scrape: &str, account: &str| {
         common::sample(
             scrape,
