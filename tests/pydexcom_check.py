@@ -37,7 +37,8 @@ def main() -> None:
     try:
         if mode == "read":
             dexcom = Dexcom(username=username, password=password, region="us")
-            out["readings"] = [reading_json(r) for r in dexcom.get_glucose_readings(minutes=60, max_count=12)]
+            # 70 minutes: the newest sensor time may still await its upload, leaving 11 in the last 60.
+            out["readings"] = [reading_json(r) for r in dexcom.get_glucose_readings(minutes=70, max_count=12)]
             latest = dexcom.get_latest_glucose_reading()
             out["latest"] = reading_json(latest) if latest else None
         elif mode == "account-id":

@@ -27,6 +27,39 @@ pub async fn start(scenario: Scenario) -> RunningSimulator {
         .expect("bind loopback")
 }
 
+/// A wall clock that stands still until a test moves it.
+#[derive(Debug)]
+pub struct ManualClock(std::sync::atomic::AtomicI64);
+
+impl ManualClock {
+    /// A clock standing at the current system time.
+    pub fn now() -> std::sync::Arc<Self> {
+        let now = dexcom_exporter::clock::unix_ms(std::time::SystemTime::now());
+        std::sync::Arc::new(Self(std::sync::atomic::AtomicI64::new(now)))
+    }
+
+    /// Moves the clock to `ms` since the epoch.
+    pub fn set_ms(&self, ms: i64) {
+        self.0.store(ms, std::sync::atomic::Ordering::SeqCst);
+    }
+}
+
+impl dexcom_exporter::clock::Clock for ManualClock {
+    fn now(&self) -> std::time::SystemTime {
+        let ms = self.0.load(std::sync::atomic::Ordering::SeqCst);
+        std::time::UNIX_EPOCH + Duration::from_millis(u64::try_from(ms).unwrap_or(0))
+    }
+}
+
+/// Starts a simulator on 127.0.0.1 whose time is `clock`.
+pub async fn start_at(scenario: Scenario, clock: std::sync::Arc<ManualClock>) -> RunningSimulator {
+    let simulator = Simulator::with_clock(scenario, clock).expect("valid scenario");
+    simulator
+        .start("127.0.0.1:0".parse().expect("addr"))
+        .await
+        .expect("bind loopback")
+}
+
 /// Client settings pointing at `base_url`.
 pub fn settings(base_url: &str, login: Login, password: &str) -> ClientSettings {
     ClientSettings {
