@@ -315,6 +315,22 @@ async fn html_500_is_a_server_error() {
 }
 
 #[tokio::test]
+async fn json_error_without_a_code_is_a_server_error() {
+    let sim = start(scenario(FIVE_MINUTES)).await;
+    let mut client = client(&sim, USERNAME, PASSWORD);
+    client.latest_readings(10, 1).await.expect("first read");
+    sim.simulator
+        .inject(Fault::JsonWithoutCode, Some(Endpoint::ReadGlucose), 1);
+    let err = client.latest_readings(10, 1).await.unwrap_err();
+    assert_eq!(err.reason(), ErrorReason::ServerError);
+    assert!(err.to_string().contains("500"), "{err}");
+    // Not a session error: no re-login, and the next read works with the same session.
+    client.latest_readings(10, 1).await.expect("recovers");
+    assert_eq!(sim.simulator.request_counts(USERNAME), counts(1, 1, 3));
+    sim.stop().await;
+}
+
+#[tokio::test]
 async fn unknown_fault_code_is_a_server_error() {
     let sim = start(scenario(FIVE_MINUTES)).await;
     sim.simulator.inject(

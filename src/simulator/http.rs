@@ -225,6 +225,7 @@ impl Simulator {
         match fault {
             Fault::Html500 => respond(502, "text/html", wire::HTML_BAD_GATEWAY),
             Fault::EmptyBody200 => respond(200, "application/json", ""),
+            Fault::JsonWithoutCode => respond(500, "application/json", wire::JSON_WITHOUT_CODE),
             Fault::RateLimited { retry_after } => {
                 let mut response = respond(429, "text/plain; charset=utf-8", "Too Many Requests\n");
                 let header = retry_after.and_then(|after| {

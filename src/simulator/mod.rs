@@ -79,6 +79,8 @@ pub enum Fault {
     Html500,
     /// HTTP 200 with an empty body.
     EmptyBody200,
+    /// HTTP 500 with a JSON body that is not a Share fault envelope (no `Code`).
+    JsonWithoutCode,
     /// HTTP 429, optionally with `Retry-After`.
     RateLimited {
         /// The `Retry-After` header, if any.

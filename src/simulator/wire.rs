@@ -128,6 +128,9 @@ fn xml_escape(text: &str) -> String {
         .replace('>', "&gt;")
 }
 
+/// An error body in JSON that carries no Share `Code` (a framework's default error page).
+pub const JSON_WITHOUT_CODE: &str = r#"{"timestamp":"2026-01-01T00:00:00.000+00:00","status":500,"error":"Internal Server Error","path":"/ShareWebServices/Services/Publisher/ReadPublisherLatestGlucoseValues"}"#;
+
 /// The HTML page Cloudflare serves when the origin is down.
 pub const HTML_BAD_GATEWAY: &str = "<html>\r\n<head><title>502 Bad Gateway</title></head>\r\n<body>\r\n<center><h1>502 Bad Gateway</h1></center>\r\n<hr><center>cloudflare</center>\r\n</body>\r\n</html>\r\n";
 
