@@ -50,7 +50,8 @@ pub struct Cli {
         value_name = "PATH"
     )]
     pub telemetry_path: String,
-    /// TLS and basic-auth settings in the Prometheus exporter-toolkit format.
+    /// TLS and basic-auth settings in the Prometheus exporter-toolkit format; changes to it
+    /// and to the certificates it names apply without a restart.
     #[arg(
         long = "web.config.file",
         env = "DEXCOM_EXPORTER_WEB_CONFIG_FILE",

@@ -14,10 +14,11 @@ use crate::clock::{Clock, SystemClock};
 use crate::config::{AccountConfig, Config};
 use crate::metrics::{AccountMetrics, Metrics, Thresholds};
 use crate::poll::{self, AccountPoller};
-use crate::serve::{self, ServeLimits};
+use crate::serve::{self, ServeLimits, TlsSource};
 use crate::server::{self, ServerState};
 use crate::share::{ClientSettings, Login, Region, ShareClient, ShareError};
 use crate::simulator::{AccountSpec, GlucoseProfile, RunningSimulator, Scenario, Simulator};
+use crate::web_config::LiveWebConfig;
 
 /// Connect timeout for Share.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
@@ -55,7 +56,7 @@ pub enum ExporterError {
 pub struct Exporter {
     listener: TcpListener,
     state: Arc<ServerState>,
-    tls: Option<Arc<rustls::ServerConfig>>,
+    tls: Option<Arc<dyn TlsSource>>,
     metrics: Arc<Metrics>,
     pollers: Vec<AccountPoller>,
     interval: Duration,
@@ -133,11 +134,12 @@ impl Exporter {
                 clock.clone(),
             ));
         }
-        let tls = config.web.tls.clone();
+        let web = Arc::new(LiveWebConfig::new(config.web));
+        let tls = web.tls_source();
         let state = Arc::new(ServerState::new(
             metrics.clone(),
             config.telemetry_path.clone(),
-            config.web,
+            web,
         ));
         Ok(Exporter {
             listener,

@@ -24,6 +24,19 @@ use tokio_util::sync::CancellationToken;
 /// A complete, buffered HTTP response.
 pub type HttpResponse = Response<Full<Bytes>>;
 
+/// Where each new TLS connection gets its settings, so they can change while serving
+/// (renewed certificates).
+pub trait TlsSource: Send + Sync + 'static {
+    /// The settings for the next handshake.
+    fn server_config(&self) -> Arc<rustls::ServerConfig>;
+}
+
+impl std::fmt::Debug for dyn TlsSource {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("TlsSource")
+    }
+}
+
 /// Connection limits.
 #[derive(Debug, Clone, Copy)]
 pub struct ServeLimits {
@@ -53,7 +66,7 @@ pub async fn serve<H, Fut>(
     handler: H,
     shutdown: CancellationToken,
     limits: ServeLimits,
-    tls: Option<Arc<rustls::ServerConfig>>,
+    tls: Option<Arc<dyn TlsSource>>,
 ) where
     H: Fn(Request<Incoming>) -> Fut + Clone + Send + Sync + 'static,
     Fut: Future<Output = HttpResponse> + Send + 'static,
@@ -89,7 +102,9 @@ pub async fn serve<H, Fut>(
         http.timer(TokioTimer::new())
             .header_read_timeout(limits.header_read_timeout);
         let watcher = graceful.watcher();
-        let tls = tls.clone().map(tokio_rustls::TlsAcceptor::from);
+        let tls = tls
+            .as_ref()
+            .map(|source| tokio_rustls::TlsAcceptor::from(source.server_config()));
         tokio::spawn(async move {
             let result = match tls {
                 None => {

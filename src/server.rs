@@ -11,7 +11,7 @@ use prometheus_client::registry::Registry;
 
 use crate::metrics::{self, Metrics};
 use crate::serve::{HttpResponse, respond};
-use crate::web_config::WebConfig;
+use crate::web_config::LiveWebConfig;
 
 /// What the handlers need.
 #[derive(Debug)]
@@ -19,13 +19,13 @@ pub struct ServerState {
     registry: Registry,
     metrics: Arc<Metrics>,
     telemetry_path: String,
-    web: WebConfig,
+    web: Arc<LiveWebConfig>,
 }
 
 impl ServerState {
     /// State serving `metrics` under `telemetry_path`, with the basic auth and headers of
-    /// `web`. The registry holding the metrics is built here, once.
-    pub fn new(metrics: Arc<Metrics>, telemetry_path: String, web: WebConfig) -> Self {
+    /// `web` as they are at each request. The registry holding the metrics is built here, once.
+    pub fn new(metrics: Arc<Metrics>, telemetry_path: String, web: Arc<LiveWebConfig>) -> Self {
         ServerState {
             registry: metrics.clone().into_registry(),
             metrics,
@@ -38,7 +38,8 @@ impl ServerState {
 /// Answers one request: authentication first (every path, as in the exporter toolkit), then
 /// routing, then the configured extra headers.
 pub async fn handle(state: Arc<ServerState>, request: Request<Incoming>) -> HttpResponse {
-    let mut response = match &state.web.basic_auth {
+    let web = state.web.current();
+    let mut response = match &web.basic_auth {
         Some(auth)
             if !auth
                 .allows(request.headers().get(hyper::header::AUTHORIZATION))
@@ -53,7 +54,7 @@ pub async fn handle(state: Arc<ServerState>, request: Request<Incoming>) -> Http
         }
         _ => route(&state, &request),
     };
-    for (name, value) in &state.web.headers {
+    for (name, value) in &web.headers {
         response.headers_mut().insert(name.clone(), value.clone());
     }
     response

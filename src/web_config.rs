@@ -4,13 +4,20 @@
 //! Supported: `tls_server_config` (`cert_file`, `key_file`, `client_auth_type`
 //! `NoClientCert`/`RequireAndVerifyClientCert` with `client_ca_file`, `min_version`,
 //! `max_version`), `http_server_config.headers`, and `basic_auth_users` (bcrypt hashes). Keys
-//! we do not implement are rejected by name rather than silently ignored. The file is read once
-//! at start-up; restart the exporter to pick up new certificates.
+//! we do not implement are rejected by name rather than silently ignored.
+//!
+//! As in the toolkit, changes apply without a restart: each request checks whether the file or
+//! the certificate, key and CA files it names have changed (a `stat` each) and re-reads them if
+//! so, so a renewed certificate or a changed password takes effect on the next connection. A
+//! file that no longer loads is refused with an error in the log and the last good
+//! configuration stays in force: a typo must not take the exporter off the air at night.
+//! Turning TLS on or off changes the URL scrapers use and so needs a restart.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::hash::{BuildHasher, RandomState};
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant, SystemTime};
 
 use arc_swap::ArcSwap;
 use base64::Engine;
@@ -96,6 +103,8 @@ pub struct WebConfig {
     pub basic_auth: Option<Arc<BasicAuth>>,
     /// Extra response headers.
     pub headers: Vec<(HeaderName, HeaderValue)>,
+    /// The file this came from and the files it names, watched for changes.
+    files: Vec<PathBuf>,
 }
 
 impl WebConfig {
@@ -151,19 +160,154 @@ impl WebConfig {
             }
             _ => None,
         };
+        let mut files = vec![path.to_owned()];
+        if let Some(tls) = &tls {
+            files.extend(tls.files.iter().cloned());
+        }
         Ok(WebConfig {
-            tls,
+            tls: tls.map(|tls| tls.config),
             basic_auth,
             headers,
+            files,
         })
     }
 }
 
-fn tls_config(
-    path: &Path,
-    base: &Path,
-    tls: TlsServerConfig,
-) -> Result<Arc<rustls::ServerConfig>, WebConfigError> {
+/// The TLS settings and the files they were read from.
+struct LoadedTls {
+    config: Arc<rustls::ServerConfig>,
+    files: Vec<PathBuf>,
+}
+
+/// Each watched file's modification time, size and inode (a file replaced by rename, as
+/// certificate tools and Kubernetes do, gets a new inode); `None` for a file that is missing.
+type Stamp = Vec<Option<(SystemTime, u64, u64)>>;
+
+fn stamp(files: &[PathBuf]) -> Stamp {
+    use std::os::unix::fs::MetadataExt as _;
+    files
+        .iter()
+        .map(|file| {
+            let meta = std::fs::metadata(file).ok()?;
+            Some((meta.modified().ok()?, meta.len(), meta.ino()))
+        })
+        .collect()
+}
+
+/// The web configuration in force, re-read when its files change.
+#[derive(Debug)]
+pub struct LiveWebConfig {
+    current: ArcSwap<Watched>,
+    /// Held while re-reading, so concurrent requests do not all re-read (they use the old
+    /// configuration meanwhile). Only ever tried, never waited for.
+    reloading: Mutex<()>,
+}
+
+#[derive(Debug)]
+struct Watched {
+    config: Arc<WebConfig>,
+    /// The stamp of `config.files` when they were last read.
+    stamp: Stamp,
+    /// The last failed re-read: when, and what it said. A broken file is retried every
+    /// [`RETRY_BROKEN`] (it may name a certificate that does not exist yet) but logged once.
+    failed: Option<(Instant, String)>,
+}
+
+/// How often a web configuration that failed to load is tried again while nothing changes.
+const RETRY_BROKEN: Duration = Duration::from_secs(10);
+
+impl LiveWebConfig {
+    /// Starts from `initial`; without a file (`WebConfig::default()`) nothing is watched.
+    pub fn new(initial: WebConfig) -> Self {
+        let stamp = stamp(&initial.files);
+        LiveWebConfig {
+            current: ArcSwap::from_pointee(Watched {
+                config: Arc::new(initial),
+                stamp,
+                failed: None,
+            }),
+            reloading: Mutex::new(()),
+        }
+    }
+
+    /// The configuration to apply to a request now: re-read first if a file changed.
+    pub fn current(&self) -> Arc<WebConfig> {
+        let watched = self.current.load();
+        let Some(path) = watched.config.files.first() else {
+            return watched.config.clone();
+        };
+        let now = stamp(&watched.config.files);
+        let retry_due = watched
+            .failed
+            .as_ref()
+            .is_some_and(|(at, _)| at.elapsed() >= RETRY_BROKEN);
+        if now == watched.stamp && !retry_due {
+            return watched.config.clone();
+        }
+        let Ok(_guard) = self.reloading.try_lock() else {
+            return watched.config.clone();
+        };
+        let refused = |message: String| {
+            if watched.failed.as_ref().map(|(_, m)| m) != Some(&message) {
+                tracing::error!(
+                    "{message}; keeping the previous --web.config.file settings until it is fixed"
+                );
+            }
+            Watched {
+                config: watched.config.clone(),
+                stamp: now.clone(),
+                failed: Some((Instant::now(), message)),
+            }
+        };
+        let next = match WebConfig::load(path) {
+            Ok(new) if new.tls.is_some() != watched.config.tls.is_some() => refused(format!(
+                "--web.config.file {} turns TLS {}: that needs a restart",
+                path.display(),
+                if new.tls.is_some() { "on" } else { "off" }
+            )),
+            Ok(new) => {
+                tracing::info!(path = %path.display(), "--web.config.file changed: reloaded");
+                Watched {
+                    stamp: stamp(&new.files),
+                    config: Arc::new(new),
+                    failed: None,
+                }
+            }
+            Err(error) => refused(error.to_string()),
+        };
+        let config = next.config.clone();
+        self.current.store(Arc::new(next));
+        config
+    }
+
+    /// Where new TLS connections get their settings, when TLS is on.
+    pub fn tls_source(self: &Arc<Self>) -> Option<Arc<dyn crate::serve::TlsSource>> {
+        let fallback = self.current().tls.clone()?;
+        Some(Arc::new(LiveTls {
+            live: self.clone(),
+            fallback,
+        }))
+    }
+}
+
+/// TLS settings that follow the live web configuration.
+struct LiveTls {
+    live: Arc<LiveWebConfig>,
+    /// Never used in practice (TLS cannot be turned off while running); it spares a panic.
+    fallback: Arc<rustls::ServerConfig>,
+}
+
+impl crate::serve::TlsSource for LiveTls {
+    fn server_config(&self) -> Arc<rustls::ServerConfig> {
+        self.live
+            .current()
+            .tls
+            .clone()
+            .unwrap_or_else(|| self.fallback.clone())
+    }
+}
+
+fn tls_config(path: &Path, base: &Path, tls: TlsServerConfig) -> Result<LoadedTls, WebConfigError> {
     let pem_error = |what: &'static str, file: &Path, message: String| WebConfigError::Pem {
         path: path.to_owned(),
         what,
@@ -172,6 +316,7 @@ fn tls_config(
     };
     let cert_file = base.join(&tls.cert_file);
     let key_file = base.join(&tls.key_file);
+    let mut files = vec![cert_file.clone(), key_file.clone()];
     let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(&cert_file)
         .map_err(|e| pem_error("certificate", &cert_file, e.to_string()))?
         .collect::<Result<_, _>>()
@@ -229,6 +374,7 @@ fn tls_config(
             let ca_file = tls.client_ca_file.map(|f| base.join(f)).ok_or_else(|| {
                 tls_error("client_auth_type RequireAndVerifyClientCert needs client_ca_file".into())
             })?;
+            files.push(ca_file.clone());
             let mut roots = rustls::RootCertStore::empty();
             for cert in CertificateDer::pem_file_iter(&ca_file)
                 .map_err(|e| pem_error("client CA", &ca_file, e.to_string()))?
@@ -257,7 +403,10 @@ fn tls_config(
             "certificate and key do not form a usable pair: {e}"
         ))
     })?;
-    Ok(Arc::new(config))
+    Ok(LoadedTls {
+        config: Arc::new(config),
+        files,
+    })
 }
 
 /// Basic authentication against bcrypt hashes. bcrypt is slow by design (tens of ms), so a
@@ -358,6 +507,81 @@ mod tests {
                 .to_string()
                 .contains("cannot load certificate")
         );
+    }
+
+    fn basic(user: &str, pass: &str) -> HeaderValue {
+        let token = base64::engine::general_purpose::STANDARD.encode(format!("{user}:{pass}"));
+        HeaderValue::from_str(&format!("Basic {token}")).unwrap()
+    }
+
+    /// Writes by rename, as editors and certificate tools do.
+    fn replace(path: &Path, text: &str) {
+        let tmp = path.with_extension("tmp");
+        std::fs::write(&tmp, text).unwrap();
+        std::fs::rename(&tmp, path).unwrap();
+    }
+
+    #[tokio::test]
+    async fn a_changed_file_applies_and_a_broken_one_keeps_the_last_good() {
+        let first = bcrypt::hash("first", 4).unwrap();
+        let path = write(
+            "live.yml",
+            &format!("basic_auth_users:\n  prometheus: '{first}'\n"),
+        );
+        let live = LiveWebConfig::new(WebConfig::load(&path).unwrap());
+        let allows = |pass: &'static str| {
+            let auth = live.current().basic_auth.clone().unwrap();
+            async move { auth.allows(Some(&basic("prometheus", pass))).await }
+        };
+        assert!(allows("first").await);
+
+        let second = bcrypt::hash("second", 4).unwrap();
+        replace(
+            &path,
+            &format!(
+                "basic_auth_users:\n  prometheus: '{second}'\nhttp_server_config:\n  headers:\n    X-Test: two\n"
+            ),
+        );
+        assert!(allows("second").await, "the new password applies");
+        assert!(!allows("first").await, "the old one, even cached, does not");
+        assert_eq!(live.current().headers.len(), 1);
+
+        replace(&path, "basic_auth_users: [not, a, map\n");
+        assert!(allows("second").await, "a broken file keeps the last good");
+        replace(
+            &path,
+            "tls_server_config:\n  cert_file: /nonexistent.crt\n  key_file: /nonexistent.key\n",
+        );
+        assert!(
+            allows("second").await,
+            "so does one naming a missing certificate"
+        );
+
+        replace(&path, "http_server_config:\n  headers:\n    X-Test: open\n");
+        assert!(
+            live.current().basic_auth.is_none(),
+            "fixed: applies at once, even to drop authentication"
+        );
+    }
+
+    #[test]
+    fn turning_tls_on_needs_a_restart() {
+        let dir = std::env::temp_dir().join(format!("web-config-tls-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let cert = rcgen::generate_simple_self_signed(vec!["localhost".to_owned()]).unwrap();
+        std::fs::write(dir.join("c.crt"), cert.cert.pem()).unwrap();
+        std::fs::write(dir.join("c.key"), cert.signing_key.serialize_pem()).unwrap();
+        let path = dir.join("web.yml");
+        std::fs::write(&path, "http_server_config:\n  headers:\n    X-A: a\n").unwrap();
+        let live = LiveWebConfig::new(WebConfig::load(&path).unwrap());
+        replace(
+            &path,
+            "tls_server_config:\n  cert_file: c.crt\n  key_file: c.key\n",
+        );
+        let now = live.current();
+        assert!(now.tls.is_none(), "still plain HTTP");
+        assert_eq!(now.headers.len(), 1, "and still the previous settings");
+        std::fs::remove_dir_all(dir).ok();
     }
 
     #[tokio::test]

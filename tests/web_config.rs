@@ -1,5 +1,6 @@
 //! `--web.config.file`: the exporter served over TLS with basic authentication, checked with
-//! a real HTTPS client, and bad files rejected at start-up.
+//! a real HTTPS client; renewed certificates and changed passwords applied without a restart;
+//! bad files rejected at start-up.
 #![allow(clippy::unwrap_used)] // a panic is how a test reports failure
 
 mod common;
@@ -65,6 +66,82 @@ async fn tls_and_basic_auth() {
     // Plain HTTP on the TLS port gets nothing useful.
     let plain = reqwest::get(format!("http://127.0.0.1:{}/metrics", exporter.addr.port())).await;
     assert!(plain.is_err() || !plain.unwrap().status().is_success());
+    exporter.stop().await;
+    sim.stop().await;
+    std::fs::remove_dir_all(dir).ok();
+}
+
+fn self_signed() -> rcgen::CertifiedKey<rcgen::KeyPair> {
+    rcgen::generate_simple_self_signed(vec!["127.0.0.1".to_owned(), "localhost".to_owned()])
+        .unwrap()
+}
+
+/// An HTTPS client that trusts only `cert`, with no pooled connections to reuse.
+fn trusting(cert: &rcgen::CertifiedKey<rcgen::KeyPair>) -> reqwest::Client {
+    reqwest::Client::builder()
+        .add_root_certificate(reqwest::Certificate::from_pem(cert.cert.pem().as_bytes()).unwrap())
+        .pool_max_idle_per_host(0)
+        .build()
+        .unwrap()
+}
+
+#[tokio::test]
+async fn renewed_certificate_and_new_password_apply_without_a_restart() {
+    let dir = std::env::temp_dir().join(format!("web-config-renew-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let (old, new) = (self_signed(), self_signed());
+    let install = |cert: &rcgen::CertifiedKey<rcgen::KeyPair>, password: &str| {
+        // Written to new files and renamed into place, as certbot and most tools do.
+        for (name, text) in [
+            ("server.crt", cert.cert.pem()),
+            ("server.key", cert.signing_key.serialize_pem()),
+            (
+                "web.yml",
+                format!(
+                    "tls_server_config:\n  cert_file: server.crt\n  key_file: server.key\nbasic_auth_users:\n  prometheus: '{}'\n",
+                    bcrypt::hash(password, 4).unwrap()
+                ),
+            ),
+        ] {
+            std::fs::write(dir.join(format!("{name}.new")), text).unwrap();
+            std::fs::rename(dir.join(format!("{name}.new")), dir.join(name)).unwrap();
+        }
+    };
+    install(&old, "old-secret");
+    let sim = start(scenario(Duration::from_secs(1))).await;
+    let base = sim.base_url();
+    let web = dir.join("web.yml").display().to_string();
+    let mut args = exporter_args(&base, "1s");
+    args.extend(["--web.config.file", &web]);
+    let exporter = spawn_exporter(&args, &password_env()).await;
+    let url = format!("https://127.0.0.1:{}/metrics", exporter.addr.port());
+    let scrape = |cert, password: &'static str| {
+        let request = trusting(cert)
+            .get(&url)
+            .basic_auth("prometheus", Some(password));
+        async move { request.send().await.map(|r| r.status().as_u16()) }
+    };
+
+    assert_eq!(scrape(&old, "old-secret").await.unwrap(), 200);
+    assert!(
+        scrape(&new, "old-secret").await.is_err(),
+        "the new certificate is not served yet"
+    );
+    install(&new, "new-secret");
+    assert_eq!(
+        scrape(&new, "new-secret").await.unwrap(),
+        200,
+        "the next connection gets the new certificate and password"
+    );
+    assert_eq!(scrape(&new, "old-secret").await.unwrap(), 401);
+    assert!(
+        scrape(&old, "new-secret").await.is_err(),
+        "the old one is gone"
+    );
+
+    // A broken edit is refused; scrapes go on with the last good settings.
+    std::fs::write(dir.join("web.yml"), "tls_server_config: [\n").unwrap();
+    assert_eq!(scrape(&new, "new-secret").await.unwrap(), 200);
     exporter.stop().await;
     sim.stop().await;
     std::fs::remove_dir_all(dir).ok();
