@@ -5,17 +5,28 @@
 
 mod common;
 
+use std::path::Path;
 use std::time::Duration;
 
-use common::{exporter_args, password_env, scenario, spawn_exporter, start};
+use common::{RunningExporter, exporter_args, password_env, scenario, spawn_exporter, start};
+use dexcom_exporter::simulator::RunningSimulator;
+
+/// A simulator, and the exporter polling it with `--web.config.file web`.
+async fn start_with_web_config(web: &Path) -> (RunningSimulator, RunningExporter) {
+    let sim = start(scenario(Duration::from_secs(1))).await;
+    let base = sim.base_url();
+    let web = web.display().to_string();
+    let mut args = exporter_args(&base, "1s");
+    args.extend(["--web.config.file", &web]);
+    let exporter = spawn_exporter(&args, &password_env()).await;
+    (sim, exporter)
+}
 
 #[tokio::test]
 async fn tls_and_basic_auth() {
     let dir = std::env::temp_dir().join(format!("web-config-it-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
-    let cert =
-        rcgen::generate_simple_self_signed(vec!["127.0.0.1".to_owned(), "localhost".to_owned()])
-            .unwrap();
+    let cert = self_signed();
     std::fs::write(dir.join("server.crt"), cert.cert.pem()).unwrap();
     std::fs::write(dir.join("server.key"), cert.signing_key.serialize_pem()).unwrap();
     let hash = bcrypt::hash("scrape-secret", 4).unwrap();
@@ -27,17 +38,9 @@ async fn tls_and_basic_auth() {
     )
     .unwrap();
 
-    let sim = start(scenario(Duration::from_secs(1))).await;
-    let base = sim.base_url();
-    let web = dir.join("web.yml").display().to_string();
-    let mut args = exporter_args(&base, "1s");
-    args.extend(["--web.config.file", &web]);
-    let exporter = spawn_exporter(&args, &password_env()).await;
+    let (sim, exporter) = start_with_web_config(&dir.join("web.yml")).await;
 
-    let client = reqwest::Client::builder()
-        .add_root_certificate(reqwest::Certificate::from_pem(cert.cert.pem().as_bytes()).unwrap())
-        .build()
-        .unwrap();
+    let client = trusting(&cert);
     let url = format!("https://127.0.0.1:{}/metrics", exporter.addr.port());
     let denied = client.get(&url).send().await.unwrap();
     assert_eq!(denied.status().as_u16(), 401);
@@ -108,12 +111,7 @@ async fn renewed_certificate_and_new_password_apply_without_a_restart() {
         }
     };
     install(&old, "old-secret");
-    let sim = start(scenario(Duration::from_secs(1))).await;
-    let base = sim.base_url();
-    let web = dir.join("web.yml").display().to_string();
-    let mut args = exporter_args(&base, "1s");
-    args.extend(["--web.config.file", &web]);
-    let exporter = spawn_exporter(&args, &password_env()).await;
+    let (sim, exporter) = start_with_web_config(&dir.join("web.yml")).await;
     let url = format!("https://127.0.0.1:{}/metrics", exporter.addr.port());
     let scrape = |cert, password: &'static str| {
         let request = trusting(cert)
