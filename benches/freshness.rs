@@ -3,7 +3,10 @@
 //! in the same run against the same simulator, a fixed-interval poller at the same cadence
 //! (what Home Assistant and the older exporters do).
 //!
-//! `cargo bench --bench freshness -- [--interval 20s] [--readings 60]`
+//! `cargo bench --bench freshness -- [--interval 20s] [--readings 60] [--accounts 1]`
+//!
+//! With `--accounts N` the exporter polls N accounts (as a clinic or camp would, from a
+//! `--config.file`), and lag, reads per reading and scrape latency cover all of them.
 //!
 //! The simulator runs at the accelerated cadence with upload delays scaled in proportion
 //! (2–10% of the interval, i.e. 6–30 s at 5 minutes). The exporter's lag is measured through
@@ -22,6 +25,7 @@ use dexcom_exporter::share::{ClientSettings, Login, Region, ShareClient};
 use dexcom_exporter::simulator::{AccountSpec, Scenario, Simulator};
 
 const EXPORTER_ACCOUNT: &str = "bench-exporter";
+const TIMESTAMP_METRIC: &str = "dexcom_glucose_reading_timestamp_seconds{account=\"";
 const BASELINE_ACCOUNT: &str = "bench-baseline";
 const PASSWORD: &str = "bench-password";
 /// Fixed-interval pollers run at evenly spread phases.
@@ -38,12 +42,14 @@ impl Environment for Env {
 struct Args {
     interval: Duration,
     readings: usize,
+    accounts: usize,
 }
 
 fn parse_args() -> Args {
     let mut args = Args {
         interval: Duration::from_secs(20),
         readings: 60,
+        accounts: 1,
     };
     let mut it = std::env::args().skip(1);
     while let Some(arg) = it.next() {
@@ -59,6 +65,13 @@ fn parse_args() -> Args {
                 let value = it.next().unwrap_or_default();
                 args.readings = value.parse().unwrap_or_else(|e| {
                     eprintln!("--readings {value:?}: {e}");
+                    std::process::exit(2)
+                });
+            }
+            "--accounts" => {
+                let value = it.next().unwrap_or_default();
+                args.accounts = value.parse().ok().filter(|n| *n >= 1).unwrap_or_else(|| {
+                    eprintln!("--accounts {value:?}: a whole number of at least 1");
                     std::process::exit(2)
                 });
             }
@@ -97,13 +110,27 @@ async fn main() {
     let args = parse_args();
     let interval = args.interval;
     let interval_ms = interval.as_millis() as i64;
+    let names: Vec<String> = if args.accounts == 1 {
+        vec![EXPORTER_ACCOUNT.to_owned()]
+    } else {
+        (0..args.accounts)
+            .map(|i| format!("{EXPORTER_ACCOUNT}-{i:04}"))
+            .collect()
+    };
+    let index: HashMap<&str, usize> = names
+        .iter()
+        .enumerate()
+        .map(|(i, n)| (n.as_str(), i))
+        .collect();
+    let accounts = names
+        .iter()
+        .map(|name| AccountSpec::new(name, PASSWORD))
+        .chain([AccountSpec::new(BASELINE_ACCOUNT, PASSWORD)])
+        .collect();
     let scenario = Scenario {
         seed: 11,
         reading_interval: interval,
-        accounts: vec![
-            AccountSpec::new(EXPORTER_ACCOUNT, PASSWORD),
-            AccountSpec::new(BASELINE_ACCOUNT, PASSWORD),
-        ],
+        accounts,
         ..Scenario::default()
     };
     let (delay_min, delay_max) = scenario.upload_delay_range();
@@ -116,24 +143,39 @@ async fn main() {
     let clock = SystemClock;
 
     println!(
-        "freshness benchmark: interval {}, upload delay {}–{} (2–10% of the interval), {} readings",
+        "freshness benchmark: interval {}, upload delay {}–{} (2–10% of the interval), {} readings, {} exporter account(s)",
         humantime::format_duration(interval),
         humantime::format_duration(delay_min),
         humantime::format_duration(delay_max),
-        args.readings
+        args.readings,
+        args.accounts
     );
 
     // The exporter under test, configured exactly as a user would.
     let interval_text = format!("{}ms", interval_ms);
-    let cli = <Cli as clap::Parser>::try_parse_from([
-        "dexcom_exporter",
-        "--dexcom.username",
-        EXPORTER_ACCOUNT,
-        "--dexcom.base-url",
-        &base_url,
-        "--dexcom.reading-interval",
-        &interval_text,
-    ])
+    let config_dir = std::env::temp_dir().join(format!("freshness-bench-{}", std::process::id()));
+    let mut flags: Vec<String> = ["--dexcom.reading-interval", &interval_text]
+        .map(str::to_owned)
+        .into();
+    if args.accounts == 1 {
+        flags.extend(
+            [
+                "--dexcom.username",
+                EXPORTER_ACCOUNT,
+                "--dexcom.base-url",
+                &base_url,
+            ]
+            .map(str::to_owned),
+        );
+    } else {
+        flags.extend([
+            "--config.file".to_owned(),
+            write_accounts(&config_dir, &names, &base_url),
+        ]);
+    }
+    let cli = <Cli as clap::Parser>::try_parse_from(
+        std::iter::once("dexcom_exporter".to_owned()).chain(flags),
+    )
     .expect("flags");
     let config = Config::from_cli(cli, &Env).expect("config");
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
@@ -199,9 +241,9 @@ async fn main() {
     let mut scrape_latencies = Vec::new();
     let started = Instant::now();
     let run_for = interval * u32::try_from(args.readings).unwrap_or(u32::MAX) + interval;
-    let timestamp_prefix =
-        format!("dexcom_glucose_reading_timestamp_seconds{{account=\"{EXPORTER_ACCOUNT}\"}} ");
-    let mut first_sensor_ms = None;
+    let mut first_sensor_ms: Vec<Option<i64>> = vec![None; names.len()];
+    let mut all_reporting_after = None;
+    let mut body_bytes = 0;
     while started.elapsed() < run_for {
         let before = Instant::now();
         let body = match http.get(&metrics_url).send().await {
@@ -210,20 +252,25 @@ async fn main() {
         };
         scrape_latencies.push(before.elapsed());
         let seen = clock.now_ms();
-        let timestamp = body
-            .lines()
-            .find_map(|l| l.strip_prefix(&timestamp_prefix))
-            .and_then(|v| v.trim().parse::<f64>().ok());
-        if let Some(seconds) = timestamp {
+        body_bytes = body.len();
+        for (name, seconds) in body.lines().filter_map(reading_timestamp) {
+            let Some(&i) = index.get(name) else {
+                continue;
+            };
             let sensor_ms = (seconds * 1000.0).round() as i64;
             // The reading present at start-up was not "new": it says nothing about lag.
-            let first = *first_sensor_ms.get_or_insert(sensor_ms);
+            let first = *first_sensor_ms[i].get_or_insert(sensor_ms);
             let served = (sensor_ms != first)
-                .then(|| simulator.reading_at(EXPORTER_ACCOUNT, sensor_ms))
+                .then(|| simulator.reading_at(name, sensor_ms))
                 .flatten();
             if let Some(served) = served {
-                observed.record(served.sensor_ms, served.visible_ms, seen);
+                // Distinct keys per account: the pool holds every account's observations.
+                let key = served.sensor_ms * names.len() as i64 + i as i64;
+                observed.record(key, served.visible_ms, seen);
             }
+        }
+        if all_reporting_after.is_none() && first_sensor_ms.iter().all(Option::is_some) {
+            all_reporting_after = Some(started.elapsed());
         }
         tokio::time::sleep(scrape_every.saturating_sub(before.elapsed())).await;
     }
@@ -239,7 +286,12 @@ async fn main() {
     }
     exporter_task.await.expect("exporter");
 
-    let exporter_reads = simulator.request_counts(EXPORTER_ACCOUNT).read;
+    let exporter_counts: Vec<_> = names.iter().map(|n| simulator.request_counts(n)).collect();
+    let exporter_reads = exporter_counts.iter().map(|c| c.read).sum();
+    let logins: u64 = exporter_counts
+        .iter()
+        .map(|c| c.authenticate + c.login)
+        .sum();
     let baseline_reads = simulator.request_counts(BASELINE_ACCOUNT).read;
     let expected = args.readings as f64;
     let row = |name: &str, o: &Observed, reads: u64, pollers: usize| {
@@ -267,7 +319,7 @@ async fn main() {
         "dexcom_exporter (reading-aligned)",
         &observed,
         exporter_reads,
-        1,
+        names.len(),
     );
     row(
         "fixed-interval poller (baseline)",
@@ -296,7 +348,41 @@ async fn main() {
         "resident memory of the whole benchmark process (simulator + exporter + baseline): {rss}"
     );
     println!(
+        "{} exporter account(s): every one on /metrics after {}; {:.2} Share requests to log in per account (authenticate + login); last /metrics body {} kB",
+        names.len(),
+        all_reporting_after.map_or_else(
+            || "never".to_owned(),
+            |d| format!("{:.1} s", d.as_secs_f64())
+        ),
+        logins as f64 / names.len() as f64,
+        body_bytes / 1024
+    );
+    println!(
         "readings expected about {expected:.0}; targets: p50 ≤ 7% and p95 ≤ 15% of the interval, ≤ 1.3 reads per reading"
     );
     share.stop().await;
+    std::fs::remove_dir_all(config_dir).ok();
+}
+
+/// `(account, seconds)` from a `dexcom_glucose_reading_timestamp_seconds` sample line.
+fn reading_timestamp(line: &str) -> Option<(&str, f64)> {
+    let (name, value) = line.strip_prefix(TIMESTAMP_METRIC)?.split_once("\"} ")?;
+    Some((name, value.trim().parse().ok()?))
+}
+
+/// A `--config.file` listing `names`, each with its own password file, as a clinic's would.
+fn write_accounts(dir: &std::path::Path, names: &[String], base_url: &str) -> String {
+    std::fs::create_dir_all(dir).expect("temp dir");
+    let mut yaml = String::from("accounts:\n");
+    for name in names {
+        let password_file = dir.join(format!("{name}.pw"));
+        std::fs::write(&password_file, PASSWORD).expect("password file");
+        yaml.push_str(&format!(
+            "  - username: {name}\n    password_file: {}\n    base_url: {base_url}\n",
+            password_file.display()
+        ));
+    }
+    let path = dir.join("accounts.yml");
+    std::fs::write(&path, yaml).expect("config file");
+    path.display().to_string()
 }
