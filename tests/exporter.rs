@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use common::{
     TestEnv, USERNAME, exporter_args, get, password_env, sample, scenario, scrape_until,
-    spawn_exporter, start,
+    spawn_exporter, spawn_exporter_with_clock, start,
 };
 use dexcom_exporter::share::Endpoint;
 use dexcom_exporter::simulator::{Fault, RequestCounts, Scenario};
@@ -320,6 +320,48 @@ async fn sensor_gap_withdraws_value_after_max_age_while_age_grows() {
         sample(s, "dexcom_glucose_mg_per_dl", ACCOUNT)
     })
     .await;
+    exporter.stop().await;
+    sim.stop().await;
+}
+
+/// The system clock, an hour slow: a host whose clock is behind (a Raspberry Pi without a
+/// real-time clock before NTP syncs) sees every reading dated an hour ahead.
+#[derive(Debug)]
+struct HourSlowClock;
+
+impl dexcom_exporter::clock::Clock for HourSlowClock {
+    fn now(&self) -> std::time::SystemTime {
+        std::time::SystemTime::now() - Duration::from_secs(3600)
+    }
+}
+
+#[tokio::test]
+async fn a_host_clock_behind_share_does_not_stall_polling() {
+    let sim = start(fast_scenario(1000)).await;
+    let base = sim.base_url();
+    let exporter = spawn_exporter_with_clock(
+        &exporter_args(&base, "1s"),
+        &password_env(),
+        std::sync::Arc::new(HourSlowClock),
+    )
+    .await;
+    let first = scrape_until(&exporter, Duration::from_secs(10), |s| {
+        sample(s, "dexcom_glucose_reading_timestamp_seconds", ACCOUNT)
+    })
+    .await;
+    // Aimed at "newest + interval" on a clock an hour slow, the next read would be an hour
+    // away; capped at an interval, new readings keep arriving.
+    let later = scrape_until(&exporter, Duration::from_secs(10), |s| {
+        sample(s, "dexcom_glucose_reading_timestamp_seconds", ACCOUNT).filter(|t| *t >= first + 3.0)
+    })
+    .await;
+    let (_, scrape) = get(&exporter.url("/metrics")).await;
+    let age = sample(&scrape, "dexcom_glucose_reading_age_seconds", ACCOUNT).unwrap();
+    assert!(
+        age < -3000.0,
+        "the age shows the skew, not a made-up value: {age}"
+    );
+    assert!(later >= first + 3.0);
     exporter.stop().await;
     sim.stop().await;
 }

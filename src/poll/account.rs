@@ -47,6 +47,7 @@ pub struct AccountPoller {
     clock: Arc<dyn Clock>,
     last_reason: Option<ErrorReason>,
     said_empty: bool,
+    said_clock_behind: bool,
 }
 
 impl AccountPoller {
@@ -76,6 +77,7 @@ impl AccountPoller {
             clock,
             last_reason: None,
             said_empty: false,
+            said_clock_behind: false,
         }
     }
 
@@ -120,6 +122,7 @@ impl AccountPoller {
                 }
                 let newest = readings.first().copied();
                 if let Some(newest) = newest {
+                    self.check_clock(&newest);
                     self.publish(newest, readings.get(1).copied());
                 } else if self.metrics.latest().is_none() && !self.said_empty {
                     // Once: an empty list is a steady state (no follower), not news every poll.
@@ -145,6 +148,25 @@ impl AccountPoller {
                 }
             }
         }
+    }
+
+    /// Says once when Share's newest reading is dated ahead of this host's clock: the host
+    /// clock is then behind (Share refuses readings from the future), and every age computed
+    /// here is wrong by as much.
+    fn check_clock(&mut self, newest: &Reading) {
+        let ahead_ms = newest.timestamp_ms - self.clock.now_ms();
+        let tolerance_ms = self.interval.as_millis() as i64 / 10;
+        let behind = ahead_ms > tolerance_ms;
+        if behind && !self.said_clock_behind {
+            let ahead = Duration::from_secs(u64::try_from(ahead_ms / 1000).unwrap_or(0));
+            tracing::warn!(
+                account = self.metrics.name(),
+                ahead = %humantime::format_duration(ahead),
+                "the newest reading is dated {} ahead of this host's clock: the clock is probably behind (check NTP, e.g. `timedatectl`); reading ages are wrong until it is fixed",
+                humantime::format_duration(ahead)
+            );
+        }
+        self.said_clock_behind = behind;
     }
 
     fn publish(&self, newest: Reading, previous: Option<Reading>) {

@@ -96,7 +96,12 @@ impl Schedule {
                 self.transient_failures = 0;
                 self.credential_failures = 0;
                 self.lockouts = 0;
-                self.after_success(newest_ms, now_ms)
+                // An aligned read is never more than an interval and the grace away. A reading
+                // dated ahead of our clock (this host's clock behind, as on a Raspberry Pi
+                // without a real-time clock before NTP syncs) would otherwise put the next
+                // read as far away as the clock is wrong.
+                let at = self.after_success(newest_ms, now_ms);
+                at.min(now_ms + (self.interval_ms + self.grace_ms) as i64)
             }
             PollOutcome::Failed {
                 reason,
@@ -221,6 +226,31 @@ mod tests {
             reason,
             retry_after: None,
         }
+    }
+
+    #[test]
+    fn a_reading_ahead_of_our_clock_never_delays_the_next_read_beyond_an_interval() {
+        let mut s = Schedule::new(Duration::from_secs(300), 1);
+        let now = 1_000_000_000;
+        let hour_ahead = now + 60 * MINUTE;
+        let success = |newest| PollOutcome::Success {
+            newest_ms: Some(newest),
+        };
+        let next = s.next_poll(success(hour_ahead), now);
+        assert!(
+            next > now && next <= now + 5 * MINUTE + 30_000,
+            "{}",
+            next - now
+        );
+        // The same reading again: still at most an interval away, not an hour.
+        let later = next;
+        let again = s.next_poll(success(hour_ahead), later);
+        assert!(again > later && again <= later + 5 * MINUTE + 30_000);
+        // Once the clock is right, the schedule is aligned to the sensor again (the grace
+        // learnt one first-try hit: 30 s less 15% of a 2% step).
+        let newest = hour_ahead + 5 * MINUTE;
+        let aligned = s.next_poll(success(newest), newest + 10_000);
+        assert_eq!(aligned, newest + 5 * MINUTE + 29_100);
     }
 
     #[test]

@@ -120,19 +120,29 @@ impl RunningExporter {
 
 /// Parses `args` exactly like the command line (with `env`) and runs the exporter.
 pub async fn spawn_exporter(args: &[&str], env: &TestEnv) -> RunningExporter {
+    spawn_exporter_with_clock(
+        args,
+        env,
+        std::sync::Arc::new(dexcom_exporter::clock::SystemClock),
+    )
+    .await
+}
+
+/// [`spawn_exporter`] with the exporter reading time from `clock`.
+pub async fn spawn_exporter_with_clock(
+    args: &[&str],
+    env: &TestEnv,
+    clock: std::sync::Arc<dyn dexcom_exporter::clock::Clock>,
+) -> RunningExporter {
     use clap::Parser;
     let mut argv = vec!["dexcom_exporter"];
     argv.extend_from_slice(args);
     let cli = dexcom_exporter::config::Cli::try_parse_from(argv).expect("valid flags");
     let config = dexcom_exporter::config::Config::from_cli(cli, env).expect("valid config");
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let exporter = dexcom_exporter::exporter::Exporter::with_listener(
-        config,
-        listener,
-        std::sync::Arc::new(dexcom_exporter::clock::SystemClock),
-    )
-    .await
-    .expect("exporter builds");
+    let exporter = dexcom_exporter::exporter::Exporter::with_listener(config, listener, clock)
+        .await
+        .expect("exporter builds");
     let addr = exporter.local_addr();
     let metrics = exporter.metrics();
     let shutdown = tokio_util::sync::CancellationToken::new();
