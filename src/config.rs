@@ -483,9 +483,9 @@ fn accounts_from_file(
         source,
     })?;
     let file: FileConfig =
-        serde_saphyr::from_str(&text).map_err(|e| ConfigError::ConfigSyntax {
+        crate::yaml::parse(&text).map_err(|message| ConfigError::ConfigSyntax {
             path: path.to_owned(),
-            message: e.to_string().lines().next().unwrap_or_default().to_owned(),
+            message,
         })?;
     if file.accounts.is_empty() {
         return Err(ConfigError::EmptyConfigFile {

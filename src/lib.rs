@@ -17,3 +17,4 @@ pub mod shutdown;
 pub mod simulator;
 pub mod telemetry;
 pub mod web_config;
+mod yaml;

@@ -118,9 +118,9 @@ impl WebConfig {
             source,
         })?;
         let file: WebConfigFile =
-            serde_saphyr::from_str(&text).map_err(|e| WebConfigError::Syntax {
+            crate::yaml::parse(&text).map_err(|message| WebConfigError::Syntax {
                 path: path.to_owned(),
-                message: e.to_string().lines().next().unwrap_or_default().to_owned(),
+                message,
             })?;
         // Relative certificate paths are relative to the configuration file, as in the toolkit.
         let base = path.parent().unwrap_or_else(|| Path::new("."));

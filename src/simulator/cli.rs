@@ -151,7 +151,7 @@ impl SimulatorArgs {
             Some(path) => {
                 let text = std::fs::read_to_string(path)
                     .map_err(|e| format!("cannot read scenario file {}: {e}", path.display()))?;
-                serde_saphyr::from_str(&text)
+                crate::yaml::parse(&text)
                     .map_err(|e| format!("invalid scenario file {}: {e}", path.display()))?
             }
             None => Scenario::default(),
