@@ -7,8 +7,8 @@ mod common;
 use std::time::Duration;
 
 use common::{
-    TestEnv, USERNAME, exporter_args, get, password_env, sample, scenario, scrape_until,
-    spawn_exporter, spawn_exporter_with_clock, start,
+    TestEnv, USERNAME, capture_logs, exporter_args, get, password_env, sample, scenario,
+    scrape_until, spawn_exporter, spawn_exporter_with_clock, start,
 };
 use dexcom_exporter::share::Endpoint;
 use dexcom_exporter::simulator::{Fault, RequestCounts, Scenario};
@@ -324,25 +324,46 @@ async fn sensor_gap_withdraws_value_after_max_age_while_age_grows() {
     sim.stop().await;
 }
 
-/// The system clock, an hour slow: a host whose clock is behind (a Raspberry Pi without a
-/// real-time clock before NTP syncs) sees every reading dated an hour ahead.
+/// The system clock, off by a fixed amount: a host whose clock is behind (a Raspberry Pi
+/// without a real-time clock before NTP syncs) sees every reading dated in its future.
 #[derive(Debug)]
-struct HourSlowClock;
+struct SkewedClock {
+    ahead: bool,
+    by: Duration,
+}
 
-impl dexcom_exporter::clock::Clock for HourSlowClock {
+impl dexcom_exporter::clock::Clock for SkewedClock {
     fn now(&self) -> std::time::SystemTime {
-        std::time::SystemTime::now() - Duration::from_secs(3600)
+        let now = std::time::SystemTime::now();
+        if self.ahead {
+            now + self.by
+        } else {
+            now - self.by
+        }
     }
+}
+
+/// The log lines that speak of the host's clock.
+fn clock_lines(logs: &common::CapturedLogs) -> Vec<String> {
+    logs.text()
+        .lines()
+        .filter(|l| l.contains("clock"))
+        .map(str::to_owned)
+        .collect()
 }
 
 #[tokio::test]
 async fn a_host_clock_behind_share_does_not_stall_polling() {
+    let (_logging, logs) = capture_logs();
     let sim = start(fast_scenario(1000)).await;
     let base = sim.base_url();
     let exporter = spawn_exporter_with_clock(
         &exporter_args(&base, "1s"),
         &password_env(),
-        std::sync::Arc::new(HourSlowClock),
+        std::sync::Arc::new(SkewedClock {
+            ahead: false,
+            by: Duration::from_secs(3600),
+        }),
     )
     .await;
     let first = scrape_until(&exporter, Duration::from_secs(10), |s| {
@@ -362,6 +383,47 @@ async fn a_host_clock_behind_share_does_not_stall_polling() {
         "the age shows the skew, not a made-up value: {age}"
     );
     assert!(later >= first + 3.0);
+    let said = clock_lines(&logs);
+    assert_eq!(said.len(), 1, "said once: {said:?}");
+    assert!(
+        said[0].contains("WARN")
+            && said[0].contains("behind Dexcom Share's")
+            && said[0].contains("NTP"),
+        "{said:?}"
+    );
+    exporter.stop().await;
+    sim.stop().await;
+}
+
+#[tokio::test]
+async fn a_host_clock_ahead_of_share_is_said_in_the_log() {
+    let (_logging, logs) = capture_logs();
+    let sim = start(fast_scenario(1000)).await;
+    let base = sim.base_url();
+    let exporter = spawn_exporter_with_clock(
+        &exporter_args(&base, "1s"),
+        &password_env(),
+        std::sync::Arc::new(SkewedClock {
+            ahead: true,
+            by: Duration::from_secs(600),
+        }),
+    )
+    .await;
+    // Every reading looks ten minutes old to this host: the age says so.
+    let age = scrape_until(&exporter, Duration::from_secs(10), |s| {
+        sample(s, "dexcom_glucose_reading_age_seconds", ACCOUNT)
+    })
+    .await;
+    assert!(age > 590.0, "{age}");
+    let said = clock_lines(&logs);
+    assert_eq!(said.len(), 1, "said once: {said:?}");
+    // "10m" or "10m 1s": Share's Date header has a resolution of one second.
+    assert!(
+        said[0].contains("WARN")
+            && said[0].contains(" 10m")
+            && said[0].contains("ahead of Dexcom Share's"),
+        "{said:?}"
+    );
     exporter.stop().await;
     sim.stop().await;
 }

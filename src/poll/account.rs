@@ -2,7 +2,8 @@
 //! and tell the user in the log what to do when Share refuses.
 
 use std::sync::Arc;
-use std::time::Duration;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, SystemTime};
 
 use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
@@ -17,11 +18,18 @@ use crate::share::{ClientObserver, Endpoint, ErrorReason, Reading, ShareClient, 
 const READ_MINUTES: u32 = 1440;
 const READ_COUNT: u32 = 2;
 
-/// Counts requests and logins of one account into its metrics.
+/// How far this host's clock may differ from Share's before the log says so. Share's `Date`
+/// header has a resolution of one second and requests take time; 30 s of skew is already a
+/// tenth of the sensor's cadence in every age shown.
+const CLOCK_SKEW_TOLERANCE: Duration = Duration::from_secs(30);
+
+/// Counts requests and logins of one account into its metrics, and compares clocks.
 #[derive(Debug)]
 struct Observer {
     account: Arc<AccountMetrics>,
     durations: Arc<RequestDurations>,
+    clock: Arc<dyn Clock>,
+    said_skew: AtomicBool,
 }
 
 impl ClientObserver for Observer {
@@ -33,6 +41,33 @@ impl ClientObserver for Observer {
         self.durations.observe(endpoint, elapsed);
         if endpoint == Endpoint::ReadGlucose {
             self.account.count_read();
+        }
+    }
+
+    /// Reading ages are computed with this host's clock against Share's timestamps: a skewed
+    /// clock makes fresh readings look old (values withdrawn, signal-loss alerts) or ages
+    /// negative. Said once per episode, for the first account that sees it.
+    fn server_date(&self, date: SystemTime) {
+        let ours = self.clock.now();
+        let (skew, ahead) = match ours.duration_since(date) {
+            Ok(ahead) => (ahead, true),
+            Err(behind) => (behind.duration(), false),
+        };
+        let skewed = skew > CLOCK_SKEW_TOLERANCE;
+        if skewed && !self.said_skew.swap(true, Ordering::Relaxed) {
+            let skew = Duration::from_secs(skew.as_secs());
+            tracing::warn!(
+                account = self.account.name(),
+                skew = %humantime::format_duration(skew),
+                "this host's clock is {} {} Dexcom Share's: reading ages are wrong by as much until it is fixed (check NTP, e.g. `timedatectl`)",
+                humantime::format_duration(skew),
+                if ahead { "ahead of" } else { "behind" }
+            );
+        } else if !skewed && self.said_skew.swap(false, Ordering::Relaxed) {
+            tracing::info!(
+                account = self.account.name(),
+                "this host's clock agrees with Dexcom Share's again"
+            );
         }
     }
 }
@@ -47,7 +82,6 @@ pub struct AccountPoller {
     clock: Arc<dyn Clock>,
     last_reason: Option<ErrorReason>,
     said_empty: bool,
-    said_clock_behind: bool,
 }
 
 impl AccountPoller {
@@ -68,6 +102,8 @@ impl AccountPoller {
         let client = client.with_observer(Arc::new(Observer {
             account: metrics.clone(),
             durations,
+            clock: clock.clone(),
+            said_skew: AtomicBool::new(false),
         }));
         AccountPoller {
             client,
@@ -77,7 +113,6 @@ impl AccountPoller {
             clock,
             last_reason: None,
             said_empty: false,
-            said_clock_behind: false,
         }
     }
 
@@ -122,7 +157,6 @@ impl AccountPoller {
                 }
                 let newest = readings.first().copied();
                 if let Some(newest) = newest {
-                    self.check_clock(&newest);
                     self.publish(newest, readings.get(1).copied());
                 } else if self.metrics.latest().is_none() && !self.said_empty {
                     // Once: an empty list is a steady state (no follower), not news every poll.
@@ -148,25 +182,6 @@ impl AccountPoller {
                 }
             }
         }
-    }
-
-    /// Says once when Share's newest reading is dated ahead of this host's clock: the host
-    /// clock is then behind (Share refuses readings from the future), and every age computed
-    /// here is wrong by as much.
-    fn check_clock(&mut self, newest: &Reading) {
-        let ahead_ms = newest.timestamp_ms - self.clock.now_ms();
-        let tolerance_ms = self.interval.as_millis() as i64 / 10;
-        let behind = ahead_ms > tolerance_ms;
-        if behind && !self.said_clock_behind {
-            let ahead = Duration::from_secs(u64::try_from(ahead_ms / 1000).unwrap_or(0));
-            tracing::warn!(
-                account = self.metrics.name(),
-                ahead = %humantime::format_duration(ahead),
-                "the newest reading is dated {} ahead of this host's clock: the clock is probably behind (check NTP, e.g. `timedatectl`); reading ages are wrong until it is fixed",
-                humantime::format_duration(ahead)
-            );
-        }
-        self.said_clock_behind = behind;
     }
 
     fn publish(&self, newest: Reading, previous: Option<Reading>) {

@@ -8,7 +8,7 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use reqwest::header::{ACCEPT, CONTENT_TYPE, HeaderMap, HeaderValue, RETRY_AFTER};
+use reqwest::header::{ACCEPT, CONTENT_TYPE, DATE, HeaderMap, HeaderValue, RETRY_AFTER};
 use secrecy::{ExposeSecret, SecretString};
 use serde::Deserialize;
 use uuid::Uuid;
@@ -54,6 +54,8 @@ pub trait ClientObserver: Send + Sync {
     fn login_started(&self);
     /// A request to `endpoint` finished (successfully or not) after `elapsed`.
     fn request_finished(&self, endpoint: Endpoint, elapsed: Duration);
+    /// Share answered with this `Date` header: its clock, to compare with ours.
+    fn server_date(&self, _date: std::time::SystemTime) {}
 }
 
 struct NoObserver;
@@ -256,6 +258,14 @@ impl ShareClient {
             .await
             .map_err(|e| self.transport_error(endpoint, e))?;
         let status = response.status();
+        if let Some(date) = response
+            .headers()
+            .get(DATE)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| httpdate::parse_http_date(v).ok())
+        {
+            self.observer.server_date(date);
+        }
         let retry_after = response
             .headers()
             .get(RETRY_AFTER)
