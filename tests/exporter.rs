@@ -11,7 +11,7 @@ use common::{
     scrape_until, spawn_exporter, spawn_exporter_with_clock, start,
 };
 use dexcom_exporter::share::Endpoint;
-use dexcom_exporter::simulator::{Fault, RequestCounts, Scenario};
+use dexcom_exporter::simulator::{Fault, RequestCounts, RunningSimulator, Scenario};
 
 const ACCOUNT: &str = "account=\"publisher@example.com\"";
 
@@ -343,36 +343,56 @@ impl dexcom_exporter::clock::Clock for SkewedClock {
     }
 }
 
-/// The log lines that speak of the host's clock.
-fn clock_lines(logs: &common::CapturedLogs) -> Vec<String> {
-    logs.text()
-        .lines()
-        .filter(|l| l.contains("clock"))
-        .map(str::to_owned)
-        .collect()
-}
-
-#[tokio::test]
-async fn a_host_clock_behind_share_does_not_stall_polling() {
-    let (_logging, logs) = capture_logs();
+/// The simulator, and the exporter polling it at a 1 s cadence on a clock off by `by`, with
+/// its log captured (for as long as the returned guard lives).
+async fn start_on_skewed_clock(
+    ahead: bool,
+    by: Duration,
+) -> (
+    RunningSimulator,
+    common::RunningExporter,
+    common::CapturedLogs,
+    tracing::subscriber::DefaultGuard,
+) {
+    let (guard, logs) = capture_logs();
     let sim = start(fast_scenario(1000)).await;
     let base = sim.base_url();
     let exporter = spawn_exporter_with_clock(
         &exporter_args(&base, "1s"),
         &password_env(),
-        std::sync::Arc::new(SkewedClock {
-            ahead: false,
-            by: Duration::from_secs(3600),
-        }),
+        std::sync::Arc::new(SkewedClock { ahead, by }),
     )
     .await;
+    (sim, exporter, logs, guard)
+}
+
+/// The one log line about the host's clock, which must be a warning.
+fn the_clock_warning(logs: &common::CapturedLogs) -> String {
+    let said: Vec<String> = logs
+        .text()
+        .lines()
+        .filter(|l| l.contains("clock"))
+        .map(str::to_owned)
+        .collect();
+    assert_eq!(said.len(), 1, "said once: {said:?}");
+    assert!(
+        said[0].contains("WARN") && said[0].contains("NTP"),
+        "{said:?}"
+    );
+    said[0].clone()
+}
+
+#[tokio::test]
+async fn a_host_clock_behind_share_does_not_stall_polling() {
+    let (sim, exporter, logs, _logging) =
+        start_on_skewed_clock(false, Duration::from_secs(3600)).await;
     let first = scrape_until(&exporter, Duration::from_secs(10), |s| {
         sample(s, "dexcom_glucose_reading_timestamp_seconds", ACCOUNT)
     })
     .await;
     // Aimed at "newest + interval" on a clock an hour slow, the next read would be an hour
     // away; capped at an interval, new readings keep arriving.
-    let later = scrape_until(&exporter, Duration::from_secs(10), |s| {
+    scrape_until(&exporter, Duration::from_secs(10), |s| {
         sample(s, "dexcom_glucose_reading_timestamp_seconds", ACCOUNT).filter(|t| *t >= first + 3.0)
     })
     .await;
@@ -382,47 +402,27 @@ async fn a_host_clock_behind_share_does_not_stall_polling() {
         age < -3000.0,
         "the age shows the skew, not a made-up value: {age}"
     );
-    assert!(later >= first + 3.0);
-    let said = clock_lines(&logs);
-    assert_eq!(said.len(), 1, "said once: {said:?}");
-    assert!(
-        said[0].contains("WARN")
-            && said[0].contains("behind Dexcom Share's")
-            && said[0].contains("NTP"),
-        "{said:?}"
-    );
+    let warning = the_clock_warning(&logs);
+    assert!(warning.contains("behind Dexcom Share's"), "{warning}");
     exporter.stop().await;
     sim.stop().await;
 }
 
 #[tokio::test]
 async fn a_host_clock_ahead_of_share_is_said_in_the_log() {
-    let (_logging, logs) = capture_logs();
-    let sim = start(fast_scenario(1000)).await;
-    let base = sim.base_url();
-    let exporter = spawn_exporter_with_clock(
-        &exporter_args(&base, "1s"),
-        &password_env(),
-        std::sync::Arc::new(SkewedClock {
-            ahead: true,
-            by: Duration::from_secs(600),
-        }),
-    )
-    .await;
+    let (sim, exporter, logs, _logging) =
+        start_on_skewed_clock(true, Duration::from_secs(600)).await;
     // Every reading looks ten minutes old to this host: the age says so.
     let age = scrape_until(&exporter, Duration::from_secs(10), |s| {
         sample(s, "dexcom_glucose_reading_age_seconds", ACCOUNT)
     })
     .await;
     assert!(age > 590.0, "{age}");
-    let said = clock_lines(&logs);
-    assert_eq!(said.len(), 1, "said once: {said:?}");
+    let warning = the_clock_warning(&logs);
     // "10m" or "10m 1s": Share's Date header has a resolution of one second.
     assert!(
-        said[0].contains("WARN")
-            && said[0].contains(" 10m")
-            && said[0].contains("ahead of Dexcom Share's"),
-        "{said:?}"
+        warning.contains(" 10m") && warning.contains("ahead of Dexcom Share's"),
+        "{warning}"
     );
     exporter.stop().await;
     sim.stop().await;
