@@ -592,10 +592,7 @@ mod tests {
             &format!("basic_auth_users:\n  prometheus: '{hash}'\n"),
         );
         let auth = WebConfig::load(&path).unwrap().basic_auth.unwrap();
-        let header = |user: &str, pass: &str| {
-            let token = base64::engine::general_purpose::STANDARD.encode(format!("{user}:{pass}"));
-            HeaderValue::from_str(&format!("Basic {token}")).unwrap()
-        };
+        let header = basic;
         assert!(auth.allows(Some(&header("prometheus", "s3cret"))).await);
         assert!(
             auth.allows(Some(&header("prometheus", "s3cret"))).await,

@@ -300,14 +300,19 @@ async fn rate_limit_carries_retry_after() {
     sim.stop().await;
 }
 
-#[tokio::test]
-async fn html_500_is_a_server_error() {
+/// A client that has read once, then the error of a second read answered with `fault`.
+async fn read_answered_with(fault: Fault) -> (RunningSimulator, ShareClient, ShareError) {
     let sim = start(scenario(FIVE_MINUTES)).await;
     let mut client = client(&sim, USERNAME, PASSWORD);
     client.latest_readings(10, 1).await.expect("first read");
-    sim.simulator
-        .inject(Fault::Html500, Some(Endpoint::ReadGlucose), 1);
+    sim.simulator.inject(fault, Some(Endpoint::ReadGlucose), 1);
     let err = client.latest_readings(10, 1).await.unwrap_err();
+    (sim, client, err)
+}
+
+#[tokio::test]
+async fn html_500_is_a_server_error() {
+    let (sim, _client, err) = read_answered_with(Fault::Html500).await;
     assert_eq!(err.reason(), ErrorReason::ServerError);
     assert!(err.to_string().contains("502"), "{err}");
     assert_eq!(sim.simulator.request_counts(USERNAME), counts(1, 1, 2));
@@ -316,12 +321,7 @@ async fn html_500_is_a_server_error() {
 
 #[tokio::test]
 async fn json_error_without_a_code_is_a_server_error() {
-    let sim = start(scenario(FIVE_MINUTES)).await;
-    let mut client = client(&sim, USERNAME, PASSWORD);
-    client.latest_readings(10, 1).await.expect("first read");
-    sim.simulator
-        .inject(Fault::JsonWithoutCode, Some(Endpoint::ReadGlucose), 1);
-    let err = client.latest_readings(10, 1).await.unwrap_err();
+    let (sim, mut client, err) = read_answered_with(Fault::JsonWithoutCode).await;
     assert_eq!(err.reason(), ErrorReason::ServerError);
     assert!(err.to_string().contains("500"), "{err}");
     // Not a session error: no re-login, and the next read works with the same session.
@@ -352,12 +352,7 @@ async fn unknown_fault_code_is_a_server_error() {
 
 #[tokio::test]
 async fn empty_200_body_is_an_invalid_response() {
-    let sim = start(scenario(FIVE_MINUTES)).await;
-    let mut client = client(&sim, USERNAME, PASSWORD);
-    client.latest_readings(10, 1).await.expect("first read");
-    sim.simulator
-        .inject(Fault::EmptyBody200, Some(Endpoint::ReadGlucose), 1);
-    let err = client.latest_readings(10, 1).await.unwrap_err();
+    let (sim, _client, err) = read_answered_with(Fault::EmptyBody200).await;
     assert_eq!(err.reason(), ErrorReason::InvalidResponse);
     assert_eq!(sim.simulator.request_counts(USERNAME), counts(1, 1, 2));
     sim.stop().await;

@@ -46,7 +46,7 @@ impl ClientObserver for Observer {
 
     /// Reading ages are computed with this host's clock against Share's timestamps: a skewed
     /// clock makes fresh readings look old (values withdrawn, signal-loss alerts) or ages
-    /// negative. Said once per episode, for the first account that sees it.
+    /// negative. Said once per episode by each account's poller.
     fn server_date(&self, date: SystemTime) {
         let ours = self.clock.now();
         let (skew, ahead) = match ours.duration_since(date) {

@@ -20,11 +20,11 @@ pub fn scenario(interval: Duration) -> Scenario {
 
 /// Starts a simulator on 127.0.0.1 with an OS-chosen port.
 pub async fn start(scenario: Scenario) -> RunningSimulator {
-    let simulator = Simulator::new(scenario).expect("valid scenario");
-    simulator
-        .start("127.0.0.1:0".parse().expect("addr"))
-        .await
-        .expect("bind loopback")
+    start_at(
+        scenario,
+        std::sync::Arc::new(dexcom_exporter::clock::SystemClock),
+    )
+    .await
 }
 
 /// A wall clock that stands still until a test moves it.
@@ -51,8 +51,11 @@ impl dexcom_exporter::clock::Clock for ManualClock {
     }
 }
 
-/// Starts a simulator on 127.0.0.1 whose time is `clock`.
-pub async fn start_at(scenario: Scenario, clock: std::sync::Arc<ManualClock>) -> RunningSimulator {
+/// Starts a simulator on 127.0.0.1, with an OS-chosen port, whose time is `clock`.
+pub async fn start_at(
+    scenario: Scenario,
+    clock: std::sync::Arc<dyn dexcom_exporter::clock::Clock>,
+) -> RunningSimulator {
     let simulator = Simulator::with_clock(scenario, clock).expect("valid scenario");
     simulator
         .start("127.0.0.1:0".parse().expect("addr"))
