@@ -12,13 +12,13 @@ use tokio_util::sync::CancellationToken;
 
 use crate::clock::{Clock, SystemClock};
 use crate::config::{AccountConfig, Config};
+use crate::http::routes::{self, ServerState};
+use crate::http::serve::{self, ServeLimits, TlsSource};
+use crate::http::web_config::LiveWebConfig;
 use crate::metrics::{AccountMetrics, Metrics, Thresholds};
 use crate::poll::{self, AccountPoller};
-use crate::serve::{self, ServeLimits, TlsSource};
-use crate::server::{self, ServerState};
 use crate::share::{ClientSettings, Login, Region, ShareClient, ShareError};
 use crate::simulator::{AccountSpec, GlucoseProfile, RunningSimulator, Scenario, Simulator};
-use crate::web_config::LiveWebConfig;
 
 /// Connect timeout for Share.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
@@ -184,7 +184,7 @@ impl Exporter {
             if self.tls.is_some() { "https" } else { "http" },
         );
         let state = self.state.clone();
-        let handler = move |request| server::handle(state.clone(), request);
+        let handler = move |request| routes::handle(state.clone(), request);
         let server_task = tokio::spawn(serve::serve(
             self.listener,
             handler,

@@ -1,20 +1,19 @@
 //! `dexcom_exporter`: Dexcom Share CGM readings as Prometheus metrics.
 //!
-//! Data flows one way: [`config`] → [`share`] client → [`poll`] → [`metrics`] → [`server`].
+//! Data flows one way: [`config`] → [`share`] client → [`poll`] → [`metrics`] → [`http`].
 //! [`simulator`] is a faithful Share server used by the tests, the benchmark, `--demo` and the
-//! `share_simulator` binary; [`exporter`] assembles everything for `main`.
+//! `share_simulator` binary; [`exporter`] assembles everything for `main`; [`clock`] is the one
+//! time source (now and sleep) that tests and the soak can speed up.
 
 pub mod clock;
 pub mod config;
 pub mod exporter;
+pub mod http;
 pub mod metrics;
 pub mod poll;
 mod process_metrics;
-pub mod serve;
-pub mod server;
 pub mod share;
 pub mod shutdown;
 pub mod simulator;
 pub mod telemetry;
-pub mod web_config;
 mod yaml;

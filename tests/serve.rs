@@ -4,7 +4,7 @@
 
 use std::time::{Duration, Instant};
 
-use dexcom_exporter::serve::{ServeLimits, respond, serve};
+use dexcom_exporter::http::serve::{ServeLimits, respond, serve};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio_util::sync::CancellationToken;
 

@@ -14,7 +14,7 @@ use uuid::Uuid;
 
 use super::scenario::AuthErrorStyle;
 use super::{Fault, SessionRecord, Simulator, wire};
-use crate::serve::{HttpResponse, respond};
+use crate::http::serve::{HttpResponse, respond};
 use crate::share::{Endpoint, NIL_UUID};
 
 const SERVICES_PREFIX: &str = "/ShareWebServices/Services/";

@@ -269,14 +269,14 @@ impl Simulator {
 
     /// Serves on `listener` until `shutdown` is cancelled.
     pub async fn serve(self: Arc<Self>, listener: TcpListener, shutdown: CancellationToken) {
-        let limits = crate::serve::ServeLimits {
+        let limits = crate::http::serve::ServeLimits {
             drain_deadline: Duration::from_millis(500),
             ..Default::default()
         };
         let shutdown_for_handlers = shutdown.clone();
         let handler =
             move |request| http::handle(self.clone(), request, shutdown_for_handlers.clone());
-        crate::serve::serve(listener, handler, shutdown, limits, None).await;
+        crate::http::serve::serve(listener, handler, shutdown, limits, None).await;
     }
 
     /// The scenario being played.

@@ -9,9 +9,9 @@ use hyper::body::Incoming;
 use hyper::{Method, Request};
 use prometheus_client::registry::Registry;
 
+use super::serve::{HttpResponse, respond};
+use super::web_config::LiveWebConfig;
 use crate::metrics::{self, Metrics};
-use crate::serve::{HttpResponse, respond};
-use crate::web_config::LiveWebConfig;
 
 /// What the handlers need.
 #[derive(Debug)]

@@ -13,18 +13,17 @@
 //! configuration stays in force: a typo must not take the exporter off the air at night.
 //! Turning TLS on or off changes the URL scrapers use and so needs a restart.
 
-use std::collections::{BTreeMap, HashMap, HashSet};
-use std::hash::{BuildHasher, RandomState};
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime};
 
 use arc_swap::ArcSwap;
-use base64::Engine;
 use hyper::header::{HeaderName, HeaderValue};
-use rustls_pki_types::pem::PemObject;
-use rustls_pki_types::{CertificateDer, PrivateKeyDer};
 use serde::Deserialize;
+
+pub use super::basic_auth::BasicAuth;
+use super::tls::tls_config;
 
 /// What is wrong with a web configuration file; the exporter exits with code 2.
 #[derive(Debug, thiserror::Error)]
@@ -78,13 +77,13 @@ struct WebConfigFile {
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
-struct TlsServerConfig {
-    cert_file: PathBuf,
-    key_file: PathBuf,
-    client_auth_type: Option<String>,
-    client_ca_file: Option<PathBuf>,
-    min_version: Option<String>,
-    max_version: Option<String>,
+pub(super) struct TlsServerConfig {
+    pub(super) cert_file: PathBuf,
+    pub(super) key_file: PathBuf,
+    pub(super) client_auth_type: Option<String>,
+    pub(super) client_ca_file: Option<PathBuf>,
+    pub(super) min_version: Option<String>,
+    pub(super) max_version: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -171,12 +170,6 @@ impl WebConfig {
             files,
         })
     }
-}
-
-/// The TLS settings and the files they were read from.
-struct LoadedTls {
-    config: Arc<rustls::ServerConfig>,
-    files: Vec<PathBuf>,
 }
 
 /// Each watched file's modification time, size and inode (a file replaced by rename, as
@@ -281,7 +274,7 @@ impl LiveWebConfig {
     }
 
     /// Where new TLS connections get their settings, when TLS is on.
-    pub fn tls_source(self: &Arc<Self>) -> Option<Arc<dyn crate::serve::TlsSource>> {
+    pub fn tls_source(self: &Arc<Self>) -> Option<Arc<dyn super::serve::TlsSource>> {
         let fallback = self.current().tls.clone()?;
         Some(Arc::new(LiveTls {
             live: self.clone(),
@@ -297,7 +290,7 @@ struct LiveTls {
     fallback: Arc<rustls::ServerConfig>,
 }
 
-impl crate::serve::TlsSource for LiveTls {
+impl super::serve::TlsSource for LiveTls {
     fn server_config(&self) -> Arc<rustls::ServerConfig> {
         self.live
             .current()
@@ -307,175 +300,10 @@ impl crate::serve::TlsSource for LiveTls {
     }
 }
 
-fn tls_config(path: &Path, base: &Path, tls: TlsServerConfig) -> Result<LoadedTls, WebConfigError> {
-    let pem_error = |what: &'static str, file: &Path, message: String| WebConfigError::Pem {
-        path: path.to_owned(),
-        what,
-        file: file.to_owned(),
-        message,
-    };
-    let cert_file = base.join(&tls.cert_file);
-    let key_file = base.join(&tls.key_file);
-    let mut files = vec![cert_file.clone(), key_file.clone()];
-    let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(&cert_file)
-        .map_err(|e| pem_error("certificate", &cert_file, e.to_string()))?
-        .collect::<Result<_, _>>()
-        .map_err(|e| pem_error("certificate", &cert_file, e.to_string()))?;
-    if certs.is_empty() {
-        return Err(pem_error(
-            "certificate",
-            &cert_file,
-            "no certificate in the file".into(),
-        ));
-    }
-    let key = PrivateKeyDer::from_pem_file(&key_file)
-        .map_err(|e| pem_error("key", &key_file, e.to_string()))?;
-    let tls_error = |message: String| WebConfigError::Tls {
-        path: path.to_owned(),
-        message,
-    };
-    let version =
-        |text: &Option<String>, default: &'static rustls::SupportedProtocolVersion| match text
-            .as_deref()
-        {
-            None => Ok(default),
-            Some("TLS12") => Ok(&rustls::version::TLS12),
-            Some("TLS13") => Ok(&rustls::version::TLS13),
-            Some(other) => Err(tls_error(format!(
-                "TLS version {other:?} is not supported: use TLS12 or TLS13"
-            ))),
-        };
-    let min = version(&tls.min_version, &rustls::version::TLS12)?;
-    let max = version(&tls.max_version, &rustls::version::TLS13)?;
-    let versions: Vec<&'static rustls::SupportedProtocolVersion> =
-        [&rustls::version::TLS12, &rustls::version::TLS13]
-            .into_iter()
-            .filter(|v| {
-                let rank = |x: &rustls::SupportedProtocolVersion| {
-                    if x.version == rustls::ProtocolVersion::TLSv1_2 {
-                        0
-                    } else {
-                        1
-                    }
-                };
-                rank(v) >= rank(min) && rank(v) <= rank(max)
-            })
-            .collect();
-    if versions.is_empty() {
-        return Err(tls_error("min_version is above max_version".into()));
-    }
-    let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
-    let builder = rustls::ServerConfig::builder_with_provider(provider.clone())
-        .with_protocol_versions(&versions)
-        .map_err(|e| tls_error(e.to_string()))?;
-    let builder = match tls.client_auth_type.as_deref().unwrap_or("NoClientCert") {
-        "NoClientCert" => builder.with_no_client_auth(),
-        "RequireAndVerifyClientCert" => {
-            let ca_file = tls.client_ca_file.map(|f| base.join(f)).ok_or_else(|| {
-                tls_error("client_auth_type RequireAndVerifyClientCert needs client_ca_file".into())
-            })?;
-            files.push(ca_file.clone());
-            let mut roots = rustls::RootCertStore::empty();
-            for cert in CertificateDer::pem_file_iter(&ca_file)
-                .map_err(|e| pem_error("client CA", &ca_file, e.to_string()))?
-            {
-                let cert = cert.map_err(|e| pem_error("client CA", &ca_file, e.to_string()))?;
-                roots
-                    .add(cert)
-                    .map_err(|e| pem_error("client CA", &ca_file, e.to_string()))?;
-            }
-            let verifier = rustls::server::WebPkiClientVerifier::builder_with_provider(
-                Arc::new(roots),
-                provider,
-            )
-            .build()
-            .map_err(|e| tls_error(e.to_string()))?;
-            builder.with_client_cert_verifier(verifier)
-        }
-        other => {
-            return Err(tls_error(format!(
-                "client_auth_type {other:?} is not supported: use NoClientCert or RequireAndVerifyClientCert"
-            )));
-        }
-    };
-    let config = builder.with_single_cert(certs, key).map_err(|e| {
-        tls_error(format!(
-            "certificate and key do not form a usable pair: {e}"
-        ))
-    })?;
-    Ok(LoadedTls {
-        config: Arc::new(config),
-        files,
-    })
-}
-
-/// Basic authentication against bcrypt hashes. bcrypt is slow by design (tens of ms), so a
-/// verified `Authorization` header is remembered (by a keyed hash, never in clear) and later
-/// scrapes with the same header cost one hash lookup, without a lock.
-#[derive(Debug)]
-pub struct BasicAuth {
-    users: HashMap<String, String>,
-    verified: ArcSwap<HashSet<u64>>,
-    keys: RandomState,
-}
-
-impl BasicAuth {
-    fn new(users: HashMap<String, String>) -> Self {
-        BasicAuth {
-            users,
-            verified: ArcSwap::from_pointee(HashSet::new()),
-            keys: RandomState::new(),
-        }
-    }
-
-    /// Whether the `Authorization` header carries valid credentials.
-    pub async fn allows(self: &Arc<Self>, header: Option<&HeaderValue>) -> bool {
-        let Some(header) = header.and_then(|h| h.to_str().ok()) else {
-            return false;
-        };
-        let fingerprint = self.keys.hash_one(header);
-        if self.verified.load().contains(&fingerprint) {
-            return true;
-        }
-        let Some((user, password)) = decode_basic(header) else {
-            return false;
-        };
-        let Some(hash) = self.users.get(&user).cloned() else {
-            return false;
-        };
-        // bcrypt takes tens of milliseconds: keep it off the async workers.
-        let ok =
-            tokio::task::spawn_blocking(move || bcrypt::verify(password, &hash).unwrap_or(false))
-                .await
-                .unwrap_or(false);
-        if ok {
-            self.verified.rcu(|set| {
-                let mut set = HashSet::clone(set);
-                // Bounded: a handful of scrapers, never an attacker-sized set (only successes).
-                if set.len() < 64 {
-                    set.insert(fingerprint);
-                }
-                set
-            });
-        }
-        ok
-    }
-}
-
-fn decode_basic(header: &str) -> Option<(String, String)> {
-    let encoded = header
-        .strip_prefix("Basic ")
-        .or_else(|| header.strip_prefix("basic "))?;
-    let decoded = base64::engine::general_purpose::STANDARD
-        .decode(encoded.trim())
-        .ok()?;
-    let text = String::from_utf8(decoded).ok()?;
-    let (user, password) = text.split_once(':')?;
-    Some((user.to_owned(), password.to_owned()))
-}
-
 #[cfg(test)]
 mod tests {
+    use base64::Engine;
+
     use super::*;
 
     fn write(name: &str, text: &str) -> PathBuf {

@@ -1,0 +1,145 @@
+//! The command line: every flag in the Prometheus style, each also read from an environment
+//! variable, with the defaults users see in `--help`. Parsed here, validated in [`super::Config`].
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::{Parser, ValueEnum};
+
+/// Default listen address: loopback only, because this is health data.
+pub const DEFAULT_LISTEN_ADDRESS: &str = "127.0.0.1:18018";
+/// Default sensor cadence of Dexcom G6/G7.
+pub const DEFAULT_READING_INTERVAL: &str = "5m";
+/// Default age after which glucose value and trend are withdrawn: Dexcom's signal-loss delay.
+pub const DEFAULT_MAX_AGE: &str = "20m";
+/// Default limit on one request to Share.
+pub const DEFAULT_REQUEST_TIMEOUT: &str = "30s";
+/// Prometheus exporter for Dexcom Share CGM readings.
+///
+/// Logs in to the Dexcom Share API with the publisher's account, polls each account in step
+/// with the sensor's 5-minute cadence, and serves glucose, trend and reading age on the
+/// telemetry path. The password is read from a file, DEXCOM_PASSWORD, or the systemd
+/// credential "dexcom-password"; never from the command line. Try it with --demo.
+#[derive(Debug, Clone, Parser)]
+#[command(name = "dexcom_exporter", version, max_term_width = 110)]
+pub struct Cli {
+    /// Address to serve metrics on. Keep it on loopback unless you protect it.
+    #[arg(long = "web.listen-address", env = "DEXCOM_EXPORTER_WEB_LISTEN_ADDRESS", default_value = DEFAULT_LISTEN_ADDRESS, value_name = "ADDR")]
+    pub listen_address: SocketAddr,
+    /// Path under which metrics are served.
+    #[arg(
+        long = "web.telemetry-path",
+        env = "DEXCOM_EXPORTER_WEB_TELEMETRY_PATH",
+        default_value = "/metrics",
+        value_name = "PATH"
+    )]
+    pub telemetry_path: String,
+    /// TLS and basic-auth settings in the Prometheus exporter-toolkit format; changes to it
+    /// and to the certificates it names apply without a restart.
+    #[arg(
+        long = "web.config.file",
+        env = "DEXCOM_EXPORTER_WEB_CONFIG_FILE",
+        value_name = "FILE"
+    )]
+    pub web_config_file: Option<PathBuf>,
+    /// Log level: error, warn, info or debug.
+    #[arg(
+        long = "log.level",
+        env = "DEXCOM_EXPORTER_LOG_LEVEL",
+        default_value = "info",
+        value_name = "LEVEL"
+    )]
+    pub log_level: LogLevel,
+    /// Log format: text or json.
+    #[arg(
+        long = "log.format",
+        env = "DEXCOM_EXPORTER_LOG_FORMAT",
+        default_value = "text",
+        value_name = "FORMAT"
+    )]
+    pub log_format: LogFormat,
+    /// Publisher username, e-mail or +<country><number> phone (not a follower's).
+    #[arg(long = "dexcom.username", env = "DEXCOM_USERNAME", value_name = "NAME")]
+    pub username: Option<String>,
+    /// Publisher account ID (a UUID), instead of the username, for e-mail/phone accounts.
+    #[arg(
+        long = "dexcom.account-id",
+        env = "DEXCOM_ACCOUNT_ID",
+        value_name = "UUID"
+    )]
+    pub account_id: Option<String>,
+    /// Region the account is registered in: us, ous (outside the US, Canada included) or jp.
+    #[arg(
+        long = "dexcom.region",
+        env = "DEXCOM_REGION",
+        default_value = "us",
+        value_name = "REGION"
+    )]
+    pub region: String,
+    /// Share base URL, overriding the region's (e.g. a simulator's).
+    #[arg(long = "dexcom.base-url", env = "DEXCOM_BASE_URL", value_name = "URL")]
+    pub base_url: Option<String>,
+    /// File holding the password. Without it: DEXCOM_PASSWORD, then
+    /// $CREDENTIALS_DIRECTORY/dexcom-password.
+    #[arg(
+        long = "dexcom.password-file",
+        env = "DEXCOM_PASSWORD_FILE",
+        value_name = "FILE",
+        hide_env_values = true
+    )]
+    pub password_file: Option<PathBuf>,
+    /// Time between sensor readings; polls are aligned to it.
+    #[arg(long = "dexcom.reading-interval", env = "DEXCOM_READING_INTERVAL", default_value = DEFAULT_READING_INTERVAL, value_parser = humantime::parse_duration, value_name = "DURATION")]
+    pub reading_interval: Duration,
+    /// Limit on one request to Share.
+    #[arg(long = "dexcom.request-timeout", env = "DEXCOM_REQUEST_TIMEOUT", default_value = DEFAULT_REQUEST_TIMEOUT, value_parser = humantime::parse_duration, value_name = "DURATION")]
+    pub request_timeout: Duration,
+    /// Glucose value and trend are withdrawn once the reading is older than this.
+    #[arg(long = "glucose.max-age", env = "DEXCOM_GLUCOSE_MAX_AGE", default_value = DEFAULT_MAX_AGE, value_parser = humantime::parse_duration, value_name = "DURATION")]
+    pub max_age: Duration,
+    /// YAML file listing several accounts (see deploy/config.example.yml).
+    #[arg(
+        long = "config.file",
+        env = "DEXCOM_EXPORTER_CONFIG_FILE",
+        value_name = "FILE"
+    )]
+    pub config_file: Option<PathBuf>,
+    /// Run against a built-in Share simulator with demo accounts; no Dexcom account needed.
+    #[arg(long, env = "DEXCOM_EXPORTER_DEMO")]
+    pub demo: bool,
+}
+
+/// Log verbosity.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum LogLevel {
+    /// Errors only.
+    Error,
+    /// Warnings and errors.
+    Warn,
+    /// Normal operation.
+    Info,
+    /// Every poll and schedule decision.
+    Debug,
+}
+
+impl LogLevel {
+    /// The tracing filter directive.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            LogLevel::Error => "error",
+            LogLevel::Warn => "warn",
+            LogLevel::Info => "info",
+            LogLevel::Debug => "debug",
+        }
+    }
+}
+
+/// Log line format.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum LogFormat {
+    /// Human-readable lines.
+    Text,
+    /// One JSON object per line.
+    Json,
+}

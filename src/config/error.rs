@@ -1,0 +1,160 @@
+//! Every way the configuration can be wrong, each a one-line message that says what to fix;
+//! the exporter prints it and exits with code 2.
+
+use std::path::PathBuf;
+
+use crate::http::web_config::WebConfigError;
+use crate::share::InvalidRegion;
+
+/// A configuration problem; the exporter exits with code 2 and prints this one line.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// No account source at all.
+    #[error(
+        "no Dexcom account configured: set --dexcom.username (DEXCOM_USERNAME) or --dexcom.account-id (DEXCOM_ACCOUNT_ID), or list accounts in --config.file; or try --demo"
+    )]
+    NoAccount,
+    /// Both command-line accounts and a file.
+    #[error(
+        "--config.file and --dexcom.username/--dexcom.account-id were both given: list every account in the file instead"
+    )]
+    MixedSources,
+    /// `--demo` with real accounts.
+    #[error(
+        "--demo polls its own simulated accounts: remove --dexcom.username, --dexcom.account-id and --config.file"
+    )]
+    DemoWithAccounts,
+    /// An account with both login kinds.
+    #[error("account {account:?}: give either a username or an account ID, not both")]
+    BothLogins {
+        /// The account.
+        account: String,
+    },
+    /// An account with neither.
+    #[error("account {account:?}: give a username or an account ID")]
+    NoLogin {
+        /// The account.
+        account: String,
+    },
+    /// An account ID that is not a UUID.
+    #[error(
+        "account {account:?}: account ID {value:?} is not a UUID like 12345678-90ab-cdef-1234-567890abcdef"
+    )]
+    BadAccountId {
+        /// The account.
+        account: String,
+        /// What was given.
+        value: String,
+    },
+    /// No password source.
+    #[error(
+        "no password for account {account:?}: set --dexcom.password-file (or password_file in --config.file), DEXCOM_PASSWORD, or a systemd credential named dexcom-password"
+    )]
+    NoPassword {
+        /// The account.
+        account: String,
+    },
+    /// An unreadable password file.
+    #[error("cannot read the password file {path} for account {account:?}: {source}")]
+    PasswordFile {
+        /// The account.
+        account: String,
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        #[source]
+        source: std::io::Error,
+    },
+    /// An empty password.
+    #[error("the password for account {account:?} from {origin} is empty")]
+    EmptyPassword {
+        /// The account.
+        account: String,
+        /// Where it came from (a path or a variable name, never the value).
+        origin: String,
+    },
+    /// Several accounts but only a shared password source.
+    #[error(
+        "account {account:?} has no password_file: with several accounts in --config.file each needs its own password_file"
+    )]
+    SharedPassword {
+        /// The account.
+        account: String,
+    },
+    /// An unreadable configuration file.
+    #[error("cannot read --config.file {path}: {source}")]
+    ConfigFile {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        #[source]
+        source: std::io::Error,
+    },
+    /// A configuration file that is not valid.
+    #[error("invalid --config.file {path}: {message}")]
+    ConfigSyntax {
+        /// The file.
+        path: PathBuf,
+        /// The parser's message.
+        message: String,
+    },
+    /// A file with no accounts.
+    #[error("--config.file {path} lists no accounts: add at least one under `accounts:`")]
+    EmptyConfigFile {
+        /// The file.
+        path: PathBuf,
+    },
+    /// Two accounts with the same label.
+    #[error("two accounts are named {name:?}: give each a distinct `name`")]
+    DuplicateName {
+        /// The name.
+        name: String,
+    },
+    /// An unknown region.
+    #[error("account {account:?}: {source}")]
+    Region {
+        /// The account.
+        account: String,
+        /// The parse error.
+        #[source]
+        source: InvalidRegion,
+    },
+    /// A base URL that cannot be used.
+    #[error(
+        "account {account:?}: base URL {value:?} is not an http(s) URL like https://share2.dexcom.com/ShareWebServices/Services/"
+    )]
+    BadBaseUrl {
+        /// The account.
+        account: String,
+        /// What was given.
+        value: String,
+    },
+    /// Thresholds out of order.
+    #[error(
+        "account {account:?}: thresholds must satisfy 0 < urgent_low < low < high <= 400 mg/dL, got {urgent_low}, {low}, {high}"
+    )]
+    BadThresholds {
+        /// The account.
+        account: String,
+        /// Urgent low.
+        urgent_low: u16,
+        /// Low.
+        low: u16,
+        /// High.
+        high: u16,
+    },
+    /// A telemetry path that is not usable.
+    #[error(
+        "--web.telemetry-path {path:?} must start with / and must not be /, /-/healthy or /-/ready"
+    )]
+    BadTelemetryPath {
+        /// What was given.
+        path: String,
+    },
+    /// Durations that contradict each other.
+    #[error("{0}")]
+    BadDuration(String),
+    /// A bad `--web.config.file`.
+    #[error(transparent)]
+    WebConfig(#[from] WebConfigError),
+}

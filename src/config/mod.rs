@@ -1,0 +1,364 @@
+//! Configuration: the command line (every flag also an environment variable), an optional
+//! YAML file for several accounts, and password sources, validated once into a [`Config`].
+//!
+//! The password never travels in argv: it comes from an account's `password_file`, then
+//! `DEXCOM_PASSWORD`, then `$CREDENTIALS_DIRECTORY/dexcom-password` (systemd
+//! `LoadCredential=`), and is held as a `SecretString` from the moment it is read.
+//!
+//! One file per concern: `cli.rs` (flags and their environment variables), `file.rs` (the
+//! YAML accounts file), `account.rs` (one validated account), `password.rs` (password
+//! sources) and `error.rs` (the [`ConfigError`] every problem becomes).
+
+mod account;
+mod cli;
+mod error;
+mod file;
+mod password;
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+pub use account::AccountConfig;
+pub use cli::{
+    Cli, DEFAULT_LISTEN_ADDRESS, DEFAULT_MAX_AGE, DEFAULT_READING_INTERVAL,
+    DEFAULT_REQUEST_TIMEOUT, LogFormat, LogLevel,
+};
+pub use error::ConfigError;
+pub use password::CREDENTIAL_NAME;
+
+use crate::http::web_config::WebConfig;
+use account::validate_account;
+use file::{FileAccount, FileThresholds, accounts_from_file};
+
+/// The validated configuration.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// Where to listen.
+    pub listen_address: SocketAddr,
+    /// The metrics path.
+    pub telemetry_path: String,
+    /// TLS, basic auth and headers from `--web.config.file`.
+    pub web: WebConfig,
+    /// Log verbosity.
+    pub log_level: LogLevel,
+    /// Log format.
+    pub log_format: LogFormat,
+    /// The accounts to poll (empty in demo mode until the simulator is up).
+    pub accounts: Vec<AccountConfig>,
+    /// Sensor cadence.
+    pub reading_interval: Duration,
+    /// Request timeout.
+    pub request_timeout: Duration,
+    /// Withdrawal age.
+    pub max_age: Duration,
+    /// Demo mode.
+    pub demo: bool,
+}
+
+/// Reads environment variables; injected so tests need not touch the process environment.
+pub trait Environment {
+    /// The variable's value, if set and valid UTF-8.
+    fn var(&self, name: &str) -> Option<String>;
+}
+
+/// The process environment.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct ProcessEnvironment;
+
+impl Environment for ProcessEnvironment {
+    fn var(&self, name: &str) -> Option<String> {
+        std::env::var(name).ok()
+    }
+}
+
+impl Config {
+    /// Validates the command line (and the files it names) into a configuration.
+    ///
+    /// # Errors
+    /// The first [`ConfigError`] found.
+    pub fn from_cli(cli: Cli, env: &dyn Environment) -> Result<Config, ConfigError> {
+        let path = cli.telemetry_path.as_str();
+        if !path.starts_with('/') || ["/", "/-/healthy", "/-/ready"].contains(&path) {
+            return Err(ConfigError::BadTelemetryPath {
+                path: cli.telemetry_path.clone(),
+            });
+        }
+        if cli.reading_interval < Duration::from_millis(100) {
+            return Err(ConfigError::BadDuration(
+                "--dexcom.reading-interval must be at least 100ms (Dexcom sensors read every 5m; shorter values are for simulators)".into(),
+            ));
+        }
+        if cli.max_age <= cli.reading_interval {
+            return Err(ConfigError::BadDuration(format!(
+                "--glucose.max-age ({}) must be longer than --dexcom.reading-interval ({}), or every value would be withdrawn before the next reading",
+                humantime::format_duration(cli.max_age),
+                humantime::format_duration(cli.reading_interval)
+            )));
+        }
+        if cli.request_timeout < Duration::from_millis(100) {
+            return Err(ConfigError::BadDuration(
+                "--dexcom.request-timeout must be at least 100ms".into(),
+            ));
+        }
+        let cli_account = cli.username.is_some() || cli.account_id.is_some();
+        let accounts = if cli.demo {
+            if cli_account || cli.config_file.is_some() {
+                return Err(ConfigError::DemoWithAccounts);
+            }
+            Vec::new()
+        } else {
+            match (&cli.config_file, cli_account) {
+                (Some(_), true) => return Err(ConfigError::MixedSources),
+                (None, false) => return Err(ConfigError::NoAccount),
+                (Some(path), false) => accounts_from_file(path, &cli, env)?,
+                (None, true) => {
+                    let account = FileAccount {
+                        name: None,
+                        username: cli.username.clone(),
+                        account_id: cli.account_id.clone(),
+                        password_file: cli.password_file.clone(),
+                        region: None,
+                        base_url: None,
+                        thresholds: FileThresholds::default(),
+                    };
+                    vec![validate_account(account, &cli, env, true)?]
+                }
+            }
+        };
+        let web = match &cli.web_config_file {
+            Some(path) => WebConfig::load(path)?,
+            None => WebConfig::default(),
+        };
+        Ok(Config {
+            listen_address: cli.listen_address,
+            telemetry_path: cli.telemetry_path,
+            web,
+            log_level: cli.log_level,
+            log_format: cli.log_format,
+            accounts,
+            reading_interval: cli.reading_interval,
+            // A request outliving the interval would delay the next reading's poll.
+            request_timeout: cli.request_timeout.min(cli.reading_interval),
+            max_age: cli.max_age,
+            demo: cli.demo,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::HashMap;
+
+    use std::path::PathBuf;
+
+    use clap::Parser;
+    use secrecy::ExposeSecret;
+
+    use super::*;
+    use crate::metrics::Thresholds;
+    use crate::share::Region;
+
+    struct FakeEnv(HashMap<&'static str, String>);
+
+    impl Environment for FakeEnv {
+        fn var(&self, name: &str) -> Option<String> {
+            self.0.get(name).cloned()
+        }
+    }
+
+    fn env(pairs: &[(&'static str, &str)]) -> FakeEnv {
+        FakeEnv(pairs.iter().map(|(k, v)| (*k, (*v).to_owned())).collect())
+    }
+
+    fn cli(args: &[&str]) -> Cli {
+        let mut all = vec!["dexcom_exporter"];
+        all.extend_from_slice(args);
+        Cli::try_parse_from(all).unwrap()
+    }
+
+    fn temp_file(name: &str, contents: &str) -> PathBuf {
+        let dir = std::env::temp_dir().join(format!("dexcom-config-{}-{name}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join(name);
+        std::fs::write(&path, contents).unwrap();
+        path
+    }
+
+    #[test]
+    fn username_with_password_from_env() {
+        let config = Config::from_cli(
+            cli(&["--dexcom.username", "alice"]),
+            &env(&[("DEXCOM_PASSWORD", "pw\n")]),
+        )
+        .unwrap();
+        let account = &config.accounts[0];
+        assert_eq!(account.name, "alice");
+        assert_eq!(account.password.expose_secret(), "pw");
+        assert_eq!(account.region, Region::Us);
+        assert_eq!(account.base_url.as_str(), Region::Us.base_url());
+        assert_eq!(account.thresholds, Thresholds::default());
+        assert!(!format!("{config:?}").contains("\"pw\""));
+    }
+
+    #[test]
+    fn password_sources_in_order() {
+        let file = temp_file("pw-file", "from-file\n");
+        let creds = temp_file(CREDENTIAL_NAME, "from-credential");
+        let creds_dir = creds.parent().unwrap().to_str().unwrap();
+        let both = env(&[
+            ("DEXCOM_PASSWORD", "from-env"),
+            ("CREDENTIALS_DIRECTORY", creds_dir),
+        ]);
+        let with_file = cli(&[
+            "--dexcom.username",
+            "a",
+            "--dexcom.password-file",
+            file.to_str().unwrap(),
+        ]);
+        let pick = |c: Cli, e: &FakeEnv| {
+            Config::from_cli(c, e).unwrap().accounts[0]
+                .password
+                .expose_secret()
+                .to_owned()
+        };
+        assert_eq!(pick(with_file, &both), "from-file");
+        assert_eq!(pick(cli(&["--dexcom.username", "a"]), &both), "from-env");
+        assert_eq!(
+            pick(
+                cli(&["--dexcom.username", "a"]),
+                &env(&[("CREDENTIALS_DIRECTORY", creds_dir)])
+            ),
+            "from-credential"
+        );
+    }
+
+    #[test]
+    fn bad_configurations_name_the_problem() {
+        let no_env = env(&[]);
+        let pw = env(&[("DEXCOM_PASSWORD", "x")]);
+        let blank = env(&[("DEXCOM_PASSWORD", "\n")]);
+        let cases: Vec<(Cli, &FakeEnv, &str)> = vec![
+            (cli(&[]), &pw, "no Dexcom account configured"),
+            (cli(&["--dexcom.username", "a"]), &no_env, "no password"),
+            (
+                cli(&["--dexcom.username", "a", "--dexcom.account-id", "x"]),
+                &pw,
+                "not both",
+            ),
+            (cli(&["--dexcom.account-id", "nope"]), &pw, "not a UUID"),
+            (
+                cli(&["--dexcom.username", "a", "--dexcom.region", "eu"]),
+                &pw,
+                "unknown Dexcom region",
+            ),
+            (
+                cli(&["--dexcom.username", "a", "--dexcom.base-url", "ftp://x"]),
+                &pw,
+                "base URL",
+            ),
+            (
+                cli(&[
+                    "--dexcom.username",
+                    "a",
+                    "--dexcom.password-file",
+                    "/nonexistent/pw",
+                ]),
+                &no_env,
+                "cannot read the password file",
+            ),
+            (
+                cli(&["--dexcom.username", "a", "--web.telemetry-path", "metrics"]),
+                &pw,
+                "telemetry-path",
+            ),
+            (
+                cli(&["--dexcom.username", "a", "--glucose.max-age", "1m"]),
+                &pw,
+                "max-age",
+            ),
+            (cli(&["--demo", "--dexcom.username", "a"]), &pw, "--demo"),
+            (cli(&["--dexcom.username", "a"]), &blank, "empty"),
+        ];
+        for (cli, env, expected) in cases {
+            let err = Config::from_cli(cli, env).unwrap_err().to_string();
+            assert!(
+                err.contains(expected),
+                "{err:?} should mention {expected:?}"
+            );
+            assert_eq!(err.lines().count(), 1);
+        }
+    }
+
+    #[test]
+    fn config_file_with_several_accounts() {
+        let pw1 = temp_file("pw1", "one");
+        let pw2 = temp_file("pw2", "two");
+        let yaml = format!(
+            "accounts:\n  - name: kid\n    username: kid@example.com\n    password_file: {}\n    thresholds: {{urgent_low: 60, low: 80, high: 200}}\n  - account_id: 99999999-9999-9999-9999-999999999999\n    password_file: {}\n    region: ous\n    base_url: http://127.0.0.1:9/ShareWebServices/Services\n",
+            pw1.display(),
+            pw2.display()
+        );
+        let file = temp_file("config.yml", &yaml);
+        let config =
+            Config::from_cli(cli(&["--config.file", file.to_str().unwrap()]), &env(&[])).unwrap();
+        assert_eq!(config.accounts.len(), 2);
+        assert_eq!(config.accounts[0].name, "kid");
+        assert_eq!(
+            config.accounts[0].thresholds,
+            Thresholds {
+                urgent_low: 60,
+                low: 80,
+                high: 200
+            }
+        );
+        assert_eq!(
+            config.accounts[1].name,
+            "99999999-9999-9999-9999-999999999999"
+        );
+        assert_eq!(config.accounts[1].region, Region::Ous);
+        assert_eq!(
+            config.accounts[1].base_url.as_str(),
+            "http://127.0.0.1:9/ShareWebServices/Services/"
+        );
+        assert_eq!(config.accounts[1].password.expose_secret(), "two");
+    }
+
+    #[test]
+    fn config_file_problems() {
+        let pw = temp_file("pw", "x");
+        let pw_path = pw.display().to_string();
+        let cases = [
+            (
+                format!(
+                    "accounts:\n  - username: a\n    password_file: {pw_path}\n  - username: a\n    password_file: {pw_path}\n"
+                ),
+                "named \"a\"",
+            ),
+            ("accounts: []\n".to_owned(), "lists no accounts"),
+            ("acounts: []\n".to_owned(), "invalid --config.file"),
+            (
+                format!(
+                    "accounts:\n  - username: a\n    password_file: {pw_path}\n    thresholds: {{low: 50}}\n"
+                ),
+                "thresholds",
+            ),
+            (
+                "accounts:\n  - username: a\n  - username: b\n".to_owned(),
+                "each needs its own password_file",
+            ),
+        ];
+        for (yaml, expected) in cases {
+            let file = temp_file("bad.yml", &yaml);
+            let err = Config::from_cli(
+                cli(&["--config.file", file.to_str().unwrap()]),
+                &env(&[("DEXCOM_PASSWORD", "x")]),
+            )
+            .unwrap_err()
+            .to_string();
+            assert!(
+                err.contains(expected),
+                "{err:?} should mention {expected:?}"
+            );
+        }
+    }
+}

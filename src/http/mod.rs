@@ -1,0 +1,11 @@
+//! The exporter's HTTP side: the accept loop with its connection limits ([`serve`]), the
+//! endpoints ([`routes`]), and `--web.config.file` ([`web_config`], with [`tls`] and
+//! [`basic_auth`]). The simulator reuses the accept loop.
+
+mod basic_auth;
+pub mod routes;
+pub mod serve;
+mod tls;
+pub mod web_config;
+
+pub use basic_auth::BasicAuth;
