@@ -15,10 +15,12 @@ use crate::config::{AccountConfig, Config};
 use crate::http::routes::{self, ServerState};
 use crate::http::serve::{self, ServeLimits, TlsSource};
 use crate::http::web_config::LiveWebConfig;
-use crate::metrics::{AccountMetrics, Metrics, Thresholds};
+use crate::metrics::{Metrics, Thresholds};
 use crate::poll::{self, AccountPoller};
 use crate::share::{ClientSettings, Login, Region, ShareClient, ShareError};
-use crate::simulator::{AccountSpec, GlucoseProfile, RunningSimulator, Scenario, Simulator};
+use crate::simulator::{
+    AccountSpec, GlucoseProfile, RunningSimulator, Scenario, ScenarioError, Simulator,
+};
 
 /// Connect timeout for Share.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
@@ -46,9 +48,15 @@ pub enum ExporterError {
         #[source]
         source: ShareError,
     },
-    /// The demo simulator could not start.
+    /// The demo scenario was refused (a bug: it is built in).
     #[error("cannot start the demo Share simulator: {0}")]
-    Demo(String),
+    DemoScenario(#[from] ScenarioError),
+    /// The demo simulator could not listen on a loopback port.
+    #[error("cannot start the demo Share simulator: cannot listen on loopback: {0}")]
+    DemoListen(#[source] std::io::Error),
+    /// The demo simulator's address did not make a URL (a bug).
+    #[error("cannot start the demo Share simulator: bad base URL: {0}")]
+    DemoUrl(#[source] <reqwest::Url as std::str::FromStr>::Err),
 }
 
 /// A bound, ready-to-run exporter.
@@ -102,18 +110,16 @@ impl Exporter {
         } else {
             None
         };
-        let account_metrics: Vec<Arc<AccountMetrics>> = config
-            .accounts
-            .iter()
-            .map(|a| Arc::new(AccountMetrics::new(a.name.clone(), a.thresholds)))
-            .collect();
         let metrics = Arc::new(Metrics::new(
-            account_metrics.clone(),
+            config
+                .accounts
+                .iter()
+                .map(|a| (a.name.clone(), a.thresholds)),
             config.max_age,
             clock.clone(),
         ));
         let mut pollers = Vec::with_capacity(config.accounts.len());
-        for (account, account_metrics) in config.accounts.iter().zip(account_metrics) {
+        for (account, account_metrics) in config.accounts.iter().zip(metrics.accounts()) {
             let client = ShareClient::new(ClientSettings {
                 base_url: account.base_url.clone(),
                 application_id: account.region.application_id().to_owned(),
@@ -128,7 +134,7 @@ impl Exporter {
             })?;
             pollers.push(AccountPoller::new(
                 client,
-                account_metrics,
+                account_metrics.clone(),
                 metrics.request_durations(),
                 config.reading_interval,
                 clock.clone(),
@@ -226,13 +232,12 @@ async fn start_demo(
         accounts,
         ..Scenario::default()
     };
-    let simulator = Simulator::new(scenario).map_err(ExporterError::Demo)?;
+    let simulator = Simulator::new(scenario)?;
     let running = simulator
         .start(SocketAddr::from(([127, 0, 0, 1], 0)))
         .await
-        .map_err(|e| ExporterError::Demo(e.to_string()))?;
-    let base_url =
-        reqwest::Url::parse(&running.base_url()).map_err(|e| ExporterError::Demo(e.to_string()))?;
+        .map_err(ExporterError::DemoListen)?;
+    let base_url = reqwest::Url::parse(&running.base_url()).map_err(ExporterError::DemoUrl)?;
     tracing::info!(base_url = %base_url, "demo mode: polling the built-in Share simulator (accounts alex, sam, robin)");
     let configs = DEMO_ACCOUNTS
         .iter()

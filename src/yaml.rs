@@ -4,9 +4,19 @@
 
 use serde::de::DeserializeOwned;
 
+/// A YAML document that does not fit what was expected.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{message}")]
+pub struct YamlError {
+    /// One line: where (`line L column C`) and what.
+    pub message: String,
+}
+
 /// Parses `text`, or says in one line what is wrong and where.
-pub(crate) fn parse<T: DeserializeOwned>(text: &str) -> Result<T, String> {
-    serde_saphyr::from_str(text).map_err(|error| one_line(&error.to_string()))
+pub(crate) fn parse<T: DeserializeOwned>(text: &str) -> Result<T, YamlError> {
+    serde_saphyr::from_str(text).map_err(|error| YamlError {
+        message: one_line(&error.to_string()),
+    })
 }
 
 fn one_line(message: &str) -> String {
@@ -28,12 +38,12 @@ mod tests {
     fn errors_are_one_line_with_the_place_and_no_parser_advice() {
         let duplicate = parse::<BTreeMap<String, u8>>("a: 1\na: 2\n").unwrap_err();
         assert_eq!(
-            duplicate,
+            duplicate.message,
             "line 2 column 1: duplicate mapping key: a (each key may appear once)"
         );
         let unclosed = parse::<BTreeMap<String, Vec<String>>>("a: [b\n").unwrap_err();
         assert!(
-            !unclosed.contains('\n') && unclosed.starts_with("line "),
+            !unclosed.message.contains('\n') && unclosed.message.starts_with("line "),
             "{unclosed}"
         );
         assert_eq!(parse::<BTreeMap<String, u8>>("a: 1\n").unwrap()["a"], 1);

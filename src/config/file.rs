@@ -48,9 +48,9 @@ pub(super) fn accounts_from_file(
         source,
     })?;
     let file: FileConfig =
-        crate::yaml::parse(&text).map_err(|message| ConfigError::ConfigSyntax {
+        crate::yaml::parse(&text).map_err(|error| ConfigError::ConfigSyntax {
             path: path.to_owned(),
-            message,
+            message: error.message,
         })?;
     if file.accounts.is_empty() {
         return Err(ConfigError::EmptyConfigFile {

@@ -27,7 +27,7 @@ impl ServerState {
     /// `web` as they are at each request. The registry holding the metrics is built here, once.
     pub fn new(metrics: Arc<Metrics>, telemetry_path: String, web: Arc<LiveWebConfig>) -> Self {
         ServerState {
-            registry: metrics.clone().into_registry(),
+            registry: metrics.registry(),
             metrics,
             telemetry_path,
             web,

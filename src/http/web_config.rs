@@ -117,9 +117,9 @@ impl WebConfig {
             source,
         })?;
         let file: WebConfigFile =
-            crate::yaml::parse(&text).map_err(|message| WebConfigError::Syntax {
+            crate::yaml::parse(&text).map_err(|error| WebConfigError::Syntax {
                 path: path.to_owned(),
-                message,
+                message: error.message,
             })?;
         // Relative certificate paths are relative to the configuration file, as in the toolkit.
         let base = path.parent().unwrap_or_else(|| Path::new("."));

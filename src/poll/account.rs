@@ -124,7 +124,7 @@ impl AccountPoller {
         permits: Arc<Semaphore>,
         shutdown: CancellationToken,
     ) {
-        if !sleep_or_cancel(first_delay, &shutdown).await {
+        if !self.sleep_or_cancel(first_delay, &shutdown).await {
             return;
         }
         loop {
@@ -141,7 +141,7 @@ impl AccountPoller {
             let next_ms = self.schedule.next_poll(outcome, now_ms);
             let wait = Duration::from_millis(u64::try_from(next_ms - now_ms).unwrap_or(0));
             tracing::debug!(account = self.metrics.name(), wait = %humantime::format_duration(round_ms(wait)), grace = %humantime::format_duration(round_ms(self.schedule.grace())), "next poll scheduled");
-            if !sleep_or_cancel(wait, &shutdown).await {
+            if !self.sleep_or_cancel(wait, &shutdown).await {
                 return;
             }
         }
@@ -208,6 +208,14 @@ impl AccountPoller {
         });
     }
 
+    /// Sleeps for `wait` of the clock's time; `false` if `shutdown` came first.
+    async fn sleep_or_cancel(&self, wait: Duration, shutdown: &CancellationToken) -> bool {
+        tokio::select! {
+            () = shutdown.cancelled() => false,
+            () = self.clock.sleep(wait) => true,
+        }
+    }
+
     fn log_failure(&self, error: &ShareError) {
         let account = self.metrics.name();
         let reason = error.reason();
@@ -225,12 +233,4 @@ impl AccountPoller {
 
 fn round_ms(d: Duration) -> Duration {
     Duration::from_millis(d.as_millis() as u64)
-}
-
-/// Sleeps for `wait`; `false` if `shutdown` came first.
-async fn sleep_or_cancel(wait: Duration, shutdown: &CancellationToken) -> bool {
-    tokio::select! {
-        () = shutdown.cancelled() => false,
-        () = tokio::time::sleep(wait) => true,
-    }
 }

@@ -217,9 +217,9 @@ impl ShareClient {
             ("maxCount", max_count.to_string()),
         ];
         let bytes = self.post(Endpoint::ReadGlucose, &query, None).await?;
-        parse_wire_readings(&bytes).map_err(|detail| ShareError::InvalidResponse {
+        parse_wire_readings(&bytes).map_err(|error| ShareError::InvalidResponse {
             endpoint: Endpoint::ReadGlucose,
-            detail: redact_excerpt(&detail),
+            detail: redact_excerpt(&error.to_string()),
         })
     }
 

@@ -200,6 +200,12 @@ pub enum ReadingError {
         /// Position in the batch.
         index: usize,
     },
+    /// The body is not a JSON list of reading objects.
+    #[error("not a JSON list of readings: {message}")]
+    NotAList {
+        /// The JSON parser's message.
+        message: String,
+    },
     /// `Value` was not an integer in 0–1000.
     #[error("reading {index} has an invalid Value {value}")]
     InvalidValue {
@@ -270,12 +276,17 @@ fn parse_trend(value: &serde_json::Value, index: usize) -> Trend {
 }
 
 /// Parses a readings response body. Rows come newest first; the result keeps that order.
-pub fn parse_wire_readings(body: &[u8]) -> Result<Vec<Reading>, String> {
+///
+/// # Errors
+/// [`ReadingError`] for a body that is not a list of readings, or for the first bad row.
+pub fn parse_wire_readings(body: &[u8]) -> Result<Vec<Reading>, ReadingError> {
     let rows: Vec<WireReading> =
-        serde_json::from_slice(body).map_err(|e| format!("not a JSON list of readings: {e}"))?;
+        serde_json::from_slice(body).map_err(|e| ReadingError::NotAList {
+            message: e.to_string(),
+        })?;
     rows.iter()
         .enumerate()
-        .map(|(i, row)| row.to_reading(i).map_err(|e| e.to_string()))
+        .map(|(i, row)| row.to_reading(i))
         .collect()
 }
 
@@ -407,9 +418,18 @@ mod tests {
         assert!(parse_wire_readings(b"<html>").is_err());
         assert!(parse_wire_readings(br#"{"Code":"x"}"#).is_err());
         let no_date = parse_wire_readings(br#"[{"Value":100,"Trend":"Flat"}]"#).unwrap_err();
-        assert!(no_date.contains("WT/ST"), "{no_date}");
+        assert_eq!(no_date, ReadingError::MissingInstant { index: 0 });
+        assert!(no_date.to_string().contains("WT/ST"), "{no_date}");
         let bad_value = parse_wire_readings(br#"[{"WT":"Date(1)","Value":-5}]"#).unwrap_err();
-        assert!(bad_value.contains("Value"), "{bad_value}");
+        assert!(
+            matches!(bad_value, ReadingError::InvalidValue { index: 0, .. }),
+            "{bad_value}"
+        );
+        assert!(bad_value.to_string().contains("Value"), "{bad_value}");
+        assert!(matches!(
+            parse_wire_readings(b"<html>"),
+            Err(ReadingError::NotAList { .. })
+        ));
         assert_eq!(parse_wire_readings(b"[]").unwrap(), vec![]);
     }
 

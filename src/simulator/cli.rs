@@ -9,7 +9,7 @@ use clap::Parser;
 use uuid::Uuid;
 
 use super::glucose::GlucoseProfile;
-use super::scenario::{AccountSpec, AuthErrorStyle, Scenario, SubCodeStyle};
+use super::scenario::{AccountSpec, AuthErrorStyle, Scenario, ScenarioError, SubCodeStyle};
 use crate::share::Region;
 
 /// A faithful Dexcom Share server for testing and demos.
@@ -146,13 +146,17 @@ impl SimulatorArgs {
     ///
     /// # Errors
     /// A message when the file cannot be read or parsed, or the result is contradictory.
-    pub fn scenario(&self) -> Result<Scenario, String> {
+    pub fn scenario(&self) -> Result<Scenario, ScenarioError> {
         let mut s = match &self.scenario {
             Some(path) => {
-                let text = std::fs::read_to_string(path)
-                    .map_err(|e| format!("cannot read scenario file {}: {e}", path.display()))?;
-                crate::yaml::parse(&text)
-                    .map_err(|e| format!("invalid scenario file {}: {e}", path.display()))?
+                let text = std::fs::read_to_string(path).map_err(|source| ScenarioError::Read {
+                    path: path.clone(),
+                    source,
+                })?;
+                crate::yaml::parse(&text).map_err(|source| ScenarioError::Syntax {
+                    path: path.clone(),
+                    source,
+                })?
             }
             None => Scenario::default(),
         };

@@ -155,12 +155,14 @@ impl Params {
             .map(|(_, v)| v)
     }
 
-    /// A body field as a string; `Err` carries the JSON type found instead.
-    fn body_string(&self, name: &str) -> Result<Option<&str>, String> {
+    /// A body field as a string; `Err` carries the JSON value found instead.
+    fn body_string(&self, name: &str) -> Result<Option<&str>, NotAString> {
         match self.body_value(name) {
             None | Some(serde_json::Value::Null) => Ok(None),
             Some(serde_json::Value::String(s)) => Ok(Some(s)),
-            Some(other) => Err(other.to_string()),
+            Some(other) => Err(NotAString {
+                found: other.to_string(),
+            }),
         }
     }
 
@@ -356,7 +358,7 @@ impl Simulator {
         }
         let id = params
             .body_string(id_field)
-            .map_err(|found| Box::new(self.invalid_argument(&format!(
+            .map_err(|NotAString { found }| Box::new(self.invalid_argument(&format!(
                 "JSON parse error: Cannot deserialize value of type `java.util.UUID` from String {found}: UUID has to be represented by standard 36-char representation"
             ))))?;
         let password = match params.body_string("password") {
@@ -493,4 +495,12 @@ impl Simulator {
             wire::readings_body(&readings, self.scenario.legacy_format),
         )
     }
+}
+
+/// A request body field that should be a JSON string and is not.
+#[derive(Debug, thiserror::Error)]
+#[error("expected a JSON string, found {found}")]
+struct NotAString {
+    /// The JSON value found, as text.
+    found: String,
 }

@@ -24,7 +24,9 @@ use uuid::Uuid;
 
 pub use cli::SimulatorArgs;
 pub use glucose::{GeneratedReading, GlucoseModel, GlucoseProfile, READINGS_PER_DAY};
-pub use scenario::{AccountSpec, AuthErrorStyle, FaultRates, Scenario, SubCodeStyle};
+pub use scenario::{
+    AccountSpec, AuthErrorStyle, FaultRates, Scenario, ScenarioError, SubCodeStyle,
+};
 
 use crate::clock::{Clock, SystemClock};
 use crate::share::{Endpoint, Trend};
@@ -175,9 +177,17 @@ impl RunningSimulator {
     }
 
     /// Stops serving and waits for the server task.
-    pub async fn stop(self) {
+    pub async fn stop(mut self) {
         self.shutdown.cancel();
-        let _ = self.task.await;
+        let _ = (&mut self.task).await;
+    }
+}
+
+/// Dropped without [`RunningSimulator::stop`] (a failed test, an early return): stop serving
+/// all the same; the task ends on its own.
+impl Drop for RunningSimulator {
+    fn drop(&mut self) {
+        self.shutdown.cancel();
     }
 }
 
@@ -185,16 +195,19 @@ impl Simulator {
     /// A simulator on the system clock.
     ///
     /// # Errors
-    /// A message when the scenario contradicts itself.
-    pub fn new(scenario: Scenario) -> Result<Arc<Self>, String> {
+    /// [`ScenarioError`] when the scenario contradicts itself.
+    pub fn new(scenario: Scenario) -> Result<Arc<Self>, ScenarioError> {
         Self::with_clock(scenario, Arc::new(SystemClock))
     }
 
     /// A simulator on an injected clock.
     ///
     /// # Errors
-    /// A message when the scenario contradicts itself.
-    pub fn with_clock(scenario: Scenario, clock: Arc<dyn Clock>) -> Result<Arc<Self>, String> {
+    /// [`ScenarioError`] when the scenario contradicts itself.
+    pub fn with_clock(
+        scenario: Scenario,
+        clock: Arc<dyn Clock>,
+    ) -> Result<Arc<Self>, ScenarioError> {
         scenario.validate()?;
         let interval_ms = duration_ms(scenario.reading_interval);
         let now_ms = clock.now_ms();

@@ -9,6 +9,72 @@ use uuid::Uuid;
 use super::glucose::GlucoseProfile;
 use crate::share::Region;
 
+/// Why a scenario cannot be simulated; `share_simulator` prints it and exits with code 2.
+#[derive(Debug, thiserror::Error)]
+pub enum ScenarioError {
+    /// The scenario file cannot be read.
+    #[error("cannot read scenario file {path}: {source}")]
+    Read {
+        /// The file.
+        path: std::path::PathBuf,
+        /// Why.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The scenario file is not valid YAML for a scenario.
+    #[error("invalid scenario file {path}: {source}")]
+    Syntax {
+        /// The file.
+        path: std::path::PathBuf,
+        /// Where and what.
+        #[source]
+        source: crate::yaml::YamlError,
+    },
+    /// A cadence shorter than the simulator can keep.
+    #[error("reading_interval must be at least 100ms")]
+    IntervalTooShort,
+    /// Uploads that would arrive after the next reading is taken.
+    #[error("upload_delay_max ({max}) must be shorter than reading_interval ({interval})")]
+    UploadDelay {
+        /// The largest upload delay, formatted.
+        max: String,
+        /// The cadence, formatted.
+        interval: String,
+    },
+    /// No account to serve.
+    #[error("no accounts: give --username and --password, or accounts in the scenario file")]
+    NoAccounts,
+    /// An account without a username or password.
+    #[error("every account needs a non-empty username and password")]
+    EmptyCredentials,
+    /// Two accounts share a name (username, e-mail or phone, case-insensitively).
+    #[error("account name {name:?} is used twice")]
+    DuplicateName {
+        /// The name.
+        name: String,
+    },
+    /// `day_starts_at` is not `HH:MM`.
+    #[error("day_starts_at {text:?} is not a time of day like 01:30")]
+    DayStart {
+        /// What was given.
+        text: String,
+    },
+    /// `utc_offset` is not `±HHMM`.
+    #[error("utc_offset {text:?} is not of the form +HHMM or -HHMM")]
+    UtcOffset {
+        /// What was given.
+        text: String,
+    },
+    /// A fault rate outside 0–1.
+    #[error("fault rate {name} must be between 0 and 1, got {rate}")]
+    FaultRate {
+        /// The fault.
+        name: String,
+        /// What was given.
+        rate: f64,
+    },
+}
+
 /// The full simulator configuration.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -99,32 +165,30 @@ impl Scenario {
     ///
     /// # Errors
     /// A message naming the problem.
-    pub fn validate(&self) -> Result<(), String> {
+    pub fn validate(&self) -> Result<(), ScenarioError> {
         if self.reading_interval < Duration::from_millis(100) {
-            return Err("reading_interval must be at least 100ms".into());
+            return Err(ScenarioError::IntervalTooShort);
         }
         let (_, max) = self.upload_delay_range();
         if max >= self.reading_interval {
-            return Err(format!(
-                "upload_delay_max ({}) must be shorter than reading_interval ({})",
-                humantime::format_duration(max),
-                humantime::format_duration(self.reading_interval)
-            ));
+            return Err(ScenarioError::UploadDelay {
+                max: humantime::format_duration(max).to_string(),
+                interval: humantime::format_duration(self.reading_interval).to_string(),
+            });
         }
         if self.accounts.is_empty() {
-            return Err(
-                "no accounts: give --username and --password, or accounts in the scenario file"
-                    .into(),
-            );
+            return Err(ScenarioError::NoAccounts);
         }
         let mut names = std::collections::HashSet::new();
         for account in &self.accounts {
             if account.username.trim().is_empty() || account.password.is_empty() {
-                return Err("every account needs a non-empty username and password".into());
+                return Err(ScenarioError::EmptyCredentials);
             }
             for name in account.names() {
                 if !names.insert(name.to_lowercase()) {
-                    return Err(format!("account name {name:?} is used twice"));
+                    return Err(ScenarioError::DuplicateName {
+                        name: name.to_owned(),
+                    });
                 }
             }
             account.utc_offset_minutes()?;
@@ -132,9 +196,10 @@ impl Scenario {
         }
         for (name, rate) in self.faults.rates() {
             if !(0.0..=1.0).contains(&rate) {
-                return Err(format!(
-                    "fault rate {name} must be between 0 and 1, got {rate}"
-                ));
+                return Err(ScenarioError::FaultRate {
+                    name: name.to_owned(),
+                    rate,
+                });
             }
         }
         Ok(())
@@ -282,7 +347,7 @@ impl AccountSpec {
     ///
     /// # Errors
     /// A message if it is not `HH:MM`.
-    pub fn day_start_minutes(&self) -> Result<Option<i64>, String> {
+    pub fn day_start_minutes(&self) -> Result<Option<i64>, ScenarioError> {
         let Some(text) = &self.day_starts_at else {
             return Ok(None);
         };
@@ -292,22 +357,19 @@ impl AccountSpec {
         });
         parsed
             .map(Some)
-            .ok_or_else(|| format!("day_starts_at {text:?} is not a time of day like 01:30"))
+            .ok_or_else(|| ScenarioError::DayStart { text: text.clone() })
     }
 
     /// The UTC offset in minutes.
     ///
     /// # Errors
     /// A message if `utc_offset` is not `±HHMM`.
-    pub fn utc_offset_minutes(&self) -> Result<i32, String> {
+    pub fn utc_offset_minutes(&self) -> Result<i32, ScenarioError> {
         let text = format!("Date(0{})", self.utc_offset);
         crate::share::parse_share_date(&text)
             .and_then(|d| d.offset_minutes)
-            .ok_or_else(|| {
-                format!(
-                    "utc_offset {:?} is not of the form +HHMM or -HHMM",
-                    self.utc_offset
-                )
+            .ok_or_else(|| ScenarioError::UtcOffset {
+                text: self.utc_offset.clone(),
             })
     }
 }
@@ -384,7 +446,7 @@ accounts:
         assert_eq!(scenario.region, Region::Ous);
         assert_eq!(scenario.reading_interval, Duration::from_secs(20));
         assert_eq!(scenario.faults.retry_after, Duration::from_secs(3));
-        assert_eq!(scenario.accounts[0].utc_offset_minutes(), Ok(330));
+        assert_eq!(scenario.accounts[0].utc_offset_minutes().unwrap(), 330);
         assert_eq!(scenario.accounts[0].profile, GlucoseProfile::OvernightLow);
         let (min, max) = scenario.upload_delay_range();
         assert_eq!(
@@ -397,15 +459,14 @@ accounts:
     #[test]
     fn contradictions_are_rejected() {
         let mut scenario = Scenario::default();
-        assert!(scenario.validate().unwrap_err().contains("no accounts"));
+        let none = scenario.validate().unwrap_err();
+        assert!(matches!(none, ScenarioError::NoAccounts), "{none}");
+        assert!(none.to_string().contains("no accounts"));
         scenario.accounts.push(AccountSpec::new("a", "p"));
         scenario.upload_delay_max = Some(Duration::from_secs(400));
-        assert!(
-            scenario
-                .validate()
-                .unwrap_err()
-                .contains("upload_delay_max")
-        );
+        let late = scenario.validate().unwrap_err();
+        assert!(matches!(late, ScenarioError::UploadDelay { .. }), "{late}");
+        assert!(late.to_string().contains("upload_delay_max"));
         let bad: Result<Scenario, _> = serde_saphyr::from_str("reading_interval: soon");
         assert!(bad.is_err());
         let unknown: Result<Scenario, _> = serde_saphyr::from_str("colour: blue");

@@ -1,13 +1,10 @@
 //! What users deploy, checked by the real tools: `systemd-analyze`, `promtool`, `amtool`, and
 //! a lint of the Grafana dashboard.
-#![allow(clippy::unwrap_used)] // a panic is how a test reports failure
-
-mod common;
 
 use std::collections::HashSet;
 use std::process::Command;
 
-use common::{repo, tool};
+use crate::common::{repo, tool};
 
 fn run(program: &std::path::Path, args: &[&str]) -> (bool, String) {
     let output = Command::new(program)

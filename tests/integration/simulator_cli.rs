@@ -1,6 +1,5 @@
 //! The `share_simulator` binary: its help documents every knob, scenario files work, and bad
 //! input exits 2 with one clear line.
-#![allow(clippy::unwrap_used)] // a panic is how a test reports failure
 
 use std::process::Command;
 

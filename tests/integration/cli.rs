@@ -1,14 +1,11 @@
 //! The `dexcom_exporter` binary as users run it: configuration errors, `--help`, secrets kept
 //! out of help, logs and metrics, SIGTERM, and `promtool check metrics` on live output.
-#![allow(clippy::unwrap_used)] // a panic is how a test reports failure
-
-mod common;
 
 use std::io::{BufRead, BufReader, Read};
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
-use common::{PASSWORD, USERNAME, in_ci, scenario, start};
+use crate::common::{PASSWORD, USERNAME, get_until, in_ci, sample, scenario, start};
 
 fn exporter() -> Command {
     let mut command = Command::new(env!("CARGO_BIN_EXE_dexcom_exporter"));
@@ -49,7 +46,7 @@ fn start_logged(command: &mut Command) -> Started {
     let mut child = command.stderr(Stdio::piped()).spawn().unwrap();
     let mut stderr = BufReader::new(child.stderr.take().unwrap());
     let log = wait_for_stderr(&mut stderr, "listening on http://");
-    let addr = common::listening_address(&log).unwrap();
+    let addr = crate::common::listening_address(&log).unwrap();
     Started {
         child,
         stderr,
@@ -228,19 +225,21 @@ async fn runs_against_share_logs_no_secrets_passes_promtool_and_exits_0_on_sigte
         log: started,
         addr,
     } = started;
-    // Let it log in, read, and follow a few readings, then expire the session once.
-    let mut metrics = String::new();
-    for _ in 0..100 {
-        metrics = common::get(&format!("http://{addr}/metrics")).await.1;
-        if metrics.contains("dexcom_glucose_mg_per_dl{") {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    assert!(metrics.contains("dexcom_glucose_mg_per_dl{"), "{metrics}");
+    // Let it log in and read, then expire the session once and wait for the re-login and a
+    // reading after it.
+    let url = format!("http://{addr}/metrics");
+    let account = format!("account=\"{USERNAME}\"");
+    let first = get_until(&url, Duration::from_secs(10), |s| {
+        sample(s, "dexcom_glucose_reading_timestamp_seconds", &account)
+    })
+    .await;
     sim.simulator.expire_sessions();
-    tokio::time::sleep(Duration::from_secs(2)).await;
-    let metrics = common::get(&format!("http://{addr}/metrics")).await.1;
+    let metrics = get_until(&url, Duration::from_secs(10), |s| {
+        let relogged = sample(s, "dexcom_logins_total", &account) >= Some(2.0);
+        let newer = sample(s, "dexcom_glucose_reading_timestamp_seconds", &account) > Some(first);
+        (relogged && newer).then(|| s.to_owned())
+    })
+    .await;
 
     check_with_promtool(&metrics);
 
@@ -315,37 +314,33 @@ async fn demo_mode_serves_three_accounts_at_the_chosen_cadence() {
         addr,
     } = started;
     let timestamp = |scrape: &str, account: &str| {
-        common::sample(
+        sample(
             scrape,
             "dexcom_glucose_reading_timestamp_seconds",
             &format!("account=\"{account}\""),
         )
     };
-    let mut first = None;
-    for _ in 0..100 {
-        let scrape = common::get(&format!("http://{addr}/metrics")).await.1;
-        let all = ["alex", "sam", "robin"].iter().all(|a| {
-            common::sample(
-                &scrape,
-                "dexcom_glucose_mg_per_dl",
-                &format!("account=\"{a}\""),
-            )
-            .is_some()
-        });
-        if all {
-            first = timestamp(&scrape, "alex");
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    let first = first.expect("all three demo accounts show glucose within 10 s");
-    tokio::time::sleep(Duration::from_millis(2500)).await;
-    let scrape = common::get(&format!("http://{addr}/metrics")).await.1;
-    let later = timestamp(&scrape, "alex").unwrap();
-    assert!(
-        later - first >= 1.9,
-        "readings arrive every second: {first} → {later}"
-    );
+    let url = format!("http://{addr}/metrics");
+    let first = get_until(&url, Duration::from_secs(10), |scrape| {
+        ["alex", "sam", "robin"]
+            .iter()
+            .all(|a| {
+                sample(
+                    scrape,
+                    "dexcom_glucose_mg_per_dl",
+                    &format!("account=\"{a}\""),
+                )
+                .is_some()
+            })
+            .then(|| timestamp(scrape, "alex"))
+            .flatten()
+    })
+    .await;
+    // Readings arrive every second: two more within a few seconds.
+    get_until(&url, Duration::from_secs(10), |scrape| {
+        timestamp(scrape, "alex").filter(|later| later - first >= 1.9)
+    })
+    .await;
     sigterm(&child);
     assert_eq!(child.wait().unwrap().code(), Some(0));
 }

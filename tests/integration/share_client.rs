@@ -1,12 +1,11 @@
 //! The Share client against the simulator over loopback: one test per row of the protocol's
 //! situation table, each asserting the error reason and the number of requests made.
-#![allow(clippy::unwrap_used)] // a panic is how a test reports failure
 
-mod common;
+use dexcom_exporter::clock::ManualClock;
 
 use std::time::Duration;
 
-use common::{ManualClock, PASSWORD, USERNAME, client, scenario, settings, start, start_at};
+use crate::common::{PASSWORD, USERNAME, client, scenario, settings, start, start_at};
 use dexcom_exporter::share::{Endpoint, ErrorReason, Login, Reading, ShareClient, ShareError};
 use dexcom_exporter::simulator::{
     AccountSpec, AuthErrorStyle, Fault, RequestCounts, RunningSimulator, Scenario, ServedReading,
@@ -72,7 +71,7 @@ async fn login_ok_reads_what_the_simulator_serves() {
 /// because with a running one it depends on the phase (this made CI flaky once).
 #[tokio::test]
 async fn a_reading_awaiting_upload_is_not_in_the_window() {
-    let clock = ManualClock::now();
+    let clock = ManualClock::now_system();
     let sim = start_at(scenario(FIVE_MINUTES), clock.clone()).await;
     let newest = sim.simulator.visible_readings(USERNAME, 1)[0];
     let pending = sim

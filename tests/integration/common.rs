@@ -27,30 +27,6 @@ pub async fn start(scenario: Scenario) -> RunningSimulator {
     .await
 }
 
-/// A wall clock that stands still until a test moves it.
-#[derive(Debug)]
-pub struct ManualClock(std::sync::atomic::AtomicI64);
-
-impl ManualClock {
-    /// A clock standing at the current system time.
-    pub fn now() -> std::sync::Arc<Self> {
-        let now = dexcom_exporter::clock::unix_ms(std::time::SystemTime::now());
-        std::sync::Arc::new(Self(std::sync::atomic::AtomicI64::new(now)))
-    }
-
-    /// Moves the clock to `ms` since the epoch.
-    pub fn set_ms(&self, ms: i64) {
-        self.0.store(ms, std::sync::atomic::Ordering::SeqCst);
-    }
-}
-
-impl dexcom_exporter::clock::Clock for ManualClock {
-    fn now(&self) -> std::time::SystemTime {
-        let ms = self.0.load(std::sync::atomic::Ordering::SeqCst);
-        std::time::UNIX_EPOCH + Duration::from_millis(u64::try_from(ms).unwrap_or(0))
-    }
-}
-
 /// Starts a simulator on 127.0.0.1, with an OS-chosen port, whose time is `clock`.
 pub async fn start_at(
     scenario: Scenario,
@@ -115,9 +91,16 @@ impl RunningExporter {
         format!("http://{}{path}", self.addr)
     }
 
-    pub async fn stop(self) {
+    pub async fn stop(mut self) {
         self.shutdown.cancel();
-        self.task.await.unwrap();
+        (&mut self.task).await.unwrap();
+    }
+}
+
+/// Dropped without `stop` (a failed assertion): shut the exporter down all the same.
+impl Drop for RunningExporter {
+    fn drop(&mut self) {
+        self.shutdown.cancel();
     }
 }
 
@@ -220,17 +203,26 @@ pub fn sample(scrape: &str, name: &str, labels: &str) -> Option<f64> {
 pub async fn scrape_until<T>(
     exporter: &RunningExporter,
     within: Duration,
+    check: impl FnMut(&str) -> Option<T>,
+) -> T {
+    get_until(&exporter.url("/metrics"), within, check).await
+}
+
+/// GETs `url` until `check` returns `Some` for the body, or panics after `within`.
+pub async fn get_until<T>(
+    url: &str,
+    within: Duration,
     mut check: impl FnMut(&str) -> Option<T>,
 ) -> T {
     let deadline = std::time::Instant::now() + within;
     loop {
-        let (_, body) = get(&exporter.url("/metrics")).await;
+        let (_, body) = get(url).await;
         if let Some(found) = check(&body) {
             return found;
         }
         assert!(
             std::time::Instant::now() < deadline,
-            "condition not met within {within:?}; last scrape:\n{body}"
+            "condition not met within {within:?}; last answer from {url}:\n{body}"
         );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }

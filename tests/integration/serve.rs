@@ -1,6 +1,5 @@
 //! The shared accept loop: idle and slow clients are cut off by the header-read timeout, and
 //! shutdown drains within its deadline.
-#![allow(clippy::unwrap_used)] // a panic is how a test reports failure
 
 use std::time::{Duration, Instant};
 

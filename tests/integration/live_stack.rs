@@ -2,14 +2,11 @@
 //! cadence with the shipped rules; every PromQL expression of the dashboard and the rules
 //! evaluates through Prometheus's HTTP API; the demo account with an overnight low makes
 //! `DexcomGlucoseUrgentLow` fire, and a real Alertmanager delivers it to a webhook.
-#![allow(clippy::unwrap_used)] // a panic is how a test reports failure
-
-mod common;
 
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use common::{KillOnDrop, free_port, repo, start_exporter_process, tool};
+use crate::common::{KillOnDrop, free_port, repo, start_exporter_process, tool};
 use dexcom_exporter::http::serve::{ServeLimits, respond, serve};
 use http_body_util::BodyExt;
 use serde::Deserialize;

@@ -1,14 +1,13 @@
 //! `--web.config.file`: the exporter served over TLS with basic authentication, checked with
 //! a real HTTPS client; renewed certificates and changed passwords applied without a restart;
 //! bad files rejected at start-up.
-#![allow(clippy::unwrap_used)] // a panic is how a test reports failure
-
-mod common;
 
 use std::path::Path;
 use std::time::Duration;
 
-use common::{RunningExporter, exporter_args, password_env, scenario, spawn_exporter, start};
+use crate::common::{
+    RunningExporter, exporter_args, password_env, scenario, spawn_exporter, start,
+};
 use dexcom_exporter::simulator::RunningSimulator;
 
 /// A simulator, and the exporter polling it with `--web.config.file web`.

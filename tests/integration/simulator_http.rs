@@ -1,12 +1,9 @@
 //! The simulator's wire behaviour seen from raw HTTP, as real Share clients send it: parameter
 //! spellings and places, the retired endpoint, argument errors, and routing.
-#![allow(clippy::unwrap_used)] // a panic is how a test reports failure
-
-mod common;
 
 use std::time::Duration;
 
-use common::{PASSWORD, USERNAME, scenario, start};
+use crate::common::{PASSWORD, USERNAME, scenario, start};
 use dexcom_exporter::share::Region;
 
 async fn post(url: &str, body: serde_json::Value) -> (u16, String) {

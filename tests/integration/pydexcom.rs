@@ -1,8 +1,5 @@
 //! Independence check: pydexcom 0.5.1 (installed by `.ci/run` into `.venv`) talks to the
 //! `share_simulator` binary and must see exactly what the simulator's generator produced.
-#![allow(clippy::unwrap_used)] // a panic is how a test reports failure
-
-mod common;
 
 use std::io::{BufRead, BufReader};
 use std::path::PathBuf;
@@ -67,13 +64,14 @@ fn python() -> Option<PathBuf> {
 fn run_pydexcom(args: &[&str]) -> Option<serde_json::Value> {
     let Some(python) = python() else {
         assert!(
-            !common::in_ci(),
+            !crate::common::in_ci(),
             "pydexcom venv missing: .ci/run must create .venv with pydexcom"
         );
         eprintln!("SKIPPED outside CI: no .venv with pydexcom; run .ci/run once");
         return None;
     };
-    let script = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/pydexcom_check.py");
+    let script =
+        PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/integration/pydexcom_check.py");
     let output = Command::new(python)
         .arg(script)
         .args(args)

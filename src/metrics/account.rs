@@ -1,0 +1,214 @@
+//! The live state of one account: written by its poller, read by scrapes and the landing page.
+//!
+//! The newest reading sits in an `ArcSwap` (the scrape-time collector withdraws it when it gets
+//! too old); the counters and gauges are handles into the registered families, taken once at
+//! start so a poll never looks a series up again.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::SystemTime;
+
+use arc_swap::ArcSwapOption;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+
+use super::Families;
+use super::labels::{AccountLabels, ErrorLabels, ThresholdLabels};
+use crate::clock::unix_ms;
+use crate::share::{ErrorReason, Reading};
+
+/// A gauge holding a float, as every gauge here does (`1.0`, `55.0`, a Unix time).
+pub(super) type FloatGauge = Gauge<f64, AtomicU64>;
+
+/// Glucose alert thresholds of one account, in mg/dL.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Thresholds {
+    /// Urgent low (Dexcom's fixed 55 mg/dL by default).
+    pub urgent_low: u16,
+    /// Low.
+    pub low: u16,
+    /// High.
+    pub high: u16,
+}
+
+impl Default for Thresholds {
+    fn default() -> Self {
+        Thresholds {
+            urgent_low: 55,
+            low: 70,
+            high: 250,
+        }
+    }
+}
+
+impl Thresholds {
+    /// `(level label, mg/dL)` for each level.
+    pub fn levels(self) -> [(&'static str, u16); 3] {
+        [
+            ("urgent_low", self.urgent_low),
+            ("low", self.low),
+            ("high", self.high),
+        ]
+    }
+}
+
+/// The newest reading of an account, as the collector serves it.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct LatestReading {
+    /// The reading.
+    pub reading: Reading,
+    /// Change from the previous reading, when that one was one interval earlier.
+    pub delta_mg_per_dl: Option<i32>,
+}
+
+/// The live state of one account, written by its poller and read by scrapes.
+#[derive(Debug)]
+pub struct AccountMetrics {
+    name: String,
+    thresholds: Thresholds,
+    latest: ArcSwapOption<LatestReading>,
+    polled_once: AtomicBool,
+    last_error: ArcSwapOption<ErrorReason>,
+    up: FloatGauge,
+    polls: Counter,
+    logins: Counter,
+    /// One per [`ErrorReason::ALL`], in that order.
+    errors: Vec<Counter>,
+    /// Created at the first success: before it there is no time to show.
+    last_success: Family<AccountLabels, FloatGauge>,
+}
+
+impl AccountMetrics {
+    /// The account labelled `name`, with its series created in `families` (every error reason
+    /// at 0 from the start, so `rate()` and `increase()` see the first error).
+    pub(super) fn new(name: String, thresholds: Thresholds, families: &Families) -> Self {
+        let account = AccountLabels {
+            account: name.clone(),
+        };
+        for (level, value) in thresholds.levels() {
+            families
+                .thresholds
+                .get_or_create(&ThresholdLabels {
+                    account: name.clone(),
+                    level,
+                })
+                .set(f64::from(value));
+        }
+        let errors = ErrorReason::ALL
+            .iter()
+            .map(|reason| {
+                families
+                    .poll_errors
+                    .get_or_create(&ErrorLabels {
+                        account: name.clone(),
+                        reason: reason.as_str(),
+                    })
+                    .clone()
+            })
+            .collect();
+        AccountMetrics {
+            up: families.up.get_or_create(&account).clone(),
+            polls: families.polls.get_or_create(&account).clone(),
+            logins: families.logins.get_or_create(&account).clone(),
+            errors,
+            last_success: families.last_success.clone(),
+            name,
+            thresholds,
+            latest: ArcSwapOption::empty(),
+            polled_once: AtomicBool::new(false),
+            last_error: ArcSwapOption::empty(),
+        }
+    }
+
+    /// The `account` label value.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// The account's thresholds.
+    pub fn thresholds(&self) -> Thresholds {
+        self.thresholds
+    }
+
+    /// Publishes a new newest reading.
+    pub fn set_latest(&self, latest: LatestReading) {
+        self.latest.store(Some(Arc::new(latest)));
+    }
+
+    /// The newest reading published, if any.
+    pub fn latest(&self) -> Option<LatestReading> {
+        self.latest.load().as_deref().copied()
+    }
+
+    /// Records a successful poll at `now`.
+    pub fn poll_succeeded(&self, now: SystemTime) {
+        self.last_success
+            .get_or_create(&AccountLabels {
+                account: self.name.clone(),
+            })
+            .set(unix_ms(now) as f64 / 1000.0);
+        self.last_error.store(None);
+        self.up.set(1.0);
+        self.polled_once.store(true, Ordering::Release);
+    }
+
+    /// Records a failed poll.
+    pub fn poll_failed(&self, reason: ErrorReason) {
+        if let Some(counter) = self.errors.get(reason_index(reason)) {
+            counter.inc();
+        }
+        self.last_error.store(Some(Arc::new(reason)));
+        self.up.set(0.0);
+        self.polled_once.store(true, Ordering::Release);
+    }
+
+    /// Counts one request to the readings endpoint.
+    pub fn count_read(&self) {
+        self.polls.inc();
+    }
+
+    /// Counts one login attempt.
+    pub fn count_login(&self) {
+        self.logins.inc();
+    }
+
+    /// Whether the last poll succeeded.
+    pub fn is_up(&self) -> bool {
+        self.up.get() == 1.0
+    }
+
+    /// Whether a first poll has completed, successfully or not.
+    pub fn polled_once(&self) -> bool {
+        self.polled_once.load(Ordering::Acquire)
+    }
+
+    /// The reason of the last failed poll, while the account is failing.
+    pub fn last_error(&self) -> Option<ErrorReason> {
+        self.last_error.load().as_deref().copied()
+    }
+
+    /// Failed polls so far for `reason`.
+    pub fn errors(&self, reason: ErrorReason) -> u64 {
+        self.errors
+            .get(reason_index(reason))
+            .map_or(0, Counter::get)
+    }
+
+    /// Login attempts so far.
+    pub fn logins(&self) -> u64 {
+        self.logins.get()
+    }
+
+    /// Reads of the readings endpoint so far.
+    pub fn polls(&self) -> u64 {
+        self.polls.get()
+    }
+}
+
+fn reason_index(reason: ErrorReason) -> usize {
+    ErrorReason::ALL
+        .iter()
+        .position(|r| *r == reason)
+        .unwrap_or_default()
+}

@@ -1,0 +1,47 @@
+//! The label sets of the scraped metrics, typed so that a series cannot be written with a
+//! missing or misspelt label. Field order is label order on `/metrics`.
+
+use prometheus_client::encoding::EncodeLabelSet;
+
+/// `{account}`: one Dexcom account.
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct AccountLabels {
+    /// The account's configured name.
+    pub account: String,
+}
+
+/// `{account, reason}`: a failed poll of one account, by [`crate::share::ErrorReason`].
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ErrorLabels {
+    /// The account's configured name.
+    pub account: String,
+    /// The error's reason label.
+    pub reason: &'static str,
+}
+
+/// `{account, level}`: one alert threshold of one account.
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ThresholdLabels {
+    /// The account's configured name.
+    pub account: String,
+    /// `urgent_low`, `low` or `high`.
+    pub level: &'static str,
+}
+
+/// `{endpoint}`: one Share endpoint (no account: latency is a property of Share).
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct EndpointLabels {
+    /// The endpoint's label, [`crate::share::Endpoint::as_str`].
+    pub endpoint: &'static str,
+}
+
+/// The labels of `dexcom_exporter_build_info`.
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct BuildInfoLabels {
+    /// Crate version.
+    pub version: &'static str,
+    /// Git revision, or `unknown`.
+    pub revision: &'static str,
+    /// Compiler version, or `unknown`.
+    pub rustversion: &'static str,
+}

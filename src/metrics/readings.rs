@@ -1,0 +1,99 @@
+//! The one custom collector: the series of each account's newest reading, which the library's
+//! own metric types cannot serve because they depend on the time of the scrape. The value,
+//! trend and delta are withdrawn once the reading is older than `--glucose.max-age`, so a stale
+//! number can never pass for a current one; the age is computed from the injected clock when
+//! scraped. The `process_*` metrics, also read at scrape time, follow.
+
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+use prometheus_client::collector::Collector;
+use prometheus_client::encoding::{DescriptorEncoder, EncodeMetric};
+use prometheus_client::metrics::MetricType;
+use prometheus_client::metrics::gauge::ConstGauge;
+
+use super::account::{AccountMetrics, LatestReading};
+use super::labels::AccountLabels;
+use crate::clock::Clock;
+
+pub(super) const CACHED: &str =
+    "Cached from the last poll of Dexcom Share, which follows the sensor's 5-minute cadence";
+
+/// Collects the reading series of every account at scrape time.
+#[derive(Debug)]
+pub(super) struct ReadingCollector {
+    pub(super) accounts: Vec<Arc<AccountMetrics>>,
+    pub(super) clock: Arc<dyn Clock>,
+    pub(super) max_age: Duration,
+    pub(super) started: SystemTime,
+}
+
+fn gauge<'a>(
+    encoder: &mut DescriptorEncoder,
+    name: &str,
+    help: &str,
+    samples: impl Iterator<Item = (&'a AccountMetrics, f64)>,
+) -> Result<(), std::fmt::Error> {
+    let mut family = encoder.encode_descriptor(name, help, None, MetricType::Gauge)?;
+    for (account, value) in samples {
+        let labels = AccountLabels {
+            account: account.name().to_owned(),
+        };
+        ConstGauge::new(value).encode(family.encode_family(&labels)?)?;
+    }
+    Ok(())
+}
+
+impl Collector for ReadingCollector {
+    fn encode(&self, mut encoder: DescriptorEncoder) -> Result<(), std::fmt::Error> {
+        let now_ms = self.clock.now_ms();
+        let max_age_ms = i64::try_from(self.max_age.as_millis()).unwrap_or(i64::MAX);
+        let latest: Vec<(&AccountMetrics, LatestReading)> = self
+            .accounts
+            .iter()
+            .filter_map(|a| a.latest().map(|l| (a.as_ref(), l)))
+            .collect();
+        let age_ms = |l: &LatestReading| now_ms.saturating_sub(l.reading.timestamp_ms);
+        let fresh = || latest.iter().filter(|(_, l)| age_ms(l) <= max_age_ms);
+
+        gauge(
+            &mut encoder,
+            "dexcom_glucose_mg_per_dl",
+            &format!(
+                "Latest glucose reading in mg/dL as Share reports it (39 means below 40, 401 above 400); withdrawn once older than the maximum age. {CACHED}."
+            ),
+            fresh().map(|(a, l)| (*a, f64::from(l.reading.mg_per_dl))),
+        )?;
+        gauge(
+            &mut encoder,
+            "dexcom_glucose_trend",
+            &format!(
+                "Dexcom trend of the latest reading: 0 None, 1 DoubleUp, 2 SingleUp, 3 FortyFiveUp, 4 Flat, 5 FortyFiveDown, 6 SingleDown, 7 DoubleDown, 8 NotComputable, 9 RateOutOfRange; withdrawn with the value. {CACHED}."
+            ),
+            fresh().map(|(a, l)| (*a, f64::from(l.reading.trend.code()))),
+        )?;
+        gauge(
+            &mut encoder,
+            "dexcom_glucose_delta_mg_per_dl",
+            &format!(
+                "Change in mg/dL from the previous reading, present when that reading is one interval earlier. {CACHED}."
+            ),
+            fresh().filter_map(|(a, l)| l.delta_mg_per_dl.map(|d| (*a, f64::from(d)))),
+        )?;
+        gauge(
+            &mut encoder,
+            "dexcom_glucose_reading_timestamp_seconds",
+            &format!("Unix time at which the sensor took the latest reading. {CACHED}."),
+            latest
+                .iter()
+                .map(|(a, l)| (*a, l.reading.timestamp_ms as f64 / 1000.0)),
+        )?;
+        gauge(
+            &mut encoder,
+            "dexcom_glucose_reading_age_seconds",
+            "Seconds since the sensor took the latest reading, computed when scraped.",
+            latest.iter().map(|(a, l)| (*a, age_ms(l) as f64 / 1000.0)),
+        )?;
+        super::process::encode(&mut encoder, self.started)
+    }
+}

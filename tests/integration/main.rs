@@ -1,0 +1,18 @@
+//! Every integration test in one binary: one link instead of ten, one place for the shared
+//! harness. Each module is one concern; [`harness`] starts the simulator and the exporter
+//! together and tears both down however a test ends.
+#![allow(clippy::unwrap_used)] // a panic is how a test reports failure
+
+mod common;
+mod harness;
+
+mod cli;
+mod deploy;
+mod exporter;
+mod live_stack;
+mod pydexcom;
+mod serve;
+mod share_client;
+mod simulator_cli;
+mod simulator_http;
+mod web_config;
