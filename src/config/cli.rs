@@ -59,7 +59,7 @@ pub struct Cli {
         value_name = "FORMAT"
     )]
     pub log_format: LogFormat,
-    /// Publisher username, e-mail or +<country><number> phone (not a follower's).
+    /// Publisher username, e-mail, or phone number as +15551234567 (not a follower's).
     #[arg(long = "dexcom.username", env = "DEXCOM_USERNAME", value_name = "NAME")]
     pub username: Option<String>,
     /// Publisher account ID (a UUID), instead of the username, for e-mail/phone accounts.

@@ -1,6 +1,6 @@
 //! The exporter's HTTP side: the accept loop with its connection limits ([`serve`]), the
-//! endpoints ([`routes`]), and `--web.config.file` ([`web_config`], with [`tls`] and
-//! [`basic_auth`]). The simulator reuses the accept loop.
+//! endpoints ([`routes`]), and `--web.config.file` ([`web_config`], with `tls.rs` and
+//! `basic_auth.rs`). The simulator reuses the accept loop.
 
 mod basic_auth;
 pub mod routes;

@@ -5,8 +5,8 @@
 //! holds handles into them ([`AccountMetrics`]), so a poll updates an atomic and never looks a
 //! series up. One custom collector remains, for what depends on the time of the scrape: the
 //! newest reading's value, trend and delta (withdrawn once older than `--glucose.max-age`, so a
-//! stale number can never pass for a current one) and its age ([`readings`]); the `process_*`
-//! metrics are read at scrape time too ([`process`]). The registry is built once, at start, and
+//! stale number can never pass for a current one) and its age (`readings.rs`); the `process_*`
+//! metrics are read at scrape time too (`process.rs`). The registry is built once, at start, and
 //! only read afterwards; a scrape never waits for a poll in flight.
 
 mod account;

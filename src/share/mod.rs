@@ -16,7 +16,8 @@ mod region;
 pub use client::{ClientObserver, ClientSettings, Login, ShareClient, USER_AGENT};
 pub use error::{ErrorReason, ShareError};
 pub use model::{
-    Reading, Trend, WireReading, mg_per_dl_to_mmol_per_l, parse_share_date, parse_wire_readings,
+    Reading, ReadingError, Trend, WireReading, mg_per_dl_to_mmol_per_l, parse_share_date,
+    parse_wire_readings,
 };
 pub use region::{Endpoint, InvalidRegion, NIL_UUID, Region};
 

@@ -36,7 +36,7 @@ pub struct SimulatorArgs {
     /// That account's ID [default: derived from the username].
     #[arg(long, value_name = "UUID")]
     pub account_id: Option<Uuid>,
-    /// Extra login names for that account, e.g. an e-mail or +<country><number> phone.
+    /// Extra login names for that account, e.g. an e-mail or a phone number as +15551234567.
     #[arg(long = "alias", value_name = "NAME")]
     pub aliases: Vec<String>,
     /// That account's glucose character.

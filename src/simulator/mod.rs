@@ -9,6 +9,7 @@
 mod cli;
 mod glucose;
 mod http;
+mod params;
 mod scenario;
 mod wire;
 
