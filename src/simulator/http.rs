@@ -1,5 +1,6 @@
 //! The simulator's request handling: routing, fault injection, and the three endpoints'
-//! semantics in the order Share applies them (parameters are read in `params.rs`) (lockout before password check, unknown session before expired session, …).
+//! semantics in the order Share applies them (lockout before password check, unknown session
+//! before expired session, …). Parameters are read in `params.rs`.
 
 use std::sync::Arc;
 
