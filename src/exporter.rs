@@ -131,7 +131,14 @@ impl Exporter {
             .map_err(|source| ExporterError::Client {
                 account: account.name.clone(),
                 source,
-            })?;
+            })?
+            .with_gate(
+                config.reading_interval,
+                config.storage.as_ref().map(|dir| {
+                    Arc::new(dir.account(&account.name)) as Arc<dyn crate::share::gate::GateStore>
+                }),
+                clock.clone(),
+            );
             pollers.push(AccountPoller::new(
                 client,
                 account_metrics.clone(),
@@ -139,6 +146,15 @@ impl Exporter {
                 config.reading_interval,
                 clock.clone(),
             ));
+        }
+        match (&config.storage, demo.is_some()) {
+            (Some(dir), _) => {
+                tracing::info!(path = %dir.path().display(), "state directory: login limits survive restarts");
+            }
+            (None, false) => tracing::warn!(
+                "no --storage.path (and no $STATE_DIRECTORY): failed login attempts are remembered only until the exporter stops, so the login limits will not survive a restart"
+            ),
+            (None, true) => {}
         }
         let web = Arc::new(LiveWebConfig::new(config.web));
         let tls = web.tls_source();

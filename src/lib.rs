@@ -14,5 +14,6 @@ pub mod poll;
 pub mod share;
 pub mod shutdown;
 pub mod simulator;
+pub mod state;
 pub mod telemetry;
 pub mod yaml;

@@ -105,6 +105,14 @@ pub struct Cli {
         value_name = "FILE"
     )]
     pub config_file: Option<PathBuf>,
+    /// Directory for state that must survive a restart (failed login attempts, so a restart
+    /// loop cannot lock the Dexcom account). Default: $STATE_DIRECTORY, which systemd sets.
+    #[arg(
+        long = "storage.path",
+        env = "DEXCOM_EXPORTER_STORAGE_PATH",
+        value_name = "DIR"
+    )]
+    pub storage_path: Option<PathBuf>,
     /// Run against a built-in Share simulator with demo accounts; no Dexcom account needed.
     #[arg(long, env = "DEXCOM_EXPORTER_DEMO")]
     pub demo: bool,

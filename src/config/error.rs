@@ -154,6 +154,9 @@ pub enum ConfigError {
     /// Durations that contradict each other.
     #[error("{0}")]
     BadDuration(String),
+    /// An unusable `--storage.path`.
+    #[error(transparent)]
+    Storage(#[from] crate::state::StateError),
     /// A bad `--web.config.file`.
     #[error(transparent)]
     WebConfig(#[from] WebConfigError),

@@ -53,6 +53,8 @@ pub struct Config {
     pub max_age: Duration,
     /// Demo mode.
     pub demo: bool,
+    /// The state directory (`--storage.path` or `$STATE_DIRECTORY`); none in demo mode.
+    pub storage: Option<crate::state::StateDir>,
 }
 
 /// Reads environment variables; injected so tests need not touch the process environment.
@@ -129,7 +131,16 @@ impl Config {
             Some(path) => WebConfig::load(path)?,
             None => WebConfig::default(),
         };
+        let storage_path = cli
+            .storage_path
+            .clone()
+            .or_else(|| env.var("STATE_DIRECTORY").map(std::path::PathBuf::from))
+            .filter(|_| !cli.demo);
+        let storage = storage_path
+            .map(|path| crate::state::StateDir::open(&path))
+            .transpose()?;
         Ok(Config {
+            storage,
             listen_address: cli.listen_address,
             telemetry_path: cli.telemetry_path,
             web,

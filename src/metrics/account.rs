@@ -14,9 +14,9 @@ use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 
 use super::Families;
-use super::labels::{AccountLabels, ErrorLabels, ThresholdLabels};
+use super::labels::{AccountLabels, ErrorLabels, RejectLabels, ThresholdLabels};
 use crate::clock::unix_ms;
-use crate::share::{ErrorReason, Reading};
+use crate::share::{ErrorReason, Reading, RejectReason};
 
 /// A gauge holding a float, as every gauge here does (`1.0`, `55.0`, a Unix time).
 pub(super) type FloatGauge = Gauge<f64, AtomicU64>;
@@ -77,6 +77,9 @@ pub struct AccountMetrics {
     errors: Vec<Counter>,
     /// Created at the first success: before it there is no time to show.
     last_success: Family<AccountLabels, FloatGauge>,
+    /// One per [`RejectReason::ALL`], in that order.
+    rejected: Vec<Counter>,
+    next_login: FloatGauge,
 }
 
 impl AccountMetrics {
@@ -107,7 +110,21 @@ impl AccountMetrics {
                     .clone()
             })
             .collect();
+        let rejected = RejectReason::ALL
+            .iter()
+            .map(|reason| {
+                families
+                    .readings_rejected
+                    .get_or_create(&RejectLabels {
+                        account: name.clone(),
+                        reason: reason.as_str(),
+                    })
+                    .clone()
+            })
+            .collect();
         AccountMetrics {
+            rejected,
+            next_login: families.next_login.get_or_create(&account).clone(),
             up: families.up.get_or_create(&account).clone(),
             polls: families.polls.get_or_create(&account).clone(),
             logins: families.logins.get_or_create(&account).clone(),
@@ -198,6 +215,32 @@ impl AccountMetrics {
     /// Login attempts so far.
     pub fn logins(&self) -> u64 {
         self.logins.get()
+    }
+
+    /// Counts one reading Share served that was not published.
+    pub fn count_rejected(&self, reason: RejectReason) {
+        let index = RejectReason::ALL
+            .iter()
+            .position(|r| *r == reason)
+            .unwrap_or_default();
+        if let Some(counter) = self.rejected.get(index) {
+            counter.inc();
+        }
+    }
+
+    /// Readings rejected so far for `reason`.
+    pub fn rejected(&self, reason: RejectReason) -> u64 {
+        RejectReason::ALL
+            .iter()
+            .position(|r| *r == reason)
+            .and_then(|i| self.rejected.get(i))
+            .map_or(0, Counter::get)
+    }
+
+    /// Sets when the login gate next lets a password out (`None`: no wait).
+    pub fn set_next_login(&self, at: Option<SystemTime>) {
+        self.next_login
+            .set(at.map_or(0.0, |at| unix_ms(at) as f64 / 1000.0));
     }
 
     /// Reads of the readings endpoint so far.

@@ -19,6 +19,16 @@ pub struct ErrorLabels {
     pub reason: &'static str,
 }
 
+/// `{account, reason}`: a reading Share served that was not published, by
+/// [`crate::share::RejectReason`].
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct RejectLabels {
+    /// The account's configured name.
+    pub account: String,
+    /// `future`, `out_of_range` or `malformed`.
+    pub reason: &'static str,
+}
+
 /// `{account, level}`: one alert threshold of one account.
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct ThresholdLabels {

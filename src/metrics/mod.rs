@@ -24,7 +24,9 @@ use prometheus_client::registry::Registry;
 
 use account::FloatGauge;
 pub use account::{AccountMetrics, LatestReading, Thresholds};
-use labels::{AccountLabels, BuildInfoLabels, EndpointLabels, ErrorLabels, ThresholdLabels};
+use labels::{
+    AccountLabels, BuildInfoLabels, EndpointLabels, ErrorLabels, RejectLabels, ThresholdLabels,
+};
 use readings::ReadingCollector;
 
 use crate::clock::Clock;
@@ -52,6 +54,8 @@ struct Families {
     poll_errors: Family<ErrorLabels, Counter>,
     logins: Family<AccountLabels, Counter>,
     last_success: Family<AccountLabels, FloatGauge>,
+    readings_rejected: Family<RejectLabels, Counter>,
+    next_login: Family<AccountLabels, FloatGauge>,
     request_duration: DurationFamily,
     build_info: Family<BuildInfoLabels, FloatGauge>,
 }
@@ -65,6 +69,8 @@ impl Families {
             poll_errors: Family::default(),
             logins: Family::default(),
             last_success: Family::default(),
+            readings_rejected: Family::default(),
+            next_login: Family::default(),
             request_duration: Family::new_with_constructor(duration_histogram),
             build_info: Family::default(),
         }
@@ -224,6 +230,16 @@ impl Metrics {
             "dexcom_last_success_timestamp_seconds",
             "Unix time of the last successful poll of Dexcom Share",
             f.last_success.clone(),
+        );
+        registry.register(
+            "dexcom_readings_rejected",
+            "Readings from Share that were not published, by reason: future (dated minutes ahead of Share's clock), out_of_range (outside 39-401 mg/dL), malformed",
+            f.readings_rejected.clone(),
+        );
+        registry.register(
+            "dexcom_login_next_attempt_timestamp_seconds",
+            "Earliest Unix time at which the login gate lets the password be sent again, 0 when there is no wait (Dexcom locks accounts after repeated failed logins)",
+            f.next_login.clone(),
         );
         registry.register(
             "dexcom_request_duration_seconds",

@@ -10,13 +10,22 @@ use tokio_util::sync::CancellationToken;
 
 use super::schedule::{PollOutcome, Schedule};
 use crate::clock::Clock;
+use crate::clock::unix_ms;
 use crate::metrics::{AccountMetrics, LatestReading, RequestDurations};
-use crate::share::{ClientObserver, Endpoint, ErrorReason, Reading, ShareClient, ShareError};
+use crate::share::{
+    ClientObserver, Endpoint, ErrorReason, ReadBatch, Reading, RejectReason, ShareClient,
+    ShareError,
+};
 
-/// Readings asked for on each poll: the newest and the one before it (for the delta), from
-/// the whole day Share keeps, so even an old last reading is shown with its age.
+/// Readings asked for on each poll: the newest and the ones before it (for the delta, and so a
+/// future-dated row at the top cannot hide the real newest one), from the whole day Share
+/// keeps, so even an old last reading is shown with its age.
 const READ_MINUTES: u32 = 1440;
-const READ_COUNT: u32 = 2;
+const READ_COUNT: u32 = 3;
+
+/// How far ahead of Share's clock (or ours, when Share sends no `Date`) a reading may be dated
+/// before it is rejected: a phone with a wrong clock must not freeze the value.
+pub const FUTURE_TOLERANCE: Duration = Duration::from_secs(3 * 60);
 
 /// How far this host's clock may differ from Share's before the log says so. Share's `Date`
 /// header has a resolution of one second and requests take time; 30 s of skew is already a
@@ -82,6 +91,8 @@ pub struct AccountPoller {
     clock: Arc<dyn Clock>,
     last_reason: Option<ErrorReason>,
     said_empty: bool,
+    /// The reasons readings were rejected for at the last poll, to log each episode once.
+    rejecting: Vec<RejectReason>,
 }
 
 impl AccountPoller {
@@ -113,6 +124,7 @@ impl AccountPoller {
             clock,
             last_reason: None,
             said_empty: false,
+            rejecting: Vec::new(),
         }
     }
 
@@ -138,8 +150,17 @@ impl AccountPoller {
                 }
             };
             let now_ms = self.clock.now_ms();
-            let next_ms = self.schedule.next_poll(outcome, now_ms);
-            let wait = Duration::from_millis(u64::try_from(next_ms - now_ms).unwrap_or(0));
+            let mut next_ms = self.schedule.next_poll(outcome, now_ms);
+            if let Some(gate) = self
+                .client
+                .login_not_before()
+                .filter(|_| !self.client.has_session())
+            {
+                // The next poll needs a login: not before the gate opens.
+                next_ms = next_ms.max(unix_ms(gate));
+            }
+            let wait =
+                Duration::from_millis(u64::try_from(next_ms.saturating_sub(now_ms)).unwrap_or(0));
             tracing::debug!(account = self.metrics.name(), wait = %humantime::format_duration(round_ms(wait)), grace = %humantime::format_duration(round_ms(self.schedule.grace())), "next poll scheduled");
             if !self.sleep_or_cancel(wait, &shutdown).await {
                 return;
@@ -149,14 +170,16 @@ impl AccountPoller {
 
     /// One read of Share, published into the metrics.
     pub async fn poll_once(&mut self) -> PollOutcome {
-        match self.client.latest_readings(READ_MINUTES, READ_COUNT).await {
-            Ok(readings) => {
+        let result = self.client.latest_batch(READ_MINUTES, READ_COUNT).await;
+        self.metrics.set_next_login(self.client.login_not_before());
+        match result {
+            Ok(read) => {
                 self.metrics.poll_succeeded(self.clock.now());
                 if let Some(reason) = self.last_reason.take() {
                     tracing::info!(account = self.metrics.name(), previous_error = %reason, "Dexcom Share polls succeed again");
                 }
-                let newest = readings.first().copied();
-                if let Some(newest) = newest {
+                let readings = self.accept(read);
+                if let Some(newest) = readings.first().copied() {
                     self.publish(newest, readings.get(1).copied());
                 } else if self.metrics.latest().is_none() && !self.said_empty {
                     // Once: an empty list is a steady state (no follower), not news every poll.
@@ -169,6 +192,12 @@ impl AccountPoller {
                 // The newest reading published: a Share answer older than it is not news.
                 PollOutcome::Success {
                     newest_ms: self.metrics.latest().map(|l| l.reading.timestamp_ms),
+                }
+            }
+            Err(ShareError::LoginDeferred { until, .. }) => {
+                tracing::debug!(account = self.metrics.name(), until = %httpdate::fmt_http_date(until), "login deferred by the login gate");
+                PollOutcome::Deferred {
+                    until_ms: unix_ms(until),
                 }
             }
             Err(error) => {
@@ -184,6 +213,56 @@ impl AccountPoller {
         }
     }
 
+    /// The readings that may be published, newest first: rows the parser skipped and readings
+    /// dated ahead of Share's clock are counted by reason and logged once per episode.
+    fn accept(&mut self, read: ReadBatch) -> Vec<Reading> {
+        let mut reasons: Vec<RejectReason> = Vec::new();
+        for rejected in &read.batch.rejected {
+            let reason = rejected.reject_reason();
+            self.metrics.count_rejected(reason);
+            if !reasons.contains(&reason) {
+                reasons.push(reason);
+                if !self.rejecting.contains(&reason) {
+                    tracing::warn!(account = self.metrics.name(), %reason, error = %rejected, "skipping a reading Share served");
+                }
+            }
+        }
+        let reference_ms = read
+            .server_date
+            .map_or_else(|| self.clock.now_ms(), unix_ms);
+        let latest_allowed =
+            reference_ms.saturating_add(i64::try_from(FUTURE_TOLERANCE.as_millis()).unwrap_or(0));
+        let mut accepted = Vec::with_capacity(read.batch.readings.len());
+        for reading in read.batch.readings {
+            if reading.timestamp_ms <= latest_allowed {
+                accepted.push(reading);
+                continue;
+            }
+            self.metrics.count_rejected(RejectReason::Future);
+            if !reasons.contains(&RejectReason::Future) {
+                reasons.push(RejectReason::Future);
+                if !self.rejecting.contains(&RejectReason::Future) {
+                    let ahead = Duration::from_secs(
+                        u64::try_from(reading.timestamp_ms.saturating_sub(reference_ms) / 1000)
+                            .unwrap_or(u64::MAX),
+                    );
+                    tracing::warn!(
+                        account = self.metrics.name(),
+                        ahead = %humantime::format_duration(ahead),
+                        "skipping a reading dated ahead of Dexcom Share's clock (the phone's clock is probably wrong); newer readings are still shown"
+                    );
+                }
+            }
+        }
+        for reason in &self.rejecting {
+            if !reasons.contains(reason) {
+                tracing::info!(account = self.metrics.name(), %reason, "Share no longer serves readings rejected for this reason");
+            }
+        }
+        self.rejecting = reasons;
+        accepted
+    }
+
     fn publish(&self, newest: Reading, previous: Option<Reading>) {
         if self
             .metrics
@@ -192,10 +271,10 @@ impl AccountPoller {
         {
             return;
         }
-        let interval_ms = self.interval.as_millis() as i64;
+        let interval_ms = i64::try_from(self.interval.as_millis()).unwrap_or(i64::MAX);
         let delta_mg_per_dl = previous.and_then(|p| {
-            let gap = newest.timestamp_ms - p.timestamp_ms;
-            let one_interval = (gap - interval_ms).abs() <= interval_ms / 2;
+            let gap = newest.timestamp_ms.saturating_sub(p.timestamp_ms);
+            let one_interval = gap.saturating_sub(interval_ms).saturating_abs() <= interval_ms / 2;
             // 39 and 401 are "below 40" and "above 400", not numbers to subtract.
             let sentinel = |r: &Reading| matches!(r.mg_per_dl, 39 | 401);
             (one_interval && !sentinel(&newest) && !sentinel(&p))

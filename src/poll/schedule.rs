@@ -45,6 +45,11 @@ pub enum PollOutcome {
         /// Sensor time of the newest reading, `None` for an empty list.
         newest_ms: Option<i64>,
     },
+    /// No request was made: the login gate holds the password back until `until_ms`.
+    Deferred {
+        /// Unix ms at which a login may start.
+        until_ms: i64,
+    },
     /// The poll failed.
     Failed {
         /// Why.
@@ -101,12 +106,16 @@ impl Schedule {
                 // without a real-time clock before NTP syncs) would otherwise put the next
                 // read as far away as the clock is wrong.
                 let at = self.after_success(newest_ms, now_ms);
-                at.min(now_ms + (self.interval_ms + self.grace_ms) as i64)
+                at.min(now_ms.saturating_add((self.interval_ms + self.grace_ms) as i64))
             }
+            PollOutcome::Deferred { until_ms } => until_ms.max(now_ms),
             PollOutcome::Failed {
                 reason,
                 retry_after,
-            } => now_ms + self.after_failure(reason, retry_after).as_millis() as i64,
+            } => now_ms.saturating_add(
+                i64::try_from(self.after_failure(reason, retry_after).as_millis())
+                    .unwrap_or(i64::MAX),
+            ),
         }
     }
 
@@ -115,7 +124,7 @@ impl Schedule {
         let Some(newest) = newest_ms else {
             // Nothing on Share (no follower, sensor off): look once per interval.
             self.attempts = 0;
-            return now_ms + interval as i64;
+            return now_ms.saturating_add(interval as i64);
         };
         let previous = self.newest_ms;
         if previous.is_none_or(|p| newest > p) {
@@ -147,7 +156,7 @@ impl Schedule {
         if (now_ms as f64) < deadline {
             let step_index = (self.attempts.saturating_sub(1) as usize).min(RETRY_STEPS.len() - 1);
             self.attempts += 1;
-            return now_ms + (RETRY_STEPS[step_index] * interval) as i64;
+            return now_ms.saturating_add((RETRY_STEPS[step_index] * interval) as i64);
         }
         // The reading is missing (sensor gap, phone offline): fall back to one read per
         // interval, still aligned to the sensor's phase so we catch it when it returns.

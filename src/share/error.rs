@@ -171,6 +171,27 @@ pub enum ShareError {
         /// Which parameter was out of range.
         detail: String,
     },
+    /// Share (or something in front of it) answered with a redirect, which is never followed:
+    /// it would carry the password or the session ID to another host.
+    #[error(
+        "Dexcom Share answered {endpoint} with a redirect (HTTP {status}) to {target}, which is not followed: check --dexcom.base-url / the region"
+    )]
+    Redirected {
+        /// The endpoint asked.
+        endpoint: Endpoint,
+        /// The HTTP status (3xx).
+        status: u16,
+        /// The host the redirect pointed at.
+        target: String,
+    },
+    /// The login gate holds back the password after failed attempts (or too many re-logins).
+    #[error("login deferred until {}: {}", httpdate::fmt_http_date(*.until), if *.confirmed { "re-logins are limited to one per reading interval and 12 an hour" } else { "the password failed before and Dexcom locks accounts after repeated failures" })]
+    LoginDeferred {
+        /// The earliest time a login may start.
+        until: std::time::SystemTime,
+        /// Whether the password had been confirmed (a re-login limit, not a password problem).
+        confirmed: bool,
+    },
     /// The HTTP client could not be built (TLS backend initialisation).
     #[error("could not build the HTTP client: {source}")]
     ClientBuild {
@@ -206,7 +227,11 @@ impl ShareError {
             | ShareError::InvalidResponse { .. }
             | ShareError::InvalidRequest { .. } => ErrorReason::InvalidResponse,
             ShareError::RateLimited { .. } => ErrorReason::RateLimited,
-            ShareError::Server { .. } => ErrorReason::ServerError,
+            ShareError::Server { .. } | ShareError::Redirected { .. } => ErrorReason::ServerError,
+            ShareError::LoginDeferred {
+                confirmed: true, ..
+            } => ErrorReason::SessionExpired,
+            ShareError::LoginDeferred { .. } => ErrorReason::AuthFailed,
             ShareError::Timeout { .. } => ErrorReason::Timeout,
             ShareError::Connection { .. } | ShareError::ClientBuild { .. } => {
                 ErrorReason::Connection

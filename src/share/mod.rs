@@ -10,14 +10,17 @@
 
 mod client;
 mod error;
+pub mod gate;
 mod model;
 mod region;
 
-pub use client::{ClientObserver, ClientSettings, Login, ShareClient, USER_AGENT};
+pub use client::{
+    ClientObserver, ClientSettings, Login, MAX_BODY_BYTES, ReadBatch, ShareClient, USER_AGENT,
+};
 pub use error::{ErrorReason, ShareError};
 pub use model::{
-    Reading, ReadingError, Trend, WireReading, mg_per_dl_to_mmol_per_l, parse_share_date,
-    parse_wire_readings,
+    GLUCOSE_RANGE, Reading, ReadingError, RejectReason, Trend, WireBatch, WireReading,
+    mg_per_dl_to_mmol_per_l, parse_share_date, parse_wire_readings,
 };
 pub use region::{Endpoint, InvalidRegion, NIL_UUID, Region};
 

@@ -206,7 +206,7 @@ pub enum ReadingError {
         /// The JSON parser's message.
         message: String,
     },
-    /// `Value` was not an integer in 0–1000.
+    /// `Value` was not a whole, non-negative number.
     #[error("reading {index} has an invalid Value {value}")]
     InvalidValue {
         /// Position in the batch.
@@ -214,11 +214,83 @@ pub enum ReadingError {
         /// The offending value, as JSON text.
         value: String,
     },
+    /// `Value` is a number, but outside what a Dexcom sensor reports (39–401, the two ends
+    /// meaning "below 40" and "above 400").
+    #[error("reading {index} has Value {value}, outside 39–401 mg/dL")]
+    OutOfRange {
+        /// Position in the batch.
+        index: usize,
+        /// The value.
+        value: u64,
+    },
+    /// A row that is not a reading object at all.
+    #[error("reading {index} is not a reading object: {message}")]
+    NotAReading {
+        /// Position in the batch.
+        index: usize,
+        /// The JSON parser's message.
+        message: String,
+    },
 }
 
-/// The highest mg/dL value accepted from the wire; far above the 401 sentinel, it only
-/// guards against nonsense.
-const MAX_PLAUSIBLE_MG_PER_DL: u64 = 1000;
+impl ReadingError {
+    /// Why the row was not published, as a metric label: `out_of_range` or `malformed`.
+    pub fn reject_reason(&self) -> RejectReason {
+        match self {
+            ReadingError::OutOfRange { .. } => RejectReason::OutOfRange,
+            _ => RejectReason::Malformed,
+        }
+    }
+}
+
+/// Why a reading served by Share was not published.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum RejectReason {
+    /// Dated more than a few minutes ahead of Share's clock (a phone with a wrong clock).
+    Future,
+    /// A value outside 39–401 mg/dL.
+    OutOfRange,
+    /// A row without a usable date or value.
+    Malformed,
+}
+
+impl RejectReason {
+    /// Every reason, so that counters can start at zero for each.
+    pub const ALL: [RejectReason; 3] = [
+        RejectReason::Future,
+        RejectReason::OutOfRange,
+        RejectReason::Malformed,
+    ];
+
+    /// The label value.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RejectReason::Future => "future",
+            RejectReason::OutOfRange => "out_of_range",
+            RejectReason::Malformed => "malformed",
+        }
+    }
+}
+
+impl fmt::Display for RejectReason {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// The lowest and highest values a Dexcom sensor reports: 39 stands for "below 40" and 401
+/// for "above 400".
+pub const GLUCOSE_RANGE: std::ops::RangeInclusive<u16> = 39..=401;
+
+/// A readings answer, row by row: what can be used, newest first by sensor time whatever the
+/// order Share sent, and what could not, each with its reason.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct WireBatch {
+    /// The usable readings, newest sensor time first, one per sensor time.
+    pub readings: Vec<Reading>,
+    /// The rows that were skipped, in the order they came.
+    pub rejected: Vec<ReadingError>,
+}
 
 impl WireReading {
     /// Converts to a domain reading. An unknown trend becomes [`Trend::None`] (with a warning)
@@ -235,13 +307,14 @@ impl WireReading {
             .as_deref()
             .and_then(parse_share_date)
             .and_then(|d| d.offset_minutes);
-        let mg_per_dl = json_integer(&self.value)
-            .filter(|v| *v <= MAX_PLAUSIBLE_MG_PER_DL)
-            .and_then(|v| u16::try_from(v).ok())
-            .ok_or_else(|| ReadingError::InvalidValue {
-                index,
-                value: self.value.to_string(),
-            })?;
+        let value = json_integer(&self.value).ok_or_else(|| ReadingError::InvalidValue {
+            index,
+            value: self.value.to_string(),
+        })?;
+        let mg_per_dl = u16::try_from(value)
+            .ok()
+            .filter(|v| GLUCOSE_RANGE.contains(v))
+            .ok_or(ReadingError::OutOfRange { index, value })?;
         Ok(Reading {
             timestamp_ms: instant.millis,
             utc_offset_minutes,
@@ -275,19 +348,34 @@ fn parse_trend(value: &serde_json::Value, index: usize) -> Trend {
     })
 }
 
-/// Parses a readings response body. Rows come newest first; the result keeps that order.
+/// Parses a readings response body row by row: a bad row is skipped alone (and reported),
+/// never the whole batch. Share sends newest first; the result is sorted so whatever it sent.
 ///
 /// # Errors
-/// [`ReadingError`] for a body that is not a list of readings, or for the first bad row.
-pub fn parse_wire_readings(body: &[u8]) -> Result<Vec<Reading>, ReadingError> {
-    let rows: Vec<WireReading> =
+/// [`ReadingError::NotAList`] for a body that is not a JSON list at all.
+pub fn parse_wire_readings(body: &[u8]) -> Result<WireBatch, ReadingError> {
+    let rows: Vec<serde_json::Value> =
         serde_json::from_slice(body).map_err(|e| ReadingError::NotAList {
             message: e.to_string(),
         })?;
-    rows.iter()
-        .enumerate()
-        .map(|(i, row)| row.to_reading(i))
-        .collect()
+    let mut batch = WireBatch::default();
+    for (index, row) in rows.into_iter().enumerate() {
+        let parsed = serde_json::from_value::<WireReading>(row)
+            .map_err(|e| ReadingError::NotAReading {
+                index,
+                message: e.to_string(),
+            })
+            .and_then(|wire| wire.to_reading(index));
+        match parsed {
+            Ok(reading) => batch.readings.push(reading),
+            Err(error) => batch.rejected.push(error),
+        }
+    }
+    batch
+        .readings
+        .sort_by_key(|r| std::cmp::Reverse(r.timestamp_ms));
+    batch.readings.dedup_by_key(|r| r.timestamp_ms);
+    Ok(batch)
 }
 
 #[cfg(test)]
@@ -301,7 +389,7 @@ mod tests {
 
     #[test]
     fn current_format_us_winter() {
-        let readings = parse_wire_readings(US_WINTER.as_bytes()).unwrap();
+        let readings = parse_wire_readings(US_WINTER.as_bytes()).unwrap().readings;
         assert_eq!(readings.len(), 2);
         assert_eq!(readings[0].timestamp_ms, 1_731_645_818_222);
         assert_eq!(readings[0].utc_offset_minutes, Some(-300));
@@ -316,7 +404,9 @@ mod tests {
 
     #[test]
     fn current_format_europe() {
-        let readings = parse_wire_readings(EUROPE_2021.as_bytes()).unwrap();
+        let readings = parse_wire_readings(EUROPE_2021.as_bytes())
+            .unwrap()
+            .readings;
         assert_eq!(readings[0].timestamp_ms, 1_638_296_642_000);
         assert_eq!(readings[0].utc_offset_minutes, Some(60));
         assert_eq!(readings[0].mg_per_dl, 164);
@@ -324,7 +414,7 @@ mod tests {
 
     #[test]
     fn old_format_takes_instant_from_wt_not_shifted_dt() {
-        let readings = parse_wire_readings(OLD_FORMAT.as_bytes()).unwrap();
+        let readings = parse_wire_readings(OLD_FORMAT.as_bytes()).unwrap().readings;
         assert_eq!(readings[0].timestamp_ms, 1_638_360_842_000);
         assert_eq!(readings[0].utc_offset_minutes, Some(0));
         assert_eq!(readings[0].trend, Trend::FortyFiveUp);
@@ -334,7 +424,7 @@ mod tests {
     #[test]
     fn falls_back_to_st_when_wt_is_missing() {
         let body = r#"[{"ST":"Date(1680591428000)","DT":"Date(1680591428000-0700)","Value":160,"Trend":"FortyFiveUp"}]"#;
-        let readings = parse_wire_readings(body.as_bytes()).unwrap();
+        let readings = parse_wire_readings(body.as_bytes()).unwrap().readings;
         assert_eq!(readings[0].timestamp_ms, 1_680_591_428_000);
         assert_eq!(readings[0].utc_offset_minutes, Some(-420));
     }
@@ -399,7 +489,7 @@ mod tests {
     #[test]
     fn unknown_trend_becomes_none_without_failing_the_batch() {
         let body = r#"[{"WT":"Date(1)","Value":100,"Trend":"Sideways"},{"WT":"Date(0)","Value":101,"Trend":12}]"#;
-        let readings = parse_wire_readings(body.as_bytes()).unwrap();
+        let readings = parse_wire_readings(body.as_bytes()).unwrap().readings;
         assert_eq!(readings[0].trend, Trend::None);
         assert_eq!(readings[1].trend, Trend::None);
         assert_eq!(readings[1].mg_per_dl, 101);
@@ -408,29 +498,75 @@ mod tests {
     #[test]
     fn sentinels_are_kept() {
         let body = r#"[{"WT":"Date(2)","Value":39,"Trend":"DoubleDown"},{"WT":"Date(1)","Value":401,"Trend":"DoubleUp"}]"#;
-        let readings = parse_wire_readings(body.as_bytes()).unwrap();
+        let readings = parse_wire_readings(body.as_bytes()).unwrap().readings;
         assert_eq!(readings[0].mg_per_dl, 39);
         assert_eq!(readings[1].mg_per_dl, 401);
     }
 
     #[test]
-    fn malformed_rows_fail_with_a_reason() {
-        assert!(parse_wire_readings(b"<html>").is_err());
-        assert!(parse_wire_readings(br#"{"Code":"x"}"#).is_err());
-        let no_date = parse_wire_readings(br#"[{"Value":100,"Trend":"Flat"}]"#).unwrap_err();
-        assert_eq!(no_date, ReadingError::MissingInstant { index: 0 });
-        assert!(no_date.to_string().contains("WT/ST"), "{no_date}");
-        let bad_value = parse_wire_readings(br#"[{"WT":"Date(1)","Value":-5}]"#).unwrap_err();
-        assert!(
-            matches!(bad_value, ReadingError::InvalidValue { index: 0, .. }),
-            "{bad_value}"
-        );
-        assert!(bad_value.to_string().contains("Value"), "{bad_value}");
+    fn a_bad_row_is_skipped_alone_with_its_reason() {
         assert!(matches!(
             parse_wire_readings(b"<html>"),
             Err(ReadingError::NotAList { .. })
         ));
-        assert_eq!(parse_wire_readings(b"[]").unwrap(), vec![]);
+        assert!(parse_wire_readings(br#"{"Code":"x"}"#).is_err());
+        let good = r#"{"WT":"Date(1731645818222)","Value":120,"Trend":"Flat"}"#;
+        let body = format!(
+            r#"[{good},{{"Value":100,"Trend":"Flat"}},{{"WT":"Date(1)","Value":-5}},{{"WT":"Date(2)","Value":38}},{{"WT":"Date(3)","Value":402}},"text",{{"WT":"Date(4)","Value":39}}]"#
+        );
+        let batch = parse_wire_readings(body.as_bytes()).unwrap();
+        assert_eq!(
+            batch
+                .readings
+                .iter()
+                .map(|r| r.mg_per_dl)
+                .collect::<Vec<_>>(),
+            vec![120, 39]
+        );
+        assert_eq!(batch.rejected[0], ReadingError::MissingInstant { index: 1 });
+        assert!(batch.rejected[0].to_string().contains("WT/ST"));
+        assert!(matches!(
+            batch.rejected[1],
+            ReadingError::InvalidValue { index: 2, .. }
+        ));
+        assert_eq!(
+            batch.rejected[2],
+            ReadingError::OutOfRange {
+                index: 3,
+                value: 38
+            }
+        );
+        assert_eq!(
+            batch.rejected[3],
+            ReadingError::OutOfRange {
+                index: 4,
+                value: 402
+            }
+        );
+        assert!(matches!(
+            batch.rejected[4],
+            ReadingError::NotAReading { index: 5, .. }
+        ));
+        let reasons: Vec<RejectReason> = batch.rejected.iter().map(|e| e.reject_reason()).collect();
+        assert_eq!(
+            reasons,
+            vec![
+                RejectReason::Malformed,
+                RejectReason::Malformed,
+                RejectReason::OutOfRange,
+                RejectReason::OutOfRange,
+                RejectReason::Malformed
+            ]
+        );
+        assert_eq!(parse_wire_readings(b"[]").unwrap(), WireBatch::default());
+    }
+
+    #[test]
+    fn rows_are_sorted_newest_first_whatever_order_share_sent() {
+        let body = r#"[{"WT":"Date(1000)","Value":100,"Trend":"Flat"},{"WT":"Date(3000)","Value":130,"Trend":"Flat"},{"WT":"Date(2000)","Value":120,"Trend":"Flat"},{"WT":"Date(3000)","Value":130,"Trend":"Flat"}]"#;
+        let batch = parse_wire_readings(body.as_bytes()).unwrap();
+        let times: Vec<i64> = batch.readings.iter().map(|r| r.timestamp_ms).collect();
+        assert_eq!(times, vec![3000, 2000, 1000], "sorted, one per sensor time");
     }
 
     #[test]

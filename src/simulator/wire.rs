@@ -154,7 +154,7 @@ mod tests {
     fn both_formats_round_trip_through_the_client_parser() {
         for legacy in [false, true] {
             let body = readings_body(&[sample()], legacy);
-            let parsed = parse_wire_readings(body.as_bytes()).unwrap();
+            let parsed = parse_wire_readings(body.as_bytes()).unwrap().readings;
             assert_eq!(parsed[0].timestamp_ms, 1_638_360_842_000, "legacy={legacy}");
             assert_eq!(parsed[0].trend, Trend::FortyFiveUp);
             assert_eq!(parsed[0].mg_per_dl, 158);

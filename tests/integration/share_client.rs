@@ -199,8 +199,11 @@ async fn lockout_after_repeated_bad_passwords() {
 #[tokio::test]
 async fn unknown_session_costs_exactly_one_relogin() {
     let sim = start(scenario(FIVE_MINUTES)).await;
-    let mut client = client(&sim, USERNAME, PASSWORD);
+    let clock = ManualClock::now_system();
+    let mut client = client(&sim, USERNAME, PASSWORD).with_gate(FIVE_MINUTES, None, clock.clone());
     client.latest_readings(10, 1).await.expect("first read");
+    // The session lived a reading interval: the re-login limit allows one now.
+    clock.advance(FIVE_MINUTES);
     sim.simulator.inject(
         Fault::ShareFault {
             code: "SessionIdNotFound".into(),
@@ -224,8 +227,11 @@ async fn unknown_session_costs_exactly_one_relogin() {
 #[tokio::test]
 async fn expired_session_costs_exactly_one_relogin() {
     let sim = start(scenario(FIVE_MINUTES)).await;
-    let mut client = client(&sim, USERNAME, PASSWORD);
+    let clock = ManualClock::now_system();
+    let mut client = client(&sim, USERNAME, PASSWORD).with_gate(FIVE_MINUTES, None, clock.clone());
     client.latest_readings(10, 1).await.expect("first read");
+    // The session lived a reading interval: the re-login limit allows one now.
+    clock.advance(FIVE_MINUTES);
     sim.simulator.expire_sessions();
     client
         .latest_readings(10, 1)
@@ -238,8 +244,11 @@ async fn expired_session_costs_exactly_one_relogin() {
 #[tokio::test]
 async fn session_error_after_the_relogin_is_reported_not_retried_again() {
     let sim = start(scenario(FIVE_MINUTES)).await;
-    let mut client = client(&sim, USERNAME, PASSWORD);
+    let clock = ManualClock::now_system();
+    let mut client = client(&sim, USERNAME, PASSWORD).with_gate(FIVE_MINUTES, None, clock.clone());
     client.latest_readings(10, 1).await.expect("first read");
+    // The session lived a reading interval: the re-login limit allows one now.
+    clock.advance(FIVE_MINUTES);
     let fault = Fault::ShareFault {
         code: "SessionNotValid".into(),
         message:
@@ -253,6 +262,36 @@ async fn session_error_after_the_relogin_is_reported_not_retried_again() {
         !err.to_string().contains("12376322"),
         "session IDs are redacted: {err}"
     );
+    assert_eq!(sim.simulator.request_counts(USERNAME), counts(1, 2, 3));
+    sim.stop().await;
+}
+
+#[tokio::test]
+async fn a_session_that_dies_at_once_is_not_logged_into_again_within_the_interval() {
+    let sim = start(scenario(FIVE_MINUTES)).await;
+    let clock = ManualClock::now_system();
+    let mut client = client(&sim, USERNAME, PASSWORD).with_gate(FIVE_MINUTES, None, clock.clone());
+    client.latest_readings(10, 1).await.expect("first read");
+    sim.simulator.expire_sessions();
+    let err = client.latest_readings(10, 1).await.unwrap_err();
+    assert_eq!(err.reason(), ErrorReason::SessionExpired, "{err}");
+    let again = client.latest_readings(10, 1).await.unwrap_err();
+    assert!(
+        matches!(
+            again,
+            ShareError::LoginDeferred {
+                confirmed: true,
+                ..
+            }
+        ),
+        "{again}"
+    );
+    assert_eq!(sim.simulator.request_counts(USERNAME), counts(1, 1, 2));
+    clock.advance(FIVE_MINUTES);
+    client
+        .latest_readings(10, 1)
+        .await
+        .expect("one interval later");
     assert_eq!(sim.simulator.request_counts(USERNAME), counts(1, 2, 3));
     sim.stop().await;
 }

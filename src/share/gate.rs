@@ -1,0 +1,358 @@
+//! The login gate: every request that carries the password asks it first, and tells it how the
+//! request ended. Dexcom locks an account after a handful of failed logins, and a locked account
+//! also silences the family's Dexcom Follow app, so this is the one place that decides when the
+//! password may leave the process.
+//!
+//! Two regimes:
+//! - **Not confirmed** (no login with this password has succeeded yet, or Share has since
+//!   rejected it): *every* failed password-bearing request counts, whatever the failure (a
+//!   credential code, a timeout after sending, a 5xx, an unknown code, a 401/403 from a web
+//!   firewall, an unparsable body), because Share may have counted it. The next attempt comes at
+//!   least [`STRICT_WAIT`] later (growing with each failure), at least [`LOCKOUT_WAIT`] after a
+//!   lockout code, and at most [`MAX_FAILURES_PER_DAY`] failures fit in any rolling 24 hours.
+//!   Credential rejections and lockouts share one ladder.
+//! - **Confirmed**: an ambiguous failure is a Share problem, not a password problem, and backs
+//!   off like any transient error; a credential code returns to the strict regime.
+//!
+//! Logins of a confirmed password (re-logins after session errors) are limited too: at most one
+//! per reading interval and [`MAX_LOGINS_PER_HOUR`] per hour, so a session that Share drops
+//! right after every login costs at most one password a reading.
+//!
+//! The gate is pure: time comes in as Unix milliseconds and the state ([`GateState`]) is plain
+//! data, persisted between runs by whoever holds a [`GateStore`].
+
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+/// Least wait after a failed password-bearing request while the password is not confirmed.
+pub const STRICT_WAIT: Duration = Duration::from_secs(29 * 60);
+/// Least wait after Share said the account is locked.
+pub const LOCKOUT_WAIT: Duration = Duration::from_secs(60 * 60);
+/// Longest wait the ladder grows to (the 24-hour limit can still wait longer).
+pub const MAX_WAIT: Duration = Duration::from_secs(6 * 60 * 60);
+/// Failed password-bearing requests allowed in any rolling 24 hours while not confirmed.
+pub const MAX_FAILURES_PER_DAY: usize = 8;
+/// Logins (password-bearing request sequences) allowed in any rolling hour.
+pub const MAX_LOGINS_PER_HOUR: usize = 12;
+
+const DAY_MS: i64 = 24 * 60 * 60 * 1000;
+const HOUR_MS: i64 = 60 * 60 * 1000;
+
+/// How a password-bearing request ended, as far as the account's lockout counter is concerned.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LoginOutcome {
+    /// Share accepted the password (an account or session ID came back).
+    Accepted,
+    /// Share rejected the credentials.
+    Rejected,
+    /// Share said the account is locked.
+    LockedOut,
+    /// The request was sent but its answer says nothing certain (timeout, 5xx, 401/403, an
+    /// unknown code, an unusable body): Share may have counted it as a failed login.
+    Ambiguous,
+    /// The request never left (no connection): the password was not sent.
+    NotSent,
+}
+
+/// What the gate remembers; persisted so a restart loop cannot send a password per restart.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct GateState {
+    /// A one-way, salted, slow fingerprint (bcrypt) of the password this state is about, so a
+    /// changed password starts afresh. Never the password.
+    #[serde(default)]
+    pub fingerprint: Option<String>,
+    /// Whether this password has been accepted by Share since it last rejected it.
+    #[serde(default)]
+    pub confirmed: bool,
+    /// Failed password-bearing requests in the last 24 hours, Unix ms, oldest first.
+    #[serde(default)]
+    pub failures_ms: Vec<i64>,
+    /// Failures since the last success, for the growing wait.
+    #[serde(default)]
+    pub consecutive_failures: u32,
+    /// No password-bearing request before this Unix ms.
+    #[serde(default)]
+    pub not_before_ms: i64,
+    /// Logins started in the last hour, Unix ms, oldest first.
+    #[serde(default)]
+    pub logins_ms: Vec<i64>,
+}
+
+/// Where a gate's state is kept between runs.
+pub trait GateStore: Send + Sync + std::fmt::Debug {
+    /// The saved state, if any (a corrupt or unreadable one is `None`, logged by the store).
+    fn load(&self) -> Option<GateState>;
+    /// Saves the state; failures are logged by the store, never fatal.
+    fn save(&self, state: &GateState);
+}
+
+/// Why the gate is closed, and until when.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct GateClosed {
+    /// The earliest Unix ms at which a login may start.
+    pub until_ms: i64,
+}
+
+/// Proof that the gate allowed a login to start; the requests of that login need it.
+#[derive(Debug)]
+pub struct LoginPermit {
+    _private: (),
+}
+
+/// The login gate of one account.
+#[derive(Debug, Clone)]
+pub struct LoginGate {
+    state: GateState,
+    interval_ms: i64,
+    /// When this process last started a login: the one-per-interval limit. Not persisted, so a
+    /// deliberate restart reads at once (the hourly limit is persisted and still applies).
+    last_login_ms: Option<i64>,
+}
+
+impl LoginGate {
+    /// A gate for a sensor cadence of `interval`, starting from `state`.
+    pub fn new(state: GateState, interval: Duration) -> Self {
+        LoginGate {
+            state,
+            interval_ms: i64::try_from(interval.as_millis()).unwrap_or(i64::MAX),
+            last_login_ms: None,
+        }
+    }
+
+    /// The sensor cadence the per-interval login limit uses.
+    pub fn interval(&self) -> Duration {
+        Duration::from_millis(u64::try_from(self.interval_ms).unwrap_or(0))
+    }
+
+    /// The state, to persist.
+    pub fn state(&self) -> &GateState {
+        &self.state
+    }
+
+    /// Sets the fingerprint of the password this state is about.
+    pub fn set_fingerprint(&mut self, fingerprint: String) {
+        self.state.fingerprint = Some(fingerprint);
+    }
+
+    /// Whether the password has been confirmed by a successful login.
+    pub fn confirmed(&self) -> bool {
+        self.state.confirmed
+    }
+
+    /// The earliest Unix ms at which a login may start (`now_ms` or earlier when it may now).
+    pub fn next_allowed_ms(&self, now_ms: i64) -> i64 {
+        let mut at = self.state.not_before_ms;
+        if !self.state.confirmed {
+            let recent = in_window(&self.state.failures_ms, now_ms, DAY_MS);
+            if recent.len() >= MAX_FAILURES_PER_DAY {
+                let oldest_that_counts = recent[recent.len() - MAX_FAILURES_PER_DAY];
+                at = at.max(oldest_that_counts.saturating_add(DAY_MS));
+            }
+        }
+        if let Some(last) = self.last_login_ms {
+            at = at.max(last.saturating_add(self.interval_ms));
+        }
+        let logins = in_window(&self.state.logins_ms, now_ms, HOUR_MS);
+        if logins.len() >= MAX_LOGINS_PER_HOUR {
+            let oldest_that_counts = logins[logins.len() - MAX_LOGINS_PER_HOUR];
+            at = at.max(oldest_that_counts.saturating_add(HOUR_MS));
+        }
+        at
+    }
+
+    /// Starts a login at `now_ms`, or says until when it must wait.
+    ///
+    /// # Errors
+    /// [`GateClosed`] while a limit holds.
+    pub fn open(&mut self, now_ms: i64) -> Result<LoginPermit, GateClosed> {
+        let until_ms = self.next_allowed_ms(now_ms);
+        if until_ms > now_ms {
+            return Err(GateClosed { until_ms });
+        }
+        self.prune(now_ms);
+        self.last_login_ms = Some(now_ms);
+        self.state.logins_ms.push(now_ms);
+        Ok(LoginPermit { _private: () })
+    }
+
+    /// Records how one password-bearing request of a login ended.
+    pub fn record(&mut self, _permit: &LoginPermit, now_ms: i64, outcome: LoginOutcome) {
+        self.prune(now_ms);
+        match outcome {
+            LoginOutcome::NotSent => {}
+            LoginOutcome::Accepted => {
+                self.state.confirmed = true;
+                self.state.consecutive_failures = 0;
+                self.state.failures_ms.clear();
+                self.state.not_before_ms = 0;
+            }
+            LoginOutcome::Rejected => {
+                self.state.confirmed = false;
+                self.fail(now_ms, STRICT_WAIT);
+            }
+            LoginOutcome::LockedOut => {
+                self.state.confirmed = false;
+                self.fail(now_ms, LOCKOUT_WAIT);
+            }
+            LoginOutcome::Ambiguous if !self.state.confirmed => self.fail(now_ms, STRICT_WAIT),
+            LoginOutcome::Ambiguous => {}
+        }
+    }
+
+    fn fail(&mut self, now_ms: i64, least: Duration) {
+        self.state.failures_ms.push(now_ms);
+        self.state.consecutive_failures = self.state.consecutive_failures.saturating_add(1);
+        let doublings = self.state.consecutive_failures.saturating_sub(1).min(16);
+        let wait = least
+            .saturating_mul(1u32 << doublings)
+            .min(MAX_WAIT)
+            .max(least);
+        let wait_ms = i64::try_from(wait.as_millis()).unwrap_or(i64::MAX);
+        self.state.not_before_ms = self.state.not_before_ms.max(now_ms.saturating_add(wait_ms));
+    }
+
+    /// Drops what has left its window (and anything dated in the future of `now_ms` by more
+    /// than a day, from a clock that was wrong when it was saved).
+    fn prune(&mut self, now_ms: i64) {
+        let keep = |window: i64| {
+            move |t: &i64| *t > now_ms.saturating_sub(window) && *t <= now_ms.saturating_add(DAY_MS)
+        };
+        self.state.failures_ms.retain(keep(DAY_MS));
+        self.state.failures_ms.sort_unstable();
+        self.state.logins_ms.retain(keep(HOUR_MS));
+        self.state.logins_ms.sort_unstable();
+    }
+}
+
+/// The entries of `times` (oldest first) within `window` before `now_ms`.
+fn in_window(times: &[i64], now_ms: i64, window: i64) -> &[i64] {
+    let start = now_ms.saturating_sub(window);
+    let first = times.partition_point(|t| *t <= start);
+    times.get(first..).unwrap_or_default()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const MIN: i64 = 60_000;
+    const INTERVAL: Duration = Duration::from_secs(300);
+
+    fn attempt(gate: &mut LoginGate, now: i64, outcome: LoginOutcome) -> Result<(), GateClosed> {
+        let permit = gate.open(now)?;
+        gate.record(&permit, now, outcome);
+        Ok(())
+    }
+
+    #[test]
+    fn every_failure_of_an_unconfirmed_password_waits_29_minutes() {
+        for outcome in [
+            LoginOutcome::Rejected,
+            LoginOutcome::Ambiguous,
+            LoginOutcome::LockedOut,
+        ] {
+            let mut gate = LoginGate::new(GateState::default(), INTERVAL);
+            attempt(&mut gate, 0, outcome).unwrap();
+            assert!(gate.next_allowed_ms(0) >= 29 * MIN, "{outcome:?}");
+            assert!(gate.open(29 * MIN - 1).is_err(), "{outcome:?}");
+        }
+    }
+
+    #[test]
+    fn a_lockout_waits_an_hour_and_shares_the_ladder() {
+        let mut gate = LoginGate::new(GateState::default(), INTERVAL);
+        attempt(&mut gate, 0, LoginOutcome::Rejected).unwrap();
+        let next = gate.next_allowed_ms(0);
+        attempt(&mut gate, next, LoginOutcome::LockedOut).unwrap();
+        assert!(gate.next_allowed_ms(next) >= next + 60 * MIN);
+        assert_eq!(gate.state().consecutive_failures, 2);
+    }
+
+    #[test]
+    fn at_most_eight_failures_in_any_day() {
+        let mut gate = LoginGate::new(GateState::default(), INTERVAL);
+        let mut now = 0;
+        let mut sent = Vec::new();
+        while now < 2 * DAY_MS {
+            now = gate.next_allowed_ms(now).max(now);
+            attempt(&mut gate, now, LoginOutcome::Rejected).unwrap();
+            sent.push(now);
+            // The ladder resets its growth only on success; keep it short to test the cap.
+            gate.state.consecutive_failures = 0;
+            gate.state.not_before_ms = now + 29 * MIN;
+        }
+        for (i, t) in sent.iter().enumerate() {
+            let in_day = sent[i..].iter().take_while(|u| **u < t + DAY_MS).count();
+            assert!(in_day <= MAX_FAILURES_PER_DAY, "{in_day} failures from {t}");
+        }
+    }
+
+    #[test]
+    fn confirmed_password_rides_out_a_share_outage_but_not_a_rejection() {
+        let mut gate = LoginGate::new(GateState::default(), INTERVAL);
+        attempt(&mut gate, 0, LoginOutcome::Accepted).unwrap();
+        assert!(gate.confirmed());
+        // Session lost; a re-login during an outage: ambiguous, not held against the password.
+        attempt(&mut gate, 5 * MIN, LoginOutcome::Ambiguous).unwrap();
+        assert_eq!(
+            gate.next_allowed_ms(5 * MIN),
+            10 * MIN,
+            "one login per interval"
+        );
+        attempt(&mut gate, 10 * MIN, LoginOutcome::Rejected).unwrap();
+        assert!(!gate.confirmed());
+        assert!(gate.next_allowed_ms(10 * MIN) >= 39 * MIN);
+        // Back in the strict regime: an ambiguous answer now counts.
+        attempt(&mut gate, 39 * MIN, LoginOutcome::Ambiguous).unwrap();
+        assert!(gate.next_allowed_ms(39 * MIN) >= 39 * MIN + 58 * MIN);
+    }
+
+    #[test]
+    fn relogins_at_most_one_per_interval_and_twelve_an_hour() {
+        let mut gate = LoginGate::new(GateState::default(), Duration::from_secs(60));
+        let mut now = 0;
+        let mut logins = Vec::new();
+        while now < 3 * HOUR_MS {
+            now = gate.next_allowed_ms(now).max(now);
+            attempt(&mut gate, now, LoginOutcome::Accepted).unwrap();
+            logins.push(now);
+            now += 1;
+        }
+        for pair in logins.windows(2) {
+            assert!(pair[1] - pair[0] >= MIN);
+        }
+        for (i, t) in logins.iter().enumerate() {
+            let in_hour = logins[i..].iter().take_while(|u| **u < t + HOUR_MS).count();
+            assert!(in_hour <= MAX_LOGINS_PER_HOUR);
+        }
+    }
+
+    #[test]
+    fn not_sent_costs_nothing() {
+        let mut gate = LoginGate::new(GateState::default(), INTERVAL);
+        attempt(&mut gate, 0, LoginOutcome::NotSent).unwrap();
+        assert_eq!(gate.state().failures_ms, Vec::<i64>::new());
+        assert_eq!(
+            gate.next_allowed_ms(0),
+            5 * MIN,
+            "only the per-interval login limit"
+        );
+    }
+
+    #[test]
+    fn a_wait_survives_a_restart_but_the_interval_limit_does_not() {
+        let mut gate = LoginGate::new(GateState::default(), INTERVAL);
+        attempt(&mut gate, 0, LoginOutcome::Rejected).unwrap();
+        let restarted = LoginGate::new(gate.state().clone(), INTERVAL);
+        assert_eq!(restarted.next_allowed_ms(MIN), gate.state().not_before_ms);
+        let mut ok = LoginGate::new(GateState::default(), INTERVAL);
+        attempt(&mut ok, 0, LoginOutcome::Accepted).unwrap();
+        let restarted = LoginGate::new(ok.state().clone(), INTERVAL);
+        assert!(
+            restarted.next_allowed_ms(MIN) <= MIN,
+            "a confirmed restart logs in at once"
+        );
+    }
+}

@@ -1,0 +1,263 @@
+//! What must survive a restart, kept in the state directory (`--storage.path`, by default
+//! systemd's `$STATE_DIRECTORY`): per account, the login gate's memory of failed password
+//! attempts and the fingerprint of the password they were made with. Without it, a crash or
+//! restart loop would send a wrong password once per restart and lock the Dexcom account.
+//!
+//! One small JSON file per account, `account-<name>.json` (the name percent-encoded), with a
+//! format `version`. Writes are atomic: a temporary file, `fsync`, `rename`, `fsync` of the
+//! directory, so a power cut leaves the old file or the new one, never half of one. A file that
+//! cannot be read or parsed is logged and treated as empty ("no confirmed password"), never as a
+//! reason not to start.
+
+use std::io::Write as _;
+use std::os::unix::fs::{DirBuilderExt as _, OpenOptionsExt as _};
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use serde::{Deserialize, Serialize};
+
+use crate::share::gate::{GateState, GateStore};
+
+/// The file format written now; files of another version are ignored (and replaced).
+pub const FORMAT_VERSION: u32 = 1;
+
+/// Why the state directory cannot be used.
+#[derive(Debug, thiserror::Error)]
+pub enum StateError {
+    /// The directory cannot be created or is not a directory.
+    #[error("cannot use --storage.path {path}: {source}")]
+    Directory {
+        /// The directory.
+        path: PathBuf,
+        /// Why.
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+/// The state directory.
+#[derive(Debug, Clone)]
+pub struct StateDir {
+    path: PathBuf,
+}
+
+impl StateDir {
+    /// Opens `path`, creating it (mode 0700: it describes health accounts) if missing.
+    ///
+    /// # Errors
+    /// [`StateError::Directory`] when it cannot be created or written.
+    pub fn open(path: &Path) -> Result<Self, StateError> {
+        let error = |source| StateError::Directory {
+            path: path.to_owned(),
+            source,
+        };
+        std::fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(path)
+            .map_err(error)?;
+        // Fail at start, not at the first failed login, when it cannot be written.
+        let probe = path.join(".write-test");
+        std::fs::write(&probe, b"").map_err(error)?;
+        let _ = std::fs::remove_file(&probe);
+        Ok(StateDir {
+            path: path.to_owned(),
+        })
+    }
+
+    /// The directory.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// The state file of the account labelled `name`, read now.
+    pub fn account(&self, name: &str) -> AccountStateFile {
+        let path = self
+            .path
+            .join(format!("account-{}.json", encode_name(name)));
+        let state = read_state(&path, name);
+        AccountStateFile {
+            path,
+            account: name.to_owned(),
+            state: Mutex::new(state),
+            said_write_error: AtomicBool::new(false),
+        }
+    }
+}
+
+/// What one account's file holds.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+struct AccountState {
+    version: u32,
+    /// The account label, for people reading the directory.
+    account: String,
+    /// The login gate's memory.
+    gate: Option<GateState>,
+}
+
+/// One account's state file; the account's Share client loads and saves its gate through it.
+#[derive(Debug)]
+pub struct AccountStateFile {
+    path: PathBuf,
+    account: String,
+    state: Mutex<AccountState>,
+    said_write_error: AtomicBool,
+}
+
+impl AccountStateFile {
+    /// The file.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    fn write(&self, state: &AccountState) -> std::io::Result<()> {
+        let text = serde_json::to_vec_pretty(state).map_err(std::io::Error::other)?;
+        let temporary = self.path.with_extension("json.tmp");
+        {
+            let mut file = std::fs::OpenOptions::new()
+                .write(true)
+                .create(true)
+                .truncate(true)
+                .mode(0o600)
+                .open(&temporary)?;
+            file.write_all(&text)?;
+            file.sync_all()?;
+        }
+        std::fs::rename(&temporary, &self.path)?;
+        if let Some(dir) = self.path.parent() {
+            std::fs::File::open(dir)?.sync_all()?;
+        }
+        Ok(())
+    }
+}
+
+impl GateStore for AccountStateFile {
+    fn load(&self) -> Option<GateState> {
+        self.state.lock().ok()?.gate.clone()
+    }
+
+    fn save(&self, gate: &GateState) {
+        let Ok(mut state) = self.state.lock() else {
+            return;
+        };
+        state.version = FORMAT_VERSION;
+        state.account.clone_from(&self.account);
+        state.gate = Some(gate.clone());
+        match self.write(&state) {
+            Ok(()) => {
+                if self.said_write_error.swap(false, Ordering::Relaxed) {
+                    tracing::info!(account = %self.account, path = %self.path.display(), "state file written again");
+                }
+            }
+            Err(error) => {
+                if !self.said_write_error.swap(true, Ordering::Relaxed) {
+                    tracing::error!(account = %self.account, path = %self.path.display(), %error, "cannot write the state file: login limits will not survive a restart until this is fixed");
+                }
+            }
+        }
+    }
+}
+
+fn read_state(path: &Path, account: &str) -> AccountState {
+    let text = match std::fs::read(path) {
+        Ok(text) => text,
+        Err(error) if error.kind() == std::io::ErrorKind::NotFound => {
+            return AccountState::default();
+        }
+        Err(error) => {
+            tracing::warn!(account, path = %path.display(), %error, "cannot read the state file; starting as if no password had been confirmed");
+            return AccountState::default();
+        }
+    };
+    match serde_json::from_slice::<AccountState>(&text) {
+        Ok(state) if state.version == FORMAT_VERSION => state,
+        Ok(state) => {
+            tracing::warn!(account, path = %path.display(), version = state.version, "state file of an unknown format version; starting as if no password had been confirmed");
+            AccountState::default()
+        }
+        Err(error) => {
+            tracing::warn!(account, path = %path.display(), %error, "corrupt state file; starting as if no password had been confirmed");
+            AccountState::default()
+        }
+    }
+}
+
+/// The account name as a file-name part: ASCII letters, digits, `.`, `_` and `-` as they are,
+/// every other byte as `%XX`, so any name maps to exactly one file.
+fn encode_name(name: &str) -> String {
+    let mut out = String::with_capacity(name.len());
+    for byte in name.bytes() {
+        if byte.is_ascii_alphanumeric()
+            || matches!(byte, b'_' | b'-')
+            || (byte == b'.' && !out.is_empty())
+        {
+            out.push(char::from(byte));
+        } else {
+            out.push_str(&format!("%{byte:02X}"));
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn scratch(name: &str) -> PathBuf {
+        let dir = std::env::temp_dir().join(format!("dexcom-state-{}-{name}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        dir
+    }
+
+    #[test]
+    fn saved_state_is_read_back_by_the_next_run() {
+        let dir = scratch("roundtrip");
+        let state = StateDir::open(&dir).unwrap();
+        let gate = GateState {
+            fingerprint: Some("$2b$10$abc".into()),
+            failures_ms: vec![1, 2],
+            consecutive_failures: 2,
+            not_before_ms: 99,
+            ..GateState::default()
+        };
+        state.account("kid@example.com").save(&gate);
+        let again = StateDir::open(&dir).unwrap().account("kid@example.com");
+        assert_eq!(again.load(), Some(gate));
+        assert!(
+            again.path().ends_with("account-kid%40example.com.json"),
+            "{}",
+            again.path().display()
+        );
+        let text = std::fs::read_to_string(again.path()).unwrap();
+        assert!(text.contains("\"version\": 1"), "{text}");
+        std::fs::remove_dir_all(dir).unwrap();
+    }
+
+    #[test]
+    fn a_corrupt_or_foreign_file_is_ignored_not_fatal() {
+        let dir = scratch("corrupt");
+        let state = StateDir::open(&dir).unwrap();
+        let path = state.account("a").path().to_owned();
+        for junk in [
+            &b"{not json"[..],
+            b"",
+            br#"{"version":99,"account":"a","gate":null}"#,
+        ] {
+            std::fs::write(&path, junk).unwrap();
+            assert_eq!(state.account("a").load(), None);
+        }
+        // And it is replaced by the next save.
+        state.account("a").save(&GateState::default());
+        assert_eq!(state.account("a").load(), Some(GateState::default()));
+        std::fs::remove_dir_all(dir).unwrap();
+    }
+
+    #[test]
+    fn names_map_to_distinct_safe_file_names() {
+        assert_eq!(encode_name("kid"), "kid");
+        assert_eq!(encode_name("a/b"), "a%2Fb");
+        assert_eq!(encode_name(".."), "%2E.");
+        assert_ne!(encode_name("a b"), encode_name("a_b"));
+    }
+}
