@@ -29,6 +29,8 @@ fn main() -> ExitCode {
             return ExitCode::from(EXIT_CONFIG);
         }
     };
+    // Logging first, so what the configuration warns about (a readable password file) is seen.
+    telemetry::init(cli.log_level, cli.log_format);
     let config = match Config::from_cli(cli, &ProcessEnvironment) {
         Ok(config) => config,
         Err(error) => {
@@ -36,7 +38,6 @@ fn main() -> ExitCode {
             return ExitCode::from(EXIT_CONFIG);
         }
     };
-    telemetry::init(config.log_level, config.log_format);
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()

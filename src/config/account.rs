@@ -68,6 +68,12 @@ pub(super) fn validate_account(
         account: label.clone(),
         value: base_text.clone(),
     })?;
+    if base_url.scheme() == "http" && !is_loopback(&base_url) {
+        return Err(ConfigError::InsecureBaseUrl {
+            account: label,
+            value: base_text,
+        });
+    }
     let defaults = Thresholds::default();
     let thresholds = Thresholds {
         urgent_low: account.thresholds.urgent_low.unwrap_or(defaults.urgent_low),
@@ -112,4 +118,16 @@ fn parse_base_url(text: &str) -> Option<reqwest::Url> {
     }
     let url = reqwest::Url::parse(&text).ok()?;
     (matches!(url.scheme(), "http" | "https") && url.host().is_some()).then_some(url)
+}
+
+/// Whether the URL's host is this machine: the only place plain http may go.
+fn is_loopback(url: &reqwest::Url) -> bool {
+    let Some(host) = url.host_str() else {
+        return false;
+    };
+    let host = host.trim_start_matches('[').trim_end_matches(']');
+    host.eq_ignore_ascii_case("localhost")
+        || host
+            .parse::<std::net::IpAddr>()
+            .is_ok_and(|ip| ip.is_loopback())
 }

@@ -65,6 +65,28 @@ pub enum ConfigError {
         #[source]
         source: std::io::Error,
     },
+    /// A password file too large to be a password.
+    #[error(
+        "the password file {path} for account {account:?} holds {bytes} bytes: a password file must hold only the password (at most 4 KiB)"
+    )]
+    PasswordFileTooLarge {
+        /// The account.
+        account: String,
+        /// The file.
+        path: PathBuf,
+        /// Its size.
+        bytes: u64,
+    },
+    /// A base URL that would send the password unencrypted.
+    #[error(
+        "account {account:?}: base URL {value:?} is plain http to another host: the password would travel unencrypted; use https (http is accepted only for loopback, e.g. a local simulator)"
+    )]
+    InsecureBaseUrl {
+        /// The account.
+        account: String,
+        /// What was given.
+        value: String,
+    },
     /// An empty password.
     #[error("the password for account {account:?} from {origin} is empty")]
     EmptyPassword {

@@ -248,6 +248,7 @@ mod tests {
         let no_env = env(&[]);
         let pw = env(&[("DEXCOM_PASSWORD", "x")]);
         let blank = env(&[("DEXCOM_PASSWORD", "\n")]);
+        let big = temp_file("big-pw", &"x".repeat(5000));
         let cases: Vec<(Cli, &FakeEnv, &str)> = vec![
             (cli(&[]), &pw, "no Dexcom account configured"),
             (cli(&["--dexcom.username", "a"]), &no_env, "no password"),
@@ -289,6 +290,26 @@ mod tests {
             ),
             (cli(&["--demo", "--dexcom.username", "a"]), &pw, "--demo"),
             (cli(&["--dexcom.username", "a"]), &blank, "empty"),
+            (
+                cli(&[
+                    "--dexcom.username",
+                    "a",
+                    "--dexcom.base-url",
+                    "http://share.example/ShareWebServices/Services/",
+                ]),
+                &pw,
+                "plain http to another host",
+            ),
+            (
+                cli(&[
+                    "--dexcom.username",
+                    "a",
+                    "--dexcom.password-file",
+                    big.to_str().unwrap(),
+                ]),
+                &no_env,
+                "at most 4 KiB",
+            ),
         ];
         for (cli, env, expected) in cases {
             let err = Config::from_cli(cli, env).unwrap_err().to_string();
@@ -297,6 +318,22 @@ mod tests {
                 "{err:?} should mention {expected:?}"
             );
             assert_eq!(err.lines().count(), 1);
+        }
+    }
+
+    #[test]
+    fn plain_http_is_for_loopback_only() {
+        for base in [
+            "http://127.0.0.1:9/ShareWebServices/Services/",
+            "http://[::1]:9/ShareWebServices/Services/",
+            "http://localhost:9/ShareWebServices/Services/",
+            "https://share2.dexcom.com/ShareWebServices/Services/",
+        ] {
+            let config = Config::from_cli(
+                cli(&["--dexcom.username", "a", "--dexcom.base-url", base]),
+                &env(&[("DEXCOM_PASSWORD", "x")]),
+            );
+            assert!(config.is_ok(), "{base}");
         }
     }
 

@@ -17,12 +17,7 @@ pub(super) fn read_password(
     shared_ok: bool,
 ) -> Result<SecretString, ConfigError> {
     let (value, origin) = if let Some(path) = file {
-        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::PasswordFile {
-            account: account.to_owned(),
-            path: path.to_owned(),
-            source,
-        })?;
-        (text, path.display().to_string())
+        (read_password_file(account, path)?, path.display().to_string())
     } else if !shared_ok {
         return Err(ConfigError::SharedPassword {
             account: account.to_owned(),
@@ -31,12 +26,7 @@ pub(super) fn read_password(
         (value, "DEXCOM_PASSWORD".to_owned())
     } else if let Some(dir) = env.var("CREDENTIALS_DIRECTORY") {
         let path = Path::new(&dir).join(CREDENTIAL_NAME);
-        let text = std::fs::read_to_string(&path).map_err(|source| ConfigError::PasswordFile {
-            account: account.to_owned(),
-            path: path.clone(),
-            source,
-        })?;
-        (text, path.display().to_string())
+        (read_password_file(account, &path)?, path.display().to_string())
     } else {
         return Err(ConfigError::NoPassword {
             account: account.to_owned(),
@@ -51,4 +41,44 @@ pub(super) fn read_password(
         });
     }
     Ok(SecretString::from(trimmed.to_owned()))
+}
+
+/// The largest password file read: a password is a few dozen bytes, and a large file is a
+/// wrong path (a log, a key bundle) whose contents must not be sent to Share.
+pub const MAX_PASSWORD_FILE_BYTES: u64 = 4096;
+
+/// Reads a password file: refused when larger than [`MAX_PASSWORD_FILE_BYTES`], warned about
+/// when other users can read it.
+fn read_password_file(account: &str, path: &Path) -> Result<String, ConfigError> {
+    use std::io::Read as _;
+    use std::os::unix::fs::PermissionsExt as _;
+    let unreadable = |source| ConfigError::PasswordFile {
+        account: account.to_owned(),
+        path: path.to_owned(),
+        source,
+    };
+    let file = std::fs::File::open(path).map_err(unreadable)?;
+    let meta = file.metadata().map_err(unreadable)?;
+    if meta.len() > MAX_PASSWORD_FILE_BYTES {
+        return Err(ConfigError::PasswordFileTooLarge {
+            account: account.to_owned(),
+            path: path.to_owned(),
+            bytes: meta.len(),
+        });
+    }
+    let mode = meta.permissions().mode();
+    if mode & 0o044 != 0 {
+        tracing::warn!(
+            account,
+            path = %path.display(),
+            mode = format!("{:o}", mode & 0o777),
+            "the password file can be read by other users: `chmod 600` it (or use a systemd credential)"
+        );
+    }
+    let mut text = String::new();
+    // Bounded even if the file grows between the check and the read.
+    file.take(MAX_PASSWORD_FILE_BYTES + 1)
+        .read_to_string(&mut text)
+        .map_err(unreadable)?;
+    Ok(text)
 }

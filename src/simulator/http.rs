@@ -148,6 +148,20 @@ impl Simulator {
             }
             Fault::ShareFault { code, message } => self.share_fault(&code, &message),
             Fault::Slow(_) => respond(500, "text/plain", ""),
+            Fault::Raw {
+                status,
+                content_type,
+                body,
+            } => respond(status, content_type, body),
+            Fault::Redirect { location } => {
+                let mut response = respond(307, "text/plain", "");
+                if let Ok(value) = hyper::header::HeaderValue::from_str(&location) {
+                    response
+                        .headers_mut()
+                        .insert(hyper::header::LOCATION, value);
+                }
+                response
+            }
         }
     }
 

@@ -98,6 +98,21 @@ pub enum Fault {
         /// The `Message`.
         message: String,
     },
+    /// Any answer at all: a web firewall's 401/403 page, an oversized body, readings with
+    /// future-dated or malformed rows.
+    Raw {
+        /// The HTTP status.
+        status: u16,
+        /// The `Content-Type`.
+        content_type: &'static str,
+        /// The body.
+        body: String,
+    },
+    /// A redirect (307, which would re-send the request body) to `location`.
+    Redirect {
+        /// The `Location` header.
+        location: String,
+    },
 }
 
 #[derive(Debug)]
