@@ -17,6 +17,9 @@ pub fn init(level: LogLevel, format: LogFormat) {
     match format {
         LogFormat::Json => builder.json().init(),
         LogFormat::Text if under_journald => builder.without_time().with_ansi(false).init(),
-        LogFormat::Text => builder.init(),
+        // Colour codes only for a person at a terminal, never into a file or a pipe.
+        LogFormat::Text => builder
+            .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+            .init(),
     }
 }

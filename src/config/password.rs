@@ -17,7 +17,10 @@ pub(super) fn read_password(
     shared_ok: bool,
 ) -> Result<SecretString, ConfigError> {
     let (value, origin) = if let Some(path) = file {
-        (read_password_file(account, path)?, path.display().to_string())
+        (
+            read_password_file(account, path)?,
+            path.display().to_string(),
+        )
     } else if !shared_ok {
         return Err(ConfigError::SharedPassword {
             account: account.to_owned(),
@@ -26,7 +29,10 @@ pub(super) fn read_password(
         (value, "DEXCOM_PASSWORD".to_owned())
     } else if let Some(dir) = env.var("CREDENTIALS_DIRECTORY") {
         let path = Path::new(&dir).join(CREDENTIAL_NAME);
-        (read_password_file(account, &path)?, path.display().to_string())
+        (
+            read_password_file(account, &path)?,
+            path.display().to_string(),
+        )
     } else {
         return Err(ConfigError::NoPassword {
             account: account.to_owned(),

@@ -171,7 +171,12 @@ impl AccountPoller {
     /// One read of Share, published into the metrics.
     pub async fn poll_once(&mut self) -> PollOutcome {
         let result = self.client.latest_batch(READ_MINUTES, READ_COUNT).await;
-        self.metrics.set_next_login(self.client.login_not_before());
+        // Only a wait for a login that is needed: a live session needs none.
+        self.metrics.set_next_login(
+            self.client
+                .login_not_before()
+                .filter(|_| !self.client.has_session()),
+        );
         match result {
             Ok(read) => {
                 self.metrics.poll_succeeded(self.clock.now());

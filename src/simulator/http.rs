@@ -19,9 +19,24 @@ use crate::share::{Endpoint, NIL_UUID};
 const SERVICES_PREFIX: &str = "/ShareWebServices/Services/";
 const MAX_BODY_BYTES: usize = 64 * 1024;
 
-/// Handles one HTTP request.
+/// Handles one HTTP request. Every answer carries the simulated clock in `Date`, as Share's
+/// carries Share's: clients compare it with their own and with reading times.
 pub(super) async fn handle(
     sim: Arc<Simulator>,
+    request: Request<Incoming>,
+    shutdown: CancellationToken,
+) -> HttpResponse {
+    let mut response = route(&sim, request, shutdown).await;
+    if let Ok(date) =
+        hyper::header::HeaderValue::from_str(&httpdate::fmt_http_date(sim.clock.now()))
+    {
+        response.headers_mut().insert(hyper::header::DATE, date);
+    }
+    response
+}
+
+async fn route(
+    sim: &Arc<Simulator>,
     request: Request<Incoming>,
     shutdown: CancellationToken,
 ) -> HttpResponse {

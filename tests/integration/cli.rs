@@ -75,7 +75,21 @@ fn configuration_errors_exit_2_with_one_line() {
     let dir = std::env::temp_dir().join(format!("cli-errors-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
     let dup = dir.join("dup.yml");
-    std::fs::write(&dup, "accounts:\n  - username: a\n    password_file: /etc/hostname\n  - username: a\n    password_file: /etc/hostname\n").unwrap();
+    let password = dir.join("pw");
+    std::fs::write(&password, "secret\n").unwrap();
+    std::fs::set_permissions(
+        &password,
+        std::os::unix::fs::PermissionsExt::from_mode(0o600),
+    )
+    .unwrap();
+    std::fs::write(
+        &dup,
+        format!(
+            "accounts:\n  - username: a\n    password_file: {pw}\n  - username: a\n    password_file: {pw}\n",
+            pw = password.display()
+        ),
+    )
+    .unwrap();
     let dup = dup.to_str().unwrap();
     type Case<'a> = (Vec<&'a str>, Vec<(&'a str, &'a str)>, &'a str);
     let cases: Vec<Case> = vec![

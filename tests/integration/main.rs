@@ -11,6 +11,7 @@ mod deploy;
 mod exporter;
 mod live_stack;
 mod pydexcom;
+mod safety;
 mod serve;
 mod share_client;
 mod simulator_cli;

@@ -1,0 +1,346 @@
+//! The paths by which the exporter could lock a Dexcom account or show a stale or wrong value
+//! as current, each driven through the real client (or the whole exporter) against the
+//! simulator: the login gate, its state across restarts, misbehaving Share answers.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use dexcom_exporter::clock::{Clock, ManualClock};
+use dexcom_exporter::share::gate::STRICT_WAIT;
+use dexcom_exporter::share::{Endpoint, ShareClient, ShareError};
+use dexcom_exporter::simulator::Fault;
+
+use crate::common::{PASSWORD, TestEnv, USERNAME, client, sample, scenario, start, start_at};
+use crate::harness::{AppOptions, ScratchDir, TestApp, wait_until};
+
+const ACCOUNT: &str = "account=\"publisher@example.com\"";
+const FIVE_MINUTES: Duration = Duration::from_secs(300);
+const SECOND: Duration = Duration::from_secs(1);
+
+/// A client on a stopped clock with a short request timeout, whose gate the test drives.
+fn gated_client(base_url: &str, clock: &Arc<ManualClock>) -> ShareClient {
+    let mut settings = crate::common::settings(
+        base_url,
+        dexcom_exporter::share::Login::Username(USERNAME.to_owned()),
+        "a-wrong-password",
+    );
+    settings.request_timeout = Duration::from_millis(300);
+    ShareClient::new(settings)
+        .unwrap()
+        .with_gate(FIVE_MINUTES, None, clock.clone())
+}
+
+#[tokio::test]
+async fn any_failed_login_of_an_unconfirmed_password_holds_the_next_for_29_minutes() {
+    let firewall_page = |status| Fault::Raw {
+        status,
+        content_type: "text/html",
+        body: "<html><body>Access denied</body></html>".into(),
+    };
+    let faults = [
+        ("HTML 502", Fault::Html500),
+        ("401 from a web firewall", firewall_page(401)),
+        ("403 from a web firewall", firewall_page(403)),
+        (
+            "unknown code",
+            Fault::ShareFault {
+                code: "SomethingNew".into(),
+                message: "?".into(),
+            },
+        ),
+        ("timeout after sending", Fault::Slow(Duration::from_secs(2))),
+        ("unparsable body", Fault::EmptyBody200),
+        (
+            "wrong password",
+            Fault::ShareFault {
+                code: "AccountPasswordInvalid".into(),
+                message: "x".into(),
+            },
+        ),
+    ];
+    for (what, fault) in faults {
+        let sim = start(scenario(FIVE_MINUTES)).await;
+        sim.simulator.inject(fault, Some(Endpoint::Authenticate), 1);
+        let clock = ManualClock::now_system();
+        let mut client = gated_client(&sim.base_url(), &clock);
+        let first = client.latest_readings(10, 1).await.unwrap_err();
+        assert!(
+            !matches!(first, ShareError::LoginDeferred { .. }),
+            "{what}: {first}"
+        );
+        let at = client.login_not_before().expect("a wait");
+        let wait = at.duration_since(clock.now()).unwrap();
+        assert!(wait >= STRICT_WAIT, "{what}: next login in {wait:?}");
+        clock.advance(wait - SECOND);
+        let held = client.latest_readings(10, 1).await.unwrap_err();
+        assert!(
+            matches!(held, ShareError::LoginDeferred { .. }),
+            "{what}: {held}"
+        );
+        assert_eq!(
+            sim.simulator.request_counts(USERNAME).authenticate,
+            1,
+            "{what}"
+        );
+        clock.advance(SECOND);
+        let _ = client.latest_readings(10, 1).await;
+        assert_eq!(
+            sim.simulator.request_counts(USERNAME).authenticate,
+            2,
+            "{what}: tried again once the wait is over"
+        );
+        sim.stop().await;
+    }
+}
+
+#[tokio::test]
+async fn a_redirect_is_not_followed_and_names_its_target() {
+    let sim = start(scenario(FIVE_MINUTES)).await;
+    let elsewhere = start(scenario(FIVE_MINUTES)).await;
+    let target = format!(
+        "{}General/AuthenticatePublisherAccount",
+        elsewhere.base_url()
+    );
+    sim.simulator.inject(
+        Fault::Redirect { location: target },
+        Some(Endpoint::Authenticate),
+        1,
+    );
+    let mut client = client(&sim, USERNAME, PASSWORD);
+    let error = client.latest_readings(10, 1).await.unwrap_err().to_string();
+    assert!(
+        error.contains("redirect") && error.contains("127.0.0.1"),
+        "{error}"
+    );
+    assert_eq!(
+        elsewhere.simulator.request_counts(USERNAME).authenticate,
+        0,
+        "the password never reached the redirect's target"
+    );
+    sim.stop().await;
+    elsewhere.stop().await;
+}
+
+#[tokio::test]
+async fn an_oversized_answer_is_refused() {
+    let sim = start(scenario(FIVE_MINUTES)).await;
+    let mut client = client(&sim, USERNAME, PASSWORD);
+    client.latest_readings(10, 1).await.unwrap();
+    let row = r#"{"WT":"Date(1)","Value":100,"Trend":"Flat"},"#;
+    let body = format!("[{}{}]", row.repeat(40_000), &row[..row.len() - 1]);
+    assert!(body.len() > 1024 * 1024);
+    sim.simulator.inject(
+        Fault::Raw {
+            status: 200,
+            content_type: "application/json",
+            body,
+        },
+        Some(Endpoint::ReadGlucose),
+        1,
+    );
+    let error = client.latest_readings(10, 1).await.unwrap_err().to_string();
+    assert!(error.contains("larger than 1024 KiB"), "{error}");
+    sim.stop().await;
+}
+
+/// A readings answer for the standard account built from `(ms from now, value)` rows, in the
+/// order given.
+fn rows(now_ms: i64, rows: &[(i64, &str)]) -> String {
+    let rows: Vec<String> = rows
+        .iter()
+        .map(|(offset, value)| {
+            format!(
+                r#"{{"WT":"Date({})","ST":"Date({})","DT":"Date({}+0000)","Value":{value},"Trend":"Flat"}}"#,
+                now_ms + offset,
+                now_ms + offset,
+                now_ms + offset
+            )
+        })
+        .collect();
+    format!("[{}]", rows.join(","))
+}
+
+/// The exporter on a stopped clock, with every read answered by `body(now)`.
+async fn exporter_served(body: impl Fn(i64) -> String) -> (TestApp, Arc<ManualClock>) {
+    let clock = ManualClock::now_system();
+    let now = clock.now_ms();
+    let mut options = AppOptions::new(Duration::from_millis(500), &[]);
+    options.clock = clock.clone();
+    options.faults = vec![(
+        Fault::Raw {
+            status: 200,
+            content_type: "application/json",
+            body: body(now),
+        },
+        Some(Endpoint::ReadGlucose),
+        1000,
+    )];
+    (TestApp::start_with(options).await, clock)
+}
+
+#[tokio::test]
+async fn a_future_dated_reading_cannot_freeze_the_value() {
+    const MINUTE: i64 = 60_000;
+    let (app, _clock) = exporter_served(|now| {
+        rows(
+            now,
+            &[(60 * MINUTE, "250"), (-MINUTE, "91"), (-6 * MINUTE, "95")],
+        )
+    })
+    .await;
+    let scrape = app
+        .scrape_until(10 * SECOND, |s| {
+            sample(s, "dexcom_glucose_mg_per_dl", ACCOUNT).map(|_| s.to_owned())
+        })
+        .await;
+    assert_eq!(
+        sample(&scrape, "dexcom_glucose_mg_per_dl", ACCOUNT),
+        Some(91.0)
+    );
+    let age = sample(&scrape, "dexcom_glucose_reading_age_seconds", ACCOUNT).unwrap();
+    assert!((59.0..=61.0).contains(&age), "{age}");
+    assert!(
+        sample(
+            &scrape,
+            "dexcom_readings_rejected_total",
+            &format!("{ACCOUNT},reason=\"future\"")
+        ) >= Some(1.0)
+    );
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn oldest_first_bad_rows_and_extreme_dates_publish_the_newest_good_reading() {
+    const MINUTE: i64 = 60_000;
+    let (app, _clock) = exporter_served(|now| {
+        // Oldest first, a value out of range, a malformed row, a date at the end of i64.
+        let good = rows(now, &[(-11 * MINUTE, "80"), (-6 * MINUTE, "120")]);
+        let good = good.trim_start_matches('[').trim_end_matches(']');
+        format!(
+            r#"[{good},{{"WT":"Date({})","Value":0,"Trend":"Flat"}},{{"Value":"high"}},{{"WT":"Date(9223372036854775807)","Value":100,"Trend":"Flat"}},"text"]"#,
+            now - MINUTE
+        )
+    })
+    .await;
+    let scrape = app
+        .scrape_until(10 * SECOND, |s| {
+            sample(s, "dexcom_glucose_mg_per_dl", ACCOUNT).map(|_| s.to_owned())
+        })
+        .await;
+    assert_eq!(
+        sample(&scrape, "dexcom_glucose_mg_per_dl", ACCOUNT),
+        Some(120.0)
+    );
+    let rejected = |reason: &str| {
+        sample(
+            &scrape,
+            "dexcom_readings_rejected_total",
+            &format!("{ACCOUNT},reason=\"{reason}\""),
+        )
+        .unwrap_or(0.0)
+    };
+    assert!(rejected("out_of_range") >= 1.0);
+    assert!(rejected("malformed") >= 2.0);
+    assert!(rejected("future") >= 1.0);
+    assert_eq!(sample(&scrape, "dexcom_up", ACCOUNT), Some(1.0));
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn a_restart_loop_with_a_wrong_password_sends_it_once_per_29_minutes_and_a_fixed_one_at_once()
+{
+    let state = ScratchDir::new();
+    let clock = ManualClock::now_system();
+    // One simulator for all the runs, so its request counts span the restarts.
+    let sim = start_at(scenario(Duration::from_millis(500)), clock.clone()).await;
+    let base = sim.base_url();
+    let run = |password: &'static str| {
+        let clock = clock.clone();
+        let dir = state.path().to_owned();
+        let base = base.clone();
+        async move {
+            let storage = dir.display().to_string();
+            let args = vec![
+                "--dexcom.username",
+                USERNAME,
+                "--dexcom.base-url",
+                &base,
+                "--dexcom.reading-interval",
+                "500ms",
+                "--storage.path",
+                &storage,
+            ];
+            crate::common::spawn_exporter_with_clock(
+                &args,
+                &TestEnv(vec![("DEXCOM_PASSWORD", password.to_owned())]),
+                clock,
+            )
+            .await
+        }
+    };
+    let first = run("wrong").await;
+    wait_until(10 * SECOND, "the first login attempt", || {
+        sim.simulator.request_counts(USERNAME).authenticate == 1
+    })
+    .await;
+    crate::common::scrape_until(&first, 10 * SECOND, |s| {
+        sample(s, "dexcom_login_next_attempt_timestamp_seconds", ACCOUNT).filter(|t| *t > 0.0)
+    })
+    .await;
+    first.stop().await;
+    let attempted_at = clock.now();
+    // Five quick restarts (as systemd's StartLimitBurst allows), minutes apart.
+    for _ in 0..5 {
+        clock.advance(Duration::from_secs(60));
+        let again = run("wrong").await;
+        let next = crate::common::scrape_until(&again, 10 * SECOND, |s| {
+            sample(s, "dexcom_login_next_attempt_timestamp_seconds", ACCOUNT).filter(|t| *t > 0.0)
+        })
+        .await;
+        let until = std::time::UNIX_EPOCH + Duration::from_secs_f64(next);
+        assert!(
+            // The gauge has millisecond precision as a float of seconds.
+            until.duration_since(attempted_at).unwrap() + Duration::from_millis(1) >= STRICT_WAIT,
+            "the gate's wait survived the restart"
+        );
+        again.stop().await;
+        assert_eq!(sim.simulator.request_counts(USERNAME).authenticate, 1);
+    }
+    // The user fixes the password: tried at once, not 29 minutes later.
+    let fixed = run(PASSWORD).await;
+    crate::common::scrape_until(&fixed, 10 * SECOND, |s| {
+        sample(s, "dexcom_glucose_mg_per_dl", ACCOUNT)
+    })
+    .await;
+    assert_eq!(sim.simulator.request_counts(USERNAME).authenticate, 2);
+    fixed.stop().await;
+    sim.stop().await;
+}
+
+#[test]
+fn a_password_file_other_users_can_read_is_warned_about() {
+    let dir = ScratchDir::new();
+    let path = dir.path().join("password");
+    std::fs::write(&path, "secret\n").unwrap();
+    let config_with_mode = |mode: u32| {
+        std::fs::set_permissions(&path, std::os::unix::fs::PermissionsExt::from_mode(mode))
+            .unwrap();
+        let (_guard, logs) = crate::common::capture_logs();
+        let cli = <dexcom_exporter::config::Cli as clap::Parser>::try_parse_from([
+            "dexcom_exporter",
+            "--dexcom.username",
+            "a",
+            "--dexcom.password-file",
+            path.to_str().unwrap(),
+        ])
+        .unwrap();
+        dexcom_exporter::config::Config::from_cli(cli, &TestEnv(vec![])).unwrap();
+        logs.text()
+    };
+    let open = config_with_mode(0o644);
+    assert!(
+        open.contains("chmod 600") && !open.contains("secret"),
+        "{open}"
+    );
+    assert!(!config_with_mode(0o600).contains("chmod"));
+}
