@@ -146,11 +146,21 @@ impl WebConfig {
         let basic_auth = match file.basic_auth_users {
             Some(users) if !users.is_empty() => {
                 for (user, hash) in &users {
-                    if hash.parse::<bcrypt::HashParts>().is_err() {
+                    let Ok(parts) = hash.parse::<bcrypt::HashParts>() else {
                         return Err(WebConfigError::Syntax {
                             path: path.to_owned(),
                             message: format!(
                                 "basic_auth_users.{user} is not a bcrypt hash (make one with: htpasswd -nBC 10 \"\" | tr -d ':\\n')"
+                            ),
+                        });
+                    };
+                    if parts.get_cost() > super::basic_auth::MAX_BCRYPT_COST {
+                        return Err(WebConfigError::Syntax {
+                            path: path.to_owned(),
+                            message: format!(
+                                "basic_auth_users.{user} has bcrypt cost {}: at most {} (each failed login costs one verify; 10 is usual)",
+                                parts.get_cost(),
+                                super::basic_auth::MAX_BCRYPT_COST
                             ),
                         });
                     }
@@ -410,6 +420,20 @@ mod tests {
         assert!(now.tls.is_none(), "still plain HTTP");
         assert_eq!(now.headers.len(), 1, "and still the previous settings");
         std::fs::remove_dir_all(dir).ok();
+    }
+
+    #[test]
+    fn a_bcrypt_cost_above_12_is_refused_at_load() {
+        let hash = bcrypt::hash("s3cret", 13).unwrap();
+        let path = write(
+            "costly.yml",
+            &format!("basic_auth_users:\n  prometheus: '{hash}'\n"),
+        );
+        let err = WebConfig::load(&path).unwrap_err().to_string();
+        assert!(
+            err.contains("cost 13") && err.contains("at most 12"),
+            "{err}"
+        );
     }
 
     #[tokio::test]
