@@ -3,6 +3,7 @@
 //! `basic_auth.rs`). The simulator reuses the accept loop.
 
 mod basic_auth;
+mod deadline;
 pub mod routes;
 pub mod serve;
 mod tls;

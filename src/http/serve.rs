@@ -1,11 +1,16 @@
 //! The HTTP/1 accept loop shared by the exporter's server and the Share simulator.
 //!
-//! One place owns the connection rules: a header-read timeout so idle or slow clients cannot
-//! hold a connection, a cap on open connections, and a graceful drain on shutdown bounded by a
-//! deadline so a stuck client cannot keep the process alive.
+//! One place owns the connection rules, so that no client can hold the server: a header-read
+//! timeout (idle or slow senders), a write deadline (clients that pipeline requests and never
+//! read their answers, see `deadline.rs`), a bounded read buffer, a cap on open connections and
+//! a smaller one per client address (one misbehaving host cannot take every slot from the
+//! scraper and the health checks), and a graceful drain on shutdown bounded by a deadline so a
+//! stuck client cannot keep the process alive.
 
+use std::collections::HashMap;
 use std::convert::Infallible;
 use std::future::Future;
+use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -20,6 +25,8 @@ use hyper_util::server::graceful::GracefulShutdown;
 use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
+
+use super::deadline::WriteDeadline;
 
 /// A complete, buffered HTTP response.
 pub type HttpResponse = Response<Full<Bytes>>;
@@ -45,6 +52,10 @@ pub struct ServeLimits {
     pub header_read_timeout: Duration,
     /// The most connections served at once; further clients wait in the kernel's backlog.
     pub max_connections: usize,
+    /// The most connections from one client address; more are closed at once.
+    pub max_connections_per_client: usize,
+    /// How long writing an answer may make no progress before the connection is dropped.
+    pub write_timeout: Duration,
     /// How long in-flight requests may take to finish after shutdown begins.
     pub drain_deadline: Duration,
 }
@@ -54,7 +65,51 @@ impl Default for ServeLimits {
         ServeLimits {
             header_read_timeout: Duration::from_secs(10),
             max_connections: 256,
+            max_connections_per_client: 32,
+            write_timeout: Duration::from_secs(10),
             drain_deadline: Duration::from_secs(5),
+        }
+    }
+}
+
+/// The read buffer of one connection: room for any sane request head, and a bound on what a
+/// client can make us hold (hyper's default is 400 KiB).
+const READ_BUFFER_BYTES: usize = 16 * 1024;
+
+/// Open connections per client address.
+#[derive(Debug, Default)]
+struct PerClient(std::sync::Mutex<HashMap<IpAddr, usize>>);
+
+/// One counted connection; uncounted when dropped.
+struct ClientSlot {
+    clients: Arc<PerClient>,
+    addr: IpAddr,
+}
+
+impl PerClient {
+    fn take(self: &Arc<Self>, addr: IpAddr, limit: usize) -> Option<ClientSlot> {
+        let mut open = self.0.lock().ok()?;
+        let count = open.entry(addr).or_default();
+        if *count >= limit {
+            return None;
+        }
+        *count += 1;
+        Some(ClientSlot {
+            clients: self.clone(),
+            addr,
+        })
+    }
+}
+
+impl Drop for ClientSlot {
+    fn drop(&mut self) {
+        if let Ok(mut open) = self.clients.0.lock() {
+            if let Some(count) = open.get_mut(&self.addr) {
+                *count -= 1;
+                if *count == 0 {
+                    open.remove(&self.addr);
+                }
+            }
         }
     }
 }
@@ -73,6 +128,8 @@ pub async fn serve<H, Fut>(
 {
     let graceful = GracefulShutdown::new();
     let slots = Arc::new(Semaphore::new(limits.max_connections));
+    let clients = Arc::new(PerClient::default());
+    let mut said_per_client = false;
     loop {
         let permit = tokio::select! {
             () = shutdown.cancelled() => break,
@@ -81,7 +138,7 @@ pub async fn serve<H, Fut>(
                 Err(_) => break,
             },
         };
-        let (stream, _peer) = tokio::select! {
+        let (stream, peer) = tokio::select! {
             () = shutdown.cancelled() => break,
             accepted = listener.accept() => match accepted {
                 Ok(accepted) => accepted,
@@ -93,6 +150,13 @@ pub async fn serve<H, Fut>(
                 }
             },
         };
+        let Some(client_slot) = clients.take(peer.ip(), limits.max_connections_per_client) else {
+            if !std::mem::replace(&mut said_per_client, true) {
+                tracing::warn!(client = %peer.ip(), limit = limits.max_connections_per_client, "a client holds too many connections; closing its new ones");
+            }
+            continue;
+        };
+        let stream = WriteDeadline::new(stream, limits.write_timeout);
         let handler = handler.clone();
         let service = service_fn(move |request| {
             let handler = handler.clone();
@@ -100,7 +164,8 @@ pub async fn serve<H, Fut>(
         });
         let mut http = http1::Builder::new();
         http.timer(TokioTimer::new())
-            .header_read_timeout(limits.header_read_timeout);
+            .header_read_timeout(limits.header_read_timeout)
+            .max_buf_size(READ_BUFFER_BYTES);
         let watcher = graceful.watcher();
         let tls = tls
             .as_ref()
@@ -136,6 +201,7 @@ pub async fn serve<H, Fut>(
             if let Err(error) = result {
                 tracing::debug!(%error, "HTTP connection ended with an error");
             }
+            drop(client_slot);
             drop(permit);
         });
     }

@@ -27,6 +27,7 @@ fn limits() -> ServeLimits {
         header_read_timeout: Duration::from_millis(300),
         max_connections: 4,
         drain_deadline: Duration::from_millis(500),
+        ..ServeLimits::default()
     }
 }
 
@@ -93,4 +94,87 @@ async fn a_held_connection_does_not_block_others_or_shutdown() {
         started.elapsed() < Duration::from_secs(5),
         "drain is bounded by its deadline"
     );
+}
+
+/// Serves a 64 KiB answer on every path, so clients that never read fill their socket buffers
+/// after a few answers.
+async fn start_big(limits: ServeLimits) -> (std::net::SocketAddr, CancellationToken) {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let token = CancellationToken::new();
+    let handler = |_request| async { respond(200, "text/plain", vec![b'x'; 64 * 1024]) };
+    tokio::spawn(serve(listener, handler, token.clone(), limits, None));
+    (addr, token)
+}
+
+/// `count` connections from loopback address `from(i)`, each pipelining 400 requests and never
+/// reading an answer; kept open until dropped.
+async fn pipeliners(
+    server: std::net::SocketAddr,
+    count: usize,
+    from: impl Fn(usize) -> std::net::Ipv4Addr,
+) -> Vec<tokio::net::TcpStream> {
+    let requests = "GET / HTTP/1.1\r\nHost: x\r\n\r\n".repeat(400);
+    let mut held = Vec::with_capacity(count);
+    let open = async {
+        for i in 0..count {
+            let socket = tokio::net::TcpSocket::new_v4().unwrap();
+            socket.bind((from(i), 0).into()).unwrap();
+            let Ok(mut stream) = socket.connect(server).await else {
+                continue;
+            };
+            // The server may already have closed it (over the per-client cap): the point.
+            let _ = stream.write_all(requests.as_bytes()).await;
+            held.push(stream);
+        }
+    };
+    // Bounded: a server that stopped accepting would otherwise stall the connects.
+    tokio::time::timeout(Duration::from_secs(20), open)
+        .await
+        .expect("the server keeps accepting connections");
+    held
+}
+
+fn pipelining_limits() -> ServeLimits {
+    ServeLimits {
+        header_read_timeout: Duration::from_secs(5),
+        max_connections: 64,
+        max_connections_per_client: 16,
+        write_timeout: Duration::from_secs(1),
+        drain_deadline: Duration::from_millis(500),
+    }
+}
+
+#[tokio::test]
+async fn hundreds_of_pipelining_non_readers_from_one_host_cannot_hold_the_scraper_out() {
+    let (addr, token) = start_big(pipelining_limits()).await;
+    let _held = pipeliners(addr, 200, |_| std::net::Ipv4Addr::new(127, 0, 0, 2)).await;
+    let answer = tokio::time::timeout(
+        Duration::from_secs(10),
+        reqwest::get(format!("http://{addr}/-/healthy")),
+    )
+    .await
+    .expect("answered while 200 connections from another host pipeline and never read")
+    .unwrap();
+    assert_eq!(answer.status().as_u16(), 200);
+    token.cancel();
+}
+
+#[tokio::test]
+async fn non_readers_from_many_hosts_are_dropped_by_the_write_deadline() {
+    let (addr, token) = start_big(pipelining_limits()).await;
+    // 100 hosts, more than the 64 slots: only the write deadline can free them.
+    let _held = pipeliners(addr, 100, |i| {
+        std::net::Ipv4Addr::new(127, 0, 1, u8::try_from(i + 1).unwrap())
+    })
+    .await;
+    let answer = tokio::time::timeout(
+        Duration::from_secs(15),
+        reqwest::get(format!("http://{addr}/-/healthy")),
+    )
+    .await
+    .expect("answered once the stalled connections hit their write deadline")
+    .unwrap();
+    assert_eq!(answer.status().as_u16(), 200);
+    token.cancel();
 }
