@@ -64,6 +64,7 @@ pub enum ExporterError {
 pub struct Exporter {
     listener: TcpListener,
     state: Arc<ServerState>,
+    web: Arc<LiveWebConfig>,
     tls: Option<Arc<dyn TlsSource>>,
     metrics: Arc<Metrics>,
     pollers: Vec<AccountPoller>,
@@ -161,11 +162,12 @@ impl Exporter {
         let state = Arc::new(ServerState::new(
             metrics.clone(),
             config.telemetry_path.clone(),
-            web,
+            web.clone(),
         ));
         Ok(Exporter {
             listener,
             state,
+            web,
             tls,
             metrics,
             pollers,
@@ -194,6 +196,8 @@ impl Exporter {
     /// Serves and polls until `shutdown` completes, then stops both and waits for them.
     pub async fn run(self, shutdown: impl Future<Output = ()>) {
         let token = CancellationToken::new();
+        // Before anything is announced: a SIGHUP from then on re-reads, never ends the process.
+        let hangups = crate::shutdown::hangups();
         let addr = self.local_addr();
         tracing::info!(
             address = %addr,
@@ -215,8 +219,23 @@ impl Exporter {
             self.tls,
         ));
         let pollers_task = tokio::spawn(poll::run_all(self.pollers, self.interval, token.clone()));
+        let web = self.web.clone();
+        let hangup_task = tokio::spawn(crate::shutdown::on_hangup(
+            hangups,
+            token.clone(),
+            move || {
+                if web.reload() {
+                    tracing::info!("SIGHUP: re-reading --web.config.file");
+                } else {
+                    tracing::info!(
+                        "SIGHUP: no --web.config.file to re-read; accounts and flags need a restart"
+                    );
+                }
+            },
+        ));
         shutdown.await;
         token.cancel();
+        let _ = hangup_task.await;
         if let Err(error) = server_task.await {
             tracing::error!(%error, "HTTP server task failed");
         }

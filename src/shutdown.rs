@@ -1,4 +1,5 @@
-//! The one shutdown path: SIGINT or SIGTERM.
+//! The one shutdown path: SIGINT or SIGTERM. And SIGHUP, which by default would end the
+//! process, asks for a re-read of the configuration that can change while running.
 
 /// Completes on the first SIGINT or SIGTERM.
 pub async fn signal() {
@@ -21,5 +22,38 @@ pub async fn signal() {
     tokio::select! {
         () = ctrl_c => tracing::info!("SIGINT received, shutting down"),
         () = terminate => tracing::info!("SIGTERM received, shutting down"),
+    }
+}
+
+/// Starts listening for SIGHUP: from here on it no longer ends the process.
+#[cfg(unix)]
+pub fn hangups() -> Option<tokio::signal::unix::Signal> {
+    let listening = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup());
+    if listening.is_err() {
+        tracing::warn!("cannot listen for SIGHUP");
+    }
+    listening.ok()
+}
+
+/// Calls `reload` on every SIGHUP `hangups` receives until `stop` is cancelled.
+#[cfg(unix)]
+pub async fn on_hangup(
+    hangups: Option<tokio::signal::unix::Signal>,
+    stop: tokio_util::sync::CancellationToken,
+    reload: impl Fn(),
+) {
+    let Some(mut hangups) = hangups else {
+        return;
+    };
+    loop {
+        tokio::select! {
+            () = stop.cancelled() => return,
+            received = hangups.recv() => {
+                if received.is_none() {
+                    return;
+                }
+                reload();
+            }
+        }
     }
 }

@@ -235,6 +235,19 @@ impl LiveWebConfig {
 
     /// The configuration to apply to a request now: re-read first if a file changed.
     pub fn current(&self) -> Arc<WebConfig> {
+        self.refresh(false)
+    }
+
+    /// Re-reads the file now, changed or not (SIGHUP); `false` when there is no file.
+    pub fn reload(&self) -> bool {
+        if self.current.load().config.files.is_empty() {
+            return false;
+        }
+        self.refresh(true);
+        true
+    }
+
+    fn refresh(&self, force: bool) -> Arc<WebConfig> {
         let watched = self.current.load();
         let Some(path) = watched.config.files.first() else {
             return watched.config.clone();
@@ -244,7 +257,7 @@ impl LiveWebConfig {
             .failed
             .as_ref()
             .is_some_and(|(at, _)| at.elapsed() >= RETRY_BROKEN);
-        if now == watched.stamp && !retry_due {
+        if now == watched.stamp && !retry_due && !force {
             return watched.config.clone();
         }
         let Ok(_guard) = self.reloading.try_lock() else {
@@ -269,7 +282,7 @@ impl LiveWebConfig {
                 if new.tls.is_some() { "on" } else { "off" }
             )),
             Ok(new) => {
-                tracing::info!(path = %path.display(), "--web.config.file changed: reloaded");
+                tracing::info!(path = %path.display(), "--web.config.file re-read");
                 Watched {
                     stamp: stamp(&new.files),
                     config: Arc::new(new),

@@ -358,3 +358,54 @@ async fn demo_mode_serves_three_accounts_at_the_chosen_cadence() {
     sigterm(&child);
     assert_eq!(child.wait().unwrap().code(), Some(0));
 }
+
+fn signal(child: &Child, name: &str) {
+    let status = Command::new("kill")
+        .args([&format!("-{name}"), &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+}
+
+#[tokio::test]
+async fn sighup_rereads_the_web_config_and_never_ends_the_process() {
+    let dir = crate::harness::ScratchDir::new();
+    let web = dir.path().join("web.yml");
+    let headers =
+        |value: &str| format!("http_server_config:\n  headers:\n    X-Dexcom-Test: {value}\n");
+    std::fs::write(&web, headers("one")).unwrap();
+    let Started {
+        mut child,
+        mut stderr,
+        addr,
+        ..
+    } = start_logged(exporter().args([
+        "--demo",
+        "--web.listen-address",
+        "127.0.0.1:0",
+        "--web.config.file",
+        web.to_str().unwrap(),
+    ]));
+    let header = || async {
+        let response = reqwest::get(format!("http://{addr}/-/healthy"))
+            .await
+            .unwrap();
+        response.headers()["x-dexcom-test"]
+            .to_str()
+            .unwrap()
+            .to_owned()
+    };
+    assert_eq!(header().await, "one");
+    // Same size and (to the second) the same modification time: only SIGHUP makes it seen
+    // at once.
+    std::fs::write(&web, headers("two")).unwrap();
+    signal(&child, "HUP");
+    wait_for_stderr(&mut stderr, "SIGHUP: re-reading --web.config.file");
+    assert_eq!(header().await, "two");
+    signal(&child, "HUP");
+    wait_for_stderr(&mut stderr, "SIGHUP: re-reading --web.config.file");
+    assert_eq!(header().await, "two", "still serving after two SIGHUPs");
+    assert!(child.try_wait().unwrap().is_none(), "still running");
+    sigterm(&child);
+    assert_eq!(child.wait().unwrap().code(), Some(0));
+}
