@@ -103,12 +103,12 @@ impl PerClient {
 
 impl Drop for ClientSlot {
     fn drop(&mut self) {
-        if let Ok(mut open) = self.clients.0.lock() {
-            if let Some(count) = open.get_mut(&self.addr) {
-                *count -= 1;
-                if *count == 0 {
-                    open.remove(&self.addr);
-                }
+        if let Ok(mut open) = self.clients.0.lock()
+            && let Some(count) = open.get_mut(&self.addr)
+        {
+            *count -= 1;
+            if *count == 0 {
+                open.remove(&self.addr);
             }
         }
     }
