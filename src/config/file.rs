@@ -69,3 +69,20 @@ pub(super) fn accounts_from_file(
     }
     Ok(accounts)
 }
+
+#[cfg(test)]
+mod properties {
+    use proptest::prelude::*;
+
+    use super::*;
+
+    proptest! {
+        #[test]
+        fn any_text_as_an_accounts_file_is_a_config_or_one_line_of_error(text in "(accounts:\n)?(  - [a-z_]{1,12}: \\PC{0,20}\n){0,6}|\\PC{0,200}") {
+            if let Err(error) = crate::yaml::parse::<FileConfig>(&text) {
+                prop_assert!(!error.message.contains('\n'), "{}", error.message);
+                prop_assert!(!error.message.is_empty());
+            }
+        }
+    }
+}

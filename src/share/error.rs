@@ -409,3 +409,32 @@ mod tests {
         assert_eq!(labels.len(), ErrorReason::ALL.len());
     }
 }
+
+#[cfg(test)]
+mod properties {
+    use proptest::prelude::*;
+
+    use super::*;
+
+    proptest! {
+        #[test]
+        fn the_classifier_never_panics_and_never_calls_a_credential_code_transient(
+            code in "\\PC{0,40}",
+            message in "\\PC{0,200}",
+            status in 400u16..600,
+        ) {
+            for endpoint in Endpoint::ALL {
+                let error = ShareError::from_fault(endpoint, status, &code, &message);
+                let reason = error.reason();
+                if code.starts_with("SSO_AuthenticateMaxAttempts") {
+                    prop_assert_eq!(reason, ErrorReason::LockedOut);
+                }
+                if ["AccountPasswordInvalid", "SSO_AuthenticatePasswordInvalid", "SSO_AuthenticateAccountNotFound"].contains(&code.as_str()) {
+                    prop_assert_eq!(reason, ErrorReason::AuthFailed);
+                }
+                // Quoted server text is shortened, whatever it was.
+                prop_assert!(error.to_string().chars().count() < 600);
+            }
+        }
+    }
+}

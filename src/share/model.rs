@@ -585,3 +585,74 @@ mod tests {
         }
     }
 }
+
+#[cfg(test)]
+mod properties {
+    use proptest::prelude::*;
+
+    use super::*;
+
+    fn row() -> impl Strategy<Value = String> {
+        let date = prop_oneof![
+            any::<i64>().prop_map(|ms| format!("\"Date({ms})\"")),
+            (any::<i64>(), -1500i32..1500)
+                .prop_map(|(ms, off)| format!("\"/Date({ms}{off:+05})/\"")),
+            "\\PC{0,12}".prop_map(|s| serde_json::to_string(&s).unwrap_or_default()),
+            Just("null".to_owned()),
+        ];
+        let value = prop_oneof![
+            (0u64..2000).prop_map(|v| v.to_string()),
+            any::<i64>().prop_map(|v| v.to_string()),
+            any::<f64>().prop_map(|v| serde_json::to_string(&v).unwrap_or_else(|_| "0".into())),
+            Just("\"high\"".to_owned()),
+        ];
+        let trend = prop_oneof![
+            (0i64..12).prop_map(|t| t.to_string()),
+            prop::sample::select(vec!["\"Flat\"", "\"doubleup\"", "\"?\"", "null"])
+                .prop_map(str::to_owned),
+        ];
+        prop_oneof![
+            8 => (date.clone(), value, trend).prop_map(|(d, v, t)| format!(r#"{{"WT":{d},"ST":{d},"DT":{d},"Value":{v},"Trend":{t}}}"#)),
+            1 => Just("\"text\"".to_owned()),
+            1 => Just("{}".to_owned()),
+        ]
+    }
+
+    proptest! {
+        #[test]
+        fn the_readings_parser_never_panics_and_keeps_its_promises(rows in prop::collection::vec(row(), 0..40)) {
+            let body = format!("[{}]", rows.join(","));
+            let batch = parse_wire_readings(body.as_bytes()).unwrap();
+            prop_assert!(batch.readings.len() + batch.rejected.len() <= rows.len());
+            prop_assert!(batch.readings.windows(2).all(|w| w[0].timestamp_ms > w[1].timestamp_ms));
+            prop_assert!(batch.readings.iter().all(|r| GLUCOSE_RANGE.contains(&r.mg_per_dl)));
+        }
+
+        #[test]
+        fn any_bytes_are_an_answer_or_an_error(body in prop::collection::vec(any::<u8>(), 0..200)) {
+            let _ = parse_wire_readings(&body);
+        }
+
+        #[test]
+        fn share_dates_parse_back_what_was_written(ms in any::<i64>(), offset in -1439i32..=1439) {
+            let hours = offset.abs() / 60;
+            let minutes = offset.abs() % 60;
+            let sign = if offset < 0 { '-' } else { '+' };
+            let text = format!("/Date({ms}{sign}{hours:02}{minutes:02})/");
+            let parsed = parse_share_date(&text);
+            if hours <= 14 {
+                let parsed = parsed.unwrap();
+                prop_assert_eq!(parsed.millis, ms);
+                prop_assert_eq!(parsed.offset_minutes, Some(offset));
+            } else {
+                prop_assert!(parsed.is_none());
+            }
+        }
+
+        #[test]
+        fn the_date_parser_never_panics(text in "\\PC{0,40}") {
+            let _ = parse_share_date(&text);
+            let _ = parse_share_date(&format!("Date({text})"));
+        }
+    }
+}
