@@ -390,6 +390,29 @@ impl Simulator {
         self.window(i, now, duration_ms(self.scenario.retention), max_count)
     }
 
+    /// Every reading the account's sensor took with a sensor time in `[from_ms, to_ms)`,
+    /// outside sensor gaps, oldest first: what Share has served or will serve, for comparing
+    /// with what a client saw over a long run (beyond the 24 hours Share keeps).
+    pub fn readings_between(&self, username: &str, from_ms: i64, to_ms: i64) -> Vec<ServedReading> {
+        let Some(i) = self.account_index(username) else {
+            return Vec::new();
+        };
+        let gaps = self.lock().gaps[i].clone();
+        let mut k = self.index_at(i, from_ms);
+        let mut out = Vec::new();
+        loop {
+            let reading = self.reading(i, k);
+            if reading.sensor_ms >= to_ms {
+                break;
+            }
+            if reading.sensor_ms >= from_ms && !self.in_gap(i, reading.sensor_ms, &gaps) {
+                out.push(reading);
+            }
+            k += 1;
+        }
+        out
+    }
+
     fn account_index(&self, username: &str) -> Option<usize> {
         self.accounts
             .iter()

@@ -16,4 +16,6 @@ mod serve;
 mod share_client;
 mod simulator_cli;
 mod simulator_http;
+mod soak;
+mod soak_driver;
 mod web_config;

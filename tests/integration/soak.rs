@@ -1,0 +1,39 @@
+//! The fault soak's short version: one simulated day at 1440 times the wall clock (a minute),
+//! with its goals asserted. `cargo bench --bench soak` runs the long one and prints the same
+//! figures.
+
+use crate::soak_driver::{SoakOptions, run};
+
+#[test]
+fn one_simulated_day_of_faults_locks_nothing_and_loses_nothing() {
+    let report = run(SoakOptions {
+        days: 1.0,
+        speedup: 1440.0,
+        seed: 2026,
+    });
+    println!("{report}");
+    assert!(report.simulated_hours >= 24.0, "{report}");
+    assert_eq!(report.panics, 0, "{report}");
+    assert!(
+        report.unexpected_error_lines.is_empty(),
+        "{report}\n{:#?}",
+        report.unexpected_error_lines
+    );
+    assert_eq!(report.lockouts, 0, "{report}");
+    assert!(
+        report.password_attempts_wrong >= 2,
+        "the phase was exercised: {report}"
+    );
+    assert!(
+        report.min_minutes_between_wrong_attempts >= Some(29.0),
+        "{report}"
+    );
+    assert!(report.max_wrong_attempts_in_24h <= 8, "{report}");
+    assert_eq!(report.readings_missed_outside_disturbances, 0, "{report}");
+    // A day holds 288 sensor times; the injected sensor gaps take some away.
+    assert!(report.readings_served >= 200, "{report}");
+    assert!(
+        report.session_expiries >= 1 && report.restarts >= 1,
+        "{report}"
+    );
+}

@@ -1,0 +1,558 @@
+//! The fault soak: the exporter against the simulator on one clock that runs hundreds of times
+//! faster than the wall clock, for simulated days, with faults injected at random: session
+//! expiry, HTML 5xx, 429 with `Retry-After`, timeouts, empty, oversized, future-dated and
+//! malformed answers, sensor gaps, a wrong-password phase, and abrupt restarts on the same
+//! state directory. Shared by the CI test (`soak.rs`, one simulated day) and the benchmark
+//! (`benches/soak.rs`, a week by hand).
+//!
+//! Each exporter instance runs on a runtime of its own, so a restart can stop it the way a
+//! SIGKILL does: `shutdown_background` drops every task where it stands, no shutdown path
+//! runs, and the next instance finds the state directory as the killed one left it.
+#![allow(dead_code, missing_docs, clippy::unwrap_used)] // a panic is how a soak reports failure
+
+use std::collections::BTreeSet;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant, SystemTime};
+
+use dexcom_exporter::clock::{Clock, ScaledClock};
+use dexcom_exporter::config::{Cli, Config, Environment};
+use dexcom_exporter::exporter::Exporter;
+use dexcom_exporter::share::Endpoint;
+use dexcom_exporter::simulator::{AccountSpec, Fault, Scenario, Simulator};
+
+const USER: &str = "soak@example.com";
+const PASSWORD: &str = "soak-password";
+const INTERVAL: Duration = Duration::from_secs(300);
+const INTERVAL_MS: i64 = 300_000;
+const HOUR_MS: i64 = 3_600_000;
+const DAY_MS: i64 = 24 * HOUR_MS;
+
+/// What to run.
+#[derive(Debug, Clone, Copy)]
+pub struct SoakOptions {
+    /// Simulated days.
+    pub days: f64,
+    /// How many times faster than the wall clock time runs.
+    pub speedup: f64,
+    /// Seed of the fault plan.
+    pub seed: u64,
+}
+
+/// What the soak measured.
+#[derive(Debug, Default)]
+pub struct SoakReport {
+    pub simulated_hours: f64,
+    pub wall_seconds: f64,
+    pub readings_served: usize,
+    pub readings_missed: usize,
+    pub readings_missed_outside_disturbances: usize,
+    pub faults_injected: usize,
+    pub session_expiries: usize,
+    pub relogins: u64,
+    pub restarts: usize,
+    pub wrong_password_hours: f64,
+    pub password_attempts_wrong: usize,
+    pub min_minutes_between_wrong_attempts: Option<f64>,
+    pub max_wrong_attempts_in_24h: usize,
+    pub lockouts: u64,
+    pub rss_start_kib: u64,
+    pub rss_end_kib: u64,
+    pub panics: u64,
+    pub unexpected_error_lines: Vec<String>,
+}
+
+impl std::fmt::Display for SoakReport {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        writeln!(
+            f,
+            "simulated {:.1} h in {:.1} s of wall time",
+            self.simulated_hours, self.wall_seconds
+        )?;
+        writeln!(
+            f,
+            "readings served by Share: {}; never on /metrics: {} ({} outside injected disturbances)",
+            self.readings_served, self.readings_missed, self.readings_missed_outside_disturbances
+        )?;
+        writeln!(
+            f,
+            "faults injected: {}; session expiries: {}; re-logins: {}; abrupt restarts: {}",
+            self.faults_injected, self.session_expiries, self.relogins, self.restarts
+        )?;
+        writeln!(
+            f,
+            "wrong-password phase: {:.1} h, {} password attempts, closest two {} min apart, at most {} in 24 h; Share lockouts: {}",
+            self.wrong_password_hours,
+            self.password_attempts_wrong,
+            self.min_minutes_between_wrong_attempts
+                .map_or("-".to_owned(), |m| format!("{m:.1}")),
+            self.max_wrong_attempts_in_24h,
+            self.lockouts
+        )?;
+        writeln!(
+            f,
+            "resident memory: {} KiB at start, {} KiB at end",
+            self.rss_start_kib, self.rss_end_kib
+        )?;
+        write!(
+            f,
+            "panics: {}; unexpected ERROR lines: {}",
+            self.panics,
+            self.unexpected_error_lines.len()
+        )
+    }
+}
+
+/// Log lines from every thread, for counting ERROR lines.
+#[derive(Clone, Default)]
+struct LogSink(Arc<Mutex<Vec<u8>>>);
+
+impl std::io::Write for LogSink {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        if let Ok(mut all) = self.0.lock() {
+            all.extend_from_slice(buf);
+        }
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+impl<'a> tracing_subscriber::fmt::MakeWriter<'a> for LogSink {
+    type Writer = LogSink;
+
+    fn make_writer(&'a self) -> Self::Writer {
+        self.clone()
+    }
+}
+
+struct Env(&'static str);
+
+impl Environment for Env {
+    fn var(&self, name: &str) -> Option<String> {
+        (name == "DEXCOM_PASSWORD").then(|| self.0.to_owned())
+    }
+}
+
+/// One exporter process, as far as a restart can tell.
+struct Instance {
+    runtime: Option<tokio::runtime::Runtime>,
+    addr: SocketAddr,
+}
+
+impl Instance {
+    fn start(
+        base_url: &str,
+        state: &std::path::Path,
+        password: &'static str,
+        clock: Arc<dyn Clock>,
+    ) -> Self {
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
+            .enable_all()
+            .build()
+            .unwrap();
+        let storage = state.display().to_string();
+        let cli = <Cli as clap::Parser>::try_parse_from([
+            "dexcom_exporter",
+            "--dexcom.username",
+            USER,
+            "--dexcom.base-url",
+            base_url,
+            "--dexcom.reading-interval",
+            "5m",
+            "--dexcom.request-timeout",
+            "300ms",
+            "--storage.path",
+            &storage,
+        ])
+        .unwrap();
+        let config = Config::from_cli(cli, &Env(password)).unwrap();
+        let addr = runtime.block_on(async move {
+            let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+            let exporter = Exporter::with_listener(config, listener, clock)
+                .await
+                .unwrap();
+            let addr = exporter.local_addr();
+            tokio::spawn(exporter.run(std::future::pending()));
+            addr
+        });
+        Instance {
+            runtime: Some(runtime),
+            addr,
+        }
+    }
+
+    /// Stops every task where it stands, as SIGKILL would.
+    fn kill(mut self) {
+        if let Some(runtime) = self.runtime.take() {
+            runtime.shutdown_background();
+        }
+    }
+}
+
+/// A simulated-time interval during which missed readings are expected.
+#[derive(Debug, Clone, Copy)]
+struct Disturbance {
+    from_ms: i64,
+    to_ms: i64,
+}
+
+fn rss_kib() -> u64 {
+    std::fs::read_to_string("/proc/self/status")
+        .unwrap_or_default()
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.split_whitespace().next()?.parse().ok())
+        .unwrap_or(0)
+}
+
+fn sample(scrape: &str, name: &str) -> Option<f64> {
+    let prefix = format!("{name}{{account=\"{USER}\"}} ");
+    scrape
+        .lines()
+        .find_map(|l| l.strip_prefix(&prefix))
+        .and_then(|v| v.trim().parse().ok())
+}
+
+/// Runs the soak and reports.
+pub fn run(options: SoakOptions) -> SoakReport {
+    let panics = Arc::new(AtomicU64::new(0));
+    {
+        let panics = panics.clone();
+        let default = std::panic::take_hook();
+        std::panic::set_hook(Box::new(move |info| {
+            panics.fetch_add(1, Ordering::Relaxed);
+            default(info);
+        }));
+    }
+    let logs = LogSink::default();
+    let _ = tracing::subscriber::set_global_default(
+        tracing_subscriber::fmt()
+            .with_ansi(false)
+            .with_max_level(tracing::Level::INFO)
+            .with_writer(logs.clone())
+            .finish(),
+    );
+
+    let driver = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()
+        .unwrap();
+    let clock: Arc<dyn Clock> = Arc::new(ScaledClock::new(SystemTime::now(), options.speedup));
+    let scenario = Scenario {
+        seed: options.seed,
+        reading_interval: INTERVAL,
+        accounts: vec![AccountSpec::new(USER, PASSWORD)],
+        ..Scenario::default()
+    };
+    let simulator = Simulator::with_clock(scenario, clock.clone()).unwrap();
+    let running = driver
+        .block_on(simulator.start("127.0.0.1:0".parse().unwrap()))
+        .unwrap();
+    let sim = running.simulator.clone();
+    let base_url = running.base_url();
+    let state = std::env::temp_dir().join(format!(
+        "dexcom-soak-{}-{}",
+        std::process::id(),
+        options.seed
+    ));
+    let _ = std::fs::remove_dir_all(&state);
+    let http = reqwest::Client::new();
+    let mut rng = fastrand::Rng::with_seed(options.seed);
+
+    let wall_start = Instant::now();
+    let start_ms = clock.now_ms();
+    let end_ms = start_ms + (options.days * DAY_MS as f64) as i64;
+    let mut report = SoakReport::default();
+    let mut disturbances: Vec<Disturbance> = Vec::new();
+    let mut seen: BTreeSet<i64> = BTreeSet::new();
+    let mut instance = Some(Instance::start(&base_url, &state, PASSWORD, clock.clone()));
+    let mut successful_starts: u64 = 1;
+    let mut next_event_ms = start_ms + HOUR_MS;
+    let mut restart_at: Option<(i64, &'static str)> = None;
+    // The wrong-password phase: hours 10 to 14 of each simulated day.
+    let mut wrong_phase: Option<(i64, i64)> = None;
+    let mut wrong_attempts: Vec<i64> = Vec::new();
+    let mut last_authenticate = 0;
+    let mut gap_until: Option<i64> = None;
+    let mut log_offset = 0;
+    let mut lockouts_seen = 0.0f64;
+    let mut plan: Vec<u32> = Vec::new();
+
+    while clock.now_ms() < end_ms {
+        let now = clock.now_ms();
+        let day_hour = (now - start_ms).rem_euclid(DAY_MS) / HOUR_MS;
+
+        // Scrape.
+        if let Some(current) = &instance {
+            let url = format!("http://{}/metrics", current.addr);
+            if let Ok(Ok(body)) = driver.block_on(async {
+                tokio::time::timeout(Duration::from_secs(2), async {
+                    http.get(&url).send().await?.text().await
+                })
+                .await
+            }) {
+                if let Some(t) = sample(&body, "dexcom_glucose_reading_timestamp_seconds") {
+                    seen.insert((t * 1000.0).round() as i64);
+                }
+                let lockouts = sample_labelled(&body, "locked_out");
+                if lockouts > lockouts_seen {
+                    report.lockouts += (lockouts - lockouts_seen) as u64;
+                }
+                lockouts_seen = lockouts;
+            }
+        }
+
+        // Password attempts.
+        let counts = sim.request_counts(USER);
+        if counts.authenticate > last_authenticate {
+            if wrong_phase.is_some() {
+                wrong_attempts.push(now);
+            }
+            last_authenticate = counts.authenticate;
+        }
+
+        // Unexpected ERROR lines (the wrong-password phase's are expected).
+        if let Ok(all) = logs.0.lock() {
+            let text = String::from_utf8_lossy(&all[log_offset..]).into_owned();
+            log_offset = all.len();
+            for line in text.lines().filter(|l| l.contains(" ERROR ")) {
+                let expected = wrong_phase.is_some() || line.contains("refused the login");
+                if !expected {
+                    report.unexpected_error_lines.push(line.to_owned());
+                }
+            }
+        }
+
+        // A pending restart after a kill.
+        if let Some((at, password)) = restart_at
+            && now >= at
+        {
+            instance = Some(Instance::start(&base_url, &state, password, clock.clone()));
+            if password == PASSWORD {
+                successful_starts += 1;
+            }
+            restart_at = None;
+        }
+
+        // The wrong-password phase.
+        if wrong_phase.is_none() && day_hour == 10 && restart_at.is_none() {
+            if let Some(current) = instance.take() {
+                current.kill();
+                report.restarts += 1;
+            }
+            instance = Some(Instance::start(
+                &base_url,
+                &state,
+                "a-wrong-password",
+                clock.clone(),
+            ));
+            wrong_phase = Some((now, now + 4 * HOUR_MS));
+        }
+        if let Some((from, to)) = wrong_phase {
+            if now >= to {
+                if let Some(current) = instance.take() {
+                    current.kill();
+                    report.restarts += 1;
+                }
+                instance = Some(Instance::start(&base_url, &state, PASSWORD, clock.clone()));
+                successful_starts += 1;
+                report.wrong_password_hours += (now - from) as f64 / HOUR_MS as f64;
+                disturbances.push(Disturbance {
+                    from_ms: from,
+                    to_ms: now + 2 * INTERVAL_MS,
+                });
+                wrong_phase = None;
+            } else if now >= from + HOUR_MS && rng.u32(0..400) == 0 && restart_at.is_none() {
+                // Restarts during the wrong-password phase too: the loop systemd would make.
+                if let Some(current) = instance.take() {
+                    current.kill();
+                    report.restarts += 1;
+                }
+                instance = Some(Instance::start(
+                    &base_url,
+                    &state,
+                    "a-wrong-password",
+                    clock.clone(),
+                ));
+            }
+        }
+
+        // Sensor gap end.
+        if gap_until.is_some_and(|until| now >= until) {
+            sim.end_gap(USER);
+            gap_until = None;
+        }
+
+        // Random events, about one a simulated hour, outside the wrong-password phase.
+        if now >= next_event_ms && wrong_phase.is_none() && restart_at.is_none() {
+            next_event_ms = now + HOUR_MS / 2 + rng.i64(0..HOUR_MS);
+            let mut disturb = |minutes: i64| {
+                disturbances.push(Disturbance {
+                    from_ms: now,
+                    to_ms: now + minutes * 60_000 + 2 * INTERVAL_MS,
+                });
+            };
+            report.faults_injected += 1;
+            // Every kind in turn, in a shuffled order, so a day holds each at least twice.
+            if plan.is_empty() {
+                plan = (0..9).collect();
+                rng.shuffle(&mut plan);
+            }
+            match plan.pop().unwrap_or(0) {
+                0 => {
+                    sim.expire_sessions();
+                    report.session_expiries += 1;
+                }
+                1 => {
+                    sim.inject(Fault::Html500, Some(Endpoint::ReadGlucose), 3);
+                    disturb(20);
+                }
+                2 => {
+                    sim.inject(
+                        Fault::RateLimited {
+                            retry_after: Some(Duration::from_millis(50)),
+                        },
+                        Some(Endpoint::ReadGlucose),
+                        2,
+                    );
+                    disturb(20);
+                }
+                3 => {
+                    sim.inject(
+                        Fault::Slow(Duration::from_secs(1)),
+                        Some(Endpoint::ReadGlucose),
+                        2,
+                    );
+                    disturb(20);
+                }
+                4 => {
+                    sim.inject(Fault::EmptyBody200, Some(Endpoint::ReadGlucose), 2);
+                    disturb(20);
+                }
+                5 => {
+                    let body = format!(
+                        "[{}]",
+                        r#"{"WT":"Date(1)","Value":100,"Trend":"Flat"},"#.repeat(30_000)
+                    );
+                    sim.inject(
+                        Fault::Raw {
+                            status: 200,
+                            content_type: "application/json",
+                            body,
+                        },
+                        Some(Endpoint::ReadGlucose),
+                        1,
+                    );
+                    disturb(15);
+                }
+                6 => {
+                    // The real newest readings, plus one dated a day ahead and a malformed row.
+                    let rows: Vec<String> = sim
+                        .visible_readings(USER, 3)
+                        .iter()
+                        .map(|r| format!(r#"{{"WT":"Date({0})","ST":"Date({0})","DT":"Date({0}+0000)","Value":{1},"Trend":"Flat"}}"#, r.sensor_ms, r.mg_per_dl))
+                        .collect();
+                    let body = format!(
+                        r#"[{{"WT":"Date({})","Value":222,"Trend":"Flat"}},{{"Value":"x"}},{}]"#,
+                        now + DAY_MS,
+                        rows.join(",")
+                    );
+                    sim.inject(
+                        Fault::Raw {
+                            status: 200,
+                            content_type: "application/json",
+                            body,
+                        },
+                        Some(Endpoint::ReadGlucose),
+                        2,
+                    );
+                    disturb(15);
+                }
+                7 => {
+                    sim.start_gap(USER);
+                    let minutes = 20 + rng.i64(0..60);
+                    gap_until = Some(now + minutes * 60_000);
+                    disturb(minutes);
+                }
+                _ => {
+                    // An abrupt restart after some downtime, on the same state directory.
+                    if let Some(current) = instance.take() {
+                        current.kill();
+                        report.restarts += 1;
+                    }
+                    let down = 60_000 + rng.i64(0..15 * 60_000);
+                    restart_at = Some((now + down, PASSWORD));
+                    disturb(down / 60_000 + 1);
+                }
+            }
+        }
+
+        std::thread::sleep(Duration::from_millis(10));
+        if report.rss_start_kib == 0 && !seen.is_empty() {
+            report.rss_start_kib = rss_kib();
+        }
+    }
+    report.rss_end_kib = rss_kib();
+
+    // Readings Share served over the run (after the first and before the last interval).
+    let served = sim.readings_between(USER, start_ms + INTERVAL_MS, end_ms - 2 * INTERVAL_MS);
+    report.readings_served = served.len();
+    for (i, reading) in served.iter().enumerate() {
+        if seen.contains(&reading.sensor_ms) {
+            continue;
+        }
+        report.readings_missed += 1;
+        let until = served
+            .get(i + 1)
+            .map_or(reading.visible_ms + INTERVAL_MS, |next| next.visible_ms);
+        let disturbed = disturbances
+            .iter()
+            .any(|d| d.from_ms <= until && d.to_ms >= reading.visible_ms);
+        if !disturbed {
+            report.readings_missed_outside_disturbances += 1;
+        }
+    }
+
+    report.password_attempts_wrong = wrong_attempts.len();
+    report.min_minutes_between_wrong_attempts = wrong_attempts
+        .windows(2)
+        .map(|w| (w[1] - w[0]) as f64 / 60_000.0)
+        .reduce(f64::min);
+    report.max_wrong_attempts_in_24h = wrong_attempts
+        .iter()
+        .enumerate()
+        .map(|(i, t)| {
+            wrong_attempts[i..]
+                .iter()
+                .take_while(|u| **u < t + DAY_MS)
+                .count()
+        })
+        .max()
+        .unwrap_or(0);
+    let counts = sim.request_counts(USER);
+    report.relogins = counts.login.saturating_sub(successful_starts);
+    report.simulated_hours = (clock.now_ms() - start_ms) as f64 / HOUR_MS as f64;
+    report.wall_seconds = wall_start.elapsed().as_secs_f64();
+    report.panics = panics.load(Ordering::Relaxed);
+    if let Some(current) = instance.take() {
+        current.kill();
+    }
+    driver.block_on(running.stop());
+    let _ = std::fs::remove_dir_all(&state);
+    report
+}
+
+fn sample_labelled(scrape: &str, reason: &str) -> f64 {
+    let prefix = format!("dexcom_poll_errors_total{{account=\"{USER}\",reason=\"{reason}\"}} ");
+    scrape
+        .lines()
+        .find_map(|l| l.strip_prefix(&prefix))
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or(0.0)
+}
