@@ -121,6 +121,10 @@ impl Exporter {
         ));
         let mut pollers = Vec::with_capacity(config.accounts.len());
         for (account, account_metrics) in config.accounts.iter().zip(metrics.accounts()) {
+            let state = config
+                .storage
+                .as_ref()
+                .map(|dir| Arc::new(dir.account(&account.name)));
             let client = ShareClient::new(ClientSettings {
                 base_url: account.base_url.clone(),
                 application_id: account.region.application_id().to_owned(),
@@ -135,9 +139,9 @@ impl Exporter {
             })?
             .with_gate(
                 config.reading_interval,
-                config.storage.as_ref().map(|dir| {
-                    Arc::new(dir.account(&account.name)) as Arc<dyn crate::share::gate::GateStore>
-                }),
+                state
+                    .clone()
+                    .map(|file| file as Arc<dyn crate::share::gate::GateStore>),
                 clock.clone(),
             );
             pollers.push(AccountPoller::new(
@@ -146,6 +150,7 @@ impl Exporter {
                 metrics.request_durations(),
                 config.reading_interval,
                 clock.clone(),
+                state,
             ));
         }
         match (&config.storage, demo.is_some()) {

@@ -1,7 +1,8 @@
 //! What must survive a restart, kept in the state directory (`--storage.path`, by default
 //! systemd's `$STATE_DIRECTORY`): per account, the login gate's memory of failed password
-//! attempts and the fingerprint of the password they were made with. Without it, a crash or
-//! restart loop would send a wrong password once per restart and lock the Dexcom account.
+//! attempts and the fingerprint of the password they were made with, and the upload delay the
+//! poller learned. Without it, a crash or restart loop would send a wrong password once per
+//! restart and lock the Dexcom account.
 //!
 //! One small JSON file per account, `account-<name>.json` (the name percent-encoded), with a
 //! format `version`. Writes are atomic: a temporary file, `fsync`, `rename`, `fsync` of the
@@ -94,6 +95,10 @@ struct AccountState {
     account: String,
     /// The login gate's memory.
     gate: Option<GateState>,
+    /// The upload delay the poller learned (its grace), in ms, so the first reading after a
+    /// restart is read as promptly as the last one before it.
+    #[serde(default)]
+    upload_grace_ms: Option<f64>,
 }
 
 /// One account's state file; the account's Share client loads and saves its gate through it.
@@ -109,6 +114,39 @@ impl AccountStateFile {
     /// The file.
     pub fn path(&self) -> &Path {
         &self.path
+    }
+
+    /// The learned upload grace saved by an earlier run.
+    pub fn upload_grace(&self) -> Option<std::time::Duration> {
+        let ms = self.state.lock().ok()?.upload_grace_ms?;
+        (ms.is_finite() && ms >= 0.0).then(|| std::time::Duration::from_secs_f64(ms / 1000.0))
+    }
+
+    /// Saves the learned upload grace.
+    pub fn save_upload_grace(&self, grace: std::time::Duration) {
+        let Ok(mut state) = self.state.lock() else {
+            return;
+        };
+        state.upload_grace_ms = Some(grace.as_secs_f64() * 1000.0);
+        self.persist(&mut state);
+    }
+
+    /// Writes `state` (already holding the change), logging a failure once per episode.
+    fn persist(&self, state: &mut AccountState) {
+        state.version = FORMAT_VERSION;
+        state.account.clone_from(&self.account);
+        match self.write(state) {
+            Ok(()) => {
+                if self.said_write_error.swap(false, Ordering::Relaxed) {
+                    tracing::info!(account = %self.account, path = %self.path.display(), "state file written again");
+                }
+            }
+            Err(error) => {
+                if !self.said_write_error.swap(true, Ordering::Relaxed) {
+                    tracing::error!(account = %self.account, path = %self.path.display(), %error, "cannot write the state file: login limits will not survive a restart until this is fixed");
+                }
+            }
+        }
     }
 
     fn write(&self, state: &AccountState) -> std::io::Result<()> {
@@ -141,21 +179,8 @@ impl GateStore for AccountStateFile {
         let Ok(mut state) = self.state.lock() else {
             return;
         };
-        state.version = FORMAT_VERSION;
-        state.account.clone_from(&self.account);
         state.gate = Some(gate.clone());
-        match self.write(&state) {
-            Ok(()) => {
-                if self.said_write_error.swap(false, Ordering::Relaxed) {
-                    tracing::info!(account = %self.account, path = %self.path.display(), "state file written again");
-                }
-            }
-            Err(error) => {
-                if !self.said_write_error.swap(true, Ordering::Relaxed) {
-                    tracing::error!(account = %self.account, path = %self.path.display(), %error, "cannot write the state file: login limits will not survive a restart until this is fixed");
-                }
-            }
-        }
+        self.persist(&mut state);
     }
 }
 
@@ -231,6 +256,13 @@ mod tests {
         );
         let text = std::fs::read_to_string(again.path()).unwrap();
         assert!(text.contains("\"version\": 1"), "{text}");
+        again.save_upload_grace(std::time::Duration::from_millis(7250));
+        let third = StateDir::open(&dir).unwrap().account("kid@example.com");
+        assert_eq!(
+            third.upload_grace(),
+            Some(std::time::Duration::from_millis(7250))
+        );
+        assert_eq!(third.load(), again.load(), "the gate's part is kept");
         std::fs::remove_dir_all(dir).unwrap();
     }
 

@@ -16,6 +16,7 @@ use crate::share::{
     ClientObserver, Endpoint, ErrorReason, ReadBatch, Reading, RejectReason, ShareClient,
     ShareError,
 };
+use crate::state::AccountStateFile;
 
 /// Readings asked for on each poll: the newest and the ones before it (for the delta, and so a
 /// future-dated row at the top cannot hide the real newest one), from the whole day Share
@@ -93,6 +94,8 @@ pub struct AccountPoller {
     said_empty: bool,
     /// The reasons readings were rejected for at the last poll, to log each episode once.
     rejecting: Vec<RejectReason>,
+    /// Where the learned upload grace is kept across restarts, and the value last saved.
+    state: Option<(Arc<AccountStateFile>, Duration)>,
 }
 
 impl AccountPoller {
@@ -103,6 +106,7 @@ impl AccountPoller {
         durations: Arc<RequestDurations>,
         interval: Duration,
         clock: Arc<dyn Clock>,
+        state: Option<Arc<AccountStateFile>>,
     ) -> Self {
         let seed = {
             use std::hash::{Hash, Hasher};
@@ -116,10 +120,17 @@ impl AccountPoller {
             clock: clock.clone(),
             said_skew: AtomicBool::new(false),
         }));
+        let mut schedule = Schedule::new(interval, seed);
+        let saved = state.as_ref().and_then(|s| s.upload_grace());
+        if let Some(grace) = saved {
+            schedule = schedule.with_grace(grace);
+        }
+        let state = state.map(|s| (s, schedule.grace()));
         AccountPoller {
+            state,
             client,
             metrics,
-            schedule: Schedule::new(interval, seed),
+            schedule,
             interval,
             clock,
             last_reason: None,
@@ -151,6 +162,7 @@ impl AccountPoller {
             };
             let now_ms = self.clock.now_ms();
             let mut next_ms = self.schedule.next_poll(outcome, now_ms);
+            self.save_grace_if_moved().await;
             if let Some(gate) = self
                 .client
                 .login_not_before()
@@ -290,6 +302,21 @@ impl AccountPoller {
             reading: newest,
             delta_mg_per_dl,
         });
+    }
+
+    /// Saves the learned grace when it has moved by 1% of the interval since the last save:
+    /// often enough to start well after a restart, rarely enough to cost no disk wear.
+    async fn save_grace_if_moved(&mut self) {
+        let grace = self.schedule.grace();
+        let Some((file, saved)) = &mut self.state else {
+            return;
+        };
+        if grace.abs_diff(*saved) < self.interval / 100 {
+            return;
+        }
+        *saved = grace;
+        let file = file.clone();
+        let _ = tokio::task::spawn_blocking(move || file.save_upload_grace(grace)).await;
     }
 
     /// Sleeps for `wait` of the clock's time; `false` if `shutdown` came first.
