@@ -409,3 +409,48 @@ async fn sighup_rereads_the_web_config_and_never_ends_the_process() {
     sigterm(&child);
     assert_eq!(child.wait().unwrap().code(), Some(0));
 }
+
+#[tokio::test]
+async fn sigterm_ends_the_process_promptly_while_share_hangs() {
+    let sim = start(scenario(Duration::from_secs(300))).await;
+    // Share takes two minutes to answer the login: the request is in flight at SIGTERM.
+    sim.simulator.inject(
+        dexcom_exporter::simulator::Fault::Slow(Duration::from_secs(120)),
+        Some(dexcom_exporter::share::Endpoint::Authenticate),
+        1,
+    );
+    let Started {
+        mut child,
+        stderr: _stderr,
+        ..
+    } = start_logged(
+        exporter()
+            .args([
+                "--web.listen-address",
+                "127.0.0.1:0",
+                "--dexcom.request-timeout",
+                "2m",
+                "--dexcom.username",
+                USERNAME,
+                "--dexcom.base-url",
+                &sim.base_url(),
+            ])
+            .env("DEXCOM_PASSWORD", PASSWORD),
+    );
+    crate::harness::wait_until(Duration::from_secs(10), "the login reaches Share", || {
+        sim.simulator.request_counts(USERNAME).authenticate == 1
+    })
+    .await;
+    let asked = std::time::Instant::now();
+    sigterm(&child);
+    let status = tokio::task::spawn_blocking(move || child.wait().unwrap())
+        .await
+        .unwrap();
+    let took = asked.elapsed();
+    assert_eq!(status.code(), Some(0));
+    assert!(
+        took < Duration::from_secs(10),
+        "shutdown waited {took:?} for a request in flight"
+    );
+    sim.stop().await;
+}
