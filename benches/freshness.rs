@@ -327,6 +327,26 @@ async fn main() {
         baseline_reads,
         BASELINE_PHASES,
     );
+    // The first new reading after start, per account: the one a restart makes people wait for.
+    let mut firsts: Vec<i64> = (0..names.len())
+        .filter_map(|i| {
+            observed
+                .lags_ms
+                .iter()
+                .filter(|(key, _)| key.rem_euclid(names.len() as i64) == i as i64)
+                .min_by_key(|(key, _)| **key)
+                .map(|(_, lag)| *lag)
+        })
+        .collect();
+    firsts.sort_unstable();
+    if let (Some(median), Some(worst)) = (firsts.get(firsts.len() / 2), firsts.last()) {
+        println!(
+            "first new reading after start: lag {:.2} s ({:.1}% of the interval) at the median account, {:.2} s at worst",
+            *median as f64 / 1000.0,
+            100.0 * *median as f64 / interval_ms as f64,
+            *worst as f64 / 1000.0
+        );
+    }
     println!();
     scrape_latencies.sort_unstable();
     let pct = |p: f64| scrape_latencies[((scrape_latencies.len() - 1) as f64 * p) as usize];
