@@ -11,8 +11,10 @@
 mod client;
 mod error;
 pub mod gate;
+mod login;
 mod model;
 mod region;
+mod transport;
 
 pub use client::{
     ClientObserver, ClientSettings, Login, MAX_BODY_BYTES, ReadBatch, ShareClient, USER_AGENT,

@@ -4,6 +4,10 @@
 //! and a string trend. Before: WCF dates `"\/Date(ms)\/"` (decoded as `/Date(ms)/`), an integer
 //! trend, and a DT whose epoch is shifted by the display offset. So the instant always comes
 //! from WT (falling back to ST), and DT only contributes its offset suffix.
+//!
+//! Past 500 lines because of its tests: about 380 lines of code, then the recorded wire
+//! examples of `share-protocol.md` and the property tests of both parsers, kept beside the code
+//! they pin.
 
 use std::fmt;
 

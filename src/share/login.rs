@@ -1,0 +1,220 @@
+//! Logging in: the two password-bearing requests, each behind the account's [`LoginGate`], and
+//! the gate's memory kept with a fingerprint of the password it is about. Every path to
+//! `AuthenticatePublisherAccount` and `LoginPublisherAccountById` starts at `ensure_session`,
+//! which needs the gate's permit; the request methods take that permit as an argument, so no
+//! code path can send the password without asking.
+
+use std::time::Duration;
+
+use secrecy::{ExposeSecret, SecretString};
+use uuid::Uuid;
+
+use super::client::{FINGERPRINT_COST, Login, ShareClient};
+use super::error::{ShareError, redact_excerpt};
+use super::gate::{GateClosed, GateState, LoginGate, LoginOutcome, LoginPermit};
+use super::region::Endpoint;
+use crate::clock::from_unix_ms;
+
+impl ShareClient {
+    pub(super) async fn ensure_session(&mut self) -> Result<SecretString, ShareError> {
+        if let Some(session) = &self.session_id {
+            return Ok(session.clone());
+        }
+        self.check_fingerprint().await;
+        let permit = self
+            .gate
+            .open(self.clock.now_ms())
+            .map_err(|closed| self.deferred(closed))?;
+        self.observer.login_started();
+        let result = self.login(&permit).await;
+        self.save_gate().await;
+        let session = SecretString::from(result?.hyphenated().to_string());
+        self.session_id = Some(session.clone());
+        Ok(session)
+    }
+
+    /// The login requests, each recorded with the gate as soon as it ends.
+    async fn login(&mut self, permit: &LoginPermit) -> Result<Uuid, ShareError> {
+        let account_id = match (self.account_id, &self.settings.login) {
+            (Some(id), _) => id,
+            (None, Login::AccountId(id)) => *id,
+            (None, Login::Username(name)) => {
+                let name = name.clone();
+                let result = self.authenticate(permit, &name).await;
+                self.gate
+                    .record(permit, self.clock.now_ms(), login_outcome(&result));
+                let id = result?;
+                self.account_id = Some(id);
+                id
+            }
+        };
+        let result = self.login_by_id(permit, account_id).await;
+        self.gate
+            .record(permit, self.clock.now_ms(), login_outcome(&result));
+        result
+    }
+
+    fn deferred(&self, closed: GateClosed) -> ShareError {
+        ShareError::LoginDeferred {
+            until: from_unix_ms(closed.until_ms),
+            confirmed: self.gate.confirmed(),
+        }
+    }
+
+    /// Once per client: a saved state about a different password (the user fixed it) is
+    /// dropped, so the new password is tried at once.
+    async fn check_fingerprint(&mut self) {
+        if std::mem::replace(&mut self.fingerprint_checked, true) {
+            return;
+        }
+        let Some(fingerprint) = self.gate.state().fingerprint.clone() else {
+            return;
+        };
+        let password = self.settings.password.clone();
+        let same = tokio::task::spawn_blocking(move || {
+            bcrypt::verify(password.expose_secret(), &fingerprint).unwrap_or(false)
+        })
+        .await
+        .unwrap_or(false);
+        if !same {
+            if !self.gate.state().failures_ms.is_empty() {
+                tracing::info!(
+                    "the password differs from the one Dexcom Share refused before: trying it now"
+                );
+            }
+            self.gate = LoginGate::new(GateState::default(), self.gate_interval());
+        }
+    }
+
+    fn gate_interval(&self) -> Duration {
+        self.gate.interval()
+    }
+
+    /// Saves the gate's state with a fingerprint of this password, off the async workers
+    /// (bcrypt and fsync are slow).
+    async fn save_gate(&mut self) {
+        let Some(store) = self.gate_store.clone() else {
+            return;
+        };
+        if self.gate.state().fingerprint.is_none() {
+            let password = self.settings.password.clone();
+            let hashed = tokio::task::spawn_blocking(move || {
+                bcrypt::hash(password.expose_secret(), FINGERPRINT_COST).ok()
+            })
+            .await
+            .ok()
+            .flatten();
+            if let Some(fingerprint) = hashed {
+                self.gate.set_fingerprint(fingerprint);
+            }
+        }
+        let state = self.gate.state().clone();
+        let _ = tokio::task::spawn_blocking(move || store.save(&state)).await;
+    }
+
+    async fn authenticate(&self, _permit: &LoginPermit, name: &str) -> Result<Uuid, ShareError> {
+        let body = serde_json::json!({
+            "accountName": name,
+            "password": self.settings.password.expose_secret(),
+            "applicationId": self.settings.application_id,
+        });
+        let answer = self.post(Endpoint::Authenticate, &[], Some(body)).await?;
+        self.parse_uuid_body(Endpoint::Authenticate, &answer.bytes)
+    }
+
+    async fn login_by_id(
+        &self,
+        _permit: &LoginPermit,
+        account_id: Uuid,
+    ) -> Result<Uuid, ShareError> {
+        let body = serde_json::json!({
+            "accountId": account_id.hyphenated().to_string(),
+            "password": self.settings.password.expose_secret(),
+            "applicationId": self.settings.application_id,
+        });
+        let answer = self.post(Endpoint::LoginById, &[], Some(body)).await?;
+        self.parse_uuid_body(Endpoint::LoginById, &answer.bytes)
+    }
+
+    /// Parses a login answer: a JSON string holding a UUID that is not the nil UUID.
+    fn parse_uuid_body(&self, endpoint: Endpoint, body: &[u8]) -> Result<Uuid, ShareError> {
+        let text: String =
+            serde_json::from_slice(body).map_err(|_| ShareError::InvalidResponse {
+                endpoint,
+                detail: format!(
+                    "expected a quoted UUID, got {}",
+                    redact_excerpt(&self.scrub(&String::from_utf8_lossy(body)))
+                ),
+            })?;
+        let id = Uuid::parse_str(text.trim()).map_err(|_| ShareError::InvalidResponse {
+            endpoint,
+            detail: format!(
+                "expected a UUID, got {}",
+                redact_excerpt(&self.scrub(&text))
+            ),
+        })?;
+        if id.is_nil() {
+            return Err(ShareError::NilUuid { endpoint });
+        }
+        Ok(id)
+    }
+}
+
+/// How a login request's result counts against the account.
+fn login_outcome<T>(result: &Result<T, ShareError>) -> LoginOutcome {
+    match result {
+        Ok(_) => LoginOutcome::Accepted,
+        Err(ShareError::AuthFailed { .. } | ShareError::NilUuid { .. }) => LoginOutcome::Rejected,
+        Err(ShareError::InvalidArgument { .. }) => LoginOutcome::Rejected,
+        Err(ShareError::LockedOut { .. }) => LoginOutcome::LockedOut,
+        Err(ShareError::Connection { source, .. }) if source.is_connect() => LoginOutcome::NotSent,
+        Err(
+            ShareError::InvalidRequest { .. }
+            | ShareError::ClientBuild { .. }
+            | ShareError::LoginDeferred { .. },
+        ) => LoginOutcome::NotSent,
+        Err(_) => LoginOutcome::Ambiguous,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::client::tests::client;
+    use super::*;
+
+    #[test]
+    fn uuid_bodies() {
+        let client = client("hunter22");
+        let parse_uuid_body = |endpoint, body: &[u8]| client.parse_uuid_body(endpoint, body);
+        let ok = parse_uuid_body(
+            Endpoint::LoginById,
+            br#""55555555-5555-5555-5555-555555555555""#,
+        );
+        assert_eq!(
+            ok.unwrap().to_string(),
+            "55555555-5555-5555-5555-555555555555"
+        );
+        let nil = parse_uuid_body(
+            Endpoint::LoginById,
+            br#""00000000-0000-0000-0000-000000000000""#,
+        );
+        assert!(matches!(nil, Err(ShareError::NilUuid { .. })));
+        let bare = parse_uuid_body(
+            Endpoint::Authenticate,
+            b"55555555-5555-5555-5555-555555555555",
+        );
+        assert!(matches!(bare, Err(ShareError::InvalidResponse { .. })));
+        let junk = parse_uuid_body(Endpoint::Authenticate, br#""hello""#);
+        assert!(matches!(junk, Err(ShareError::InvalidResponse { .. })));
+        let echo = parse_uuid_body(
+            Endpoint::Authenticate,
+            br#"<html>bad request: {"password":"hunter22"}</html>"#,
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(
+            !echo.contains("hunter22") && echo.contains("<password>"),
+            "{echo}"
+        );
+    }
+}

@@ -1,0 +1,239 @@
+//! One request to Share and what its answer means: the POST with its size cap and no redirects,
+//! the `Date` and `Retry-After` headers, and the classification of a failed answer, with the
+//! password scrubbed from any server text that becomes error text.
+
+use std::time::{Duration, Instant};
+
+use reqwest::header::{DATE, LOCATION, RETRY_AFTER};
+use secrecy::ExposeSecret;
+use serde::Deserialize;
+
+use super::client::{MAX_BODY_BYTES, ShareClient};
+use super::error::{ShareError, redact_excerpt};
+use super::region::Endpoint;
+
+/// An answer from Share: its status, body (at most [`MAX_BODY_BYTES`]) and clock.
+pub(super) struct Answer {
+    pub(super) status: reqwest::StatusCode,
+    pub(super) bytes: bytes::Bytes,
+    pub(super) date: Option<std::time::SystemTime>,
+    pub(super) retry_after: Option<Duration>,
+}
+
+/// The JSON fault envelope of Share errors.
+#[derive(Deserialize)]
+struct Fault {
+    #[serde(rename = "Code")]
+    code: Option<String>,
+    #[serde(rename = "Message")]
+    message: Option<String>,
+}
+
+impl ShareClient {
+    /// One POST; returns a 2xx answer or the classified error.
+    pub(super) async fn post(
+        &self,
+        endpoint: Endpoint,
+        query: &[(&str, String)],
+        body: Option<serde_json::Value>,
+    ) -> Result<Answer, ShareError> {
+        let url = self.settings.base_url.join(endpoint.path()).map_err(|e| {
+            ShareError::InvalidRequest {
+                detail: format!("cannot build the URL for {endpoint}: {e}"),
+            }
+        })?;
+        let started = Instant::now();
+        let result = self.exchange(endpoint, url, query, body).await;
+        self.observer.request_finished(endpoint, started.elapsed());
+        let answer = result?;
+        if answer.status.is_success() {
+            return Ok(answer);
+        }
+        Err(self.classify(endpoint, answer))
+    }
+
+    async fn exchange(
+        &self,
+        endpoint: Endpoint,
+        url: reqwest::Url,
+        query: &[(&str, String)],
+        body: Option<serde_json::Value>,
+    ) -> Result<Answer, ShareError> {
+        let request = self
+            .http
+            .post(url)
+            .query(query)
+            .json(&body.unwrap_or_else(|| serde_json::json!({})));
+        let mut response = request
+            .send()
+            .await
+            .map_err(|e| self.transport_error(endpoint, e))?;
+        let status = response.status();
+        let date = response
+            .headers()
+            .get(DATE)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| httpdate::parse_http_date(v).ok());
+        if let Some(date) = date {
+            self.observer.server_date(date);
+        }
+        if status.is_redirection() {
+            // Never followed: it would re-send the body (the password) or the session ID.
+            let target = response
+                .headers()
+                .get(LOCATION)
+                .and_then(|v| v.to_str().ok())
+                .and_then(|v| self.settings.base_url.join(v).ok())
+                .and_then(|u| u.host_str().map(str::to_owned))
+                .unwrap_or_else(|| "an unnamed host".to_owned());
+            return Err(ShareError::Redirected {
+                endpoint,
+                status: status.as_u16(),
+                target,
+            });
+        }
+        let retry_after = response
+            .headers()
+            .get(RETRY_AFTER)
+            .and_then(|v| v.to_str().ok())
+            .and_then(parse_retry_after);
+        let too_large = || ShareError::InvalidResponse {
+            endpoint,
+            detail: format!("the answer is larger than {} KiB", MAX_BODY_BYTES / 1024),
+        };
+        if response
+            .content_length()
+            .is_some_and(|n| n > MAX_BODY_BYTES as u64)
+        {
+            return Err(too_large());
+        }
+        let mut bytes = bytes::BytesMut::new();
+        while let Some(chunk) = response
+            .chunk()
+            .await
+            .map_err(|e| self.transport_error(endpoint, e))?
+        {
+            if bytes.len() + chunk.len() > MAX_BODY_BYTES {
+                return Err(too_large());
+            }
+            bytes.extend_from_slice(&chunk);
+        }
+        Ok(Answer {
+            status,
+            bytes: bytes.freeze(),
+            date,
+            retry_after,
+        })
+    }
+
+    /// Turns a non-2xx answer into an error. The body is scrubbed of the password first: a
+    /// server or proxy that echoes the request must not put it into a log line.
+    fn classify(&self, endpoint: Endpoint, answer: Answer) -> ShareError {
+        if answer.status.as_u16() == 429 {
+            return ShareError::RateLimited {
+                endpoint,
+                retry_after: answer.retry_after,
+            };
+        }
+        let text = self.scrub(&String::from_utf8_lossy(&answer.bytes));
+        match serde_json::from_str::<Fault>(&text) {
+            Ok(Fault {
+                code: Some(code),
+                message,
+            }) => ShareError::from_fault(
+                endpoint,
+                answer.status.as_u16(),
+                &code,
+                message.as_deref().unwrap_or(""),
+            ),
+            _ => ShareError::Server {
+                endpoint,
+                status: answer.status.as_u16(),
+                code: None,
+                detail: redact_excerpt(&text),
+            },
+        }
+    }
+
+    /// `text` with the password (raw and JSON-escaped) replaced.
+    pub(super) fn scrub(&self, text: &str) -> String {
+        let password = self.settings.password.expose_secret();
+        if password.is_empty() {
+            return text.to_owned();
+        }
+        let escaped = serde_json::to_string(password).unwrap_or_default();
+        let escaped = escaped.trim_matches('"');
+        let mut out = text.replace(password, "<password>");
+        if !escaped.is_empty() && escaped != password {
+            out = out.replace(escaped, "<password>");
+        }
+        out
+    }
+
+    fn transport_error(&self, endpoint: Endpoint, error: reqwest::Error) -> ShareError {
+        // The URL can carry the session ID in its query: drop it before it reaches any text.
+        let error = error.without_url();
+        if error.is_timeout() {
+            ShareError::Timeout {
+                endpoint,
+                timeout: self.settings.request_timeout,
+            }
+        } else {
+            ShareError::Connection {
+                endpoint,
+                source: error,
+            }
+        }
+    }
+}
+
+/// `Retry-After` as delay-seconds; an HTTP date is turned into the time left until then.
+fn parse_retry_after(value: &str) -> Option<Duration> {
+    let value = value.trim();
+    if let Ok(seconds) = value.parse::<u64>() {
+        return Some(Duration::from_secs(seconds));
+    }
+    let when = httpdate::parse_http_date(value).ok()?;
+    Some(
+        when.duration_since(std::time::SystemTime::now())
+            .unwrap_or(Duration::ZERO),
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::client::tests::client;
+    use super::*;
+
+    #[test]
+    fn error_text_never_echoes_the_password() {
+        let client = client("p\"w");
+        for body in [
+            r#"{"Code":"Weird","Message":"you sent p\"w"}"#,
+            "echo: p\"w",
+            r#"{"password":"p\\\"w"}"#,
+        ] {
+            let error = client.classify(
+                Endpoint::LoginById,
+                Answer {
+                    status: reqwest::StatusCode::BAD_REQUEST,
+                    bytes: bytes::Bytes::from(body.to_owned()),
+                    date: None,
+                    retry_after: None,
+                },
+            );
+            let text = error.to_string();
+            assert!(!text.contains("p\"w") && !text.contains("p\\\"w"), "{text}");
+        }
+    }
+
+    #[test]
+    fn retry_after_forms() {
+        assert_eq!(parse_retry_after("35"), Some(Duration::from_secs(35)));
+        assert_eq!(
+            parse_retry_after("Wed, 21 Oct 2015 07:28:00 GMT"),
+            Some(Duration::ZERO)
+        );
+        assert_eq!(parse_retry_after("soon"), None);
+    }
+}
