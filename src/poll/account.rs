@@ -331,9 +331,17 @@ impl AccountPoller {
         let account = self.metrics.name();
         let reason = error.reason();
         let repeated = self.last_reason == Some(reason);
+        // When the next poll needs a login the gate holds back, say until when.
+        let gate = self
+            .client
+            .login_not_before()
+            .filter(|_| !self.client.has_session())
+            .map(httpdate::fmt_http_date);
         if reason.is_credential_failure() {
             // Always loud: nothing gets better until a person fixes the configuration.
-            tracing::error!(account, %reason, error = %error, "Dexcom Share refused the login; not retrying for at least {}", if reason == ErrorReason::LockedOut { "an hour" } else { "30 minutes" });
+            tracing::error!(account, %reason, error = %error, next_login = gate.as_deref().unwrap_or("now"), "Dexcom Share refused the login; the password is not sent again before the next login time (fix the password and restart to try a new one at once)");
+        } else if let Some(next_login) = gate.filter(|_| !repeated) {
+            tracing::warn!(account, %reason, error = %error, %next_login, "a login failed before the password was ever accepted; Share may have counted it as a failed attempt, so the next login waits");
         } else if repeated {
             tracing::debug!(account, %reason, error = %error, "Dexcom Share poll failed again");
         } else {
