@@ -280,7 +280,6 @@ pub fn run(options: SoakOptions) -> SoakReport {
     let mut wrong_attempts: Vec<i64> = Vec::new();
     let mut last_authenticate = 0;
     let mut gap_until: Option<i64> = None;
-    let mut log_offset = 0;
     let mut lockouts_seen = 0.0f64;
     let mut plan: Vec<u32> = Vec::new();
 
@@ -318,9 +317,9 @@ pub fn run(options: SoakOptions) -> SoakReport {
         }
 
         // Unexpected ERROR lines (the wrong-password phase's are expected).
-        if let Ok(all) = logs.0.lock() {
-            let text = String::from_utf8_lossy(&all[log_offset..]).into_owned();
-            log_offset = all.len();
+        if let Ok(mut all) = logs.0.lock() {
+            // Taken, not kept: the driver's memory must not grow with the log.
+            let text = String::from_utf8_lossy(&std::mem::take(&mut *all)).into_owned();
             for line in text.lines().filter(|l| l.contains(" ERROR ")) {
                 let expected = wrong_phase.is_some() || line.contains("refused the login");
                 if !expected {
