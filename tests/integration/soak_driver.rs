@@ -149,12 +149,9 @@ impl Instance {
         state: &std::path::Path,
         password: &'static str,
         clock: Arc<dyn Clock>,
+        dispatch: &tracing::Dispatch,
     ) -> Self {
-        let runtime = tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(1)
-            .enable_all()
-            .build()
-            .unwrap();
+        let runtime = soak_runtime(dispatch);
         let storage = state.display().to_string();
         let cli = <Cli as clap::Parser>::try_parse_from([
             "dexcom_exporter",
@@ -194,6 +191,25 @@ impl Instance {
     }
 }
 
+/// The names of the soak's threads, so its panics and logs are told from other tests'.
+const THREAD_PREFIX: &str = "soak-";
+
+/// A runtime whose threads log into the soak's own subscriber (and nowhere else), named so
+/// that the panic hook can tell them.
+fn soak_runtime(dispatch: &tracing::Dispatch) -> tokio::runtime::Runtime {
+    let dispatch = dispatch.clone();
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .thread_name(format!("{THREAD_PREFIX}runtime"))
+        .on_thread_start(move || {
+            // For the life of the thread; the guard would otherwise end it at once.
+            std::mem::forget(tracing::dispatcher::set_default(&dispatch));
+        })
+        .enable_all()
+        .build()
+        .unwrap()
+}
+
 /// A simulated-time interval during which missed readings are expected.
 #[derive(Debug, Clone, Copy)]
 struct Disturbance {
@@ -225,12 +241,18 @@ pub fn run(options: SoakOptions) -> SoakReport {
         let panics = panics.clone();
         let default = std::panic::take_hook();
         std::panic::set_hook(Box::new(move |info| {
-            panics.fetch_add(1, Ordering::Relaxed);
+            // Only the soak's own threads: other tests may run beside it in this process.
+            if std::thread::current()
+                .name()
+                .is_some_and(|name| name.starts_with(THREAD_PREFIX))
+            {
+                panics.fetch_add(1, Ordering::Relaxed);
+            }
             default(info);
         }));
     }
     let logs = LogSink::default();
-    let _ = tracing::subscriber::set_global_default(
+    let dispatch = tracing::Dispatch::new(
         tracing_subscriber::fmt()
             .with_ansi(false)
             .with_max_level(tracing::Level::INFO)
@@ -238,11 +260,7 @@ pub fn run(options: SoakOptions) -> SoakReport {
             .finish(),
     );
 
-    let driver = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(1)
-        .enable_all()
-        .build()
-        .unwrap();
+    let driver = soak_runtime(&dispatch);
     let clock: Arc<dyn Clock> = Arc::new(ScaledClock::new(SystemTime::now(), options.speedup));
     let scenario = Scenario {
         seed: options.seed,
@@ -271,7 +289,13 @@ pub fn run(options: SoakOptions) -> SoakReport {
     let mut report = SoakReport::default();
     let mut disturbances: Vec<Disturbance> = Vec::new();
     let mut seen: BTreeSet<i64> = BTreeSet::new();
-    let mut instance = Some(Instance::start(&base_url, &state, PASSWORD, clock.clone()));
+    let mut instance = Some(Instance::start(
+        &base_url,
+        &state,
+        PASSWORD,
+        clock.clone(),
+        &dispatch,
+    ));
     let mut successful_starts: u64 = 1;
     let mut next_event_ms = start_ms + HOUR_MS;
     let mut restart_at: Option<(i64, &'static str)> = None;
@@ -332,7 +356,13 @@ pub fn run(options: SoakOptions) -> SoakReport {
         if let Some((at, password)) = restart_at
             && now >= at
         {
-            instance = Some(Instance::start(&base_url, &state, password, clock.clone()));
+            instance = Some(Instance::start(
+                &base_url,
+                &state,
+                password,
+                clock.clone(),
+                &dispatch,
+            ));
             if password == PASSWORD {
                 successful_starts += 1;
             }
@@ -350,6 +380,7 @@ pub fn run(options: SoakOptions) -> SoakReport {
                 &state,
                 "a-wrong-password",
                 clock.clone(),
+                &dispatch,
             ));
             wrong_phase = Some((now, now + 4 * HOUR_MS));
         }
@@ -359,7 +390,13 @@ pub fn run(options: SoakOptions) -> SoakReport {
                     current.kill();
                     report.restarts += 1;
                 }
-                instance = Some(Instance::start(&base_url, &state, PASSWORD, clock.clone()));
+                instance = Some(Instance::start(
+                    &base_url,
+                    &state,
+                    PASSWORD,
+                    clock.clone(),
+                    &dispatch,
+                ));
                 successful_starts += 1;
                 report.wrong_password_hours += (now - from) as f64 / HOUR_MS as f64;
                 disturbances.push(Disturbance {
@@ -378,6 +415,7 @@ pub fn run(options: SoakOptions) -> SoakReport {
                     &state,
                     "a-wrong-password",
                     clock.clone(),
+                    &dispatch,
                 ));
             }
         }
