@@ -94,6 +94,9 @@ pub struct AccountPoller {
     said_empty: bool,
     /// The reasons readings were rejected for at the last poll, to log each episode once.
     rejecting: Vec<RejectReason>,
+    /// Sensor times of future-dated readings already counted: such a reading stays at the top
+    /// of Share's list for a day, and is counted once, not at every poll.
+    counted_future: std::collections::VecDeque<i64>,
     /// Where the learned upload grace is kept across restarts, and the value last saved.
     state: Option<(Arc<AccountStateFile>, Duration)>,
 }
@@ -136,6 +139,7 @@ impl AccountPoller {
             last_reason: None,
             said_empty: false,
             rejecting: Vec::new(),
+            counted_future: std::collections::VecDeque::new(),
         }
     }
 
@@ -255,7 +259,13 @@ impl AccountPoller {
                 accepted.push(reading);
                 continue;
             }
-            self.metrics.count_rejected(RejectReason::Future);
+            if !self.counted_future.contains(&reading.timestamp_ms) {
+                self.metrics.count_rejected(RejectReason::Future);
+                if self.counted_future.len() == READ_COUNT as usize * 4 {
+                    self.counted_future.pop_front();
+                }
+                self.counted_future.push_back(reading.timestamp_ms);
+            }
             if !reasons.contains(&RejectReason::Future) {
                 reasons.push(RejectReason::Future);
                 if !self.rejecting.contains(&RejectReason::Future) {

@@ -61,6 +61,9 @@ pub struct SoakReport {
     pub rss_end_kib: u64,
     pub panics: u64,
     pub unexpected_error_lines: Vec<String>,
+    /// For each reading missed outside disturbances: minutes after start it became visible,
+    /// and the upload delay in seconds.
+    pub missed_outside: Vec<(f64, f64)>,
 }
 
 impl std::fmt::Display for SoakReport {
@@ -100,7 +103,14 @@ impl std::fmt::Display for SoakReport {
             "panics: {}; unexpected ERROR lines: {}",
             self.panics,
             self.unexpected_error_lines.len()
-        )
+        )?;
+        for (minute, delay) in &self.missed_outside {
+            write!(
+                f,
+                "\n  missed outside disturbances: visible at minute {minute:.1}, uploaded {delay:.0} s after its sensor time"
+            )?;
+        }
+        Ok(())
     }
 }
 
@@ -188,6 +198,39 @@ impl Instance {
         if let Some(runtime) = self.runtime.take() {
             runtime.shutdown_background();
         }
+    }
+}
+
+/// The exporter instance of the run, and how to kill and start it.
+struct Exporters<'a> {
+    base_url: &'a str,
+    state: &'a std::path::Path,
+    clock: &'a Arc<dyn Clock>,
+    dispatch: &'a tracing::Dispatch,
+    current: Option<Instance>,
+    /// Abrupt stops so far.
+    kills: usize,
+}
+
+impl Exporters<'_> {
+    /// Stops the running instance, if any, as SIGKILL would.
+    fn kill(&mut self) {
+        if let Some(current) = self.current.take() {
+            current.kill();
+            self.kills += 1;
+        }
+    }
+
+    /// Kills the running instance, if any, and starts one with `password`.
+    fn restart(&mut self, password: &'static str) {
+        self.kill();
+        self.current = Some(Instance::start(
+            self.base_url,
+            self.state,
+            password,
+            self.clock.clone(),
+            self.dispatch,
+        ));
     }
 }
 
@@ -289,13 +332,15 @@ pub fn run(options: SoakOptions) -> SoakReport {
     let mut report = SoakReport::default();
     let mut disturbances: Vec<Disturbance> = Vec::new();
     let mut seen: BTreeSet<i64> = BTreeSet::new();
-    let mut instance = Some(Instance::start(
-        &base_url,
-        &state,
-        PASSWORD,
-        clock.clone(),
-        &dispatch,
-    ));
+    let mut exporters = Exporters {
+        base_url: &base_url,
+        state: &state,
+        clock: &clock,
+        dispatch: &dispatch,
+        current: None,
+        kills: 0,
+    };
+    exporters.restart(PASSWORD);
     let mut successful_starts: u64 = 1;
     let mut next_event_ms = start_ms + HOUR_MS;
     let mut restart_at: Option<(i64, &'static str)> = None;
@@ -306,13 +351,15 @@ pub fn run(options: SoakOptions) -> SoakReport {
     let mut gap_until: Option<i64> = None;
     let mut lockouts_seen = 0.0f64;
     let mut plan: Vec<u32> = Vec::new();
+    // A kill or restart not yet followed by a new reading: (when, newest reading then, s).
+    let mut starting: Option<(i64, f64)> = None;
 
     while clock.now_ms() < end_ms {
         let now = clock.now_ms();
         let day_hour = (now - start_ms).rem_euclid(DAY_MS) / HOUR_MS;
 
         // Scrape.
-        if let Some(current) = &instance {
+        if let Some(current) = &exporters.current {
             let url = format!("http://{}/metrics", current.addr);
             if let Ok(Ok(body)) = driver.block_on(async {
                 tokio::time::timeout(Duration::from_secs(2), async {
@@ -322,6 +369,16 @@ pub fn run(options: SoakOptions) -> SoakReport {
             }) {
                 if let Some(t) = sample(&body, "dexcom_glucose_reading_timestamp_seconds") {
                     seen.insert((t * 1000.0).round() as i64);
+                    // Back: a (re)start's disturbance ends once it serves a new reading.
+                    if let Some((from, at_start)) = starting
+                        && t > at_start
+                    {
+                        disturbances.push(Disturbance {
+                            from_ms: from,
+                            to_ms: now + INTERVAL_MS,
+                        });
+                        starting = None;
+                    }
                 }
                 let lockouts = sample_labelled(&body, "locked_out");
                 if lockouts > lockouts_seen {
@@ -356,13 +413,7 @@ pub fn run(options: SoakOptions) -> SoakReport {
         if let Some((at, password)) = restart_at
             && now >= at
         {
-            instance = Some(Instance::start(
-                &base_url,
-                &state,
-                password,
-                clock.clone(),
-                &dispatch,
-            ));
+            exporters.restart(password);
             if password == PASSWORD {
                 successful_starts += 1;
             }
@@ -371,52 +422,23 @@ pub fn run(options: SoakOptions) -> SoakReport {
 
         // The wrong-password phase.
         if wrong_phase.is_none() && day_hour == 10 && restart_at.is_none() {
-            if let Some(current) = instance.take() {
-                current.kill();
-                report.restarts += 1;
-            }
-            instance = Some(Instance::start(
-                &base_url,
-                &state,
-                "a-wrong-password",
-                clock.clone(),
-                &dispatch,
-            ));
+            exporters.restart("a-wrong-password");
             wrong_phase = Some((now, now + 4 * HOUR_MS));
         }
         if let Some((from, to)) = wrong_phase {
             if now >= to {
-                if let Some(current) = instance.take() {
-                    current.kill();
-                    report.restarts += 1;
-                }
-                instance = Some(Instance::start(
-                    &base_url,
-                    &state,
-                    PASSWORD,
-                    clock.clone(),
-                    &dispatch,
-                ));
+                exporters.restart(PASSWORD);
                 successful_starts += 1;
                 report.wrong_password_hours += (now - from) as f64 / HOUR_MS as f64;
-                disturbances.push(Disturbance {
-                    from_ms: from,
-                    to_ms: now + 2 * INTERVAL_MS,
-                });
+                // Disturbed until the exporter serves a new reading again.
+                starting = Some((
+                    starting.map_or(from, |(f, _)| f.min(from)),
+                    newest_seen(&seen),
+                ));
                 wrong_phase = None;
             } else if now >= from + HOUR_MS && rng.u32(0..400) == 0 && restart_at.is_none() {
                 // Restarts during the wrong-password phase too: the loop systemd would make.
-                if let Some(current) = instance.take() {
-                    current.kill();
-                    report.restarts += 1;
-                }
-                instance = Some(Instance::start(
-                    &base_url,
-                    &state,
-                    "a-wrong-password",
-                    clock.clone(),
-                    &dispatch,
-                ));
+                exporters.restart("a-wrong-password");
             }
         }
 
@@ -519,13 +541,14 @@ pub fn run(options: SoakOptions) -> SoakReport {
                 }
                 _ => {
                     // An abrupt restart after some downtime, on the same state directory.
-                    if let Some(current) = instance.take() {
-                        current.kill();
-                        report.restarts += 1;
-                    }
+                    exporters.kill();
                     let down = 60_000 + rng.i64(0..15 * 60_000);
                     restart_at = Some((now + down, PASSWORD));
-                    disturb(down / 60_000 + 1);
+                    // Disturbed until the restarted exporter serves a new reading.
+                    starting = Some((
+                        starting.map_or(now, |(f, _)| f.min(now)),
+                        newest_seen(&seen),
+                    ));
                 }
             }
         }
@@ -536,6 +559,12 @@ pub fn run(options: SoakOptions) -> SoakReport {
         }
     }
     report.rss_end_kib = rss_kib();
+    if let Some((from, _)) = starting {
+        disturbances.push(Disturbance {
+            from_ms: from,
+            to_ms: end_ms,
+        });
+    }
 
     // Readings Share served over the run (after the first and before the last interval).
     let served = sim.readings_between(USER, start_ms + INTERVAL_MS, end_ms - 2 * INTERVAL_MS);
@@ -553,6 +582,10 @@ pub fn run(options: SoakOptions) -> SoakReport {
             .any(|d| d.from_ms <= until && d.to_ms >= reading.visible_ms);
         if !disturbed {
             report.readings_missed_outside_disturbances += 1;
+            report.missed_outside.push((
+                (reading.visible_ms - start_ms) as f64 / 60_000.0,
+                (reading.visible_ms - reading.sensor_ms) as f64 / 1000.0,
+            ));
         }
     }
 
@@ -577,12 +610,16 @@ pub fn run(options: SoakOptions) -> SoakReport {
     report.simulated_hours = (clock.now_ms() - start_ms) as f64 / HOUR_MS as f64;
     report.wall_seconds = wall_start.elapsed().as_secs_f64();
     report.panics = panics.load(Ordering::Relaxed);
-    if let Some(current) = instance.take() {
-        current.kill();
-    }
+    exporters.kill();
+    report.restarts = exporters.kills - 1;
     driver.block_on(running.stop());
     let _ = std::fs::remove_dir_all(&state);
     report
+}
+
+/// The newest sensor time seen so far, in seconds (as the metric shows it).
+fn newest_seen(seen: &BTreeSet<i64>) -> f64 {
+    seen.last().map_or(0.0, |ms| *ms as f64 / 1000.0)
 }
 
 fn sample_labelled(scrape: &str, reason: &str) -> f64 {
