@@ -55,8 +55,8 @@ fn main() -> ExitCode {
                 ExitCode::SUCCESS
             }
             Err(error) => {
+                // Said once, in the log's own format (a service's stderr is the journal).
                 tracing::error!(%error, "cannot start");
-                eprintln!("dexcom_exporter: error: {error}");
                 ExitCode::FAILURE
             }
         }

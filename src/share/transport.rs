@@ -146,12 +146,42 @@ impl ShareClient {
                 &code,
                 message.as_deref().unwrap_or(""),
             ),
+            _ if answer.status == reqwest::StatusCode::NOT_FOUND => ShareError::Server {
+                endpoint,
+                status: 404,
+                code: None,
+                detail: self.not_found_hint(),
+            },
             _ => ShareError::Server {
                 endpoint,
                 status: answer.status.as_u16(),
                 code: None,
                 detail: redact_excerpt(&text),
             },
+        }
+    }
+
+    /// What a 404 means here: almost always a base URL without the Share services path.
+    fn not_found_hint(&self) -> String {
+        let url = &self.settings.base_url;
+        // Scheme, host, port and path only: never user information or a query.
+        let base = format!(
+            "{}://{}{}{}",
+            url.scheme(),
+            url.host_str().unwrap_or_default(),
+            url.port().map(|p| format!(":{p}")).unwrap_or_default(),
+            url.path()
+        );
+        if url
+            .path()
+            .to_ascii_lowercase()
+            .contains("/sharewebservices/services/")
+        {
+            format!("not found at {base}; check --dexcom.base-url and the region")
+        } else {
+            format!(
+                "not found: the base URL {base} lacks the Share path; it must end in /ShareWebServices/Services/ (for example https://share2.dexcom.com/ShareWebServices/Services/)"
+            )
         }
     }
 

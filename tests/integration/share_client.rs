@@ -526,3 +526,21 @@ async fn sends_json_headers_and_a_named_user_agent() {
         "{request}"
     );
 }
+
+#[tokio::test]
+async fn a_base_url_without_the_share_path_says_so() {
+    let sim = start(scenario(FIVE_MINUTES)).await;
+    let bare = format!("http://{}/", sim.addr());
+    let mut client = ShareClient::new(settings(
+        &bare,
+        Login::Username(USERNAME.to_owned()),
+        PASSWORD,
+    ))
+    .unwrap();
+    let error = client.latest_readings(10, 1).await.unwrap_err().to_string();
+    assert!(
+        error.contains("404") && error.contains("lacks the Share path"),
+        "{error}"
+    );
+    sim.stop().await;
+}
