@@ -219,22 +219,9 @@ impl AccountMetrics {
 
     /// Counts one reading Share served that was not published.
     pub fn count_rejected(&self, reason: RejectReason) {
-        let index = RejectReason::ALL
-            .iter()
-            .position(|r| *r == reason)
-            .unwrap_or_default();
-        if let Some(counter) = self.rejected.get(index) {
+        if let Some(counter) = self.rejected.get(reject_index(reason)) {
             counter.inc();
         }
-    }
-
-    /// Readings rejected so far for `reason`.
-    pub fn rejected(&self, reason: RejectReason) -> u64 {
-        RejectReason::ALL
-            .iter()
-            .position(|r| *r == reason)
-            .and_then(|i| self.rejected.get(i))
-            .map_or(0, Counter::get)
     }
 
     /// Sets when the login gate next lets a password out (`None`: no wait).
@@ -242,15 +229,17 @@ impl AccountMetrics {
         self.next_login
             .set(at.map_or(0.0, |at| unix_ms(at) as f64 / 1000.0));
     }
-
-    /// Reads of the readings endpoint so far.
-    pub fn polls(&self) -> u64 {
-        self.polls.get()
-    }
 }
 
 fn reason_index(reason: ErrorReason) -> usize {
     ErrorReason::ALL
+        .iter()
+        .position(|r| *r == reason)
+        .unwrap_or_default()
+}
+
+fn reject_index(reason: RejectReason) -> usize {
+    RejectReason::ALL
         .iter()
         .position(|r| *r == reason)
         .unwrap_or_default()

@@ -167,11 +167,7 @@ impl AccountPoller {
             let now_ms = self.clock.now_ms();
             let mut next_ms = self.schedule.next_poll(outcome, now_ms);
             self.save_grace_if_moved().await;
-            if let Some(gate) = self
-                .client
-                .login_not_before()
-                .filter(|_| !self.client.has_session())
-            {
+            if let Some(gate) = self.client.login_not_before() {
                 // The next poll needs a login: not before the gate opens.
                 next_ms = next_ms.max(unix_ms(gate));
             }
@@ -187,12 +183,7 @@ impl AccountPoller {
     /// One read of Share, published into the metrics.
     pub async fn poll_once(&mut self) -> PollOutcome {
         let result = self.client.latest_batch(READ_MINUTES, READ_COUNT).await;
-        // Only a wait for a login that is needed: a live session needs none.
-        self.metrics.set_next_login(
-            self.client
-                .login_not_before()
-                .filter(|_| !self.client.has_session()),
-        );
+        self.metrics.set_next_login(self.client.login_not_before());
         match result {
             Ok(read) => {
                 self.metrics.poll_succeeded(self.clock.now());
@@ -241,11 +232,8 @@ impl AccountPoller {
         for rejected in &read.batch.rejected {
             let reason = rejected.reject_reason();
             self.metrics.count_rejected(reason);
-            if !reasons.contains(&reason) {
-                reasons.push(reason);
-                if !self.rejecting.contains(&reason) {
-                    tracing::warn!(account = self.metrics.name(), %reason, error = %rejected, "skipping a reading Share served");
-                }
+            if self.starts_episode(&mut reasons, reason) {
+                tracing::warn!(account = self.metrics.name(), %reason, error = %rejected, "skipping a reading Share served");
             }
         }
         let reference_ms = read
@@ -266,19 +254,16 @@ impl AccountPoller {
                 }
                 self.counted_future.push_back(reading.timestamp_ms);
             }
-            if !reasons.contains(&RejectReason::Future) {
-                reasons.push(RejectReason::Future);
-                if !self.rejecting.contains(&RejectReason::Future) {
-                    let ahead = Duration::from_secs(
-                        u64::try_from(reading.timestamp_ms.saturating_sub(reference_ms) / 1000)
-                            .unwrap_or(u64::MAX),
-                    );
-                    tracing::warn!(
-                        account = self.metrics.name(),
-                        ahead = %humantime::format_duration(ahead),
-                        "skipping a reading dated ahead of Dexcom Share's clock (the phone's clock is probably wrong); newer readings are still shown"
-                    );
-                }
+            if self.starts_episode(&mut reasons, RejectReason::Future) {
+                let ahead = Duration::from_secs(
+                    u64::try_from(reading.timestamp_ms.saturating_sub(reference_ms) / 1000)
+                        .unwrap_or(u64::MAX),
+                );
+                tracing::warn!(
+                    account = self.metrics.name(),
+                    ahead = %humantime::format_duration(ahead),
+                    "skipping a reading dated ahead of Dexcom Share's clock (the phone's clock is probably wrong); newer readings are still shown"
+                );
             }
         }
         for reason in &self.rejecting {
@@ -288,6 +273,16 @@ impl AccountPoller {
         }
         self.rejecting = reasons;
         accepted
+    }
+
+    /// Notes `reason` among this poll's `reasons`; `true` the first time in a poll when the
+    /// previous poll did not have it either: a new episode, to be logged.
+    fn starts_episode(&self, reasons: &mut Vec<RejectReason>, reason: RejectReason) -> bool {
+        if reasons.contains(&reason) {
+            return false;
+        }
+        reasons.push(reason);
+        !self.rejecting.contains(&reason)
     }
 
     fn publish(&self, newest: Reading, previous: Option<Reading>) {
@@ -342,11 +337,7 @@ impl AccountPoller {
         let reason = error.reason();
         let repeated = self.last_reason == Some(reason);
         // When the next poll needs a login the gate holds back, say until when.
-        let gate = self
-            .client
-            .login_not_before()
-            .filter(|_| !self.client.has_session())
-            .map(httpdate::fmt_http_date);
+        let gate = self.client.login_not_before().map(httpdate::fmt_http_date);
         if reason.is_credential_failure() {
             // Always loud: nothing gets better until a person fixes the configuration.
             tracing::error!(account, %reason, error = %error, next_login = gate.as_deref().unwrap_or("now"), "Dexcom Share refused the login; the password is not sent again before the next login time (fix the password and restart to try a new one at once)");

@@ -166,17 +166,15 @@ impl ShareClient {
         self
     }
 
-    /// The earliest time the gate lets the next password-bearing request go, when that is
-    /// later than now; `None` when a login may start now.
+    /// When the next read needs a login and the gate holds it back: the earliest time the
+    /// password may go. `None` when a login may start now, or when a live session needs none.
     pub fn login_not_before(&self) -> Option<std::time::SystemTime> {
+        if self.session_id.is_some() {
+            return None;
+        }
         let now = self.clock.now_ms();
         let at = self.gate.next_allowed_ms(now);
         (at > now).then(|| from_unix_ms(at))
-    }
-
-    /// Whether the client holds a session (the next read needs no login).
-    pub fn has_session(&self) -> bool {
-        self.session_id.is_some()
     }
 
     /// Attaches an observer for logins and request timings.

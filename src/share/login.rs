@@ -4,8 +4,6 @@
 //! which needs the gate's permit; the request methods take that permit as an argument, so no
 //! code path can send the password without asking.
 
-use std::time::Duration;
-
 use secrecy::{ExposeSecret, SecretString};
 use uuid::Uuid;
 
@@ -82,12 +80,8 @@ impl ShareClient {
                     "the password differs from the one Dexcom Share refused before: trying it now"
                 );
             }
-            self.gate = LoginGate::new(GateState::default(), self.gate_interval());
+            self.gate = LoginGate::new(GateState::default(), self.gate.interval());
         }
-    }
-
-    fn gate_interval(&self) -> Duration {
-        self.gate.interval()
     }
 
     /// Saves the gate's state with a fingerprint of this password, off the async workers

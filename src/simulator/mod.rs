@@ -115,6 +115,17 @@ pub enum Fault {
     },
 }
 
+impl Fault {
+    /// A `200 OK` JSON answer with this body, in place of what Share would send.
+    pub fn json(body: impl Into<String>) -> Self {
+        Fault::Raw {
+            status: 200,
+            content_type: "application/json",
+            body: body.into(),
+        }
+    }
+}
+
 #[derive(Debug)]
 struct PlannedFault {
     fault: Fault,

@@ -129,15 +129,8 @@ async fn an_oversized_answer_is_refused() {
     let row = r#"{"WT":"Date(1)","Value":100,"Trend":"Flat"},"#;
     let body = format!("[{}{}]", row.repeat(40_000), &row[..row.len() - 1]);
     assert!(body.len() > 1024 * 1024);
-    sim.simulator.inject(
-        Fault::Raw {
-            status: 200,
-            content_type: "application/json",
-            body,
-        },
-        Some(Endpoint::ReadGlucose),
-        1,
-    );
+    sim.simulator
+        .inject(Fault::json(body), Some(Endpoint::ReadGlucose), 1);
     let error = client.latest_readings(10, 1).await.unwrap_err().to_string();
     assert!(error.contains("larger than 1024 KiB"), "{error}");
     sim.stop().await;
@@ -160,21 +153,21 @@ fn rows(now_ms: i64, rows: &[(i64, &str)]) -> String {
     format!("[{}]", rows.join(","))
 }
 
+/// The first scrape that shows a glucose value.
+async fn first_scrape_with_a_value(app: &TestApp) -> String {
+    app.scrape_until(10 * SECOND, |s| {
+        sample(s, "dexcom_glucose_mg_per_dl", ACCOUNT).map(|_| s.to_owned())
+    })
+    .await
+}
+
 /// The exporter on a stopped clock, with every read answered by `body(now)`.
 async fn exporter_served(body: impl Fn(i64) -> String) -> (TestApp, Arc<ManualClock>) {
     let clock = ManualClock::now_system();
     let now = clock.now_ms();
     let mut options = AppOptions::new(Duration::from_millis(500), &[]);
     options.clock = clock.clone();
-    options.faults = vec![(
-        Fault::Raw {
-            status: 200,
-            content_type: "application/json",
-            body: body(now),
-        },
-        Some(Endpoint::ReadGlucose),
-        1000,
-    )];
+    options.faults = vec![(Fault::json(body(now)), Some(Endpoint::ReadGlucose), 1000)];
     (TestApp::start_with(options).await, clock)
 }
 
@@ -188,11 +181,7 @@ async fn a_future_dated_reading_cannot_freeze_the_value() {
         )
     })
     .await;
-    let scrape = app
-        .scrape_until(10 * SECOND, |s| {
-            sample(s, "dexcom_glucose_mg_per_dl", ACCOUNT).map(|_| s.to_owned())
-        })
-        .await;
+    let scrape = first_scrape_with_a_value(&app).await;
     assert_eq!(
         sample(&scrape, "dexcom_glucose_mg_per_dl", ACCOUNT),
         Some(91.0)
@@ -230,11 +219,7 @@ async fn oldest_first_bad_rows_and_extreme_dates_publish_the_newest_good_reading
         )
     })
     .await;
-    let scrape = app
-        .scrape_until(10 * SECOND, |s| {
-            sample(s, "dexcom_glucose_mg_per_dl", ACCOUNT).map(|_| s.to_owned())
-        })
-        .await;
+    let scrape = first_scrape_with_a_value(&app).await;
     assert_eq!(
         sample(&scrape, "dexcom_glucose_mg_per_dl", ACCOUNT),
         Some(120.0)

@@ -499,15 +499,7 @@ pub fn run(options: SoakOptions) -> SoakReport {
                         "[{}]",
                         r#"{"WT":"Date(1)","Value":100,"Trend":"Flat"},"#.repeat(30_000)
                     );
-                    sim.inject(
-                        Fault::Raw {
-                            status: 200,
-                            content_type: "application/json",
-                            body,
-                        },
-                        Some(Endpoint::ReadGlucose),
-                        1,
-                    );
+                    sim.inject(Fault::json(body), Some(Endpoint::ReadGlucose), 1);
                     disturb(15);
                 }
                 6 => {
@@ -522,15 +514,7 @@ pub fn run(options: SoakOptions) -> SoakReport {
                         now + DAY_MS,
                         rows.join(",")
                     );
-                    sim.inject(
-                        Fault::Raw {
-                            status: 200,
-                            content_type: "application/json",
-                            body,
-                        },
-                        Some(Endpoint::ReadGlucose),
-                        2,
-                    );
+                    sim.inject(Fault::json(body), Some(Endpoint::ReadGlucose), 2);
                     disturb(15);
                 }
                 7 => {
