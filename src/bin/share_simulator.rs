@@ -12,6 +12,8 @@ async fn main() -> ExitCode {
     tracing_subscriber::fmt()
         .with_env_filter(tracing_subscriber::EnvFilter::new(&args.log_level))
         .with_writer(std::io::stderr)
+        // Colour codes only for a terminal, as the exporter does.
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .init();
     let simulator = match args.scenario().and_then(Simulator::new) {
         Ok(simulator) => simulator,
