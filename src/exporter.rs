@@ -12,6 +12,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::clock::{Clock, SystemClock};
 use crate::config::{AccountConfig, Config};
+use crate::history::History;
 use crate::http::routes::{self, ServerState};
 use crate::http::serve::{self, ServeLimits, TlsSource};
 use crate::http::web_config::LiveWebConfig;
@@ -67,6 +68,7 @@ pub struct Exporter {
     web: Arc<LiveWebConfig>,
     tls: Option<Arc<dyn TlsSource>>,
     metrics: Arc<Metrics>,
+    histories: Vec<Arc<History>>,
     pollers: Vec<AccountPoller>,
     interval: Duration,
     demo: Option<RunningSimulator>,
@@ -119,8 +121,19 @@ impl Exporter {
             config.max_age,
             clock.clone(),
         ));
+        let history_changed = Arc::new(tokio::sync::Notify::new());
+        let histories: Vec<Arc<History>> = config
+            .accounts
+            .iter()
+            .map(|a| Arc::new(History::new(&a.name, history_changed.clone())))
+            .collect();
         let mut pollers = Vec::with_capacity(config.accounts.len());
-        for (account, account_metrics) in config.accounts.iter().zip(metrics.accounts()) {
+        for ((account, account_metrics), history) in config
+            .accounts
+            .iter()
+            .zip(metrics.accounts())
+            .zip(&histories)
+        {
             let state = config
                 .storage
                 .as_ref()
@@ -151,6 +164,7 @@ impl Exporter {
                 config.reading_interval,
                 clock.clone(),
                 state,
+                history.clone(),
             ));
         }
         match (&config.storage, demo.is_some()) {
@@ -175,6 +189,7 @@ impl Exporter {
             web,
             tls,
             metrics,
+            histories,
             pollers,
             interval: config.reading_interval,
             demo,
@@ -191,6 +206,11 @@ impl Exporter {
     /// The metrics, for tests.
     pub fn metrics(&self) -> Arc<Metrics> {
         self.metrics.clone()
+    }
+
+    /// Each account's history, in configuration order.
+    pub fn histories(&self) -> &[Arc<History>] {
+        &self.histories
     }
 
     /// The demo simulator, when running with `--demo`.

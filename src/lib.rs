@@ -8,6 +8,7 @@
 pub mod clock;
 pub mod config;
 pub mod exporter;
+pub mod history;
 pub mod http;
 pub mod metrics;
 pub mod poll;

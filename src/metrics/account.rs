@@ -80,6 +80,7 @@ pub struct AccountMetrics {
     /// One per [`RejectReason::ALL`], in that order.
     rejected: Vec<Counter>,
     next_login: FloatGauge,
+    backfilled: Counter,
 }
 
 impl AccountMetrics {
@@ -125,6 +126,7 @@ impl AccountMetrics {
         AccountMetrics {
             rejected,
             next_login: families.next_login.get_or_create(&account).clone(),
+            backfilled: families.readings_backfilled.get_or_create(&account).clone(),
             up: families.up.get_or_create(&account).clone(),
             polls: families.polls.get_or_create(&account).clone(),
             logins: families.logins.get_or_create(&account).clone(),
@@ -215,6 +217,11 @@ impl AccountMetrics {
     /// Login attempts so far.
     pub fn logins(&self) -> u64 {
         self.logins.get()
+    }
+
+    /// Counts readings filled into the history behind the newest one.
+    pub fn count_backfilled(&self, readings: usize) {
+        self.backfilled.inc_by(readings as u64);
     }
 
     /// Counts one reading Share served that was not published.

@@ -56,6 +56,7 @@ struct Families {
     last_success: Family<AccountLabels, FloatGauge>,
     readings_rejected: Family<RejectLabels, Counter>,
     next_login: Family<AccountLabels, FloatGauge>,
+    readings_backfilled: Family<AccountLabels, Counter>,
     request_duration: DurationFamily,
     build_info: Family<BuildInfoLabels, FloatGauge>,
 }
@@ -71,6 +72,7 @@ impl Families {
             last_success: Family::default(),
             readings_rejected: Family::default(),
             next_login: Family::default(),
+            readings_backfilled: Family::default(),
             request_duration: Family::new_with_constructor(duration_histogram),
             build_info: Family::default(),
         }
@@ -240,6 +242,11 @@ impl Metrics {
             "dexcom_login_next_attempt_timestamp_seconds",
             "Earliest Unix time at which the login gate lets the password be sent again, 0 when there is no wait (Dexcom locks accounts after repeated failed logins)",
             f.next_login.clone(),
+        );
+        registry.register(
+            "dexcom_readings_backfilled",
+            "Readings from Share filled into the account's history behind the newest one (the day read at start, readings missed during an outage, a phone's late backlog): kept and pushed by remote write, but never the current value",
+            f.readings_backfilled.clone(),
         );
         registry.register(
             "dexcom_request_duration_seconds",

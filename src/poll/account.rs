@@ -11,6 +11,7 @@ use tokio_util::sync::CancellationToken;
 use super::schedule::{PollOutcome, Schedule};
 use crate::clock::Clock;
 use crate::clock::unix_ms;
+use crate::history::History;
 use crate::metrics::{AccountMetrics, LatestReading, RequestDurations};
 use crate::share::{
     ClientObserver, Endpoint, ErrorReason, ReadBatch, Reading, RejectReason, ShareClient,
@@ -18,11 +19,21 @@ use crate::share::{
 };
 use crate::state::AccountStateFile;
 
-/// Readings asked for on each poll: the newest and the ones before it (for the delta, and so a
-/// future-dated row at the top cannot hide the real newest one), from the whole day Share
-/// keeps, so even an old last reading is shown with its age.
-const READ_MINUTES: u32 = 1440;
-const READ_COUNT: u32 = 3;
+/// Extra rows asked for beyond the readings expected since the newest one held: the newest held
+/// itself (for the delta) and one more, so a future-dated row at the top cannot hide the real
+/// newest one.
+const READ_SLACK: u32 = 2;
+
+/// Holes in the history younger than this are read again now and then: a transmitter that lost
+/// the phone sends up to three hours of readings when it finds it again, after newer ones.
+const HOLE_WINDOW: Duration = Duration::from_secs(3 * 60 * 60);
+
+/// How often (in polls) a read is widened to cover such a hole. The same single request, only
+/// larger: holes never cost Share an extra request.
+const HOLE_RECHECK_POLLS: u32 = 6;
+
+/// The number of future-dated sensor times remembered, so each is counted once.
+const FUTURE_MEMORY: usize = 12;
 
 /// How far ahead of Share's clock (or ours, when Share sends no `Date`) a reading may be dated
 /// before it is rejected: a phone with a wrong clock must not freeze the value.
@@ -99,6 +110,10 @@ pub struct AccountPoller {
     counted_future: std::collections::VecDeque<i64>,
     /// Where the learned upload grace is kept across restarts, and the value last saved.
     state: Option<(Arc<AccountStateFile>, Duration)>,
+    /// Every reading of the last 24 hours.
+    history: Arc<History>,
+    /// Successful polls since a read last covered a hole in the history.
+    polls_since_hole_check: u32,
 }
 
 impl AccountPoller {
@@ -110,6 +125,7 @@ impl AccountPoller {
         interval: Duration,
         clock: Arc<dyn Clock>,
         state: Option<Arc<AccountStateFile>>,
+        history: Arc<History>,
     ) -> Self {
         let seed = {
             use std::hash::{Hash, Hasher};
@@ -140,7 +156,39 @@ impl AccountPoller {
             said_empty: false,
             rejecting: Vec::new(),
             counted_future: std::collections::VecDeque::new(),
+            history,
+            polls_since_hole_check: 0,
         }
+    }
+
+    /// The read for this poll, as Share's `(minutes, maxCount)`: the whole day Share keeps
+    /// when nothing is held yet (a start), else from the newest reading held (so a restart, an
+    /// outage or a phone's backlog is filled by the one read that ends it), widened now and
+    /// then to a recent hole. A poll on time asks for two or three rows.
+    fn read_size(&self, now_ms: i64) -> (u32, u32) {
+        let Some(newest) = self.history.newest() else {
+            return (crate::share::MAX_MINUTES, crate::share::MAX_COUNT);
+        };
+        let mut since = newest.timestamp_ms;
+        if self.polls_since_hole_check >= HOLE_RECHECK_POLLS {
+            let window_start = now_ms.saturating_sub(duration_ms(HOLE_WINDOW));
+            if let Some(hole) = self.history.oldest_hole_after(self.interval, window_start) {
+                since = since.min(hole);
+            }
+        }
+        let span_ms = u64::try_from(now_ms.saturating_sub(since)).unwrap_or(0);
+        // A minute of slack on each side of Share's window for clocks that disagree a little.
+        let minutes = span_ms.div_ceil(60_000).saturating_add(2);
+        let interval_ms = u64::try_from(self.interval.as_millis()).unwrap_or(u64::MAX);
+        let readings = span_ms.div_ceil(interval_ms.max(1));
+        let clamp = |value: u64, max: u32| u32::try_from(value).unwrap_or(max).clamp(1, max);
+        (
+            clamp(minutes, crate::share::MAX_MINUTES),
+            clamp(
+                readings.saturating_add(u64::from(READ_SLACK)),
+                crate::share::MAX_COUNT,
+            ),
+        )
     }
 
     /// Polls until `shutdown`, starting after `first_delay`; at most `permits` accounts poll
@@ -182,7 +230,8 @@ impl AccountPoller {
 
     /// One read of Share, published into the metrics.
     pub async fn poll_once(&mut self) -> PollOutcome {
-        let result = self.client.latest_batch(READ_MINUTES, READ_COUNT).await;
+        let (minutes, max_count) = self.read_size(self.clock.now_ms());
+        let result = self.client.latest_batch(minutes, max_count).await;
         self.metrics.set_next_login(self.client.login_not_before());
         match result {
             Ok(read) => {
@@ -191,6 +240,7 @@ impl AccountPoller {
                     tracing::info!(account = self.metrics.name(), previous_error = %reason, "Dexcom Share polls succeed again");
                 }
                 let readings = self.accept(read);
+                self.remember(&readings, minutes);
                 if let Some(newest) = readings.first().copied() {
                     self.publish(newest, readings.get(1).copied());
                 } else if self.metrics.latest().is_none() && !self.said_empty {
@@ -249,7 +299,7 @@ impl AccountPoller {
             }
             if !self.counted_future.contains(&reading.timestamp_ms) {
                 self.metrics.count_rejected(RejectReason::Future);
-                if self.counted_future.len() == READ_COUNT as usize * 4 {
+                if self.counted_future.len() == FUTURE_MEMORY {
                     self.counted_future.pop_front();
                 }
                 self.counted_future.push_back(reading.timestamp_ms);
@@ -273,6 +323,29 @@ impl AccountPoller {
         }
         self.rejecting = reasons;
         accepted
+    }
+
+    /// Merges a successful read into the history; a read that reached back past a hole counts
+    /// as its check.
+    fn remember(&mut self, readings: &[Reading], minutes: u32) {
+        let now_ms = self.clock.now_ms();
+        let covered_from = now_ms.saturating_sub(i64::from(minutes) * 60_000);
+        let window_start = now_ms.saturating_sub(duration_ms(HOLE_WINDOW));
+        let hole = self.history.oldest_hole_after(self.interval, window_start);
+        if hole.is_none_or(|start| covered_from <= start) {
+            self.polls_since_hole_check = 0;
+        } else {
+            self.polls_since_hole_check = self.polls_since_hole_check.saturating_add(1);
+        }
+        let merged = self.history.merge(readings, now_ms);
+        if merged.backfilled > 0 {
+            self.metrics.count_backfilled(merged.backfilled);
+            tracing::info!(
+                account = self.metrics.name(),
+                readings = merged.backfilled,
+                "filled readings into the history behind the newest one (read at start, missed during an outage, or uploaded late by the phone)"
+            );
+        }
     }
 
     /// Notes `reason` among this poll's `reasons`; `true` the first time in a poll when the
@@ -349,6 +422,10 @@ impl AccountPoller {
             tracing::warn!(account, %reason, error = %error, "Dexcom Share poll failed; backing off");
         }
     }
+}
+
+fn duration_ms(d: Duration) -> i64 {
+    i64::try_from(d.as_millis()).unwrap_or(i64::MAX)
 }
 
 fn round_ms(d: Duration) -> Duration {

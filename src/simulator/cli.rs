@@ -115,6 +115,13 @@ pub struct SimulatorArgs {
     /// Length of each periodic gap [default: 30m].
     #[arg(long, value_parser = humantime::parse_duration, value_name = "DURATION")]
     pub gap_length: Option<Duration>,
+    /// Periodic phone outages: one every DURATION, for --backlog-length; the readings taken
+    /// meanwhile reach Share all at once when it ends.
+    #[arg(long, value_parser = humantime::parse_duration, value_name = "DURATION")]
+    pub backlog_every: Option<Duration>,
+    /// Length of each phone outage [default: 1h].
+    #[arg(long, value_parser = humantime::parse_duration, value_name = "DURATION")]
+    pub backlog_length: Option<Duration>,
     /// Log level: error, warn, info, debug, trace.
     #[arg(long = "log.level", default_value = "info")]
     pub log_level: String,
@@ -183,6 +190,10 @@ impl SimulatorArgs {
             slow_delay => s.faults.slow_delay,
             fault_empty_body => s.faults.empty_body,
             gap_length => s.gap_length,
+            backlog_length => s.backlog_length,
+        }
+        if self.backlog_every.is_some() {
+            s.backlog_every = self.backlog_every;
         }
         if self.upload_delay_min.is_some() {
             s.upload_delay_min = self.upload_delay_min;

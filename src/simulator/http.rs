@@ -425,6 +425,14 @@ impl Simulator {
         let window_ms = minutes.saturating_mul(60_000);
         let count = usize::try_from(max_count).unwrap_or(usize::MAX);
         let readings = self.window(record.account, now, window_ms, count);
+        {
+            let mut state = self.lock();
+            let log = &mut state.read_logs[record.account];
+            log.reads += 1;
+            log.rows_served += readings.len() as u64;
+            log.last_read = Some((minutes, max_count));
+            log.first_read = log.first_read.or(log.last_read);
+        }
         json(
             200,
             wire::readings_body(&readings, self.scenario.legacy_format),

@@ -60,6 +60,19 @@ pub struct RequestCounts {
     pub read: u64,
 }
 
+/// What an account's reads asked for and got.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct ReadLog {
+    /// Reads that reached the readings (valid session, follower set up).
+    pub reads: u64,
+    /// Readings served by those reads, all together.
+    pub rows_served: u64,
+    /// The `(minutes, maxCount)` of the first of them.
+    pub first_read: Option<(i64, i64)>,
+    /// The `(minutes, maxCount)` of the last of them.
+    pub last_read: Option<(i64, i64)>,
+}
+
 impl RequestCounts {
     fn bump(&mut self, endpoint: Endpoint) {
         match endpoint {
@@ -159,7 +172,10 @@ struct State {
     failures: Vec<Failures>,
     /// Runtime sensor gaps per account: `[start, end)` in sensor ms; `None` = still going.
     gaps: Vec<Vec<(i64, Option<i64>)>>,
+    /// Runtime phone outages per account, the same way: readings taken then wait for the end.
+    offline: Vec<Vec<(i64, Option<i64>)>>,
     counts: Vec<RequestCounts>,
+    read_logs: Vec<ReadLog>,
     unattributed: RequestCounts,
     planned: VecDeque<PlannedFault>,
     rng: fastrand::Rng,
@@ -270,7 +286,9 @@ impl Simulator {
             sessions: HashMap::new(),
             failures: vec![Failures::default(); n],
             gaps: vec![Vec::new(); n],
+            offline: vec![Vec::new(); n],
             counts: vec![RequestCounts::default(); n],
+            read_logs: vec![ReadLog::default(); n],
             unattributed: RequestCounts::default(),
             planned: VecDeque::new(),
             rng: fastrand::Rng::with_seed(scenario.seed),
@@ -332,6 +350,14 @@ impl Simulator {
             .unwrap_or_default()
     }
 
+    /// What the account's reads asked for and got.
+    pub fn read_log(&self, username: &str) -> ReadLog {
+        let state = self.lock();
+        self.account_index(username)
+            .map(|i| state.read_logs[i])
+            .unwrap_or_default()
+    }
+
     /// Requests received in total, including those for unknown accounts or sessions.
     pub fn total_request_counts(&self) -> RequestCounts {
         let state = self.lock();
@@ -379,6 +405,27 @@ impl Simulator {
             for gap in self.lock().gaps[i].iter_mut() {
                 if gap.1.is_none() {
                     gap.1 = Some(now);
+                }
+            }
+        }
+    }
+
+    /// Takes the account's phone offline: readings from now on are taken but not uploaded
+    /// until [`Simulator::end_offline`], which uploads them all at once.
+    pub fn start_offline(&self, username: &str) {
+        let now = self.clock.now_ms();
+        if let Some(i) = self.account_index(username) {
+            self.lock().offline[i].push((now, None));
+        }
+    }
+
+    /// Brings the account's phone back: its backlog reaches Share now.
+    pub fn end_offline(&self, username: &str) {
+        let now = self.clock.now_ms();
+        if let Some(i) = self.account_index(username) {
+            for outage in self.lock().offline[i].iter_mut() {
+                if outage.1.is_none() {
+                    outage.1 = Some(now);
                 }
             }
         }
@@ -472,6 +519,35 @@ impl Simulator {
             .any(|(start, end)| sensor_ms >= *start && end.is_none_or(|end| sensor_ms < end))
     }
 
+    /// When the reading reaches Share: after its upload delay, or, when the phone was offline
+    /// at its sensor time, after the outage ends (`None` while it lasts).
+    fn uploaded_at(
+        &self,
+        account: usize,
+        reading: &ServedReading,
+        offline: &[(i64, Option<i64>)],
+    ) -> Option<i64> {
+        let delay = reading.visible_ms - reading.sensor_ms;
+        let t = reading.sensor_ms;
+        let mut at = reading.visible_ms;
+        if let Some(every) = self.scenario.backlog_every {
+            let every = duration_ms(every).max(1);
+            let length = duration_ms(self.scenario.backlog_length).min(every);
+            let start = self.accounts[account].phase_ms
+                + (t - self.accounts[account].phase_ms).div_euclid(every) * every;
+            let outage_start = start + every - length;
+            if t >= outage_start {
+                at = at.max(start + every + delay);
+            }
+        }
+        for (start, end) in offline {
+            if t >= *start && end.is_none_or(|end| t < end) {
+                at = at.max((*end)? + delay);
+            }
+        }
+        Some(at)
+    }
+
     /// Visible readings in `[now - window_ms, now]`, newest first.
     fn window(
         &self,
@@ -480,7 +556,10 @@ impl Simulator {
         window_ms: i64,
         max_count: usize,
     ) -> Vec<ServedReading> {
-        let gaps = self.lock().gaps[account].clone();
+        let (gaps, offline) = {
+            let state = self.lock();
+            (state.gaps[account].clone(), state.offline[account].clone())
+        };
         let since = now - window_ms.min(duration_ms(self.scenario.retention));
         let mut k = self.index_at(account, now);
         let mut out = Vec::new();
@@ -489,7 +568,10 @@ impl Simulator {
             if reading.sensor_ms < since {
                 break;
             }
-            if reading.visible_ms <= now && !self.in_gap(account, reading.sensor_ms, &gaps) {
+            let visible = self.uploaded_at(account, &reading, &offline);
+            if visible.is_some_and(|at| at <= now)
+                && !self.in_gap(account, reading.sensor_ms, &gaps)
+            {
                 out.push(reading);
             }
             k -= 1;

@@ -121,6 +121,14 @@ pub struct Scenario {
     /// Length of the periodic gaps.
     #[serde(with = "duration_text")]
     pub gap_length: Duration,
+    /// Periodic phone outages for every account: every `backlog_every`, the phone is offline
+    /// for `backlog_length`; the sensor keeps reading, and the readings reach Share all at
+    /// once when the phone is back (the backlog).
+    #[serde(with = "duration_text_opt")]
+    pub backlog_every: Option<Duration>,
+    /// Length of the periodic phone outages.
+    #[serde(with = "duration_text")]
+    pub backlog_length: Duration,
     /// The publisher accounts.
     pub accounts: Vec<AccountSpec>,
 }
@@ -144,6 +152,8 @@ impl Default for Scenario {
             faults: FaultRates::default(),
             gap_every: None,
             gap_length: Duration::from_secs(30 * 60),
+            backlog_every: None,
+            backlog_length: Duration::from_secs(60 * 60),
             accounts: Vec::new(),
         }
     }

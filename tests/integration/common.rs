@@ -82,6 +82,7 @@ impl dexcom_exporter::config::Environment for TestEnv {
 pub struct RunningExporter {
     pub addr: std::net::SocketAddr,
     pub metrics: std::sync::Arc<dexcom_exporter::metrics::Metrics>,
+    pub histories: Vec<std::sync::Arc<dexcom_exporter::history::History>>,
     shutdown: tokio_util::sync::CancellationToken,
     task: tokio::task::JoinHandle<()>,
 }
@@ -131,12 +132,14 @@ pub async fn spawn_exporter_with_clock(
         .expect("exporter builds");
     let addr = exporter.local_addr();
     let metrics = exporter.metrics();
+    let histories = exporter.histories().to_vec();
     let shutdown = tokio_util::sync::CancellationToken::new();
     let token = shutdown.clone();
     let task = tokio::spawn(exporter.run(async move { token.cancelled().await }));
     RunningExporter {
         addr,
         metrics,
+        histories,
         shutdown,
         task,
     }

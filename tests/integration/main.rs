@@ -9,6 +9,7 @@ mod harness;
 mod cli;
 mod deploy;
 mod exporter;
+mod history;
 mod live_stack;
 mod pydexcom;
 mod safety;

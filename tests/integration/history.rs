@@ -1,0 +1,134 @@
+//! Each account's history against the simulator: a start reads the whole day once, a poll on
+//! time asks for two or three rows, and readings that reach Share late (a phone's backlog) are
+//! filled in by the read that follows, all of them, exactly once.
+
+use std::time::Duration;
+
+use dexcom_exporter::share::Reading;
+use dexcom_exporter::simulator::ServedReading;
+
+use crate::common::{USERNAME, sample};
+use crate::harness::{TestApp, wait_until};
+
+const ACCOUNT: &str = "account=\"publisher@example.com\"";
+
+fn pairs_of_history(readings: &[Reading]) -> Vec<(i64, u16)> {
+    readings
+        .iter()
+        .map(|r| (r.timestamp_ms, r.mg_per_dl))
+        .collect()
+}
+
+fn pairs_of_served(readings: &[ServedReading]) -> Vec<(i64, u16)> {
+    readings
+        .iter()
+        .map(|r| (r.sensor_ms, r.mg_per_dl))
+        .collect()
+}
+
+#[tokio::test]
+async fn a_start_reads_the_day_once_and_polls_on_time_read_two_or_three_rows() {
+    let interval = Duration::from_millis(400);
+    let app = TestApp::start(interval, &[]).await;
+    let history = app.exporter.histories[0].clone();
+    wait_until(Duration::from_secs(10), "the first read", || {
+        !history.snapshot().is_empty()
+    })
+    .await;
+    let first = app.sim.simulator.read_log(USERNAME);
+    assert_eq!(first.reads, 1);
+    assert_eq!(
+        first.last_read,
+        Some((1440, 288)),
+        "the first read covers the day"
+    );
+    // What Share held at that moment: the newest 288 readings (the simulated day is longer).
+    let held = history.snapshot();
+    assert!(held.len() >= 288, "{}", held.len());
+    let served = app.sim.simulator.visible_readings(USERNAME, 400);
+    let newest_held = held[0].timestamp_ms;
+    let expected: Vec<_> = served
+        .iter()
+        .filter(|r| r.sensor_ms <= newest_held)
+        .take(288)
+        .cloned()
+        .collect();
+    assert_eq!(pairs_of_history(&held[..288]), pairs_of_served(&expected));
+
+    wait_until(Duration::from_secs(20), "ten more reads", || {
+        app.sim.simulator.read_log(USERNAME).reads >= first.reads + 10
+    })
+    .await;
+    let later = app.sim.simulator.read_log(USERNAME);
+    let (minutes, max_count) = later.last_read.unwrap();
+    assert!(
+        minutes <= 3 && max_count <= 4,
+        "{minutes} min, {max_count} rows"
+    );
+    let rows_per_read =
+        (later.rows_served - first.rows_served) as f64 / (later.reads - first.reads) as f64;
+    // At this cadence Share's one-minute window holds hundreds of readings, so the count is
+    // what limits a read; at 5 minutes the window limits it to the new reading and the one before.
+    assert!(rows_per_read <= 4.0, "{rows_per_read:.2} rows per read");
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn a_phone_backlog_reaches_the_history_complete_and_once() {
+    let interval = Duration::from_millis(400);
+    let app = TestApp::start(interval, &[]).await;
+    let history = app.exporter.histories[0].clone();
+    wait_until(Duration::from_secs(10), "the first read", || {
+        !history.snapshot().is_empty()
+    })
+    .await;
+    let start_ms = history.snapshot().last().unwrap().timestamp_ms;
+    app.sim.simulator.start_offline(USERNAME);
+    tokio::time::sleep(interval * 10).await;
+    let reads_before = app.counts().read;
+    app.sim.simulator.end_offline(USERNAME);
+    let back_ms = dexcom_exporter::clock::unix_ms(std::time::SystemTime::now());
+    // Backlog rows may reach Share after the first new reading; the history rechecks its holes
+    // every sixth poll, so wait for eight readings after the phone's return.
+    let settled_ms = back_ms + 8 * interval.as_millis() as i64;
+    wait_until(
+        Duration::from_secs(15),
+        "eight readings after the phone's return",
+        || {
+            history
+                .newest()
+                .is_some_and(|r| r.timestamp_ms >= settled_ms)
+        },
+    )
+    .await;
+    let newest = history.newest().unwrap().timestamp_ms;
+    let expected = app
+        .sim
+        .simulator
+        .readings_between(USERNAME, start_ms, newest + 1);
+    let mut held = history.after(start_ms - 1);
+    let missing: Vec<_> = expected
+        .iter()
+        .filter(|e| !held.iter().any(|h| h.timestamp_ms == e.sensor_ms))
+        .map(|e| e.sensor_ms - back_ms)
+        .collect();
+    assert!(
+        missing.is_empty(),
+        "missing (ms after the phone's return): {missing:?}"
+    );
+    assert_eq!(held.len(), expected.len(), "nothing twice");
+    held.dedup_by_key(|r| r.timestamp_ms);
+    assert_eq!(pairs_of_history(&held), pairs_of_served(&expected));
+    // No extra requests for the backlog: the polls the schedule makes anyway, at most about
+    // one per reading plus a retry when a reading is late.
+    let reads = app.counts().read - reads_before;
+    let readings = (newest - back_ms) / interval.as_millis() as i64 + 1;
+    assert!(
+        reads as i64 <= 2 * readings,
+        "{reads} reads for {readings} readings"
+    );
+    let scrape = app.scrape().await;
+    let backfilled = sample(&scrape, "dexcom_readings_backfilled_total", ACCOUNT).unwrap();
+    assert!(backfilled >= 8.0, "{backfilled} readings backfilled");
+    app.stop().await;
+}
