@@ -18,10 +18,12 @@ use crate::http::serve::{self, ServeLimits, TlsSource};
 use crate::http::web_config::LiveWebConfig;
 use crate::metrics::{Metrics, Thresholds};
 use crate::poll::{self, AccountPoller};
+use crate::remote_write::{Sender, SenderAccount, WriteClient};
 use crate::share::{ClientSettings, Login, Region, ShareClient, ShareError};
 use crate::simulator::{
     AccountSpec, GlucoseProfile, RunningSimulator, Scenario, ScenarioError, Simulator,
 };
+use crate::state::AccountStateFile;
 
 /// Connect timeout for Share.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
@@ -55,6 +57,9 @@ pub enum ExporterError {
     /// The demo simulator could not listen on a loopback port.
     #[error("cannot start the demo Share simulator: cannot listen on loopback: {0}")]
     DemoListen(#[source] std::io::Error),
+    /// A remote-write receiver's client could not be built.
+    #[error(transparent)]
+    RemoteWrite(#[from] crate::remote_write::ClientError),
     /// The demo simulator's address did not make a URL (a bug).
     #[error("cannot start the demo Share simulator: bad base URL: {0}")]
     DemoUrl(#[source] <reqwest::Url as std::str::FromStr>::Err),
@@ -69,6 +74,8 @@ pub struct Exporter {
     tls: Option<Arc<dyn TlsSource>>,
     metrics: Arc<Metrics>,
     histories: Vec<Arc<History>>,
+    history_changed: Arc<tokio::sync::Notify>,
+    senders: Vec<Sender>,
     pollers: Vec<AccountPoller>,
     interval: Duration,
     demo: Option<RunningSimulator>,
@@ -127,17 +134,42 @@ impl Exporter {
             .iter()
             .map(|a| Arc::new(History::new(&a.name, history_changed.clone())))
             .collect();
+        let state_files: Vec<Option<Arc<AccountStateFile>>> = config
+            .accounts
+            .iter()
+            .map(|a| {
+                config
+                    .storage
+                    .as_ref()
+                    .map(|dir| Arc::new(dir.account(&a.name)))
+            })
+            .collect();
+        let mut senders = Vec::with_capacity(config.remote_write.len());
+        for target in &config.remote_write {
+            let accounts = histories
+                .iter()
+                .zip(&state_files)
+                .map(|(history, state)| {
+                    SenderAccount::new(history.clone(), state.clone(), &target.name)
+                })
+                .collect();
+            let metrics = metrics.remote_write(&target.name, target.url.as_str());
+            tracing::info!(remote_name = %target.name, url = %target.url, "remote write on: every reading is pushed at its sensor time");
+            senders.push(Sender::new(
+                WriteClient::new(target.clone())?,
+                metrics,
+                accounts,
+                config.external_labels.clone(),
+            ));
+        }
         let mut pollers = Vec::with_capacity(config.accounts.len());
-        for ((account, account_metrics), history) in config
+        for (((account, account_metrics), history), state) in config
             .accounts
             .iter()
             .zip(metrics.accounts())
             .zip(&histories)
+            .zip(state_files)
         {
-            let state = config
-                .storage
-                .as_ref()
-                .map(|dir| Arc::new(dir.account(&account.name)));
             let client = ShareClient::new(ClientSettings {
                 base_url: account.base_url.clone(),
                 application_id: account.region.application_id().to_owned(),
@@ -172,7 +204,7 @@ impl Exporter {
                 tracing::info!(path = %dir.path().display(), "state directory: login limits survive restarts");
             }
             (None, false) => tracing::warn!(
-                "no --storage.path (and no $STATE_DIRECTORY): failed login attempts are remembered only until the exporter stops, so the login limits will not survive a restart"
+                "no --storage.path (and no $STATE_DIRECTORY): failed login attempts (and what remote write sent) are remembered only until the exporter stops, so the login limits will not survive a restart"
             ),
             (None, true) => {}
         }
@@ -190,6 +222,8 @@ impl Exporter {
             tls,
             metrics,
             histories,
+            history_changed,
+            senders,
             pollers,
             interval: config.reading_interval,
             demo,
@@ -244,6 +278,10 @@ impl Exporter {
             self.tls,
         ));
         let pollers_task = tokio::spawn(poll::run_all(self.pollers, self.interval, token.clone()));
+        let mut sender_tasks = tokio::task::JoinSet::new();
+        for sender in self.senders {
+            sender_tasks.spawn(sender.run(self.history_changed.clone(), token.clone()));
+        }
         let web = self.web.clone();
         let hangup_task = tokio::spawn(crate::shutdown::on_hangup(
             hangups,
@@ -266,6 +304,11 @@ impl Exporter {
         }
         if let Err(error) = pollers_task.await {
             tracing::error!(%error, "poller task failed");
+        }
+        while let Some(result) = sender_tasks.join_next().await {
+            if let Err(error) = result {
+                tracing::error!(%error, "remote-write task failed");
+            }
         }
         if let Some(demo) = self.demo {
             demo.stop().await;

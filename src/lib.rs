@@ -12,6 +12,7 @@ pub mod history;
 pub mod http;
 pub mod metrics;
 pub mod poll;
+pub mod remote_write;
 pub mod share;
 pub mod shutdown;
 pub mod simulator;

@@ -1,8 +1,9 @@
 //! What must survive a restart, kept in the state directory (`--storage.path`, by default
 //! systemd's `$STATE_DIRECTORY`): per account, the login gate's memory of failed password
-//! attempts and the fingerprint of the password they were made with, and the upload delay the
-//! poller learned. Without it, a crash or restart loop would send a wrong password once per
-//! restart and lock the Dexcom account.
+//! attempts and the fingerprint of the password they were made with, the upload delay the
+//! poller learned, and which readings each remote-write receiver acknowledged. Without it, a
+//! crash or restart loop would send a wrong password once per restart and lock the Dexcom
+//! account, and a restart would resend a day of readings.
 //!
 //! One small JSON file per account, `account-<name>.json` (the name percent-encoded), with a
 //! format `version`. Writes are atomic: a temporary file, `fsync`, `rename`, `fsync` of the
@@ -18,6 +19,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 
 use serde::{Deserialize, Serialize};
 
+use crate::remote_write::Acked;
 use crate::share::gate::{GateState, GateStore};
 
 /// The file format written now; files of another version are ignored (and replaced).
@@ -99,6 +101,9 @@ struct AccountState {
     /// restart is read as promptly as the last one before it.
     #[serde(default)]
     upload_grace_ms: Option<f64>,
+    /// Per remote-write receiver (by its `remote_name`): the readings it acknowledged.
+    #[serde(default)]
+    remote_write: std::collections::BTreeMap<String, Acked>,
 }
 
 /// One account's state file; the account's Share client loads and saves its gate through it.
@@ -128,6 +133,29 @@ impl AccountStateFile {
             return;
         };
         state.upload_grace_ms = Some(grace.as_secs_f64() * 1000.0);
+        self.persist(&mut state);
+    }
+
+    /// What the receiver named `remote_name` acknowledged in an earlier run.
+    pub fn remote_write_acked(&self, remote_name: &str) -> Acked {
+        self.state
+            .lock()
+            .ok()
+            .and_then(|s| s.remote_write.get(remote_name).cloned())
+            .unwrap_or_default()
+    }
+
+    /// Saves what the receiver named `remote_name` has acknowledged.
+    pub fn save_remote_write_acked(&self, remote_name: &str, acked: &Acked) {
+        let Ok(mut state) = self.state.lock() else {
+            return;
+        };
+        if state.remote_write.get(remote_name) == Some(acked) {
+            return;
+        }
+        state
+            .remote_write
+            .insert(remote_name.to_owned(), acked.clone());
         self.persist(&mut state);
     }
 

@@ -121,7 +121,7 @@ fn parse_base_url(text: &str) -> Option<reqwest::Url> {
 }
 
 /// Whether the URL's host is this machine: the only place plain http may go.
-fn is_loopback(url: &reqwest::Url) -> bool {
+pub(super) fn is_loopback(url: &reqwest::Url) -> bool {
     let Some(host) = url.host_str() else {
         return false;
     };

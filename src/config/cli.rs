@@ -113,6 +113,15 @@ pub struct Cli {
         value_name = "DIR"
     )]
     pub storage_path: Option<PathBuf>,
+    /// Push every reading at its sensor time to this Prometheus remote-write receiver (e.g.
+    /// http://127.0.0.1:9090/api/v1/write). For credentials, TLS or several receivers use a
+    /// `remote_write:` section in --config.file.
+    #[arg(
+        long = "remote-write.url",
+        env = "DEXCOM_EXPORTER_REMOTE_WRITE_URL",
+        value_name = "URL"
+    )]
+    pub remote_write_url: Option<String>,
     /// Run against a built-in Share simulator with demo accounts; no Dexcom account needed.
     #[arg(long, env = "DEXCOM_EXPORTER_DEMO")]
     pub demo: bool,

@@ -176,6 +176,14 @@ pub enum ConfigError {
     /// Durations that contradict each other.
     #[error("{0}")]
     BadDuration(String),
+    /// A remote-write receiver (or the external labels) that cannot be used.
+    #[error("remote_write {target}: {problem}")]
+    RemoteWrite {
+        /// The receiver's URL as written, or `external_labels`.
+        target: String,
+        /// What is wrong and how to fix it.
+        problem: String,
+    },
     /// An unusable `--storage.path`.
     #[error(transparent)]
     Storage(#[from] crate::state::StateError),

@@ -15,6 +15,8 @@ use super::{AccountConfig, Cli, ConfigError, Environment};
 pub(super) struct FileConfig {
     #[serde(default)]
     pub(super) accounts: Vec<FileAccount>,
+    pub(super) remote_write: Option<super::remote_write::OneOrMany>,
+    pub(super) external_labels: Option<std::collections::BTreeMap<String, String>>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -38,29 +40,34 @@ pub(super) struct FileThresholds {
     pub(super) high: Option<u16>,
 }
 
-pub(super) fn accounts_from_file(
-    path: &Path,
-    cli: &Cli,
-    env: &dyn Environment,
-) -> Result<Vec<AccountConfig>, ConfigError> {
+/// Reads and parses `--config.file`.
+pub(super) fn read_config_file(path: &Path) -> Result<FileConfig, ConfigError> {
     let text = std::fs::read_to_string(path).map_err(|source| ConfigError::ConfigFile {
         path: path.to_owned(),
         source,
     })?;
-    let file: FileConfig =
-        crate::yaml::parse(&text).map_err(|error| ConfigError::ConfigSyntax {
-            path: path.to_owned(),
-            message: error.message,
-        })?;
-    if file.accounts.is_empty() {
+    crate::yaml::parse(&text).map_err(|error| ConfigError::ConfigSyntax {
+        path: path.to_owned(),
+        message: error.message,
+    })
+}
+
+/// Checks the file's accounts (at least one).
+pub(super) fn accounts_from_file(
+    path: &Path,
+    file_accounts: Vec<FileAccount>,
+    cli: &Cli,
+    env: &dyn Environment,
+) -> Result<Vec<AccountConfig>, ConfigError> {
+    if file_accounts.is_empty() {
         return Err(ConfigError::EmptyConfigFile {
             path: path.to_owned(),
         });
     }
-    let single = file.accounts.len() == 1;
+    let single = file_accounts.len() == 1;
     let mut names = HashSet::new();
     let mut accounts = Vec::new();
-    for account in file.accounts {
+    for account in file_accounts {
         let account = validate_account(account, cli, env, single)?;
         if !names.insert(account.name.clone()) {
             return Err(ConfigError::DuplicateName { name: account.name });

@@ -14,6 +14,7 @@ mod cli;
 mod error;
 mod file;
 mod password;
+mod remote_write;
 
 use std::net::SocketAddr;
 use std::time::Duration;
@@ -25,10 +26,13 @@ pub use cli::{
 };
 pub use error::ConfigError;
 pub use password::CREDENTIAL_NAME;
+pub use remote_write::{
+    ClientIdentity, DEFAULT_REMOTE_TIMEOUT, RemoteWriteAuth, RemoteWriteTarget, RemoteWriteTls,
+};
 
 use crate::http::web_config::WebConfig;
 use account::validate_account;
-use file::{FileAccount, FileThresholds, accounts_from_file};
+use file::{FileAccount, FileThresholds, accounts_from_file, read_config_file};
 
 /// The validated configuration.
 #[derive(Debug, Clone)]
@@ -55,6 +59,10 @@ pub struct Config {
     pub demo: bool,
     /// The state directory (`--storage.path` or `$STATE_DIRECTORY`); none in demo mode.
     pub storage: Option<crate::state::StateDir>,
+    /// Remote-write receivers (none: remote write is off).
+    pub remote_write: Vec<RemoteWriteTarget>,
+    /// Labels added to every pushed series besides `account`, sorted by name.
+    pub external_labels: Vec<(String, String)>,
 }
 
 /// Reads environment variables; injected so tests need not touch the process environment.
@@ -103,16 +111,38 @@ impl Config {
             ));
         }
         let cli_account = cli.username.is_some() || cli.account_id.is_some();
+        let file = match &cli.config_file {
+            Some(path) => Some((path.clone(), read_config_file(path)?)),
+            None => None,
+        };
+        let (file_accounts, file_remote_write, file_external_labels) = match file {
+            Some((path, file)) => (
+                Some((path, file.accounts)),
+                file.remote_write.map(remote_write::OneOrMany::into_vec),
+                file.external_labels,
+            ),
+            None => (None, None, None),
+        };
+        // A file with only `remote_write:` may go with an account on the command line, or
+        // with --demo.
+        let file_accounts = file_accounts.filter(|(_, a)| !a.is_empty());
         let accounts = if cli.demo {
-            if cli_account || cli.config_file.is_some() {
+            if cli_account || file_accounts.is_some() {
                 return Err(ConfigError::DemoWithAccounts);
             }
             Vec::new()
         } else {
-            match (&cli.config_file, cli_account) {
+            match (file_accounts, cli_account) {
                 (Some(_), true) => return Err(ConfigError::MixedSources),
-                (None, false) => return Err(ConfigError::NoAccount),
-                (Some(path), false) => accounts_from_file(path, &cli, env)?,
+                (None, false) => {
+                    return Err(match &cli.config_file {
+                        Some(path) => ConfigError::EmptyConfigFile { path: path.clone() },
+                        None => ConfigError::NoAccount,
+                    });
+                }
+                (Some((path, file_accounts)), false) => {
+                    accounts_from_file(&path, file_accounts, &cli, env)?
+                }
                 (None, true) => {
                     let account = FileAccount {
                         name: None,
@@ -139,7 +169,36 @@ impl Config {
         let storage = storage_path
             .map(|path| crate::state::StateDir::open(&path))
             .transpose()?;
+        let remote_write = match (file_remote_write, &cli.remote_write_url) {
+            (Some(_), Some(_)) => {
+                return Err(ConfigError::RemoteWrite {
+                    target: "--remote-write.url".into(),
+                    problem: "--config.file has a remote_write section too: use one of them".into(),
+                });
+            }
+            (Some(targets), None) => targets
+                .into_iter()
+                .map(remote_write::validate_target)
+                .collect::<Result<Vec<_>, _>>()?,
+            (None, Some(url)) => vec![remote_write::from_flag(url)?],
+            (None, None) => Vec::new(),
+        };
+        let mut names = std::collections::HashSet::new();
+        for target in &remote_write {
+            if !names.insert(target.name.as_str()) {
+                return Err(ConfigError::RemoteWrite {
+                    target: target.url.to_string(),
+                    problem: format!(
+                        "two receivers are named {:?}: give each a distinct `name`",
+                        target.name
+                    ),
+                });
+            }
+        }
+        let external_labels = remote_write::external_labels(file_external_labels)?;
         Ok(Config {
+            remote_write,
+            external_labels,
             storage,
             listen_address: cli.listen_address,
             telemetry_path: cli.telemetry_path,

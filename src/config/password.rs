@@ -56,35 +56,56 @@ pub const MAX_PASSWORD_FILE_BYTES: u64 = 4096;
 /// Reads a password file: refused when larger than [`MAX_PASSWORD_FILE_BYTES`], warned about
 /// when other users can read it.
 fn read_password_file(account: &str, path: &Path) -> Result<String, ConfigError> {
-    use std::io::Read as _;
-    use std::os::unix::fs::PermissionsExt as _;
-    let unreadable = |source| ConfigError::PasswordFile {
-        account: account.to_owned(),
-        path: path.to_owned(),
-        source,
-    };
-    let file = std::fs::File::open(path).map_err(unreadable)?;
-    let meta = file.metadata().map_err(unreadable)?;
-    if meta.len() > MAX_PASSWORD_FILE_BYTES {
-        return Err(ConfigError::PasswordFileTooLarge {
+    read_bounded(path).map_err(|error| match error {
+        SecretFileError::TooLarge(bytes) => ConfigError::PasswordFileTooLarge {
             account: account.to_owned(),
             path: path.to_owned(),
-            bytes: meta.len(),
-        });
+            bytes,
+        },
+        SecretFileError::Io(source) => ConfigError::PasswordFile {
+            account: account.to_owned(),
+            path: path.to_owned(),
+            source,
+        },
+    })
+}
+
+/// Reads another credential file (remote write's `password_file`, `credentials_file`) with
+/// the same bounds and warning; the error is a phrase to put after the file's name.
+pub(super) fn read_secret_file(path: &Path) -> Result<String, String> {
+    read_bounded(path).map_err(|error| match error {
+        SecretFileError::TooLarge(bytes) => format!(
+            "{bytes} bytes is not a credential (at most {MAX_PASSWORD_FILE_BYTES}): is it the right file?"
+        ),
+        SecretFileError::Io(source) => format!("cannot read it: {source}"),
+    })
+}
+
+enum SecretFileError {
+    TooLarge(u64),
+    Io(std::io::Error),
+}
+
+fn read_bounded(path: &Path) -> Result<String, SecretFileError> {
+    use std::io::Read as _;
+    use std::os::unix::fs::PermissionsExt as _;
+    let file = std::fs::File::open(path).map_err(SecretFileError::Io)?;
+    let meta = file.metadata().map_err(SecretFileError::Io)?;
+    if meta.len() > MAX_PASSWORD_FILE_BYTES {
+        return Err(SecretFileError::TooLarge(meta.len()));
     }
     let mode = meta.permissions().mode();
     if mode & 0o044 != 0 {
         tracing::warn!(
-            account,
             path = %path.display(),
             mode = format!("{:o}", mode & 0o777),
-            "the password file can be read by other users: `chmod 600` it (or use a systemd credential)"
+            "a credential file can be read by other users: `chmod 600` it (or use a systemd credential)"
         );
     }
     let mut text = String::new();
     // Bounded even if the file grows between the check and the read.
     file.take(MAX_PASSWORD_FILE_BYTES + 1)
         .read_to_string(&mut text)
-        .map_err(unreadable)?;
+        .map_err(SecretFileError::Io)?;
     Ok(text)
 }

@@ -55,3 +55,12 @@ pub struct BuildInfoLabels {
     /// Compiler version, or `unknown`.
     pub rustversion: &'static str,
 }
+
+/// `{remote_name, url}`: one remote-write receiver, as Prometheus labels its own.
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct RemoteLabels {
+    /// The receiver's `name`, or the URL's host and port.
+    pub remote_name: String,
+    /// The receiver's URL (never holds credentials: refused in the configuration).
+    pub url: String,
+}

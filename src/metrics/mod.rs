@@ -13,6 +13,7 @@ mod account;
 pub mod labels;
 mod process;
 mod readings;
+mod remote_write;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -25,9 +26,11 @@ use prometheus_client::registry::Registry;
 use account::FloatGauge;
 pub use account::{AccountMetrics, LatestReading, Thresholds};
 use labels::{
-    AccountLabels, BuildInfoLabels, EndpointLabels, ErrorLabels, RejectLabels, ThresholdLabels,
+    AccountLabels, BuildInfoLabels, EndpointLabels, ErrorLabels, RejectLabels, RemoteLabels,
+    ThresholdLabels,
 };
 use readings::ReadingCollector;
+pub use remote_write::RemoteWriteMetrics;
 
 use crate::clock::Clock;
 use crate::share::Endpoint;
@@ -57,6 +60,13 @@ struct Families {
     readings_rejected: Family<RejectLabels, Counter>,
     next_login: Family<AccountLabels, FloatGauge>,
     readings_backfilled: Family<AccountLabels, Counter>,
+    rw_samples: Family<RemoteLabels, Counter>,
+    rw_failed: Family<RemoteLabels, Counter>,
+    rw_retried: Family<RemoteLabels, Counter>,
+    rw_dropped: Family<RemoteLabels, Counter>,
+    rw_pending: Family<RemoteLabels, FloatGauge>,
+    rw_bytes: Family<RemoteLabels, Counter>,
+    rw_highest_sent: Family<RemoteLabels, FloatGauge>,
     request_duration: DurationFamily,
     build_info: Family<BuildInfoLabels, FloatGauge>,
 }
@@ -73,6 +83,13 @@ impl Families {
             readings_rejected: Family::default(),
             next_login: Family::default(),
             readings_backfilled: Family::default(),
+            rw_samples: Family::default(),
+            rw_failed: Family::default(),
+            rw_retried: Family::default(),
+            rw_dropped: Family::default(),
+            rw_pending: Family::default(),
+            rw_bytes: Family::default(),
+            rw_highest_sent: Family::default(),
             request_duration: Family::new_with_constructor(duration_histogram),
             build_info: Family::default(),
         }
@@ -194,6 +211,11 @@ impl Metrics {
         self.requests.clone()
     }
 
+    /// The series of one remote-write receiver.
+    pub fn remote_write(&self, remote_name: &str, url: &str) -> RemoteWriteMetrics {
+        RemoteWriteMetrics::new(&self.families, remote_name, url)
+    }
+
     /// The registry serving every metric: the one place where names, help texts and types are
     /// given. Read-only from here on.
     pub fn registry(&self) -> Registry {
@@ -247,6 +269,41 @@ impl Metrics {
             "dexcom_readings_backfilled",
             "Readings from Share filled into the account's history behind the newest one (the day read at start, readings missed during an outage, a phone's late backlog): kept and pushed by remote write, but never the current value",
             f.readings_backfilled.clone(),
+        );
+        registry.register(
+            "dexcom_remote_storage_samples",
+            "Samples (readings' glucose and trend) acknowledged by the remote-write receiver",
+            f.rw_samples.clone(),
+        );
+        registry.register(
+            "dexcom_remote_storage_samples_failed",
+            "Samples the remote-write receiver refused for good (an HTTP 4xx other than 429); not sent again",
+            f.rw_failed.clone(),
+        );
+        registry.register(
+            "dexcom_remote_storage_samples_retried",
+            "Samples sent again after a recoverable failure (HTTP 5xx, 429, timeout, connection)",
+            f.rw_retried.clone(),
+        );
+        registry.register(
+            "dexcom_remote_storage_samples_dropped",
+            "Samples older than the remote-write receiver accepts (beyond its out-of-order window), given up on",
+            f.rw_dropped.clone(),
+        );
+        registry.register(
+            "dexcom_remote_storage_samples_pending",
+            "Samples waiting to be sent to the remote-write receiver",
+            f.rw_pending.clone(),
+        );
+        registry.register(
+            "dexcom_remote_storage_bytes",
+            "Compressed bytes of the remote-write requests the receiver acknowledged",
+            f.rw_bytes.clone(),
+        );
+        registry.register(
+            "dexcom_remote_storage_queue_highest_sent_timestamp_seconds",
+            "Sensor time of the newest reading the remote-write receiver acknowledged, in Unix seconds",
+            f.rw_highest_sent.clone(),
         );
         registry.register(
             "dexcom_request_duration_seconds",

@@ -1,0 +1,305 @@
+//! One remote-write request and the meaning of its answer: the standard headers, the
+//! configured authentication and TLS, and the classification that decides what the sender
+//! does next (retry, split, or give up and count).
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use reqwest::header::{
+    AUTHORIZATION, CONTENT_ENCODING, CONTENT_TYPE, HeaderValue, RETRY_AFTER, USER_AGENT,
+};
+use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
+use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
+use secrecy::ExposeSecret;
+
+use crate::config::{RemoteWriteAuth, RemoteWriteTarget, RemoteWriteTls};
+
+/// The most of an error answer kept for the log.
+const MAX_DETAIL_CHARS: usize = 200;
+
+/// Why a request was not acknowledged; the sender acts on the variant.
+#[derive(Debug, thiserror::Error)]
+pub enum SendError {
+    /// Worth sending again after a pause: HTTP 5xx, 429, a timeout or a connection failure.
+    #[error("{detail}")]
+    Recoverable {
+        /// What happened, for the log.
+        detail: String,
+        /// The receiver's `Retry-After`, when it sent one with a 429 or 503.
+        retry_after: Option<Duration>,
+    },
+    /// The receiver refused samples as too old or out of order (Prometheus answers 500 "too
+    /// old sample" beyond its out-of-order window, 400 "out of bounds" without one): sending
+    /// the same samples again can never succeed, but the others in the request may.
+    #[error("HTTP {status}: {detail}")]
+    TooOld {
+        /// The status.
+        status: u16,
+        /// The receiver's message.
+        detail: String,
+    },
+    /// Refused for good (any other 4xx: bad credentials, unknown tenant, wrong URL).
+    #[error("HTTP {status}: {detail}")]
+    Refused {
+        /// The status.
+        status: u16,
+        /// The receiver's message.
+        detail: String,
+    },
+}
+
+/// Why the writer for a receiver could not be built.
+#[derive(Debug, thiserror::Error)]
+pub enum ClientError {
+    /// The TLS settings did not make a client configuration.
+    #[error("remote_write {url}: TLS settings: {source}")]
+    Tls {
+        /// The receiver.
+        url: String,
+        /// Why.
+        #[source]
+        source: rustls::Error,
+    },
+    /// The HTTP client could not be built.
+    #[error("remote_write {url}: {source}")]
+    Http {
+        /// The receiver.
+        url: String,
+        /// Why.
+        #[source]
+        source: reqwest::Error,
+    },
+}
+
+/// Sends bodies to one receiver.
+#[derive(Debug)]
+pub struct WriteClient {
+    http: reqwest::Client,
+    target: RemoteWriteTarget,
+}
+
+impl WriteClient {
+    /// A client for `target`.
+    ///
+    /// # Errors
+    /// [`ClientError`] when the TLS settings or the HTTP client cannot be built.
+    pub fn new(target: RemoteWriteTarget) -> Result<Self, ClientError> {
+        let url = target.url.to_string();
+        let tls = tls_config(&target.tls).map_err(|source| ClientError::Tls {
+            url: url.clone(),
+            source,
+        })?;
+        if target.tls.insecure_skip_verify {
+            tracing::warn!(
+                url,
+                "remote_write: tls_config.insecure_skip_verify is set: the receiver's certificate is not checked"
+            );
+        }
+        let http = reqwest::Client::builder()
+            .use_preconfigured_tls(tls)
+            .timeout(target.timeout)
+            .connect_timeout(target.timeout.min(Duration::from_secs(10)))
+            .redirect(reqwest::redirect::Policy::none())
+            .build()
+            .map_err(|source| ClientError::Http { url, source })?;
+        Ok(WriteClient { http, target })
+    }
+
+    /// The receiver.
+    pub fn target(&self) -> &RemoteWriteTarget {
+        &self.target
+    }
+
+    /// Sends one compressed `WriteRequest`.
+    ///
+    /// # Errors
+    /// [`SendError`], classified for the sender.
+    pub async fn send(&self, body: Vec<u8>) -> Result<(), SendError> {
+        let mut request = self
+            .http
+            .post(self.target.url.clone())
+            .headers(self.target.headers.clone())
+            .header(CONTENT_ENCODING, "snappy")
+            .header(CONTENT_TYPE, "application/x-protobuf")
+            .header("X-Prometheus-Remote-Write-Version", "0.1.0")
+            .header(USER_AGENT, crate::share::USER_AGENT)
+            .body(body);
+        match &self.target.auth {
+            Some(RemoteWriteAuth::Basic { username, password }) => {
+                request = request.basic_auth(username, Some(password.expose_secret()));
+            }
+            Some(RemoteWriteAuth::Authorization {
+                scheme,
+                credentials,
+            }) => {
+                let mut value =
+                    HeaderValue::from_str(&format!("{scheme} {}", credentials.expose_secret()))
+                        .map_err(|_| SendError::Refused {
+                            status: 0,
+                            detail: "the credentials file holds characters not allowed in a header"
+                                .into(),
+                        })?;
+                value.set_sensitive(true);
+                request = request.header(AUTHORIZATION, value);
+            }
+            None => {}
+        }
+        let response = request
+            .send()
+            .await
+            .map_err(|error| SendError::Recoverable {
+                detail: describe(&error),
+                retry_after: None,
+            })?;
+        let status = response.status();
+        if status.is_success() {
+            return Ok(());
+        }
+        let retry_after = response
+            .headers()
+            .get(RETRY_AFTER)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.trim().parse::<u64>().ok())
+            .map(Duration::from_secs);
+        let text = response.text().await.unwrap_or_default();
+        let detail: String = text
+            .split_whitespace()
+            .collect::<Vec<_>>()
+            .join(" ")
+            .chars()
+            .take(MAX_DETAIL_CHARS)
+            .collect();
+        let lower = detail.to_ascii_lowercase();
+        let too_old = ["too old", "out of bounds", "out of order"]
+            .iter()
+            .any(|s| lower.contains(s));
+        let code = status.as_u16();
+        Err(match code {
+            400 | 500 if too_old => SendError::TooOld {
+                status: code,
+                detail,
+            },
+            429 => SendError::Recoverable {
+                detail: format!("HTTP 429: {detail}"),
+                retry_after,
+            },
+            500..=599 => SendError::Recoverable {
+                detail: format!("HTTP {code}: {detail}"),
+                retry_after: retry_after.filter(|_| code == 503),
+            },
+            _ => SendError::Refused {
+                status: code,
+                detail,
+            },
+        })
+    }
+}
+
+/// A transport error in one phrase, without the URL's query (there is none) or any header.
+fn describe(error: &reqwest::Error) -> String {
+    if error.is_timeout() {
+        "timed out".into()
+    } else if error.is_connect() {
+        let mut source: Option<&dyn std::error::Error> = Some(error);
+        let mut deepest = String::from("connection failed");
+        while let Some(e) = source {
+            deepest = e.to_string();
+            source = e.source();
+        }
+        format!("cannot connect: {deepest}")
+    } else {
+        error.to_string()
+    }
+}
+
+fn tls_config(tls: &RemoteWriteTls) -> Result<rustls::ClientConfig, rustls::Error> {
+    let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+    let mut roots = rustls::RootCertStore::empty();
+    if tls.ca_certs.is_empty() {
+        let native = rustls_native_certs::load_native_certs();
+        roots.add_parsable_certificates(native.certs);
+    } else {
+        for cert in &tls.ca_certs {
+            roots.add(cert.clone())?;
+        }
+    }
+    let webpki = rustls::client::WebPkiServerVerifier::builder_with_provider(
+        Arc::new(roots),
+        provider.clone(),
+    )
+    .build()
+    .map_err(|e| rustls::Error::General(e.to_string()))?;
+    let server_name = match &tls.server_name {
+        Some(name) => Some(
+            ServerName::try_from(name.clone())
+                .map_err(|e| rustls::Error::General(e.to_string()))?,
+        ),
+        None => None,
+    };
+    let verifier = Arc::new(Verifier {
+        inner: webpki,
+        server_name,
+        check_chain: !tls.insecure_skip_verify,
+    });
+    let builder = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()?
+        .dangerous()
+        .with_custom_certificate_verifier(verifier);
+    let mut config = match &tls.client_identity {
+        Some(identity) => {
+            builder.with_client_auth_cert(identity.chain.clone(), identity.key.clone_key())?
+        }
+        None => builder.with_no_client_auth(),
+    };
+    config.alpn_protocols = vec![b"http/1.1".to_vec()];
+    Ok(config)
+}
+
+/// The standard verifier, checking the certificate against `server_name` instead of the URL's
+/// host when one is configured, or (with `insecure_skip_verify`) not checking the chain.
+#[derive(Debug)]
+struct Verifier {
+    inner: Arc<rustls::client::WebPkiServerVerifier>,
+    server_name: Option<ServerName<'static>>,
+    check_chain: bool,
+}
+
+impl ServerCertVerifier for Verifier {
+    fn verify_server_cert(
+        &self,
+        end_entity: &CertificateDer<'_>,
+        intermediates: &[CertificateDer<'_>],
+        server_name: &ServerName<'_>,
+        ocsp_response: &[u8],
+        now: UnixTime,
+    ) -> Result<ServerCertVerified, rustls::Error> {
+        if !self.check_chain {
+            return Ok(ServerCertVerified::assertion());
+        }
+        let name = self.server_name.as_ref().unwrap_or(server_name);
+        self.inner
+            .verify_server_cert(end_entity, intermediates, name, ocsp_response, now)
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &rustls::DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        self.inner.verify_tls12_signature(message, cert, dss)
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &rustls::DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        self.inner.verify_tls13_signature(message, cert, dss)
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<rustls::SignatureScheme> {
+        self.inner.supported_verify_schemes()
+    }
+}

@@ -1,0 +1,298 @@
+//! The queue towards one receiver: wakes when any account's history gains a reading, sends
+//! every reading the receiver has not acknowledged (oldest first, up to
+//! [`MAX_READINGS_PER_REQUEST`] a request), and records each acknowledgement in the state
+//! directory so that a restart resends only what was not acknowledged.
+//!
+//! What happens to a request that fails follows what Prometheus's own remote write does, with
+//! one addition: 5xx, 429, timeouts and connection failures are retried with backoff for as
+//! long as it takes (nothing is dropped); any other 4xx is permanent, counted and logged once
+//! per episode. The addition: a receiver refuses a *whole* request when one sample in it is
+//! older than it accepts (Prometheus answers 500 "too old sample"), so such a request is split
+//! in halves until the samples it refuses stand alone; those are counted as dropped, the rest
+//! arrive.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::sync::Notify;
+use tokio_util::sync::CancellationToken;
+
+use super::client::{SendError, WriteClient};
+use super::cursor::Acked;
+use super::encode::{Series, compress, write_request};
+use crate::history::History;
+use crate::metrics::RemoteWriteMetrics;
+use crate::share::Reading;
+use crate::state::AccountStateFile;
+
+/// The most readings in one request (two samples each, glucose and trend): a day of 300
+/// accounts goes in 173 requests, and a request stays far below receivers' size limits.
+pub const MAX_READINGS_PER_REQUEST: usize = 500;
+
+/// The first pause after a recoverable failure; it doubles up to [`MAX_BACKOFF`].
+pub const MIN_BACKOFF: Duration = Duration::from_millis(500);
+
+/// The longest pause between attempts: a receiver back from a restart is written to within
+/// half a minute.
+pub const MAX_BACKOFF: Duration = Duration::from_secs(30);
+
+/// The pushed series' names (contracts in DESIGN.md: never the scraped gauges' names).
+pub const GLUCOSE_SERIES: &str = "dexcom_reading_glucose_mg_per_dl";
+/// The trend code's series.
+pub const TREND_SERIES: &str = "dexcom_reading_trend";
+
+/// One account as the sender sees it.
+#[derive(Debug)]
+pub struct SenderAccount {
+    /// Its readings.
+    pub history: Arc<History>,
+    /// Where its acknowledgements are kept, if there is a state directory.
+    pub state: Option<Arc<AccountStateFile>>,
+    acked: Acked,
+}
+
+impl SenderAccount {
+    /// The account, with what `remote_name` acknowledged in an earlier run.
+    pub fn new(
+        history: Arc<History>,
+        state: Option<Arc<AccountStateFile>>,
+        remote_name: &str,
+    ) -> Self {
+        let acked = state
+            .as_ref()
+            .map(|s| s.remote_write_acked(remote_name))
+            .unwrap_or_default();
+        SenderAccount {
+            history,
+            state,
+            acked,
+        }
+    }
+}
+
+/// Readings of one request: (account index, reading), oldest first within each account.
+type Part = Vec<(usize, Reading)>;
+
+/// The sender of one receiver.
+#[derive(Debug)]
+pub struct Sender {
+    client: WriteClient,
+    metrics: RemoteWriteMetrics,
+    accounts: Vec<SenderAccount>,
+    external_labels: Vec<(String, String)>,
+    /// The failure being reported, so each episode is logged once.
+    failing: Option<&'static str>,
+}
+
+impl Sender {
+    /// A sender of `accounts`' readings through `client`.
+    pub fn new(
+        client: WriteClient,
+        metrics: RemoteWriteMetrics,
+        accounts: Vec<SenderAccount>,
+        external_labels: Vec<(String, String)>,
+    ) -> Self {
+        Sender {
+            client,
+            metrics,
+            accounts,
+            external_labels,
+            failing: None,
+        }
+    }
+
+    /// Sends until `shutdown`, waking on `changed`.
+    pub async fn run(mut self, changed: Arc<Notify>, shutdown: CancellationToken) {
+        let mut backoff = MIN_BACKOFF;
+        loop {
+            let notified = changed.notified();
+            tokio::pin!(notified);
+            notified.as_mut().enable();
+            let pending = self.pending();
+            self.metrics.set_pending(pending.len() * 2);
+            if pending.is_empty() {
+                tokio::select! {
+                    () = shutdown.cancelled() => return,
+                    () = &mut notified => continue,
+                }
+            }
+            let batch: Part = pending.into_iter().take(MAX_READINGS_PER_REQUEST).collect();
+            // A stack of parts: a part refused as too old is split, older half on top.
+            let mut work = vec![batch];
+            let mut touched = Vec::new();
+            while let Some(part) = work.pop() {
+                match self.send(&part).await {
+                    Ok(()) => {
+                        backoff = MIN_BACKOFF;
+                        self.recovered();
+                        self.mark_done(&part, &mut touched);
+                    }
+                    Err(SendError::Recoverable {
+                        detail,
+                        retry_after,
+                    }) => {
+                        self.metrics.retried(part.len() * 2);
+                        if self.starts("recoverable") {
+                            tracing::warn!(remote_name = %self.client.target().name, url = %self.client.target().url, error = %detail, pending = part.len() * 2, "remote write failed; retrying with backoff until the receiver takes the samples (nothing is dropped)");
+                        }
+                        let pause = retry_after.unwrap_or(backoff).min(MAX_BACKOFF * 10);
+                        backoff = (backoff * 2).min(MAX_BACKOFF);
+                        work.push(part);
+                        tokio::select! {
+                            () = shutdown.cancelled() => {
+                                self.save(&touched).await;
+                                return;
+                            }
+                            () = tokio::time::sleep(pause) => {}
+                        }
+                    }
+                    Err(SendError::TooOld { status, detail }) if part.len() > 1 => {
+                        tracing::debug!(status, %detail, readings = part.len(), "receiver refused old samples; splitting the request");
+                        let (older, newer) = split_by_time(part);
+                        work.push(newer);
+                        work.push(older);
+                    }
+                    Err(SendError::TooOld { status, detail }) => {
+                        self.metrics.dropped(part.len() * 2);
+                        if self.starts("too_old") {
+                            tracing::warn!(remote_name = %self.client.target().name, status, error = %detail, "the receiver refuses readings this old (beyond its out-of-order window): they are dropped and counted in dexcom_remote_storage_samples_dropped_total; raise storage.tsdb.out_of_order_time_window to 1d to keep them");
+                        }
+                        self.mark_done(&part, &mut touched);
+                    }
+                    Err(SendError::Refused { status, detail }) => {
+                        self.metrics.failed(part.len() * 2);
+                        if self.starts("refused") {
+                            tracing::error!(remote_name = %self.client.target().name, url = %self.client.target().url, status, error = %detail, "the remote-write receiver refused samples; they are not sent again (check the URL, credentials and tenant headers)");
+                        }
+                        self.mark_done(&part, &mut touched);
+                    }
+                }
+            }
+            self.save(&touched).await;
+        }
+    }
+
+    /// Every reading not yet done, account by account, oldest first.
+    fn pending(&self) -> Part {
+        let mut out = Vec::new();
+        for (index, account) in self.accounts.iter().enumerate() {
+            let held = account.history.snapshot();
+            let start = out.len();
+            out.extend(
+                held.iter()
+                    .filter(|r| !account.acked.is_done(r.timestamp_ms))
+                    .map(|r| (index, *r)),
+            );
+            out[start..].reverse();
+        }
+        out
+    }
+
+    async fn send(&self, part: &Part) -> Result<(), SendError> {
+        let body = write_request(&self.series(part));
+        let body = compress(&body).map_err(|e| SendError::Refused {
+            status: 0,
+            detail: format!("cannot compress the request: {e}"),
+        })?;
+        let bytes = body.len();
+        self.client.send(body).await?;
+        let newest = part.iter().map(|(_, r)| r.timestamp_ms).max().unwrap_or(0);
+        self.metrics.sent(part.len() * 2, bytes, newest);
+        Ok(())
+    }
+
+    /// Two series per account in the part: glucose and trend, samples oldest first.
+    fn series(&self, part: &Part) -> Vec<Series> {
+        let mut by_account: std::collections::BTreeMap<usize, Vec<Reading>> =
+            std::collections::BTreeMap::new();
+        for (account, reading) in part {
+            by_account.entry(*account).or_default().push(*reading);
+        }
+        let mut out = Vec::with_capacity(by_account.len() * 2);
+        for (account, mut readings) in by_account {
+            readings.sort_by_key(|r| r.timestamp_ms);
+            let glucose = |r: &Reading| f64::from(r.mg_per_dl);
+            let trend = |r: &Reading| f64::from(r.trend.code());
+            for (name, value) in [
+                (GLUCOSE_SERIES, &glucose as &dyn Fn(&Reading) -> f64),
+                (TREND_SERIES, &trend),
+            ] {
+                let mut labels = vec![
+                    ("__name__".to_owned(), name.to_owned()),
+                    (
+                        "account".to_owned(),
+                        self.accounts[account].history.account().to_owned(),
+                    ),
+                ];
+                labels.extend(self.external_labels.iter().cloned());
+                labels.sort();
+                out.push(Series {
+                    labels,
+                    samples: readings
+                        .iter()
+                        .map(|r| (r.timestamp_ms, value(r)))
+                        .collect(),
+                });
+            }
+        }
+        out
+    }
+
+    fn mark_done(&mut self, part: &Part, touched: &mut Vec<usize>) {
+        for (index, account) in self.accounts.iter_mut().enumerate() {
+            let times: Vec<i64> = part
+                .iter()
+                .filter(|(a, _)| *a == index)
+                .map(|(_, r)| r.timestamp_ms)
+                .collect();
+            if !times.is_empty() {
+                account.acked.mark(times);
+                if !touched.contains(&index) {
+                    touched.push(index);
+                }
+            }
+        }
+    }
+
+    /// Saves the acknowledgements of the accounts in `touched` (off the async threads: each
+    /// save is an fsync).
+    async fn save(&self, touched: &[usize]) {
+        let name = self.client.target().name.clone();
+        let saves: Vec<(Arc<AccountStateFile>, Acked)> = touched
+            .iter()
+            .filter_map(|&i| {
+                let account = &self.accounts[i];
+                account.state.clone().map(|s| (s, account.acked.clone()))
+            })
+            .collect();
+        if saves.is_empty() {
+            return;
+        }
+        let _ = tokio::task::spawn_blocking(move || {
+            for (file, acked) in saves {
+                file.save_remote_write_acked(&name, &acked);
+            }
+        })
+        .await;
+    }
+
+    /// Whether `episode` starts now (and is to be logged): it was not already being reported.
+    fn starts(&mut self, episode: &'static str) -> bool {
+        let new = self.failing != Some(episode);
+        self.failing = Some(episode);
+        new
+    }
+
+    fn recovered(&mut self) {
+        if self.failing.take() == Some("recoverable") {
+            tracing::info!(remote_name = %self.client.target().name, "the remote-write receiver takes samples again");
+        }
+    }
+}
+
+/// Splits a part in two halves by sensor time: the older half first.
+fn split_by_time(mut part: Part) -> (Part, Part) {
+    part.sort_by_key(|(_, r)| r.timestamp_ms);
+    let newer = part.split_off(part.len() / 2);
+    (part, newer)
+}
