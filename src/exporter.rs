@@ -170,25 +170,7 @@ impl Exporter {
             .zip(&histories)
             .zip(state_files)
         {
-            let client = ShareClient::new(ClientSettings {
-                base_url: account.base_url.clone(),
-                application_id: account.region.application_id().to_owned(),
-                login: account.login.clone(),
-                password: account.password.clone(),
-                connect_timeout: CONNECT_TIMEOUT.min(config.request_timeout),
-                request_timeout: config.request_timeout,
-            })
-            .map_err(|source| ExporterError::Client {
-                account: account.name.clone(),
-                source,
-            })?
-            .with_gate(
-                config.reading_interval,
-                state
-                    .clone()
-                    .map(|file| file as Arc<dyn crate::share::gate::GateStore>),
-                clock.clone(),
-            );
+            let client = share_client(&config, account, state.clone(), clock.clone())?;
             pollers.push(AccountPoller::new(
                 client,
                 account_metrics.clone(),
@@ -317,7 +299,34 @@ impl Exporter {
     }
 }
 
-async fn start_demo(
+/// The Share client of `account`, its login gate on `clock` and kept in `state`.
+pub(crate) fn share_client(
+    config: &Config,
+    account: &AccountConfig,
+    state: Option<Arc<AccountStateFile>>,
+    clock: Arc<dyn Clock>,
+) -> Result<ShareClient, ExporterError> {
+    Ok(ShareClient::new(ClientSettings {
+        base_url: account.base_url.clone(),
+        application_id: account.region.application_id().to_owned(),
+        login: account.login.clone(),
+        password: account.password.clone(),
+        connect_timeout: CONNECT_TIMEOUT.min(config.request_timeout),
+        request_timeout: config.request_timeout,
+    })
+    .map_err(|source| ExporterError::Client {
+        account: account.name.clone(),
+        source,
+    })?
+    .with_gate(
+        config.reading_interval,
+        state.map(|file| file as Arc<dyn crate::share::gate::GateStore>),
+        clock,
+    ))
+}
+
+/// The demo's simulator and accounts.
+pub(crate) async fn start_demo(
     interval: Duration,
 ) -> Result<(RunningSimulator, Vec<AccountConfig>), ExporterError> {
     let password = uuid::Uuid::new_v4().to_string();

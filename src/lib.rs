@@ -5,6 +5,7 @@
 //! `share_simulator` binary; [`exporter`] assembles everything for `main`; [`clock`] is the one
 //! time source (now and sleep) that tests and the soak can speed up.
 
+pub mod backfill;
 pub mod clock;
 pub mod config;
 pub mod exporter;

@@ -3,7 +3,7 @@
 use std::process::ExitCode;
 
 use clap::Parser;
-use dexcom_exporter::config::{Cli, Config, ProcessEnvironment};
+use dexcom_exporter::config::{Cli, Command, Config, ProcessEnvironment};
 use dexcom_exporter::exporter::Exporter;
 use dexcom_exporter::{shutdown, telemetry};
 
@@ -11,7 +11,7 @@ use dexcom_exporter::{shutdown, telemetry};
 const EXIT_CONFIG: u8 = 2;
 
 fn main() -> ExitCode {
-    let cli = match Cli::try_parse() {
+    let mut cli = match Cli::try_parse() {
         Ok(cli) => cli,
         Err(error) if !error.use_stderr() => {
             // --help and --version
@@ -31,6 +31,7 @@ fn main() -> ExitCode {
     };
     // Logging first, so what the configuration warns about (a readable password file) is seen.
     telemetry::init(cli.log_level, cli.log_format);
+    let command = cli.command.take();
     let config = match Config::from_cli(cli, &ProcessEnvironment) {
         Ok(config) => config,
         Err(error) => {
@@ -49,6 +50,9 @@ fn main() -> ExitCode {
         }
     };
     let code = runtime.block_on(async {
+        if let Some(Command::Backfill { output }) = command {
+            return run_backfill(config, output).await;
+        }
         match Exporter::build(config).await {
             Ok(exporter) => {
                 exporter.run(shutdown::signal()).await;
@@ -64,4 +68,38 @@ fn main() -> ExitCode {
     // Blocking work still running (a bcrypt check, a state-file fsync) must not hold the exit.
     runtime.shutdown_timeout(std::time::Duration::from_secs(2));
     code
+}
+
+/// `dexcom_exporter backfill`: 0 when every account was read, 1 when one was not (the others
+/// are written all the same).
+async fn run_backfill(config: Config, output: Option<std::path::PathBuf>) -> ExitCode {
+    let clock = std::sync::Arc::new(dexcom_exporter::clock::SystemClock);
+    let mut out: Box<dyn std::io::Write> = match &output {
+        Some(path) => match std::fs::File::create(path) {
+            Ok(file) => Box::new(std::io::BufWriter::new(file)),
+            Err(error) => {
+                tracing::error!(path = %path.display(), %error, "cannot create the backfill file");
+                return ExitCode::FAILURE;
+            }
+        },
+        None => Box::new(std::io::BufWriter::new(std::io::stdout().lock())),
+    };
+    match dexcom_exporter::backfill::backfill(config, &mut out, clock).await {
+        Ok(summary) => {
+            tracing::info!(
+                readings = summary.readings,
+                failed_accounts = summary.failed.len(),
+                "backfill written; load it with `promtool tsdb create-blocks-from openmetrics FILE DIR`"
+            );
+            if summary.failed.is_empty() {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::FAILURE
+            }
+        }
+        Err(error) => {
+            tracing::error!(%error, "backfill failed");
+            ExitCode::FAILURE
+        }
+    }
 }

@@ -25,10 +25,11 @@ pub const DEFAULT_REQUEST_TIMEOUT: &str = "30s";
 #[command(name = "dexcom_exporter", version, max_term_width = 110)]
 pub struct Cli {
     /// Address to serve metrics on. Keep it on loopback unless you protect it.
-    #[arg(long = "web.listen-address", env = "DEXCOM_EXPORTER_WEB_LISTEN_ADDRESS", default_value = DEFAULT_LISTEN_ADDRESS, value_name = "ADDR")]
+    #[arg(global = true, long = "web.listen-address", env = "DEXCOM_EXPORTER_WEB_LISTEN_ADDRESS", default_value = DEFAULT_LISTEN_ADDRESS, value_name = "ADDR")]
     pub listen_address: SocketAddr,
     /// Path under which metrics are served.
     #[arg(
+        global = true,
         long = "web.telemetry-path",
         env = "DEXCOM_EXPORTER_WEB_TELEMETRY_PATH",
         default_value = "/metrics",
@@ -38,6 +39,7 @@ pub struct Cli {
     /// TLS and basic-auth settings in the Prometheus exporter-toolkit format; changes to it
     /// and to the certificates it names apply without a restart.
     #[arg(
+        global = true,
         long = "web.config.file",
         env = "DEXCOM_EXPORTER_WEB_CONFIG_FILE",
         value_name = "FILE"
@@ -45,6 +47,7 @@ pub struct Cli {
     pub web_config_file: Option<PathBuf>,
     /// Log level: error, warn, info or debug.
     #[arg(
+        global = true,
         long = "log.level",
         env = "DEXCOM_EXPORTER_LOG_LEVEL",
         default_value = "info",
@@ -53,6 +56,7 @@ pub struct Cli {
     pub log_level: LogLevel,
     /// Log format: text or json.
     #[arg(
+        global = true,
         long = "log.format",
         env = "DEXCOM_EXPORTER_LOG_FORMAT",
         default_value = "text",
@@ -60,10 +64,11 @@ pub struct Cli {
     )]
     pub log_format: LogFormat,
     /// Publisher username, e-mail, or phone number as +15551234567 (not a follower's).
-    #[arg(long = "dexcom.username", env = "DEXCOM_USERNAME", value_name = "NAME")]
+    #[arg(global = true, long = "dexcom.username", env = "DEXCOM_USERNAME", value_name = "NAME")]
     pub username: Option<String>,
     /// Publisher account ID (a UUID), instead of the username, for e-mail/phone accounts.
     #[arg(
+        global = true,
         long = "dexcom.account-id",
         env = "DEXCOM_ACCOUNT_ID",
         value_name = "UUID"
@@ -71,6 +76,7 @@ pub struct Cli {
     pub account_id: Option<String>,
     /// Region the account is registered in: us, ous (outside the US, Canada included) or jp.
     #[arg(
+        global = true,
         long = "dexcom.region",
         env = "DEXCOM_REGION",
         default_value = "us",
@@ -78,11 +84,12 @@ pub struct Cli {
     )]
     pub region: String,
     /// Share base URL, overriding the region's (e.g. a simulator's).
-    #[arg(long = "dexcom.base-url", env = "DEXCOM_BASE_URL", value_name = "URL")]
+    #[arg(global = true, long = "dexcom.base-url", env = "DEXCOM_BASE_URL", value_name = "URL")]
     pub base_url: Option<String>,
     /// File holding the password. Without it: DEXCOM_PASSWORD, then
     /// $CREDENTIALS_DIRECTORY/dexcom-password.
     #[arg(
+        global = true,
         long = "dexcom.password-file",
         env = "DEXCOM_PASSWORD_FILE",
         value_name = "FILE",
@@ -90,16 +97,17 @@ pub struct Cli {
     )]
     pub password_file: Option<PathBuf>,
     /// Time between sensor readings; polls are aligned to it.
-    #[arg(long = "dexcom.reading-interval", env = "DEXCOM_READING_INTERVAL", default_value = DEFAULT_READING_INTERVAL, value_parser = humantime::parse_duration, value_name = "DURATION")]
+    #[arg(global = true, long = "dexcom.reading-interval", env = "DEXCOM_READING_INTERVAL", default_value = DEFAULT_READING_INTERVAL, value_parser = humantime::parse_duration, value_name = "DURATION")]
     pub reading_interval: Duration,
     /// Limit on one request to Share.
-    #[arg(long = "dexcom.request-timeout", env = "DEXCOM_REQUEST_TIMEOUT", default_value = DEFAULT_REQUEST_TIMEOUT, value_parser = humantime::parse_duration, value_name = "DURATION")]
+    #[arg(global = true, long = "dexcom.request-timeout", env = "DEXCOM_REQUEST_TIMEOUT", default_value = DEFAULT_REQUEST_TIMEOUT, value_parser = humantime::parse_duration, value_name = "DURATION")]
     pub request_timeout: Duration,
     /// Glucose value and trend are withdrawn once the reading is older than this.
-    #[arg(long = "glucose.max-age", env = "DEXCOM_GLUCOSE_MAX_AGE", default_value = DEFAULT_MAX_AGE, value_parser = humantime::parse_duration, value_name = "DURATION")]
+    #[arg(global = true, long = "glucose.max-age", env = "DEXCOM_GLUCOSE_MAX_AGE", default_value = DEFAULT_MAX_AGE, value_parser = humantime::parse_duration, value_name = "DURATION")]
     pub max_age: Duration,
     /// YAML file listing several accounts (see deploy/config.example.yml).
     #[arg(
+        global = true,
         long = "config.file",
         env = "DEXCOM_EXPORTER_CONFIG_FILE",
         value_name = "FILE"
@@ -108,6 +116,7 @@ pub struct Cli {
     /// Directory for state that must survive a restart (failed login attempts, so a restart
     /// loop cannot lock the Dexcom account). Default: $STATE_DIRECTORY, which systemd sets.
     #[arg(
+        global = true,
         long = "storage.path",
         env = "DEXCOM_EXPORTER_STORAGE_PATH",
         value_name = "DIR"
@@ -117,14 +126,33 @@ pub struct Cli {
     /// http://127.0.0.1:9090/api/v1/write). For credentials, TLS or several receivers use a
     /// `remote_write:` section in --config.file.
     #[arg(
+        global = true,
         long = "remote-write.url",
         env = "DEXCOM_EXPORTER_REMOTE_WRITE_URL",
         value_name = "URL"
     )]
     pub remote_write_url: Option<String>,
     /// Run against a built-in Share simulator with demo accounts; no Dexcom account needed.
-    #[arg(long, env = "DEXCOM_EXPORTER_DEMO")]
+    #[arg(global = true, long, env = "DEXCOM_EXPORTER_DEMO")]
     pub demo: bool,
+    /// What to do instead of serving metrics.
+    #[command(subcommand)]
+    pub command: Option<Command>,
+}
+
+/// Subcommands.
+#[derive(Debug, Clone, clap::Subcommand)]
+pub enum Command {
+    /// Print the last 24 hours of readings of every configured account as OpenMetrics text
+    /// with sensor timestamps, for `promtool tsdb create-blocks-from openmetrics`: fills
+    /// Prometheus with history without remote write. Logs in like the exporter (same login
+    /// limits, same --storage.path); run it while the exporter is stopped, or give it its own
+    /// state directory.
+    Backfill {
+        /// Write to this file instead of standard output.
+        #[arg(long, value_name = "FILE")]
+        output: Option<PathBuf>,
+    },
 }
 
 /// Log verbosity.

@@ -21,7 +21,7 @@ use std::time::Duration;
 
 pub use account::AccountConfig;
 pub use cli::{
-    Cli, DEFAULT_LISTEN_ADDRESS, DEFAULT_MAX_AGE, DEFAULT_READING_INTERVAL,
+    Cli, Command, DEFAULT_LISTEN_ADDRESS, DEFAULT_MAX_AGE, DEFAULT_READING_INTERVAL,
     DEFAULT_REQUEST_TIMEOUT, LogFormat, LogLevel,
 };
 pub use error::ConfigError;

@@ -141,13 +141,18 @@ async fn prometheus_and_alertmanager_against_the_demo() {
         None,
     ));
 
-    // The exporter in demo mode, readings every 2 s.
+    // The exporter in demo mode, readings every 2 s, pushing every reading to Prometheus's
+    // remote-write receiver (retrying until Prometheus is up).
+    let prom_port = free_port();
+    let remote_write = format!("http://127.0.0.1:{prom_port}/api/v1/write");
     let (_exporter, exporter_addr) = start_exporter_process(&[
         "--demo",
         "--web.listen-address",
         "127.0.0.1:0",
         "--dexcom.reading-interval",
         "2s",
+        "--remote-write.url",
+        &remote_write,
     ]);
 
     // Alertmanager with the shipped routing, receivers pointed at our webhook.
@@ -171,10 +176,10 @@ async fn prometheus_and_alertmanager_against_the_demo() {
             .unwrap(),
     );
 
-    // Prometheus scraping every second, with the shipped rules.
-    let prom_port = free_port();
+    // Prometheus scraping every second, with the shipped rules, receiving remote write with
+    // the out-of-order window the README asks for.
     let prom_config = format!(
-        "global:\n  scrape_interval: 1s\n  evaluation_interval: 1s\nrule_files:\n  - {alerts}\n  - {recording}\nalerting:\n  alertmanagers:\n    - static_configs:\n        - targets: ['127.0.0.1:{am_port}']\nscrape_configs:\n  - job_name: dexcom\n    static_configs:\n      - targets: ['{exporter_addr}']\n",
+        "global:\n  scrape_interval: 1s\n  evaluation_interval: 1s\nstorage:\n  tsdb:\n    out_of_order_time_window: 1d\nrule_files:\n  - {alerts}\n  - {recording}\nalerting:\n  alertmanagers:\n    - static_configs:\n        - targets: ['127.0.0.1:{am_port}']\nscrape_configs:\n  - job_name: dexcom\n    static_configs:\n      - targets: ['{exporter_addr}']\n",
         alerts = repo().join("deploy/prometheus/alerts.yml").display(),
         recording = repo().join("deploy/prometheus/recording.yml").display(),
     );
@@ -190,6 +195,7 @@ async fn prometheus_and_alertmanager_against_the_demo() {
                 dir.join("prom-data").display()
             ))
             .arg(format!("--web.listen-address=127.0.0.1:{prom_port}"))
+            .arg("--web.enable-remote-write-receiver")
             .stdout(std::process::Stdio::null())
             .stderr(std::process::Stdio::null())
             .spawn()
@@ -213,6 +219,18 @@ async fn prometheus_and_alertmanager_against_the_demo() {
         Duration::from_secs(30),
         async || {
             query(&prometheus, "dexcom:glucose_time_in_band:ratio_24h")
+                .await
+                .map(|r| r.len() == 15)
+                .unwrap_or(false)
+        },
+    )
+    .await;
+
+    wait_for(
+        "exact time in range from the pushed readings",
+        Duration::from_secs(30),
+        async || {
+            query(&prometheus, "dexcom:reading_time_in_band:ratio_24h")
                 .await
                 .map(|r| r.len() == 15)
                 .unwrap_or(false)
@@ -244,6 +262,8 @@ async fn prometheus_and_alertmanager_against_the_demo() {
             "Time in range (70–180), 24 hours",
             "Current glucose (mmol/L)",
             "Glucose",
+            "Time in ranges, 24 hours (each reading once)",
+            "Readings, 24 hours",
         ];
         if needs_data.contains(&title.as_str()) {
             let result = query(&prometheus, &expr).await.unwrap();

@@ -1,0 +1,180 @@
+//! `dexcom_exporter backfill`: the last 24 hours of every configured account as OpenMetrics
+//! text with sensor timestamps, for `promtool tsdb create-blocks-from openmetrics`.
+//!
+//! For users without remote write who still want the readings Prometheus never scraped (the
+//! exporter was down, the phone uploaded late). The series are the pushed ones
+//! (`dexcom_reading_glucose_mg_per_dl`, `dexcom_reading_trend`) with the same labels as remote
+//! write gives them, so the recording rules for exact statistics read both the same way. Each
+//! account is read once, through the same Share client, login gate and state directory as the
+//! exporter, so a wrong password cannot be sent more often by running this.
+
+use std::io::Write;
+use std::sync::Arc;
+
+use crate::clock::{Clock, unix_ms};
+use crate::config::Config;
+use crate::exporter::{ExporterError, share_client, start_demo};
+use crate::poll::FUTURE_TOLERANCE;
+use crate::remote_write::{GLUCOSE_SERIES, TREND_SERIES};
+use crate::share::{MAX_COUNT, MAX_MINUTES, Reading};
+
+/// Why the backfill could not be written at all (one account failing is reported, not this).
+#[derive(Debug, thiserror::Error)]
+pub enum BackfillError {
+    /// A Share client (or the demo simulator) could not be built.
+    #[error(transparent)]
+    Setup(#[from] ExporterError),
+    /// The output could not be written.
+    #[error("cannot write the backfill: {0}")]
+    Write(#[from] std::io::Error),
+}
+
+/// What was written.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct BackfillSummary {
+    /// Readings written, over all accounts.
+    pub readings: usize,
+    /// Accounts that could not be read, with why (already logged).
+    pub failed: Vec<(String, String)>,
+}
+
+/// Reads every account of `config` once and writes its readings to `out`.
+///
+/// # Errors
+/// [`BackfillError`] when a client cannot be built or `out` cannot be written.
+pub async fn backfill(
+    mut config: Config,
+    out: &mut dyn Write,
+    clock: Arc<dyn Clock>,
+) -> Result<BackfillSummary, BackfillError> {
+    let demo = if config.demo {
+        let (running, accounts) = start_demo(config.reading_interval).await?;
+        config.accounts = accounts;
+        Some(running)
+    } else {
+        None
+    };
+    let mut summary = BackfillSummary::default();
+    let mut per_account: Vec<(String, Vec<Reading>)> = Vec::new();
+    for account in &config.accounts {
+        let state = config
+            .storage
+            .as_ref()
+            .map(|dir| Arc::new(dir.account(&account.name)));
+        let mut client = share_client(&config, account, state, clock.clone())?;
+        match client.latest_batch(MAX_MINUTES, MAX_COUNT).await {
+            Ok(read) => {
+                let reference = read.server_date.map_or_else(|| clock.now_ms(), unix_ms);
+                let latest_allowed = reference
+                    .saturating_add(i64::try_from(FUTURE_TOLERANCE.as_millis()).unwrap_or(0));
+                let mut readings: Vec<Reading> = read
+                    .batch
+                    .readings
+                    .into_iter()
+                    .filter(|r| r.timestamp_ms <= latest_allowed)
+                    .collect();
+                readings.sort_by_key(|r| r.timestamp_ms);
+                readings.dedup_by_key(|r| r.timestamp_ms);
+                tracing::info!(account = %account.name, readings = readings.len(), skipped = read.batch.rejected.len(), "read the last 24 hours");
+                summary.readings += readings.len();
+                per_account.push((account.name.clone(), readings));
+            }
+            Err(error) => {
+                tracing::error!(account = %account.name, %error, "cannot read this account; its readings are not in the backfill");
+                summary.failed.push((account.name.clone(), error.to_string()));
+            }
+        }
+    }
+    if let Some(demo) = demo {
+        demo.stop().await;
+    }
+    write_openmetrics(out, &per_account, &config.external_labels)?;
+    Ok(summary)
+}
+
+/// Writes the two families, every account's series with samples oldest first, and `# EOF`.
+fn write_openmetrics(
+    out: &mut dyn Write,
+    accounts: &[(String, Vec<Reading>)],
+    external_labels: &[(String, String)],
+) -> std::io::Result<()> {
+    let families: [(&str, &str, fn(&Reading) -> u16); 2] = [
+        (
+            GLUCOSE_SERIES,
+            "Glucose of each reading at its sensor time, in mg/dL (39 and 401 are Dexcom's LOW and HIGH)",
+            |r| r.mg_per_dl,
+        ),
+        (
+            TREND_SERIES,
+            "Dexcom trend code of each reading at its sensor time (0 none, 1 double up ... 7 double down, 8 not computable, 9 rate out of range)",
+            |r| u16::from(r.trend.code()),
+        ),
+    ];
+    let mut text = String::new();
+    for (name, help, value) in families {
+        text.push_str(&format!("# HELP {name} {help}.\n# TYPE {name} gauge\n"));
+        for (account, readings) in accounts {
+            let mut labels = vec![("account", account.as_str())];
+            labels.extend(external_labels.iter().map(|(k, v)| (k.as_str(), v.as_str())));
+            labels.sort();
+            let labels = labels
+                .iter()
+                .map(|(k, v)| format!("{k}=\"{}\"", escape_label(v)))
+                .collect::<Vec<_>>()
+                .join(",");
+            for reading in readings {
+                let ms = reading.timestamp_ms;
+                text.push_str(&format!(
+                    "{name}{{{labels}}} {} {}.{:03}\n",
+                    value(reading),
+                    ms.div_euclid(1000),
+                    ms.rem_euclid(1000)
+                ));
+            }
+        }
+        out.write_all(text.as_bytes())?;
+        text.clear();
+    }
+    out.write_all(b"# EOF\n")?;
+    out.flush()
+}
+
+/// A label value as the exposition formats escape it.
+fn escape_label(value: &str) -> String {
+    value
+        .replace('\\', "\\\\")
+        .replace('"', "\\\"")
+        .replace('\n', "\\n")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::share::Trend;
+
+    #[test]
+    fn writes_openmetrics_with_sensor_timestamps_and_escaped_labels() {
+        let reading = |ms: i64, mg: u16| Reading {
+            timestamp_ms: ms,
+            utc_offset_minutes: None,
+            mg_per_dl: mg,
+            trend: Trend::FortyFiveDown,
+        };
+        let mut out = Vec::new();
+        write_openmetrics(
+            &mut out,
+            &[(
+                "kid \"A\"\\".to_owned(),
+                vec![reading(1_796_000_000_005, 101), reading(1_796_000_300_120, 99)],
+            )],
+            &[("job".into(), "dexcom".into())],
+        )
+        .unwrap();
+        let text = String::from_utf8(out).unwrap();
+        assert!(text.contains(
+            "dexcom_reading_glucose_mg_per_dl{account=\"kid \\\"A\\\"\\\\\",job=\"dexcom\"} 101 1796000000.005\n"
+        ), "{text}");
+        assert!(text.contains("dexcom_reading_trend{account=\"kid \\\"A\\\"\\\\\",job=\"dexcom\"} 5 1796000300.120\n"), "{text}");
+        assert!(text.ends_with("# EOF\n"));
+    }
+}
