@@ -81,7 +81,9 @@ pub async fn backfill(
             }
             Err(error) => {
                 tracing::error!(account = %account.name, %error, "cannot read this account; its readings are not in the backfill");
-                summary.failed.push((account.name.clone(), error.to_string()));
+                summary
+                    .failed
+                    .push((account.name.clone(), error.to_string()));
             }
         }
     }
@@ -115,7 +117,11 @@ fn write_openmetrics(
         text.push_str(&format!("# HELP {name} {help}.\n# TYPE {name} gauge\n"));
         for (account, readings) in accounts {
             let mut labels = vec![("account", account.as_str())];
-            labels.extend(external_labels.iter().map(|(k, v)| (k.as_str(), v.as_str())));
+            labels.extend(
+                external_labels
+                    .iter()
+                    .map(|(k, v)| (k.as_str(), v.as_str())),
+            );
             labels.sort();
             let labels = labels
                 .iter()
@@ -165,7 +171,10 @@ mod tests {
             &mut out,
             &[(
                 "kid \"A\"\\".to_owned(),
-                vec![reading(1_796_000_000_005, 101), reading(1_796_000_300_120, 99)],
+                vec![
+                    reading(1_796_000_000_005, 101),
+                    reading(1_796_000_300_120, 99),
+                ],
             )],
             &[("job".into(), "dexcom".into())],
         )

@@ -64,7 +64,12 @@ pub struct Cli {
     )]
     pub log_format: LogFormat,
     /// Publisher username, e-mail, or phone number as +15551234567 (not a follower's).
-    #[arg(global = true, long = "dexcom.username", env = "DEXCOM_USERNAME", value_name = "NAME")]
+    #[arg(
+        global = true,
+        long = "dexcom.username",
+        env = "DEXCOM_USERNAME",
+        value_name = "NAME"
+    )]
     pub username: Option<String>,
     /// Publisher account ID (a UUID), instead of the username, for e-mail/phone accounts.
     #[arg(
@@ -84,7 +89,12 @@ pub struct Cli {
     )]
     pub region: String,
     /// Share base URL, overriding the region's (e.g. a simulator's).
-    #[arg(global = true, long = "dexcom.base-url", env = "DEXCOM_BASE_URL", value_name = "URL")]
+    #[arg(
+        global = true,
+        long = "dexcom.base-url",
+        env = "DEXCOM_BASE_URL",
+        value_name = "URL"
+    )]
     pub base_url: Option<String>,
     /// File holding the password. Without it: DEXCOM_PASSWORD, then
     /// $CREDENTIALS_DIRECTORY/dexcom-password.

@@ -289,9 +289,20 @@ pub fn free_port() -> u16 {
 /// Starts the `dexcom_exporter` binary and waits for its "listening on" log line; returns
 /// the process and the address it serves.
 pub fn start_exporter_process(args: &[&str]) -> (KillOnDrop, String) {
+    let (child, addr, _) = start_exporter_process_logged(args, &[]);
+    (child, addr)
+}
+
+/// [`start_exporter_process`] with extra environment variables, also returning everything
+/// the exporter logs (collected as it runs).
+pub fn start_exporter_process_logged(
+    args: &[&str],
+    env: &[(&str, &str)],
+) -> (KillOnDrop, String, std::sync::Arc<std::sync::Mutex<String>>) {
     use std::io::BufRead;
     let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_dexcom_exporter"))
         .args(args)
+        .envs(env.iter().copied())
         .stderr(std::process::Stdio::piped())
         .spawn()
         .unwrap();
@@ -309,14 +320,17 @@ pub fn start_exporter_process(args: &[&str]) -> (KillOnDrop, String) {
             break addr;
         }
     };
+    let logs = std::sync::Arc::new(std::sync::Mutex::new(seen));
+    let sink = logs.clone();
     // Keep draining the log so the exporter never blocks on a full pipe.
     std::thread::spawn(move || {
-        let mut sink = String::new();
-        while reader.read_line(&mut sink).map(|n| n > 0).unwrap_or(false) {
-            sink.clear();
+        let mut line = String::new();
+        while reader.read_line(&mut line).map(|n| n > 0).unwrap_or(false) {
+            sink.lock().unwrap().push_str(&line);
+            line.clear();
         }
     });
-    (KillOnDrop(child), addr)
+    (KillOnDrop(child), addr, logs)
 }
 
 /// The address in the exporter's "listening on http://ADDR" log line, if `log` holds one.

@@ -12,6 +12,7 @@ mod exporter;
 mod history;
 mod live_stack;
 mod pydexcom;
+mod remote_write;
 mod safety;
 mod serve;
 mod share_client;
