@@ -94,13 +94,16 @@ pub async fn backfill(
     Ok(summary)
 }
 
+/// A family's name, help text and value of a reading.
+type FamilySpec = (&'static str, &'static str, fn(&Reading) -> u16);
+
 /// Writes the two families, every account's series with samples oldest first, and `# EOF`.
 fn write_openmetrics(
     out: &mut dyn Write,
     accounts: &[(String, Vec<Reading>)],
     external_labels: &[(String, String)],
 ) -> std::io::Result<()> {
-    let families: [(&str, &str, fn(&Reading) -> u16); 2] = [
+    let families: [FamilySpec; 2] = [
         (
             GLUCOSE_SERIES,
             "Glucose of each reading at its sensor time, in mg/dL (39 and 401 are Dexcom's LOW and HIGH)",

@@ -117,10 +117,25 @@ impl Sender {
                 }
             }
             let batch: Part = pending.into_iter().take(MAX_READINGS_PER_REQUEST).collect();
-            // A stack of parts: a part refused as too old is split, older half on top.
+            // A stack of parts: a part refused as too old is split, newer half on top.
             let mut work = vec![batch];
             let mut touched = Vec::new();
+            // Per account, a sensor time the receiver is known to refuse as too old: as old or
+            // older is refused too, and dropped without being sent.
+            let mut known_old: std::collections::HashMap<usize, i64> =
+                std::collections::HashMap::new();
             while let Some(part) = work.pop() {
+                let (old, part): (Part, Part) = part.into_iter().partition(|(account, r)| {
+                    known_old
+                        .get(account)
+                        .is_some_and(|old| r.timestamp_ms <= *old)
+                });
+                if !old.is_empty() {
+                    self.drop_too_old(&old, &mut touched);
+                }
+                if part.is_empty() {
+                    continue;
+                }
                 match self.send(&part).await {
                     Ok(()) => {
                         backoff = MIN_BACKOFF;
@@ -146,18 +161,27 @@ impl Sender {
                             () = tokio::time::sleep(pause) => {}
                         }
                     }
-                    Err(SendError::TooOld { status, detail }) if part.len() > 1 => {
-                        tracing::debug!(status, %detail, readings = part.len(), "receiver refused old samples; splitting the request");
-                        let (older, newer) = split_by_time(part);
-                        work.push(newer);
-                        work.push(older);
-                    }
                     Err(SendError::TooOld { status, detail }) => {
-                        self.metrics.dropped(part.len() * 2);
-                        if self.starts("too_old") {
-                            tracing::warn!(remote_name = %self.client.target().name, status, error = %detail, "the receiver refuses readings this old (beyond its out-of-order window): they are dropped and counted in dexcom_remote_storage_samples_dropped_total; raise storage.tsdb.out_of_order_time_window to 1d to keep them");
+                        tracing::debug!(status, %detail, readings = part.len(), "the receiver refused old samples; narrowing down which");
+                        if part.iter().any(|(a, _)| *a != part[0].0) {
+                            // How old is too old can differ by series: one account at a time.
+                            work.extend(split_by_account(part));
+                            continue;
                         }
-                        self.mark_done(&part, &mut touched);
+                        // The oldest sample of a refused part is too old (the receiver's limit
+                        // is a time), and so is everything older; the newer half is tried
+                        // first, so an all-old older half costs no request: O(log n) in all.
+                        let account = part[0].0;
+                        let oldest = part.iter().map(|(_, r)| r.timestamp_ms).min().unwrap_or(0);
+                        let entry = known_old.entry(account).or_insert(oldest);
+                        *entry = (*entry).max(oldest);
+                        if part.len() > 1 {
+                            let (older, newer) = split_by_time(part);
+                            work.push(older);
+                            work.push(newer);
+                        } else {
+                            work.push(part);
+                        }
                     }
                     Err(SendError::Refused { status, detail }) => {
                         self.metrics.failed(part.len() * 2);
@@ -170,6 +194,15 @@ impl Sender {
             }
             self.save(&touched).await;
         }
+    }
+
+    /// Gives up on readings the receiver refuses as too old: counted, logged once, done.
+    fn drop_too_old(&mut self, part: &Part, touched: &mut Vec<usize>) {
+        self.metrics.dropped(part.len() * 2);
+        if self.starts("too_old") {
+            tracing::warn!(remote_name = %self.client.target().name, readings = part.len(), "the receiver refuses readings this old (beyond its out-of-order window): they are dropped and counted in dexcom_remote_storage_samples_dropped_total; set storage.tsdb.out_of_order_time_window to 1d in prometheus.yml to keep them");
+        }
+        self.mark_done(part, touched);
     }
 
     /// Every reading not yet done, account by account, oldest first.
@@ -288,6 +321,15 @@ impl Sender {
             tracing::info!(remote_name = %self.client.target().name, "the remote-write receiver takes samples again");
         }
     }
+}
+
+/// One part per account.
+fn split_by_account(part: Part) -> Vec<Part> {
+    let mut parts: std::collections::BTreeMap<usize, Part> = std::collections::BTreeMap::new();
+    for item in part {
+        parts.entry(item.0).or_default().push(item);
+    }
+    parts.into_values().collect()
 }
 
 /// Splits a part in two halves by sensor time: the older half first.

@@ -13,6 +13,7 @@ mod history;
 mod live_stack;
 mod pydexcom;
 mod remote_write;
+mod remote_write_faults;
 mod safety;
 mod serve;
 mod share_client;

@@ -1,0 +1,400 @@
+//! Remote write's failure paths against a scripted receiver on loopback that decodes every
+//! request itself (snappy, then protobuf, with a decoder written here independently of the
+//! exporter's encoder): headers as the protocol asks, 5xx retried until taken, a request
+//! refused as too old split until only the old samples are dropped, and a 4xx logged once and
+//! counted.
+
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use dexcom_exporter::http::serve::{ServeLimits, respond, serve};
+use http_body_util::BodyExt;
+
+use crate::common::{USERNAME, capture_logs, sample};
+use crate::harness::{TestApp, wait_until};
+
+/// One decoded request: its headers of interest and its samples as (series name, account,
+/// ms, value).
+#[derive(Debug, Clone)]
+struct Received {
+    headers: Vec<(String, String)>,
+    samples: Vec<(String, String, i64, f64)>,
+}
+
+/// How the receiver answers a decoded request: status and body.
+type Script = Box<dyn Fn(&Received, usize) -> (u16, String) + Send + Sync>;
+
+struct Receiver {
+    url: String,
+    received: Arc<Mutex<Vec<Received>>>,
+    stop: tokio_util::sync::CancellationToken,
+}
+
+impl Drop for Receiver {
+    fn drop(&mut self) {
+        self.stop.cancel();
+    }
+}
+
+async fn receiver(script: Script) -> Receiver {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let received: Arc<Mutex<Vec<Received>>> = Arc::default();
+    let script = Arc::new(script);
+    let stop = tokio_util::sync::CancellationToken::new();
+    let sink = received.clone();
+    tokio::spawn(serve(
+        listener,
+        move |request: hyper::Request<hyper::body::Incoming>| {
+            let sink = sink.clone();
+            let script = script.clone();
+            async move {
+                let headers = [
+                    "content-encoding",
+                    "content-type",
+                    "x-prometheus-remote-write-version",
+                    "user-agent",
+                ]
+                .iter()
+                .map(|name| {
+                    (
+                        (*name).to_owned(),
+                        request
+                            .headers()
+                            .get(*name)
+                            .and_then(|v| v.to_str().ok())
+                            .unwrap_or_default()
+                            .to_owned(),
+                    )
+                })
+                .collect();
+                let body = request.into_body().collect().await.unwrap().to_bytes();
+                let raw = snap::raw::Decoder::new().decompress_vec(&body).unwrap();
+                let got = Received {
+                    headers,
+                    samples: decode(&raw),
+                };
+                let index = {
+                    let mut all = sink.lock().unwrap();
+                    all.push(got.clone());
+                    all.len() - 1
+                };
+                let (status, text) = script(&got, index);
+                respond(status, "text/plain", text)
+            }
+        },
+        stop.clone(),
+        ServeLimits::default(),
+        None,
+    ));
+    Receiver {
+        url: format!("http://{addr}/api/v1/write"),
+        received,
+        stop,
+    }
+}
+
+/// A protobuf reader for exactly the remote-write 1.0 messages.
+fn decode(bytes: &[u8]) -> Vec<(String, String, i64, f64)> {
+    fn varint(b: &[u8], i: &mut usize) -> u64 {
+        let (mut value, mut shift) = (0u64, 0);
+        loop {
+            let byte = b[*i];
+            *i += 1;
+            value |= u64::from(byte & 0x7f) << shift;
+            if byte < 0x80 {
+                return value;
+            }
+            shift += 7;
+        }
+    }
+    /// (field, wire type, payload) of each field of a message.
+    fn fields(b: &[u8]) -> Vec<(u64, u64, Vec<u8>)> {
+        let mut i = 0;
+        let mut out = Vec::new();
+        while i < b.len() {
+            let key = varint(b, &mut i);
+            let (field, wire) = (key >> 3, key & 7);
+            let payload = match wire {
+                0 => varint(b, &mut i).to_le_bytes().to_vec(),
+                1 => {
+                    i += 8;
+                    b[i - 8..i].to_vec()
+                }
+                2 => {
+                    let n = varint(b, &mut i) as usize;
+                    i += n;
+                    b[i - n..i].to_vec()
+                }
+                other => panic!("unexpected wire type {other}"),
+            };
+            out.push((field, wire, payload));
+        }
+        out
+    }
+    let mut out = Vec::new();
+    for (field, _, series) in fields(bytes) {
+        assert_eq!(field, 1, "WriteRequest holds timeseries only");
+        let (mut name, mut account, mut samples) = (String::new(), String::new(), Vec::new());
+        let mut label_names = Vec::new();
+        for (field, _, payload) in fields(&series) {
+            match field {
+                1 => {
+                    let parts = fields(&payload);
+                    let key = String::from_utf8(parts[0].2.clone()).unwrap();
+                    let value = String::from_utf8(parts[1].2.clone()).unwrap();
+                    label_names.push(key.clone());
+                    match key.as_str() {
+                        "__name__" => name = value,
+                        "account" => account = value,
+                        _ => {}
+                    }
+                }
+                2 => {
+                    let parts = fields(&payload);
+                    let value = f64::from_le_bytes(parts[0].2.clone().try_into().unwrap());
+                    let ms = i64::from_le_bytes(parts[1].2.clone().try_into().unwrap());
+                    samples.push((ms, value));
+                }
+                other => panic!("unexpected TimeSeries field {other}"),
+            }
+        }
+        let mut sorted = label_names.clone();
+        sorted.sort();
+        assert_eq!(label_names, sorted, "labels sorted by name");
+        assert!(
+            samples.windows(2).all(|w| w[0].0 < w[1].0),
+            "samples in time order"
+        );
+        for (ms, value) in samples {
+            out.push((name.clone(), account.clone(), ms, value));
+        }
+    }
+    out
+}
+
+fn glucose_times(received: &[Received]) -> Vec<i64> {
+    let mut times: Vec<i64> = received
+        .iter()
+        .flat_map(|r| r.samples.iter())
+        .filter(|s| s.0 == "dexcom_reading_glucose_mg_per_dl")
+        .map(|s| s.2)
+        .collect();
+    times.sort_unstable();
+    times
+}
+
+fn remote_labels(receiver: &Receiver) -> String {
+    format!(
+        "remote_name=\"{}\",url=\"{}\"",
+        receiver
+            .url
+            .trim_start_matches("http://")
+            .split('/')
+            .next()
+            .unwrap(),
+        receiver.url
+    )
+}
+
+#[tokio::test]
+async fn requests_follow_the_protocol_and_5xx_is_retried_until_taken() {
+    let receiver = receiver(Box::new(|_, index| {
+        if index < 3 {
+            (503, "overloaded".into())
+        } else {
+            (204, String::new())
+        }
+    }))
+    .await;
+    let app = TestApp::start(
+        Duration::from_millis(500),
+        &["--remote-write.url", &receiver.url],
+    )
+    .await;
+    let history = app.exporter.histories[0].clone();
+    wait_until(Duration::from_secs(20), "every reading taken", || {
+        let held: Vec<i64> = history.snapshot().iter().map(|r| r.timestamp_ms).collect();
+        let got = glucose_times(
+            &receiver
+                .received
+                .lock()
+                .unwrap()
+                .iter()
+                .skip(3)
+                .cloned()
+                .collect::<Vec<_>>(),
+        );
+        !held.is_empty() && held.iter().all(|t| got.contains(t))
+    })
+    .await;
+    let received = receiver.received.lock().unwrap().clone();
+    let first = &received[0];
+    for (name, value) in [
+        ("content-encoding", "snappy"),
+        ("content-type", "application/x-protobuf"),
+        ("x-prometheus-remote-write-version", "0.1.0"),
+    ] {
+        assert!(
+            first.headers.contains(&(name.to_owned(), value.to_owned())),
+            "{name}: {:?}",
+            first.headers
+        );
+    }
+    assert!(first.samples.iter().any(|s| s.0 == "dexcom_reading_trend"));
+    // Each glucose sample is the reading's value at its sensor time, with account and job.
+    let reading = history.newest().unwrap();
+    assert!(received.iter().flat_map(|r| r.samples.iter()).any(|s| {
+        s.0 == "dexcom_reading_glucose_mg_per_dl"
+            && s.1 == USERNAME
+            && s.2 == reading.timestamp_ms
+            && s.3 == f64::from(reading.mg_per_dl)
+    }));
+    let scrape = app.scrape().await;
+    let labels = remote_labels(&receiver);
+    let retried = sample(
+        &scrape,
+        "dexcom_remote_storage_samples_retried_total",
+        &labels,
+    )
+    .unwrap();
+    assert_eq!(
+        retried,
+        3.0 * 2.0 * 288.0,
+        "three refusals of the first day"
+    );
+    assert_eq!(
+        sample(
+            &scrape,
+            "dexcom_remote_storage_samples_failed_total",
+            &labels
+        ),
+        Some(0.0)
+    );
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn a_request_refused_as_too_old_is_split_and_only_the_old_samples_are_dropped() {
+    // The receiver takes nothing older than a cut-off (as Prometheus beyond its out-of-order
+    // window: HTTP 500 "too old sample" for the whole request).
+    let cutoff = Arc::new(Mutex::new(i64::MAX));
+    let limit = cutoff.clone();
+    let receiver = receiver(Box::new(move |got, _| {
+        let cutoff = *limit.lock().unwrap();
+        if got.samples.iter().any(|s| s.2 < cutoff) {
+            (500, "too old sample".into())
+        } else {
+            (204, String::new())
+        }
+    }))
+    .await;
+    // Readings every 500 ms: the day Share serves at start spans 144 s; keep its last 40 s.
+    *cutoff.lock().unwrap() =
+        dexcom_exporter::clock::unix_ms(std::time::SystemTime::now()) - 40_000;
+    let app = TestApp::start(
+        Duration::from_millis(500),
+        &["--remote-write.url", &receiver.url],
+    )
+    .await;
+    let labels = remote_labels(&receiver);
+    let scrape = app
+        .scrape_until(Duration::from_secs(20), |s| {
+            let dropped = sample(s, "dexcom_remote_storage_samples_dropped_total", &labels)?;
+            let pending = sample(s, "dexcom_remote_storage_samples_pending", &labels)?;
+            (dropped > 0.0 && pending == 0.0).then(|| s.to_owned())
+        })
+        .await;
+    let cutoff = *cutoff.lock().unwrap();
+    let held: Vec<i64> = app.exporter.histories[0]
+        .snapshot()
+        .iter()
+        .map(|r| r.timestamp_ms)
+        .collect();
+    let old = held.iter().filter(|t| **t < cutoff).count();
+    let dropped = sample(
+        &scrape,
+        "dexcom_remote_storage_samples_dropped_total",
+        &labels,
+    )
+    .unwrap();
+    assert_eq!(
+        dropped,
+        2.0 * old as f64,
+        "exactly the old readings' samples"
+    );
+    let accepted: Vec<i64> = {
+        let received = receiver.received.lock().unwrap();
+        glucose_times(
+            &received
+                .iter()
+                .filter(|r| r.samples.iter().all(|s| s.2 >= cutoff))
+                .cloned()
+                .collect::<Vec<_>>(),
+        )
+    };
+    let young: Vec<i64> = {
+        let mut young: Vec<i64> = held.iter().copied().filter(|t| *t >= cutoff).collect();
+        young.sort_unstable();
+        young
+    };
+    for t in &young {
+        assert!(accepted.contains(t), "young reading {t} never accepted");
+    }
+    let requests = receiver.received.lock().unwrap().len();
+    // A binary search for the oldest accepted reading: about 2 log2(288) ≈ 16 requests,
+    // plus one per reading that arrived meanwhile.
+    assert!(
+        requests <= 24 + young.len() / 4,
+        "{requests} requests to narrow 288 readings down"
+    );
+    eprintln!(
+        "{requests} requests; {old} readings dropped as too old, {} accepted",
+        young.len()
+    );
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn a_4xx_is_counted_and_logged_once() {
+    let (_guard, logs) = capture_logs();
+    let receiver = receiver(Box::new(|_, _| (401, "bad token for tenant".into()))).await;
+    let app = TestApp::start(
+        Duration::from_millis(300),
+        &["--remote-write.url", &receiver.url],
+    )
+    .await;
+    let labels = remote_labels(&receiver);
+    // The first day, then several single readings, all refused.
+    wait_until(Duration::from_secs(20), "five refused requests", || {
+        receiver.received.lock().unwrap().len() >= 5
+    })
+    .await;
+    let scrape = app
+        .scrape_until(Duration::from_secs(5), |s| {
+            let failed = sample(s, "dexcom_remote_storage_samples_failed_total", &labels)?;
+            (failed >= 2.0 * 288.0 + 8.0).then(|| s.to_owned())
+        })
+        .await;
+    assert_eq!(
+        sample(&scrape, "dexcom_remote_storage_samples_total", &labels),
+        Some(0.0)
+    );
+    let text = logs.text();
+    assert_eq!(
+        text.matches("the remote-write receiver refused samples")
+            .count(),
+        1,
+        "{text}"
+    );
+    assert!(
+        text.contains("401") && text.contains("bad token for tenant"),
+        "{text}"
+    );
+    // Not retried: each refused reading went once.
+    let times = glucose_times(&receiver.received.lock().unwrap());
+    let mut unique = times.clone();
+    unique.dedup();
+    assert_eq!(times, unique, "a refused sample is not sent again");
+    app.stop().await;
+}
