@@ -432,7 +432,8 @@ async fn time_in_range_from_the_rules_equals_the_simulators_readings_across_a_ba
     assert!(gap_filled, "no reading is missing across the restart");
 
     let count = expected.len() as f64;
-    let bands: [(&str, fn(u16) -> bool); 5] = [
+    type Band = (&'static str, fn(u16) -> bool);
+    let bands: [Band; 5] = [
         ("very_low", |v| v < 54),
         ("low", |v| (54..70).contains(&v)),
         ("in_range", |v| (70..=180).contains(&v)),
