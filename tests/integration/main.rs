@@ -6,6 +6,7 @@
 mod common;
 mod harness;
 
+mod backfill;
 mod cli;
 mod deploy;
 mod exporter;
