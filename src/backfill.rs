@@ -13,7 +13,7 @@ use std::sync::Arc;
 
 use crate::clock::{Clock, unix_ms};
 use crate::config::Config;
-use crate::exporter::{ExporterError, share_client, start_demo};
+use crate::exporter::{ExporterError, share_client, share_http, start_demo};
 use crate::poll::FUTURE_TOLERANCE;
 use crate::remote_write::{GLUCOSE_SERIES, TREND_SERIES};
 use crate::share::{MAX_COUNT, MAX_MINUTES, Reading};
@@ -54,6 +54,7 @@ pub async fn backfill(
     } else {
         None
     };
+    let http = share_http(&config)?;
     let mut summary = BackfillSummary::default();
     let mut per_account: Vec<(String, Vec<Reading>)> = Vec::new();
     for account in &config.accounts {
@@ -61,7 +62,7 @@ pub async fn backfill(
             .storage
             .as_ref()
             .map(|dir| Arc::new(dir.account(&account.name)));
-        let mut client = share_client(&config, account, state, clock.clone())?;
+        let mut client = share_client(&config, &http, account, state, clock.clone());
         match client.latest_batch(MAX_MINUTES, MAX_COUNT).await {
             Ok(read) => {
                 let reference = read.server_date.map_or_else(|| clock.now_ms(), unix_ms);

@@ -42,15 +42,9 @@ pub enum ExporterError {
         #[source]
         source: std::io::Error,
     },
-    /// A Share client could not be built.
-    #[error("cannot create the Share client for account {account:?}: {source}")]
-    Client {
-        /// The account.
-        account: String,
-        /// Why.
-        #[source]
-        source: ShareError,
-    },
+    /// The HTTP client for Share could not be built (the TLS backend failed to start).
+    #[error("cannot create the HTTP client for Dexcom Share: {0}")]
+    HttpClient(#[source] ShareError),
     /// The demo scenario was refused (a bug: it is built in).
     #[error("cannot start the demo Share simulator: {0}")]
     DemoScenario(#[from] ScenarioError),
@@ -162,6 +156,7 @@ impl Exporter {
                 config.external_labels.clone(),
             ));
         }
+        let http = share_http(&config)?;
         let mut pollers = Vec::with_capacity(config.accounts.len());
         for (((account, account_metrics), history), state) in config
             .accounts
@@ -170,7 +165,7 @@ impl Exporter {
             .zip(&histories)
             .zip(state_files)
         {
-            let client = share_client(&config, account, state.clone(), clock.clone())?;
+            let client = share_client(&config, &http, account, state.clone(), clock.clone());
             pollers.push(AccountPoller::new(
                 client,
                 account_metrics.clone(),
@@ -299,30 +294,42 @@ impl Exporter {
     }
 }
 
-/// The Share client of `account`, its login gate on `clock` and kept in `state`.
+/// The one connection pool every account's Share client uses: accounts then hold as many
+/// connections to Share as poll at once (at most [`poll::MAX_CONCURRENT_POLLS`]), not one
+/// each, which a clinic's hundreds of accounts from one address would otherwise open.
+pub(crate) fn share_http(config: &Config) -> Result<reqwest::Client, ExporterError> {
+    crate::share::http_client(
+        CONNECT_TIMEOUT.min(config.request_timeout),
+        config.request_timeout,
+    )
+    .map_err(ExporterError::HttpClient)
+}
+
+/// The Share client of `account` on the shared pool `http`, its login gate on `clock` and
+/// kept in `state`.
 pub(crate) fn share_client(
     config: &Config,
+    http: &reqwest::Client,
     account: &AccountConfig,
     state: Option<Arc<AccountStateFile>>,
     clock: Arc<dyn Clock>,
-) -> Result<ShareClient, ExporterError> {
-    Ok(ShareClient::new(ClientSettings {
-        base_url: account.base_url.clone(),
-        application_id: account.region.application_id().to_owned(),
-        login: account.login.clone(),
-        password: account.password.clone(),
-        connect_timeout: CONNECT_TIMEOUT.min(config.request_timeout),
-        request_timeout: config.request_timeout,
-    })
-    .map_err(|source| ExporterError::Client {
-        account: account.name.clone(),
-        source,
-    })?
+) -> ShareClient {
+    ShareClient::with_http(
+        ClientSettings {
+            base_url: account.base_url.clone(),
+            application_id: account.region.application_id().to_owned(),
+            login: account.login.clone(),
+            password: account.password.clone(),
+            connect_timeout: CONNECT_TIMEOUT.min(config.request_timeout),
+            request_timeout: config.request_timeout,
+        },
+        http.clone(),
+    )
     .with_gate(
         config.reading_interval,
         state.map(|file| file as Arc<dyn crate::share::gate::GateStore>),
         clock,
-    ))
+    )
 }
 
 /// The demo's simulator and accounts.

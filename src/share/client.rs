@@ -121,23 +121,18 @@ impl ShareClient {
     /// # Errors
     /// [`ShareError::ClientBuild`] if the TLS backend cannot be initialised.
     pub fn new(settings: ClientSettings) -> Result<Self, ShareError> {
-        let mut headers = HeaderMap::new();
-        headers.insert(ACCEPT, HeaderValue::from_static("application/json"));
-        headers.insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
-        let http = reqwest::Client::builder()
-            .user_agent(USER_AGENT)
-            .default_headers(headers)
-            .connect_timeout(settings.connect_timeout)
-            .timeout(settings.request_timeout)
-            .redirect(reqwest::redirect::Policy::none())
-            .referer(false)
-            .build()
-            .map_err(|source| ShareError::ClientBuild { source })?;
+        let http = http_client(settings.connect_timeout, settings.request_timeout)?;
+        Ok(Self::with_http(settings, http))
+    }
+
+    /// A client on a shared connection pool (see [`http_client`]): many accounts then use as
+    /// many connections to Share as poll at once, not one each.
+    pub fn with_http(settings: ClientSettings, http: reqwest::Client) -> Self {
         let account_id = match &settings.login {
             Login::AccountId(id) => Some(*id),
             Login::Username(_) => None,
         };
-        Ok(ShareClient {
+        ShareClient {
             http,
             settings,
             account_id,
@@ -148,7 +143,7 @@ impl ShareClient {
             clock: Arc::new(SystemClock),
             fingerprint_checked: false,
             said_instant_expiry: false,
-        })
+        }
     }
 
     /// Puts the login gate on `clock` and the sensor cadence `interval`, starting from what
@@ -263,6 +258,31 @@ impl ShareClient {
             server_date: answer.date,
         })
     }
+}
+
+/// The HTTP client Share requests go through: JSON headers, our `User-Agent`, the timeouts,
+/// no redirects (a redirect would carry the password elsewhere), no `Referer`. Holds no
+/// per-account state (sessions travel in the query and body, never in cookies), so one can
+/// serve every account.
+///
+/// # Errors
+/// [`ShareError::ClientBuild`] if the TLS backend cannot be initialised.
+pub fn http_client(
+    connect_timeout: Duration,
+    request_timeout: Duration,
+) -> Result<reqwest::Client, ShareError> {
+    let mut headers = HeaderMap::new();
+    headers.insert(ACCEPT, HeaderValue::from_static("application/json"));
+    headers.insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    reqwest::Client::builder()
+        .user_agent(USER_AGENT)
+        .default_headers(headers)
+        .connect_timeout(connect_timeout)
+        .timeout(request_timeout)
+        .redirect(reqwest::redirect::Policy::none())
+        .referer(false)
+        .build()
+        .map_err(|source| ShareError::ClientBuild { source })
 }
 
 #[cfg(test)]

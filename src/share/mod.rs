@@ -18,6 +18,7 @@ mod transport;
 
 pub use client::{
     ClientObserver, ClientSettings, Login, MAX_BODY_BYTES, ReadBatch, ShareClient, USER_AGENT,
+    http_client,
 };
 pub use error::{ErrorReason, ShareError};
 pub use model::{

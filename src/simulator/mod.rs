@@ -67,6 +67,8 @@ pub struct ReadLog {
     pub reads: u64,
     /// Readings served by those reads, all together.
     pub rows_served: u64,
+    /// Reads that asked for a whole day (`maxCount` 288).
+    pub day_reads: u64,
     /// The `(minutes, maxCount)` of the first of them.
     pub first_read: Option<(i64, i64)>,
     /// The `(minutes, maxCount)` of the last of them.
