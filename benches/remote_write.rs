@@ -437,8 +437,11 @@ async fn main() {
         .map(|n| simulator.request_counts(n).login)
         .sum::<u64>()
         - logins_before;
-    let full_day_reads: u64 =
-        names.iter().map(|n| simulator.read_log(n).day_reads).sum::<u64>() - day_reads_before;
+    let full_day_reads: u64 = names
+        .iter()
+        .map(|n| simulator.read_log(n).day_reads)
+        .sum::<u64>()
+        - day_reads_before;
     let text = metrics_text(addr).await;
     let scrape_bytes = text.len();
     stop.cancel();

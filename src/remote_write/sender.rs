@@ -136,7 +136,16 @@ impl Sender {
                 if part.is_empty() {
                     continue;
                 }
-                match self.send(&part).await {
+                let result = tokio::select! {
+                    () = shutdown.cancelled() => {
+                        // A slow receiver must not hold the shutdown; what it did not
+                        // acknowledge is sent again after the restart.
+                        self.save(&touched).await;
+                        return;
+                    }
+                    result = self.send(&part) => result,
+                };
+                match result {
                     Ok(()) => {
                         backoff = MIN_BACKOFF;
                         self.recovered();

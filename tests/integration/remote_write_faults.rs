@@ -398,3 +398,32 @@ async fn a_4xx_is_counted_and_logged_once() {
     assert_eq!(times, unique, "a refused sample is not sent again");
     app.stop().await;
 }
+
+#[tokio::test]
+async fn a_receiver_that_never_answers_does_not_hold_the_shutdown() {
+    // Accepts connections and never says a word.
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}/api/v1/write", listener.local_addr().unwrap());
+    let held = tokio::spawn(async move {
+        let mut sockets = Vec::new();
+        while let Ok((socket, _)) = listener.accept().await {
+            sockets.push(socket);
+        }
+    });
+    let app = TestApp::start(Duration::from_millis(500), &["--remote-write.url", &url]).await;
+    let history = app.exporter.histories[0].clone();
+    wait_until(Duration::from_secs(10), "the first read", || {
+        !history.snapshot().is_empty()
+    })
+    .await;
+    // The sender is now waiting on the silent receiver (its timeout is 30 s).
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let started = std::time::Instant::now();
+    app.stop().await;
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "shutdown took {:?}",
+        started.elapsed()
+    );
+    held.abort();
+}
