@@ -78,8 +78,13 @@ struct NullReceiver {
 }
 
 async fn null_receiver() -> NullReceiver {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let url = format!("http://{}/api/v1/write", listener.local_addr().unwrap());
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("benchmark setup");
+    let url = format!(
+        "http://{}/api/v1/write",
+        listener.local_addr().expect("benchmark setup")
+    );
     let requests = Arc::new(AtomicU64::new(0));
     let bytes = Arc::new(AtomicU64::new(0));
     let (r, b) = (requests.clone(), bytes.clone());
@@ -108,7 +113,7 @@ async fn null_receiver() -> NullReceiver {
 fn target(url: &str) -> RemoteWriteTarget {
     RemoteWriteTarget {
         name: "bench".into(),
-        url: url.parse().unwrap(),
+        url: url.parse().expect("benchmark setup"),
         timeout: Duration::from_secs(30),
         headers: Default::default(),
         auth: None,
@@ -163,10 +168,10 @@ fn rss_mb() -> f64 {
 async fn metrics_text(addr: std::net::SocketAddr) -> String {
     reqwest::get(format!("http://{addr}/metrics"))
         .await
-        .unwrap()
+        .expect("benchmark setup")
         .text()
         .await
-        .unwrap()
+        .expect("benchmark setup")
 }
 
 fn sum_of(text: &str, name: &str) -> f64 {
@@ -197,7 +202,7 @@ async fn throughput(url: &str, readings_total: usize) -> (f64, Duration) {
         accounts.push(SenderAccount::new(history, None, "bench"));
     }
     let sender = Sender::new(
-        WriteClient::new(target(url)).unwrap(),
+        WriteClient::new(target(url)).expect("benchmark setup"),
         metrics.remote_write("bench", url),
         accounts,
         vec![("job".into(), "dexcom".into())],
@@ -279,10 +284,12 @@ async fn start_exporter(
     use clap::Parser;
     let mut yaml = String::from("accounts:\n");
     let password_file = dir.join("pw");
-    std::fs::write(&password_file, PASSWORD).unwrap();
-    let mut perms = std::fs::metadata(&password_file).unwrap().permissions();
+    std::fs::write(&password_file, PASSWORD).expect("benchmark setup");
+    let mut perms = std::fs::metadata(&password_file)
+        .expect("benchmark setup")
+        .permissions();
     std::os::unix::fs::PermissionsExt::set_mode(&mut perms, 0o600);
-    std::fs::set_permissions(&password_file, perms).unwrap();
+    std::fs::set_permissions(&password_file, perms).expect("benchmark setup");
     for name in names {
         yaml.push_str(&format!(
             "  - username: {name}\n    password_file: {}\n    base_url: {base_url}\n",
@@ -293,7 +300,7 @@ async fn start_exporter(
         yaml.push_str(&format!("remote_write:\n  - url: {url}\n    name: bench\n"));
     }
     let file = dir.join("accounts.yml");
-    std::fs::write(&file, yaml).unwrap();
+    std::fs::write(&file, yaml).expect("benchmark setup");
     let cli = Cli::try_parse_from([
         "dexcom_exporter".to_owned(),
         "--config.file".to_owned(),
@@ -303,12 +310,14 @@ async fn start_exporter(
         "--log.level".to_owned(),
         "warn".to_owned(),
     ])
-    .unwrap();
-    let config = Config::from_cli(cli, &Env).unwrap();
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    .expect("benchmark setup");
+    let config = Config::from_cli(cli, &Env).expect("benchmark setup");
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("benchmark setup");
     let exporter = Exporter::with_listener(config, listener, Arc::new(SystemClock))
         .await
-        .unwrap();
+        .expect("benchmark setup");
     let addr = exporter.local_addr();
     let stop = tokio_util::sync::CancellationToken::new();
     let token = stop.clone();
@@ -321,7 +330,7 @@ async fn main() {
     let args = parse_args();
     let dir = std::env::temp_dir().join(format!("rw-bench-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::create_dir_all(&dir).expect("benchmark setup");
 
     // 1. Bytes on the wire per reading.
     let now = unix_ms(std::time::SystemTime::now());
@@ -329,9 +338,10 @@ async fn main() {
         "bench-account-000",
         &[reading(now, 1)],
     )))
-    .unwrap();
+    .expect("benchmark setup");
     let day: Vec<Reading> = (0..288).map(|i| reading(now - i * 300_000, i)).collect();
-    let day_body = compress(&write_request(&series("bench-account-000", &day))).unwrap();
+    let day_body =
+        compress(&write_request(&series("bench-account-000", &day))).expect("benchmark setup");
     println!("== bytes on the wire per reading (glucose + trend, labels account and job)");
     println!(
         "remote write, one reading per request (steady state): {} bytes",
@@ -356,16 +366,16 @@ async fn main() {
             .collect(),
         ..Scenario::default()
     };
-    let simulator = Simulator::new(scenario).unwrap();
+    let simulator = Simulator::new(scenario).expect("benchmark setup");
     let share = simulator
-        .start("127.0.0.1:0".parse().unwrap())
+        .start("127.0.0.1:0".parse().expect("benchmark setup"))
         .await
-        .unwrap();
+        .expect("benchmark setup");
     let receiver = null_receiver().await;
 
     // Baseline: no remote write; time until every account shows a value.
     let base_dir = dir.join("baseline");
-    std::fs::create_dir_all(&base_dir).unwrap();
+    std::fs::create_dir_all(&base_dir).expect("benchmark setup");
     let started = Instant::now();
     let (stop, task, addr) =
         start_exporter(&base_dir, &names, &share.base_url(), args.interval, None).await;
@@ -389,7 +399,7 @@ async fn main() {
             .sum::<usize>()
     };
     stop.cancel();
-    task.await.unwrap();
+    task.await.expect("benchmark setup");
     let reads_before: u64 = names.iter().map(|n| simulator.read_log(n).reads).sum();
     let day_reads_before: u64 = names.iter().map(|n| simulator.read_log(n).day_reads).sum();
     let logins_before: u64 = names
@@ -404,7 +414,7 @@ async fn main() {
 
     // With remote write: time until every reading of every account is acknowledged.
     let rw_dir = dir.join("remote-write");
-    std::fs::create_dir_all(&rw_dir).unwrap();
+    std::fs::create_dir_all(&rw_dir).expect("benchmark setup");
     let rss_before = rss_mb();
     let started = Instant::now();
     let (stop, task, addr) = start_exporter(
@@ -445,7 +455,7 @@ async fn main() {
     let text = metrics_text(addr).await;
     let scrape_bytes = text.len();
     stop.cancel();
-    task.await.unwrap();
+    task.await.expect("benchmark setup");
     println!(
         "\n== backfill of 24 hours after a restart: {} accounts, readings every {}",
         names.len(),
@@ -482,7 +492,7 @@ async fn main() {
         rate,
         took.as_secs_f64()
     );
-    std::fs::create_dir_all(dir.join("prometheus")).unwrap();
+    std::fs::create_dir_all(dir.join("prometheus")).expect("benchmark setup");
     match start_prometheus(&dir.join("prometheus")).await {
         Some((mut child, url)) => {
             let (rate, took) = throughput(&url, args.samples / 2).await;
