@@ -176,6 +176,24 @@ impl Exporter {
                 history.clone(),
             ));
         }
+        if config.shard.count > 1 {
+            tracing::info!(
+                shard = config.shard.index,
+                shards = config.shard.count,
+                accounts = config.accounts.len(),
+                configured = config.accounts_configured,
+                "shard {} of {}: polling {} of the {} configured accounts (the others belong to the other replicas)",
+                config.shard.index,
+                config.shard.count,
+                config.accounts.len(),
+                config.accounts_configured
+            );
+            if config.accounts.is_empty() {
+                tracing::warn!(
+                    "no account falls in this shard: this replica serves no account (fewer accounts than replicas?)"
+                );
+            }
+        }
         match (&config.storage, demo.is_some()) {
             (Some(dir), _) => {
                 tracing::info!(path = %dir.path().display(), "state directory: login limits survive restarts");

@@ -142,6 +142,25 @@ pub struct Cli {
         value_name = "URL"
     )]
     pub remote_write_url: Option<String>,
+    /// This replica's shard, 0 to --shard.count minus 1: it polls only the accounts whose
+    /// stable hash of the account name modulo the count equals it (a StatefulSet's pod index).
+    #[arg(
+        global = true,
+        long = "shard.index",
+        env = "DEXCOM_EXPORTER_SHARD_INDEX",
+        default_value_t = 0,
+        value_name = "N"
+    )]
+    pub shard_index: u32,
+    /// How many replicas share the accounts of --config.file.
+    #[arg(
+        global = true,
+        long = "shard.count",
+        env = "DEXCOM_EXPORTER_SHARD_COUNT",
+        default_value_t = 1,
+        value_name = "N"
+    )]
+    pub shard_count: u32,
     /// Run against a built-in Share simulator with demo accounts; no Dexcom account needed.
     #[arg(global = true, long, env = "DEXCOM_EXPORTER_DEMO")]
     pub demo: bool,

@@ -24,6 +24,16 @@ pub enum ConfigError {
         "--demo polls its own simulated accounts: remove --dexcom.username, --dexcom.account-id and --config.file"
     )]
     DemoWithAccounts,
+    /// A shard index that is not below the shard count.
+    #[error(
+        "--shard.index {index} of --shard.count {count}: the index must be 0 to count-1 (a StatefulSet's pod index), and the count at least 1"
+    )]
+    Shard {
+        /// The index given.
+        index: u32,
+        /// The count given.
+        count: u32,
+    },
     /// An account with both login kinds.
     #[error("account {account:?}: give either a username or an account ID, not both")]
     BothLogins {

@@ -15,6 +15,7 @@ mod error;
 mod file;
 mod password;
 mod remote_write;
+mod shard;
 
 use std::net::SocketAddr;
 use std::time::Duration;
@@ -29,6 +30,7 @@ pub use password::CREDENTIAL_NAME;
 pub use remote_write::{
     ClientIdentity, DEFAULT_REMOTE_TIMEOUT, RemoteWriteAuth, RemoteWriteTarget, RemoteWriteTls,
 };
+pub use shard::{Shard, shard_of};
 
 use crate::http::web_config::WebConfig;
 use account::validate_account;
@@ -63,6 +65,10 @@ pub struct Config {
     pub remote_write: Vec<RemoteWriteTarget>,
     /// Labels added to every pushed series besides `account`, sorted by name.
     pub external_labels: Vec<(String, String)>,
+    /// This replica's shard; `accounts` holds only the accounts it owns.
+    pub shard: Shard,
+    /// How many accounts the configuration lists over all shards.
+    pub accounts_configured: usize,
 }
 
 /// Reads environment variables; injected so tests need not touch the process environment.
@@ -196,7 +202,13 @@ impl Config {
             }
         }
         let external_labels = remote_write::external_labels(file_external_labels)?;
+        let shard = Shard::new(cli.shard_index, cli.shard_count)?;
+        let accounts_configured = accounts.len();
+        let mut accounts = accounts;
+        accounts.retain(|a| shard.owns(&a.name));
         Ok(Config {
+            shard,
+            accounts_configured,
             remote_write,
             external_labels,
             storage,
@@ -467,5 +479,58 @@ mod tests {
                 "{err:?} should mention {expected:?}"
             );
         }
+    }
+
+    #[test]
+    fn a_shard_keeps_only_its_accounts_and_bad_shards_are_refused() {
+        let mut yaml = String::from("accounts:\n");
+        for name in ["a", "b", "c", "d"] {
+            let password = temp_file(&format!("shard-{name}.pw"), "pw\n");
+            yaml.push_str(&format!(
+                "  - username: {name}\n    password_file: {}\n",
+                password.display()
+            ));
+        }
+        let file = temp_file("shard.yml", &yaml);
+        let path = file.display().to_string();
+        let mut seen = Vec::new();
+        for index in ["0", "1"] {
+            let config = Config::from_cli(
+                cli(&[
+                    "--config.file",
+                    &path,
+                    "--shard.index",
+                    index,
+                    "--shard.count",
+                    "2",
+                ]),
+                &env(&[]),
+            )
+            .unwrap();
+            assert_eq!(config.accounts_configured, 4);
+            for account in &config.accounts {
+                assert_eq!(shard_of(&account.name, 2).to_string(), index);
+                seen.push(account.name.clone());
+            }
+        }
+        seen.sort();
+        assert_eq!(
+            seen,
+            ["a", "b", "c", "d"],
+            "every account in exactly one shard"
+        );
+        let error = Config::from_cli(
+            cli(&[
+                "--config.file",
+                &path,
+                "--shard.index",
+                "2",
+                "--shard.count",
+                "2",
+            ]),
+            &env(&[]),
+        )
+        .unwrap_err();
+        assert!(error.to_string().contains("--shard.index 2"), "{error}");
     }
 }
