@@ -78,10 +78,53 @@ pub struct Exporter {
 /// The demo accounts: (name, profile, simulated time of day at start).
 const DEMO_ACCOUNTS: [(&str, GlucoseProfile, Option<&str>); 3] = [
     ("alex", GlucoseProfile::Typical, None),
-    // Starts just before its nightly low, so new users see an urgent low soon.
-    ("sam", GlucoseProfile::OvernightLow, Some("01:30")),
+    // Starts in range a few readings before its nightly urgent low (the time of day is found
+    // at start, see `demo_low_start`), so a new user sees the low and its alert within minutes.
+    ("sam", GlucoseProfile::OvernightLow, None),
     ("robin", GlucoseProfile::RunsHigh, None),
 ];
+
+/// The demo's seed: the same curves at every start.
+const DEMO_SEED: u64 = 2026;
+
+/// The time of day for the demo account `sam` to start at: the one, in 5-minute steps over
+/// the night, from which its curve is in range now (above 70 mg/dL) and reaches an urgent low
+/// (55 mg/dL) the soonest: the fall is seen, then the low and urgent-low alerts.
+fn demo_low_start(interval: Duration, password: &str) -> Option<String> {
+    let now = crate::clock::unix_ms(std::time::SystemTime::now());
+    let interval_ms = i64::try_from(interval.as_millis()).unwrap_or(i64::MAX);
+    let mut best: Option<(usize, String)> = None;
+    for minutes in (0..6 * 60).step_by(5) {
+        let start = format!("{:02}:{:02}", minutes / 60, minutes % 60);
+        let scenario = Scenario {
+            seed: DEMO_SEED,
+            reading_interval: interval,
+            accounts: vec![AccountSpec {
+                profile: GlucoseProfile::OvernightLow,
+                day_starts_at: Some(start.clone()),
+                ..AccountSpec::new("sam", password)
+            }],
+            ..Scenario::default()
+        };
+        let Ok(simulator) = Simulator::new(scenario) else {
+            continue;
+        };
+        let ahead = simulator.readings_between("sam", now - interval_ms, now + 12 * interval_ms);
+        let Some(first) = ahead.first() else {
+            continue;
+        };
+        if first.mg_per_dl <= 70 {
+            continue;
+        }
+        if let Some(low) = ahead.iter().position(|r| r.mg_per_dl <= 55)
+            && low >= 1
+            && best.as_ref().is_none_or(|(b, _)| low < *b)
+        {
+            best = Some((low, start));
+        }
+    }
+    best.map(|(_, start)| start)
+}
 
 impl Exporter {
     /// Binds the configured address and builds everything, on the system clock.
@@ -207,6 +250,7 @@ impl Exporter {
         let tls = web.tls_source();
         let state = Arc::new(ServerState::new(
             metrics.clone(),
+            histories.clone(),
             config.telemetry_path.clone(),
             web.clone(),
         ));
@@ -355,16 +399,19 @@ pub(crate) async fn start_demo(
     interval: Duration,
 ) -> Result<(RunningSimulator, Vec<AccountConfig>), ExporterError> {
     let password = uuid::Uuid::new_v4().to_string();
+    let low_start = demo_low_start(interval, &password);
     let accounts = DEMO_ACCOUNTS
         .iter()
         .map(|(name, profile, day_start)| AccountSpec {
             profile: *profile,
-            day_starts_at: day_start.map(str::to_owned),
+            day_starts_at: day_start
+                .map(str::to_owned)
+                .or_else(|| (*name == "sam").then(|| low_start.clone()).flatten()),
             ..AccountSpec::new(name, &password)
         })
         .collect();
     let scenario = Scenario {
-        seed: 2026,
+        seed: DEMO_SEED,
         reading_interval: interval,
         accounts,
         ..Scenario::default()
@@ -388,4 +435,39 @@ pub(crate) async fn start_demo(
         })
         .collect();
     Ok((running, configs))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_demo_low_comes_within_minutes_at_the_default_cadence() {
+        let interval = Duration::from_secs(300);
+        let start = demo_low_start(interval, "pw").expect("a night start with a low ahead");
+        let simulator = Simulator::new(Scenario {
+            seed: DEMO_SEED,
+            reading_interval: interval,
+            accounts: vec![AccountSpec {
+                profile: GlucoseProfile::OvernightLow,
+                day_starts_at: Some(start.clone()),
+                ..AccountSpec::new("sam", "pw")
+            }],
+            ..Scenario::default()
+        })
+        .unwrap();
+        let now = crate::clock::unix_ms(std::time::SystemTime::now());
+        let ahead: Vec<u16> = simulator
+            .readings_between("sam", now - 300_000, now + 12 * 300_000)
+            .iter()
+            .map(|r| r.mg_per_dl)
+            .collect();
+        let low = ahead.iter().position(|v| *v <= 55).expect("an urgent low");
+        eprintln!("from {start}: {ahead:?}");
+        assert!(ahead[0] > 70, "starts in range: {ahead:?}");
+        assert!(
+            low <= 4,
+            "urgent low after {low} readings (from {start}): {ahead:?}"
+        );
+    }
 }

@@ -2,7 +2,6 @@
 //! `/-/ready`. Handlers only read: the registry is frozen and every value is an atomic, so a
 //! scrape never waits for a poll.
 
-use std::fmt::Write as _;
 use std::sync::Arc;
 
 use hyper::body::Incoming;
@@ -11,6 +10,7 @@ use prometheus_client::registry::Registry;
 
 use super::serve::{HttpResponse, respond};
 use super::web_config::LiveWebConfig;
+use crate::history::History;
 use crate::metrics::{self, Metrics};
 
 /// What the handlers need.
@@ -18,17 +18,25 @@ use crate::metrics::{self, Metrics};
 pub struct ServerState {
     registry: Registry,
     metrics: Arc<Metrics>,
+    histories: Vec<Arc<History>>,
     telemetry_path: String,
     web: Arc<LiveWebConfig>,
 }
 
 impl ServerState {
-    /// State serving `metrics` under `telemetry_path`, with the basic auth and headers of
-    /// `web` as they are at each request. The registry holding the metrics is built here, once.
-    pub fn new(metrics: Arc<Metrics>, telemetry_path: String, web: Arc<LiveWebConfig>) -> Self {
+    /// State serving `metrics` under `telemetry_path` (and each account's history, in the
+    /// same order, on the landing page), with the basic auth and headers of `web` as they are
+    /// at each request. The registry holding the metrics is built here, once.
+    pub fn new(
+        metrics: Arc<Metrics>,
+        histories: Vec<Arc<History>>,
+        telemetry_path: String,
+        web: Arc<LiveWebConfig>,
+    ) -> Self {
         ServerState {
             registry: metrics.registry(),
             metrics,
+            histories,
             telemetry_path,
             web,
         }
@@ -102,49 +110,15 @@ fn route(state: &ServerState, request: &Request<Incoming>) -> HttpResponse {
                 )
             }
         }
-        _ => respond(200, "text/html; charset=utf-8", landing_page(state)),
+        _ => {
+            let page =
+                super::landing::render(&state.metrics, &state.histories, &state.telemetry_path);
+            let mut response = respond(200, "text/html; charset=utf-8", page);
+            response.headers_mut().insert(
+                hyper::header::CONTENT_SECURITY_POLICY,
+                hyper::header::HeaderValue::from_static(super::landing::CONTENT_SECURITY_POLICY),
+            );
+            response
+        }
     }
-}
-
-fn landing_page(state: &ServerState) -> String {
-    let path = escape(&state.telemetry_path);
-    let mut rows = String::new();
-    for account in state.metrics.accounts() {
-        let status = if !account.polled_once() {
-            "waiting for the first poll".to_owned()
-        } else if account.is_up() {
-            "up".to_owned()
-        } else {
-            format!(
-                "down ({})",
-                account.last_error().map(|r| r.as_str()).unwrap_or("error")
-            )
-        };
-        let latest = account
-            .latest()
-            .map(|l| {
-                let age_ms = state.metrics.now_ms() - l.reading.timestamp_ms;
-                let age = std::time::Duration::from_secs(u64::try_from(age_ms / 1000).unwrap_or(0));
-                format!("{} ago", humantime::format_duration(age))
-            })
-            .unwrap_or_else(|| "none yet".to_owned());
-        let _ = write!(
-            rows,
-            "<tr><td>{}</td><td>{}</td><td>{}</td></tr>",
-            escape(account.name()),
-            escape(&status),
-            escape(&latest)
-        );
-    }
-    format!(
-        "<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\"><title>Dexcom Exporter</title></head>\n<body>\n<h1>Dexcom Exporter</h1>\n<p>Prometheus exporter for Dexcom Share CGM readings, version {version}.</p>\n<ul><li><a href=\"{path}\">Metrics</a></li><li><a href=\"/-/healthy\">Health</a></li><li><a href=\"/-/ready\">Readiness</a></li></ul>\n<table><thead><tr><th>Account</th><th>Share</th><th>Latest reading</th></tr></thead><tbody>{rows}</tbody></table>\n</body></html>\n",
-        version = env!("CARGO_PKG_VERSION"),
-    )
-}
-
-fn escape(text: &str) -> String {
-    text.replace('&', "&amp;")
-        .replace('<', "&lt;")
-        .replace('>', "&gt;")
-        .replace('"', "&quot;")
 }

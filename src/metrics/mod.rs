@@ -201,6 +201,11 @@ impl Metrics {
         &self.accounts
     }
 
+    /// The age after which a reading's value is withdrawn (`--glucose.max-age`).
+    pub fn max_age(&self) -> Duration {
+        self.max_age
+    }
+
     /// The current time from the clock the metrics use, in Unix milliseconds.
     pub fn now_ms(&self) -> i64 {
         self.clock.now_ms()

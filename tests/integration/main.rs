@@ -12,6 +12,7 @@ mod deploy;
 mod exporter;
 mod history;
 mod kubernetes;
+mod landing;
 mod live_stack;
 mod pydexcom;
 mod remote_write;
