@@ -67,7 +67,18 @@ pub(super) fn accounts_from_file(
     let single = file_accounts.len() == 1;
     let mut names = HashSet::new();
     let mut accounts = Vec::new();
-    for account in file_accounts {
+    // Relative password files are next to the configuration file, as Prometheus resolves the
+    // paths in prometheus.yml: under systemd that is the credentials directory, where the
+    // accounts drop-in puts both.
+    let base = path.parent().unwrap_or_else(|| Path::new("."));
+    for mut account in file_accounts {
+        if let Some(file) = account.password_file.take() {
+            account.password_file = Some(if file.is_relative() {
+                base.join(file)
+            } else {
+                file
+            });
+        }
         let account = validate_account(account, cli, env, single)?;
         if !names.insert(account.name.clone()) {
             return Err(ConfigError::DuplicateName { name: account.name });

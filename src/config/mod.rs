@@ -533,4 +533,21 @@ mod tests {
         .unwrap_err();
         assert!(error.to_string().contains("--shard.index 2"), "{error}");
     }
+
+    #[test]
+    fn a_relative_password_file_is_next_to_the_config_file() {
+        let password = temp_file("relative-pw", "from-beside\n");
+        let config = password.with_file_name("relative.yml");
+        std::fs::write(
+            &config,
+            "accounts:\n  - username: kid\n    password_file: relative-pw\n",
+        )
+        .unwrap();
+        let config = Config::from_cli(
+            cli(&["--config.file", &config.display().to_string()]),
+            &env(&[]),
+        )
+        .unwrap();
+        assert_eq!(config.accounts[0].password.expose_secret(), "from-beside");
+    }
 }

@@ -25,7 +25,7 @@ fn run(program: &std::path::Path, args: &[&str]) -> (bool, String) {
 fn unit_for_this_build() -> std::path::PathBuf {
     let unit = std::fs::read_to_string(repo().join("deploy/dexcom_exporter.service")).unwrap();
     let unit = unit.replace(
-        "/usr/local/bin/dexcom_exporter",
+        "/usr/bin/dexcom_exporter",
         env!("CARGO_BIN_EXE_dexcom_exporter"),
     );
     let dir = std::env::temp_dir().join(format!("unit-{}", std::process::id()));
@@ -33,6 +33,28 @@ fn unit_for_this_build() -> std::path::PathBuf {
     let path = dir.join("dexcom_exporter.service");
     std::fs::write(&path, unit).unwrap();
     path
+}
+
+#[test]
+fn systemd_unit_with_the_accounts_drop_in_verifies_cleanly() {
+    let Some(analyze) = tool("systemd-analyze") else {
+        return;
+    };
+    let unit = unit_for_this_build();
+    let drop_ins = unit.with_extension("service.d");
+    std::fs::create_dir_all(&drop_ins).unwrap();
+    std::fs::copy(
+        repo().join("deploy/systemd/accounts.conf"),
+        drop_ins.join("accounts.conf"),
+    )
+    .unwrap();
+    let (_, text) = run(&analyze, &["verify", unit.to_str().unwrap()]);
+    let _ = std::fs::remove_dir_all(&drop_ins);
+    // The drop-in is read (a broken line there is reported), and nothing is reported.
+    assert!(
+        text.trim().is_empty(),
+        "systemd-analyze verify printed:\n{text}"
+    );
 }
 
 #[test]

@@ -9,6 +9,7 @@ mod harness;
 mod backfill;
 mod cli;
 mod deploy;
+mod deployment;
 mod exporter;
 mod history;
 mod kubernetes;
