@@ -182,6 +182,27 @@ fn alertmanager_example_is_valid() {
         &["check-config", "deploy/alertmanager/alertmanager.yml"],
     );
     assert!(ok, "{text}");
+    // Receivers that reach a phone: Pushover at emergency priority for critical alerts,
+    // Telegram, and a webhook (ntfy relay); placeholders only for the secrets.
+    let config: serde_json::Value = serde_saphyr::from_str(
+        &std::fs::read_to_string(repo().join("deploy/alertmanager/alertmanager.yml")).unwrap(),
+    )
+    .unwrap();
+    let critical = config["receivers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["name"] == "glucose-critical")
+        .unwrap();
+    assert_eq!(critical["pushover_configs"][0]["priority"], "2");
+    assert!(critical["telegram_configs"].is_array());
+    assert!(critical["webhook_configs"].is_array());
+    assert!(
+        critical["pushover_configs"][0]["token"]
+            .as_str()
+            .unwrap()
+            .starts_with("REPLACE-")
+    );
 }
 
 /// Grafana unit ids the dashboard may use (from Grafana's value formats).

@@ -159,7 +159,10 @@ async fn prometheus_and_alertmanager_against_the_demo() {
     let am_port = free_port();
     let am_config = std::fs::read_to_string(repo().join("deploy/alertmanager/alertmanager.yml"))
         .unwrap()
-        .replace("http://127.0.0.1:5001", &format!("http://{webhook_addr}"));
+        .replace(
+            "http://127.0.0.1:8000/hook",
+            &format!("http://{webhook_addr}"),
+        );
     std::fs::write(dir.join("alertmanager.yml"), am_config).unwrap();
     let _alertmanager = KillOnDrop(
         std::process::Command::new(alertmanager_bin)

@@ -1,0 +1,310 @@
+//! Alert latency, end to end, at the real 5-minute cadence: from the moment a reading of an
+//! urgent low reaches Share to the moment Alertmanager delivers `DexcomGlucoseUrgentLow` to a
+//! receiver, through the exporter, Debian's Prometheus (with the shipped `prometheus.yml`
+//! intervals, alerts and recording rules) and Debian's Alertmanager (with the shipped routes;
+//! the receivers swapped for a local webhook, since Pushover and Telegram are on the
+//! internet). Several accounts reach their urgent low at different readings during one run.
+//! Baseline, side by side in the same run: a second Prometheus and Alertmanager with the
+//! previous intervals (30 s scrapes and evaluations).
+//!
+//! `cargo bench --bench alert_latency -- [--lows 6]` (takes (lows + 1) × 5 minutes)
+
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, SystemTime};
+
+use dexcom_exporter::clock::{SystemClock, unix_ms};
+use dexcom_exporter::config::{Cli, Config, Environment};
+use dexcom_exporter::exporter::Exporter;
+use dexcom_exporter::http::serve::{ServeLimits, respond, serve};
+use dexcom_exporter::simulator::{AccountSpec, GlucoseProfile, Scenario, Simulator};
+use http_body_util::BodyExt;
+
+const PASSWORD: &str = "bench-password";
+const INTERVAL: Duration = Duration::from_secs(300);
+
+struct Env;
+
+impl Environment for Env {
+    fn var(&self, name: &str) -> Option<String> {
+        (name == "DEXCOM_PASSWORD").then(|| PASSWORD.to_owned())
+    }
+}
+
+fn repo() -> std::path::PathBuf {
+    std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+fn tool(name: &str) -> std::path::PathBuf {
+    std::env::var_os("PATH")
+        .and_then(|paths| {
+            std::env::split_paths(&paths)
+                .map(|d| d.join(name))
+                .find(|c| c.is_file())
+        })
+        .unwrap_or_else(|| panic!("{name} is not installed"))
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("a free port")
+}
+
+/// The account whose urgent low (≤ 55) comes at reading `index` after now: an overnight-low
+/// curve whose day starts at the right time, found by trying the night in 5-minute steps.
+fn account_with_low_at(name: &str, index: usize, now_ms: i64) -> Option<AccountSpec> {
+    for minutes in (0..8 * 60).step_by(5) {
+        let spec = AccountSpec {
+            profile: GlucoseProfile::OvernightLow,
+            day_starts_at: Some(format!("{:02}:{:02}", minutes / 60, minutes % 60)),
+            ..AccountSpec::new(name, PASSWORD)
+        };
+        let simulator = Simulator::new(Scenario {
+            reading_interval: INTERVAL,
+            accounts: vec![spec.clone()],
+            ..Scenario::default()
+        })
+        .ok()?;
+        let ahead = simulator.readings_between(name, now_ms - 300_000, now_ms + 20 * 300_000);
+        let first_low = ahead.iter().position(|r| r.mg_per_dl <= 55);
+        if first_low == Some(index) {
+            return Some(spec);
+        }
+    }
+    None
+}
+
+/// A Prometheus and an Alertmanager with the shipped configuration at `scrape`/`evaluation`
+/// intervals, delivering to a webhook that records when each account's urgent low arrives.
+struct Stack {
+    _children: Vec<Child>,
+    delivered: Arc<Mutex<Vec<(String, i64)>>>,
+}
+
+struct Child(std::process::Child);
+
+impl Drop for Child {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+async fn stack(dir: &std::path::Path, exporter: &str, interval: &str) -> Stack {
+    std::fs::create_dir_all(dir).expect("dir");
+    let delivered: Arc<Mutex<Vec<(String, i64)>>> = Arc::default();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let hook = format!("http://{}/hook", listener.local_addr().expect("addr"));
+    let sink = delivered.clone();
+    tokio::spawn(serve(
+        listener,
+        move |request: hyper::Request<hyper::body::Incoming>| {
+            let sink = sink.clone();
+            async move {
+                let body = request.into_body().collect().await.map(|b| b.to_bytes());
+                let at = unix_ms(SystemTime::now());
+                if let Ok(body) = body
+                    && let Ok(json) = serde_json::from_slice::<serde_json::Value>(&body)
+                {
+                    for alert in json["alerts"].as_array().cloned().unwrap_or_default() {
+                        if alert["status"] == "firing"
+                            && alert["labels"]["alertname"] == "DexcomGlucoseUrgentLow"
+                        {
+                            let account =
+                                alert["labels"]["account"].as_str().unwrap_or("").to_owned();
+                            sink.lock().expect("sink").push((account, at));
+                        }
+                    }
+                }
+                respond(200, "text/plain", "ok")
+            }
+        },
+        tokio_util::sync::CancellationToken::new(),
+        ServeLimits::default(),
+        None,
+    ));
+    let am_port = free_port();
+    let shipped = std::fs::read_to_string(repo().join("deploy/alertmanager/alertmanager.yml"))
+        .expect("alertmanager.yml");
+    let routes = &shipped[..shipped.find("receivers:").expect("receivers")];
+    let am_config = format!(
+        "{routes}receivers:\n  - name: glucose-critical\n    webhook_configs:\n      - url: {hook}\n  - name: glucose-warnings\n    webhook_configs:\n      - url: {hook}\n"
+    );
+    std::fs::write(dir.join("alertmanager.yml"), am_config).expect("write");
+    let alertmanager = std::process::Command::new(tool("prometheus-alertmanager"))
+        .arg(format!(
+            "--config.file={}",
+            dir.join("alertmanager.yml").display()
+        ))
+        .arg(format!("--storage.path={}", dir.join("am").display()))
+        .arg(format!("--web.listen-address=127.0.0.1:{am_port}"))
+        .arg("--cluster.listen-address=")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("alertmanager");
+    // The shipped prometheus.yml with its intervals replaced by `interval` and its targets by
+    // this run's exporter and Alertmanager.
+    let shipped = std::fs::read_to_string(repo().join("deploy/prometheus/prometheus.yml"))
+        .expect("prometheus.yml");
+    let config = shipped
+        .replace(
+            "scrape_interval: 15s",
+            &format!("scrape_interval: {interval}"),
+        )
+        .replace(
+            "evaluation_interval: 15s",
+            &format!("evaluation_interval: {interval}"),
+        )
+        .replace("127.0.0.1:9093", &format!("127.0.0.1:{am_port}"))
+        .replace("127.0.0.1:18018", exporter)
+        .replace(
+            "  - alerts.yml\n  - recording.yml",
+            &format!(
+                "  - {}\n  - {}",
+                repo().join("deploy/prometheus/alerts.yml").display(),
+                repo().join("deploy/prometheus/recording.yml").display()
+            ),
+        );
+    std::fs::write(dir.join("prometheus.yml"), config).expect("write");
+    let prometheus = std::process::Command::new(tool("prometheus"))
+        .arg(format!(
+            "--config.file={}",
+            dir.join("prometheus.yml").display()
+        ))
+        .arg(format!(
+            "--storage.tsdb.path={}",
+            dir.join("data").display()
+        ))
+        .arg(format!("--web.listen-address=127.0.0.1:{}", free_port()))
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("prometheus");
+    Stack {
+        _children: vec![Child(alertmanager), Child(prometheus)],
+        delivered,
+    }
+}
+
+fn report(name: &str, latencies: &mut [f64], lows: usize) {
+    latencies.sort_by(f64::total_cmp);
+    if latencies.is_empty() {
+        println!("{name}: no urgent low delivered");
+        return;
+    }
+    let p50 = latencies[(latencies.len() - 1) / 2];
+    let worst = latencies[latencies.len() - 1];
+    let within = latencies.iter().filter(|l| **l <= 60.0).count();
+    println!(
+        "{name}: {} of {lows} lows delivered; p50 {p50:.1} s, worst {worst:.1} s, {within} within 60 s; all: {latencies:.1?}",
+        latencies.len()
+    );
+}
+
+#[tokio::main]
+async fn main() {
+    let argv: Vec<String> = std::env::args().collect();
+    let lows: usize = argv
+        .windows(2)
+        .find(|w| w[0] == "--lows")
+        .and_then(|w| w[1].parse().ok())
+        .unwrap_or(6);
+    let dir = std::env::temp_dir().join(format!("alert-latency-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).expect("dir");
+    let now = unix_ms(SystemTime::now());
+    let accounts: Vec<AccountSpec> = (1..=lows)
+        .filter_map(|i| account_with_low_at(&format!("low{i}"), i, now))
+        .collect();
+    println!(
+        "{} accounts, urgent lows at readings 1..{lows} from now (5-minute cadence)",
+        accounts.len()
+    );
+    let names: Vec<String> = accounts.iter().map(|a| a.username.clone()).collect();
+    let simulator = Simulator::new(Scenario {
+        reading_interval: INTERVAL,
+        accounts,
+        ..Scenario::default()
+    })
+    .expect("scenario");
+    let share = simulator
+        .start("127.0.0.1:0".parse().expect("addr"))
+        .await
+        .expect("share");
+
+    use clap::Parser;
+    let mut yaml = String::from("accounts:\n");
+    let pw = dir.join("pw");
+    std::fs::write(&pw, PASSWORD).expect("pw");
+    std::fs::set_permissions(&pw, std::os::unix::fs::PermissionsExt::from_mode(0o600))
+        .expect("mode");
+    for name in &names {
+        yaml.push_str(&format!(
+            "  - username: {name}\n    password_file: {}\n    base_url: {}\n",
+            pw.display(),
+            share.base_url()
+        ));
+    }
+    std::fs::write(dir.join("accounts.yml"), yaml).expect("yaml");
+    let cli = Cli::try_parse_from([
+        "dexcom_exporter".to_owned(),
+        "--config.file".to_owned(),
+        dir.join("accounts.yml").display().to_string(),
+        "--log.level".to_owned(),
+        "warn".to_owned(),
+    ])
+    .expect("flags");
+    let config = Config::from_cli(cli, &Env).expect("config");
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let exporter = Exporter::with_listener(config, listener, Arc::new(SystemClock))
+        .await
+        .expect("exporter");
+    let addr = exporter.local_addr().to_string();
+    let stop = tokio_util::sync::CancellationToken::new();
+    let token = stop.clone();
+    let task = tokio::spawn(exporter.run(async move { token.cancelled().await }));
+
+    let shipped = stack(&dir.join("shipped"), &addr, "15s").await;
+    let baseline = stack(&dir.join("baseline"), &addr, "30s").await;
+    let run_for = INTERVAL * (lows as u32 + 1) + Duration::from_secs(90);
+    println!("running {} s", run_for.as_secs());
+    tokio::time::sleep(run_for).await;
+
+    // Latency: delivery minus the moment the first urgent-low reading became visible on Share.
+    let mut results = Vec::new();
+    for (name, stack) in [
+        ("shipped 15 s intervals", &shipped),
+        ("baseline 30 s intervals", &baseline),
+    ] {
+        let delivered = stack.delivered.lock().expect("sink").clone();
+        let mut latencies = Vec::new();
+        for account in &names {
+            let readings =
+                simulator.readings_between(account, now - 300_000, unix_ms(SystemTime::now()));
+            let Some(low) = readings.iter().find(|r| r.mg_per_dl <= 55) else {
+                continue;
+            };
+            if let Some((_, at)) = delivered
+                .iter()
+                .filter(|(a, _)| a == account)
+                .min_by_key(|(_, at)| *at)
+            {
+                latencies.push((*at - low.visible_ms) as f64 / 1000.0);
+            }
+        }
+        results.push((name, latencies));
+    }
+    for (name, mut latencies) in results {
+        report(name, &mut latencies, names.len());
+    }
+    stop.cancel();
+    let _ = task.await;
+    share.stop().await;
+    let _ = std::fs::remove_dir_all(&dir);
+}
