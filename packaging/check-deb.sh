@@ -29,9 +29,10 @@ if grep -q '^W:' <<<"$lintian_out"; then
   exit 1
 fi
 
-echo "--> dpkg -i"
+echo "--> apt install ./package (as the README says; dpkg -i underneath)"
 dpkg -P dexcom-exporter >/dev/null 2>&1 || true
-dpkg -i "$deb"
+DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "$deb" >/dev/null
+dpkg -s dexcom-exporter | grep -q '^Status: install ok installed'
 installed=$(dpkg -L dexcom-exporter)
 
 echo "--> systemd-analyze verify (installed unit)"
