@@ -5,6 +5,7 @@
 # variable) and the state on a named volume. Run as root: `bash packaging/check-container.sh`.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+. packaging/lib.sh
 
 # These machines need runc and lower ulimits (see shared/reference/packaging-notes.md).
 conf=$(mktemp -d)/containers.conf
@@ -29,16 +30,6 @@ cleanup() {
 }
 trap cleanup EXIT
 
-wait_for() { # URL NEEDLE
-  for _ in $(seq 1 100); do
-    if python3 -c 'import sys,urllib.request; sys.exit(0 if sys.argv[2].encode() in urllib.request.urlopen(sys.argv[1]).read() else 1)' "$1" "$2" 2>/dev/null; then
-      return 0
-    fi
-    sleep 0.2
-  done
-  echo "no $2 at $1" >&2
-  return 1
-}
 
 echo "--> --demo, published on loopback"
 podman run -d --name dexcom-check-demo -p 127.0.0.1:18074:18018 "$image" \

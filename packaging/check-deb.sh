@@ -5,6 +5,7 @@
 # behind. Run as root (CI is). `bash packaging/check-deb.sh`
 set -euo pipefail
 cd "$(dirname "$0")/.."
+. packaging/lib.sh
 
 CARGO_DEB_VERSION=3.8.0
 if ! cargo deb --version 2>/dev/null | grep -q "$CARGO_DEB_VERSION"; then
@@ -44,19 +45,7 @@ fi
 
 echo "--> the installed binary's --demo"
 /usr/bin/dexcom_exporter --version
-/usr/bin/dexcom_exporter --demo --web.listen-address 127.0.0.1:18071 --dexcom.reading-interval 2s 2>/dev/null &
-demo=$!
-ok=""
-for _ in $(seq 1 50); do
-  if python3 -c 'import sys,urllib.request; sys.exit(0 if b"dexcom_glucose_mg_per_dl{account=\"sam\"}" in urllib.request.urlopen("http://127.0.0.1:18071/metrics").read() else 1)' 2>/dev/null; then
-    ok=yes
-    break
-  fi
-  sleep 0.2
-done
-kill -TERM "$demo"
-wait "$demo" || true
-[ -n "$ok" ] || { echo "the installed binary's demo served no glucose" >&2; exit 1; }
+demo_serves /usr/bin/dexcom_exporter || { echo "the installed binary's demo served no glucose" >&2; exit 1; }
 echo "demo served glucose"
 
 echo "--> deployment tests against the installed binary"

@@ -6,6 +6,7 @@
 # and the deployment tests. `bash packaging/check-readme.sh`
 set -euo pipefail
 cd "$(dirname "$0")/.."
+. packaging/lib.sh
 work=$(mktemp -d)
 pids=()
 cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; rm -rf "$work"; }
@@ -16,16 +17,6 @@ block_after() { # HEADING
   awk -v h="$1" '$0 == h { found = 1; next } found && /^```sh$/ { inside = 1; next } inside && /^```$/ { exit } inside { print }' README.md
 }
 
-wait_for() { # URL NEEDLE
-  for _ in $(seq 1 300); do
-    if python3 -c 'import sys,urllib.request; sys.exit(0 if sys.argv[2].encode() in urllib.request.urlopen(sys.argv[1]).read() else 1)' "$1" "$2" 2>/dev/null; then
-      return 0
-    fi
-    sleep 0.2
-  done
-  echo "no $2 at $1" >&2
-  return 1
-}
 
 echo "--> quick start: the exporter line"
 demo=$(block_after "## Quick start" | grep -- '--demo' | sed 's/ *#.*$//')

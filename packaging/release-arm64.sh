@@ -5,6 +5,7 @@
 # standard library is a 220 MB download. Run as root: `bash packaging/release-arm64.sh`.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+. packaging/lib.sh
 TARGET=aarch64-unknown-linux-gnu
 
 export DEBIAN_FRONTEND=noninteractive
@@ -23,19 +24,8 @@ dpkg-deb --info "$deb" | grep -E 'Architecture|Depends'
 echo "package: $deb ($(du -k "$deb" | cut -f1) KiB)"
 
 echo "--> the arm64 binary serves --demo under qemu-aarch64-static"
-qemu-aarch64-static -L /usr/aarch64-linux-gnu "target/$TARGET/release/dexcom_exporter" \
-  --demo --web.listen-address 127.0.0.1:18073 --dexcom.reading-interval 2s 2>/dev/null &
-demo=$!
-ok=""
-for _ in $(seq 1 100); do
-  if python3 -c 'import sys,urllib.request; sys.exit(0 if b"dexcom_glucose_mg_per_dl{" in urllib.request.urlopen("http://127.0.0.1:18073/metrics").read() else 1)' 2>/dev/null; then
-    ok=yes
-    break
-  fi
-  sleep 0.3
-done
-kill -TERM "$demo"; wait "$demo" || true
-[ -n "$ok" ] || { echo "the arm64 demo served no glucose" >&2; exit 1; }
+demo_serves qemu-aarch64-static -L /usr/aarch64-linux-gnu "target/$TARGET/release/dexcom_exporter" \
+  || { echo "the arm64 demo served no glucose" >&2; exit 1; }
 echo "arm64 demo served glucose"
 
 if command -v podman >/dev/null; then

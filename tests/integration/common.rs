@@ -299,10 +299,18 @@ pub fn start_exporter_process_logged(
     args: &[&str],
     env: &[(&str, &str)],
 ) -> (KillOnDrop, String, std::sync::Arc<std::sync::Mutex<String>>) {
+    let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_dexcom_exporter"));
+    command.args(args).envs(env.iter().copied());
+    spawn_logged(command)
+}
+
+/// Spawns `command` (an exporter, however started), waits for its "listening on" log line
+/// and keeps collecting its log; returns the process, the address it serves and the log.
+pub fn spawn_logged(
+    mut command: std::process::Command,
+) -> (KillOnDrop, String, std::sync::Arc<std::sync::Mutex<String>>) {
     use std::io::BufRead;
-    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_dexcom_exporter"))
-        .args(args)
-        .envs(env.iter().copied())
+    let mut child = command
         .stderr(std::process::Stdio::piped())
         .spawn()
         .unwrap();
@@ -311,10 +319,10 @@ pub fn start_exporter_process_logged(
     let mut seen = String::new();
     let addr = loop {
         let mut line = String::new();
-        assert!(
-            reader.read_line(&mut line).unwrap() > 0,
-            "exporter exited:\n{seen}"
-        );
+        if reader.read_line(&mut line).unwrap_or(0) == 0 {
+            let _ = child.wait();
+            panic!("exporter exited:\n{seen}");
+        }
         seen.push_str(&line);
         if let Some(addr) = listening_address(&line) {
             break addr;

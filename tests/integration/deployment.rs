@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 use dexcom_exporter::share::Region;
 use dexcom_exporter::simulator::{AccountSpec, Scenario};
 
-use crate::common::{KillOnDrop, get, in_ci, listening_address, repo, start};
+use crate::common::{KillOnDrop, get, in_ci, repo, spawn_logged, start};
 use crate::harness::ScratchDir;
 
 const NOBODY: u32 = 65534;
@@ -155,7 +155,8 @@ fn run_as_the_unit(
     }
     assert_eq!(settings.exec_start[0], "/usr/bin/dexcom_exporter");
 
-    let mut child = std::process::Command::new("setpriv")
+    let mut command = std::process::Command::new("setpriv");
+    command
         .args([
             &format!("--reuid={NOBODY}"),
             &format!("--regid={NOBODY}"),
@@ -165,34 +166,8 @@ fn run_as_the_unit(
         .args(&argv)
         .env_clear()
         .envs(env)
-        .current_dir("/")
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    use std::io::BufRead;
-    let mut reader = std::io::BufReader::new(child.stderr.take().unwrap());
-    let mut seen = String::new();
-    let addr = loop {
-        let mut line = String::new();
-        if reader.read_line(&mut line).unwrap_or(0) == 0 {
-            let _ = child.wait();
-            panic!("the service exited:\n{seen}");
-        }
-        seen.push_str(&line);
-        if let Some(addr) = listening_address(&line) {
-            break addr;
-        }
-    };
-    let logs = std::sync::Arc::new(std::sync::Mutex::new(seen));
-    let sink = logs.clone();
-    std::thread::spawn(move || {
-        let mut line = String::new();
-        while reader.read_line(&mut line).map(|n| n > 0).unwrap_or(false) {
-            sink.lock().unwrap().push_str(&line);
-            line.clear();
-        }
-    });
-    (KillOnDrop(child), addr, logs)
+        .current_dir("/");
+    spawn_logged(command)
 }
 
 /// Whether this process may switch users (root, as in CI).

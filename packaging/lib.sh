@@ -1,0 +1,27 @@
+# Shared by the packaging checks: `. packaging/lib.sh`.
+
+# wait_for URL NEEDLE [TRIES]: polls URL every 0.2 s until its body contains NEEDLE.
+wait_for() {
+  local tries=${3:-300}
+  for _ in $(seq 1 "$tries"); do
+    if python3 -c 'import sys,urllib.request; sys.exit(0 if sys.argv[2].encode() in urllib.request.urlopen(sys.argv[1]).read() else 1)' "$1" "$2" 2>/dev/null; then
+      return 0
+    fi
+    sleep 0.2
+  done
+  echo "no $2 at $1" >&2
+  return 1
+}
+
+# demo_serves BINARY... : runs `BINARY... --demo` on a loopback port and checks it serves
+# glucose on /metrics, then stops it with SIGTERM.
+demo_serves() {
+  local port=18071
+  "$@" --demo --web.listen-address "127.0.0.1:$port" --dexcom.reading-interval 2s 2>/dev/null &
+  local demo=$!
+  local ok=0
+  wait_for "http://127.0.0.1:$port/metrics" 'dexcom_glucose_mg_per_dl{' 150 || ok=1
+  kill -TERM "$demo"
+  wait "$demo" || true
+  return "$ok"
+}
