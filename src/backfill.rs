@@ -13,7 +13,7 @@ use std::sync::Arc;
 
 use crate::clock::{Clock, unix_ms};
 use crate::config::Config;
-use crate::exporter::{ExporterError, share_client, share_http, start_demo};
+use crate::exporter::{ExporterError, share_client, share_http, start_demo_if_asked};
 use crate::poll::FUTURE_TOLERANCE;
 use crate::remote_write::{GLUCOSE_SERIES, TREND_SERIES};
 use crate::share::{MAX_COUNT, MAX_MINUTES, Reading};
@@ -47,13 +47,7 @@ pub async fn backfill(
     out: &mut dyn Write,
     clock: Arc<dyn Clock>,
 ) -> Result<BackfillSummary, BackfillError> {
-    let demo = if config.demo {
-        let (running, accounts) = start_demo(config.reading_interval).await?;
-        config.accounts = accounts;
-        Some(running)
-    } else {
-        None
-    };
+    let demo = start_demo_if_asked(&mut config).await?;
     let http = share_http(&config)?;
     let mut summary = BackfillSummary::default();
     let mut per_account: Vec<(String, Vec<Reading>)> = Vec::new();

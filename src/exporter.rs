@@ -150,13 +150,7 @@ impl Exporter {
         listener: TcpListener,
         clock: Arc<dyn Clock>,
     ) -> Result<Self, ExporterError> {
-        let demo = if config.demo {
-            let (running, accounts) = start_demo(config.reading_interval).await?;
-            config.accounts = accounts;
-            Some(running)
-        } else {
-            None
-        };
+        let demo = start_demo_if_asked(&mut config).await?;
         let metrics = Arc::new(Metrics::new(
             config
                 .accounts
@@ -394,8 +388,20 @@ pub(crate) fn share_client(
     )
 }
 
+/// With `--demo`: starts the built-in simulator and puts its accounts into `config`.
+pub(crate) async fn start_demo_if_asked(
+    config: &mut Config,
+) -> Result<Option<RunningSimulator>, ExporterError> {
+    if !config.demo {
+        return Ok(None);
+    }
+    let (running, accounts) = start_demo(config.reading_interval).await?;
+    config.accounts = accounts;
+    Ok(Some(running))
+}
+
 /// The demo's simulator and accounts.
-pub(crate) async fn start_demo(
+async fn start_demo(
     interval: Duration,
 ) -> Result<(RunningSimulator, Vec<AccountConfig>), ExporterError> {
     let password = uuid::Uuid::new_v4().to_string();
