@@ -12,23 +12,16 @@
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime};
 
-use dexcom_exporter::clock::{SystemClock, unix_ms};
-use dexcom_exporter::config::{Cli, Config, Environment};
-use dexcom_exporter::exporter::Exporter;
+use dexcom_exporter::clock::unix_ms;
 use dexcom_exporter::http::serve::{ServeLimits, respond, serve};
 use dexcom_exporter::simulator::{AccountSpec, GlucoseProfile, Scenario, Simulator};
 use http_body_util::BodyExt;
+use support::PASSWORD;
 
-const PASSWORD: &str = "bench-password";
+#[path = "support/mod.rs"]
+mod support;
+
 const INTERVAL: Duration = Duration::from_secs(300);
-
-struct Env;
-
-impl Environment for Env {
-    fn var(&self, name: &str) -> Option<String> {
-        (name == "DEXCOM_PASSWORD").then(|| PASSWORD.to_owned())
-    }
-}
 
 fn repo() -> std::path::PathBuf {
     std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR"))
@@ -236,7 +229,6 @@ async fn main() {
         .await
         .expect("share");
 
-    use clap::Parser;
     let mut yaml = String::from("accounts:\n");
     let pw = dir.join("pw");
     std::fs::write(&pw, PASSWORD).expect("pw");
@@ -250,25 +242,14 @@ async fn main() {
         ));
     }
     std::fs::write(dir.join("accounts.yml"), yaml).expect("yaml");
-    let cli = Cli::try_parse_from([
-        "dexcom_exporter".to_owned(),
+    let exporter = support::start_exporter([
         "--config.file".to_owned(),
         dir.join("accounts.yml").display().to_string(),
         "--log.level".to_owned(),
         "warn".to_owned(),
     ])
-    .expect("flags");
-    let config = Config::from_cli(cli, &Env).expect("config");
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-        .await
-        .expect("bind");
-    let exporter = Exporter::with_listener(config, listener, Arc::new(SystemClock))
-        .await
-        .expect("exporter");
-    let addr = exporter.local_addr().to_string();
-    let stop = tokio_util::sync::CancellationToken::new();
-    let token = stop.clone();
-    let task = tokio::spawn(exporter.run(async move { token.cancelled().await }));
+    .await;
+    let addr = exporter.addr.to_string();
 
     let shipped = stack(&dir.join("shipped"), &addr, "15s").await;
     let baseline = stack(&dir.join("baseline"), &addr, "30s").await;
@@ -303,8 +284,7 @@ async fn main() {
     for (name, mut latencies) in results {
         report(name, &mut latencies, names.len());
     }
-    stop.cancel();
-    let _ = task.await;
+    exporter.stop().await;
     share.stop().await;
     let _ = std::fs::remove_dir_all(&dir);
 }

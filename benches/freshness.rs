@@ -15,29 +15,21 @@
 //! fixed-interval pollers at evenly spread phases.
 
 use std::collections::HashMap;
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use dexcom_exporter::clock::{Clock, SystemClock};
-use dexcom_exporter::config::{Cli, Config, Environment};
-use dexcom_exporter::exporter::Exporter;
 use dexcom_exporter::share::{ClientSettings, Login, Region, ShareClient};
 use dexcom_exporter::simulator::{AccountSpec, Scenario, Simulator};
+use support::PASSWORD;
+
+#[path = "support/mod.rs"]
+mod support;
 
 const EXPORTER_ACCOUNT: &str = "bench-exporter";
 const TIMESTAMP_METRIC: &str = "dexcom_glucose_reading_timestamp_seconds{account=\"";
 const BASELINE_ACCOUNT: &str = "bench-baseline";
-const PASSWORD: &str = "bench-password";
 /// Fixed-interval pollers run at evenly spread phases.
 const BASELINE_PHASES: usize = 8;
-
-struct Env;
-
-impl Environment for Env {
-    fn var(&self, name: &str) -> Option<String> {
-        (name == "DEXCOM_PASSWORD").then(|| PASSWORD.to_owned())
-    }
-}
 
 struct Args {
     interval: Duration,
@@ -173,21 +165,9 @@ async fn main() {
             write_accounts(&config_dir, &names, &base_url),
         ]);
     }
-    let cli = <Cli as clap::Parser>::try_parse_from(
-        std::iter::once("dexcom_exporter".to_owned()).chain(flags),
-    )
-    .expect("flags");
-    let config = Config::from_cli(cli, &Env).expect("config");
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-        .await
-        .expect("bind");
-    let exporter = Exporter::with_listener(config, listener, Arc::new(SystemClock))
-        .await
-        .expect("exporter");
-    let metrics_url = format!("http://{}/metrics", exporter.local_addr());
+    let exporter = support::start_exporter(flags).await;
+    let metrics_url = format!("http://{}/metrics", exporter.addr);
     let stop = tokio_util::sync::CancellationToken::new();
-    let stop_exporter = stop.clone();
-    let exporter_task = tokio::spawn(exporter.run(async move { stop_exporter.cancelled().await }));
 
     // The baseline: fixed-interval pollers with the same client. A fixed poller's lag depends
     // on its phase relative to the sensor, which is luck, so run BASELINE_PHASES of them at
@@ -284,7 +264,7 @@ async fn main() {
                 .insert(sensor_ms * BASELINE_PHASES as i64 + phase as i64, lag);
         }
     }
-    exporter_task.await.expect("exporter");
+    exporter.stop().await;
 
     let exporter_counts: Vec<_> = names.iter().map(|n| simulator.request_counts(n)).collect();
     let exporter_reads = exporter_counts.iter().map(|c| c.read).sum();

@@ -20,8 +20,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use dexcom_exporter::clock::{SystemClock, unix_ms};
-use dexcom_exporter::config::{Cli, Config, Environment, RemoteWriteTarget, RemoteWriteTls};
-use dexcom_exporter::exporter::Exporter;
+use dexcom_exporter::config::{RemoteWriteTarget, RemoteWriteTls};
 use dexcom_exporter::history::History;
 use dexcom_exporter::http::serve::{ServeLimits, respond, serve};
 use dexcom_exporter::metrics::Metrics;
@@ -31,16 +30,10 @@ use dexcom_exporter::remote_write::{
 use dexcom_exporter::share::{Reading, Trend};
 use dexcom_exporter::simulator::{AccountSpec, Scenario, Simulator};
 use http_body_util::BodyExt;
+use support::PASSWORD;
 
-const PASSWORD: &str = "bench-password";
-
-struct Env;
-
-impl Environment for Env {
-    fn var(&self, name: &str) -> Option<String> {
-        (name == "DEXCOM_PASSWORD").then(|| PASSWORD.to_owned())
-    }
-}
+#[path = "support/mod.rs"]
+mod support;
 
 struct Args {
     accounts: usize,
@@ -154,15 +147,7 @@ fn series(account: &str, readings: &[Reading]) -> Vec<Series> {
 }
 
 fn rss_mb() -> f64 {
-    std::fs::read_to_string("/proc/self/status")
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find(|l| l.starts_with("VmRSS:"))
-                .and_then(|l| l.split_whitespace().nth(1))
-                .and_then(|kb| kb.parse::<f64>().ok())
-        })
-        .map_or(0.0, |kb| kb / 1024.0)
+    support::rss_mb("self")
 }
 
 async fn metrics_text(addr: std::net::SocketAddr) -> String {
@@ -276,12 +261,7 @@ async fn start_exporter(
     base_url: &str,
     interval: Duration,
     remote_write: Option<&str>,
-) -> (
-    tokio_util::sync::CancellationToken,
-    tokio::task::JoinHandle<()>,
-    std::net::SocketAddr,
-) {
-    use clap::Parser;
+) -> support::RunningExporter {
     let mut yaml = String::from("accounts:\n");
     let password_file = dir.join("pw");
     std::fs::write(&password_file, PASSWORD).expect("benchmark setup");
@@ -301,8 +281,7 @@ async fn start_exporter(
     }
     let file = dir.join("accounts.yml");
     std::fs::write(&file, yaml).expect("benchmark setup");
-    let cli = Cli::try_parse_from([
-        "dexcom_exporter".to_owned(),
+    support::start_exporter([
         "--config.file".to_owned(),
         file.display().to_string(),
         "--dexcom.reading-interval".to_owned(),
@@ -310,19 +289,7 @@ async fn start_exporter(
         "--log.level".to_owned(),
         "warn".to_owned(),
     ])
-    .expect("benchmark setup");
-    let config = Config::from_cli(cli, &Env).expect("benchmark setup");
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-        .await
-        .expect("benchmark setup");
-    let exporter = Exporter::with_listener(config, listener, Arc::new(SystemClock))
-        .await
-        .expect("benchmark setup");
-    let addr = exporter.local_addr();
-    let stop = tokio_util::sync::CancellationToken::new();
-    let token = stop.clone();
-    let task = tokio::spawn(exporter.run(async move { token.cancelled().await }));
-    (stop, task, addr)
+    .await
 }
 
 #[tokio::main]
@@ -377,8 +344,8 @@ async fn main() {
     let base_dir = dir.join("baseline");
     std::fs::create_dir_all(&base_dir).expect("benchmark setup");
     let started = Instant::now();
-    let (stop, task, addr) =
-        start_exporter(&base_dir, &names, &share.base_url(), args.interval, None).await;
+    let exporter = start_exporter(&base_dir, &names, &share.base_url(), args.interval, None).await;
+    let addr = exporter.addr;
     let baseline_time = loop {
         let text = metrics_text(addr).await;
         let shown = text
@@ -398,8 +365,7 @@ async fn main() {
             .map(|l| l.len() + 1)
             .sum::<usize>()
     };
-    stop.cancel();
-    task.await.expect("benchmark setup");
+    exporter.stop().await;
     let reads_before: u64 = names.iter().map(|n| simulator.read_log(n).reads).sum();
     let day_reads_before: u64 = names.iter().map(|n| simulator.read_log(n).day_reads).sum();
     let logins_before: u64 = names
@@ -417,7 +383,7 @@ async fn main() {
     std::fs::create_dir_all(&rw_dir).expect("benchmark setup");
     let rss_before = rss_mb();
     let started = Instant::now();
-    let (stop, task, addr) = start_exporter(
+    let exporter = start_exporter(
         &rw_dir,
         &names,
         &share.base_url(),
@@ -425,6 +391,7 @@ async fn main() {
         Some(&receiver.url),
     )
     .await;
+    let addr = exporter.addr;
     let expected: usize = names
         .iter()
         .map(|n| simulator.visible_readings(n, 288).len())
@@ -454,8 +421,7 @@ async fn main() {
         - day_reads_before;
     let text = metrics_text(addr).await;
     let scrape_bytes = text.len();
-    stop.cancel();
-    task.await.expect("benchmark setup");
+    exporter.stop().await;
     println!(
         "\n== backfill of 24 hours after a restart: {} accounts, readings every {}",
         names.len(),

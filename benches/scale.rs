@@ -13,6 +13,9 @@ use std::time::{Duration, Instant};
 use dexcom_exporter::config::shard_of;
 use dexcom_exporter::simulator::{AccountSpec, Scenario, Simulator};
 
+#[path = "support/mod.rs"]
+mod support;
+
 const PASSWORD: &str = "scale-password";
 
 struct Replica {
@@ -62,18 +65,6 @@ fn spawn(config: &std::path::Path, interval: &str, index: u32, count: u32) -> Re
         }
     });
     Replica { child, addr, index }
-}
-
-fn rss_mb(pid: u32) -> f64 {
-    std::fs::read_to_string(format!("/proc/{pid}/status"))
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find(|l| l.starts_with("VmRSS:"))
-                .and_then(|l| l.split_whitespace().nth(1))
-                .and_then(|kb| kb.parse::<f64>().ok())
-        })
-        .map_or(0.0, |kb| kb / 1024.0)
 }
 
 fn requests(simulator: &Simulator, names: &[String], shard: Option<(u32, u32)>) -> u64 {
@@ -165,7 +156,7 @@ async fn measure(
         println!(
             "| {} | {owned} | {:.1} MB | {} KB | {:.1} ms | {:.1} ms | {:.2} |",
             replica.index,
-            rss_mb(replica.child.id()),
+            support::rss_mb(&replica.child.id().to_string()),
             size / 1024,
             times[times.len() / 2],
             times[times.len() * 99 / 100],

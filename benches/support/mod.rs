@@ -1,0 +1,73 @@
+//! What the benchmarks share: an exporter started in process from command-line flags (the
+//! same path as `main`), and the resident memory of a process. Included by each benchmark with
+//! `#[path = "support/mod.rs"] mod support;` (benches are separate crates).
+#![allow(dead_code)] // each benchmark uses part of it
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use dexcom_exporter::clock::SystemClock;
+use dexcom_exporter::config::{Cli, Config, Environment};
+use dexcom_exporter::exporter::Exporter;
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+
+/// The password every benchmark account uses, given as `DEXCOM_PASSWORD`.
+pub const PASSWORD: &str = "bench-password";
+
+/// An environment holding only `DEXCOM_PASSWORD`.
+pub struct Env;
+
+impl Environment for Env {
+    fn var(&self, name: &str) -> Option<String> {
+        (name == "DEXCOM_PASSWORD").then(|| PASSWORD.to_owned())
+    }
+}
+
+/// A running in-process exporter.
+pub struct RunningExporter {
+    /// The address it serves.
+    pub addr: SocketAddr,
+    stop: CancellationToken,
+    task: JoinHandle<()>,
+}
+
+impl RunningExporter {
+    /// Stops it and waits for every task.
+    pub async fn stop(self) {
+        self.stop.cancel();
+        let _ = self.task.await;
+    }
+}
+
+/// Parses `flags` as the command line (with [`Env`]) and runs the exporter on a loopback port.
+pub async fn start_exporter(flags: impl IntoIterator<Item = String>) -> RunningExporter {
+    use clap::Parser;
+    let cli = Cli::try_parse_from(std::iter::once("dexcom_exporter".to_owned()).chain(flags))
+        .expect("flags");
+    let config = Config::from_cli(cli, &Env).expect("config");
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let exporter = Exporter::with_listener(config, listener, Arc::new(SystemClock))
+        .await
+        .expect("exporter");
+    let addr = exporter.local_addr();
+    let stop = CancellationToken::new();
+    let token = stop.clone();
+    let task = tokio::spawn(exporter.run(async move { token.cancelled().await }));
+    RunningExporter { addr, stop, task }
+}
+
+/// Resident memory of process `pid` (`self` for this one) in MB, from `/proc`.
+pub fn rss_mb(pid: &str) -> f64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("VmRSS:"))
+                .and_then(|l| l.split_whitespace().nth(1))
+                .and_then(|kb| kb.parse::<f64>().ok())
+        })
+        .map_or(0.0, |kb| kb / 1024.0)
+}
