@@ -91,7 +91,16 @@ const DEMO_SEED: u64 = 2026;
 /// the night, from which its curve is in range now (above 70 mg/dL) and reaches an urgent low
 /// (55 mg/dL) the soonest: the fall is seen, then the low and urgent-low alerts.
 fn demo_low_start(interval: Duration, password: &str) -> Option<String> {
-    let now = crate::clock::unix_ms(std::time::SystemTime::now());
+    demo_low_start_at(
+        interval,
+        password,
+        crate::clock::unix_ms(std::time::SystemTime::now()),
+    )
+}
+
+/// [`demo_low_start`] as if it were `now` (Unix ms); the simulator's curve for a night
+/// depends on the day.
+fn demo_low_start_at(interval: Duration, password: &str, now: i64) -> Option<String> {
     let interval_ms = i64::try_from(interval.as_millis()).unwrap_or(i64::MAX);
     let mut best: Option<(usize, String)> = None;
     for minutes in (0..6 * 60).step_by(5) {
@@ -106,7 +115,8 @@ fn demo_low_start(interval: Duration, password: &str) -> Option<String> {
             }],
             ..Scenario::default()
         };
-        let Ok(simulator) = Simulator::new(scenario) else {
+        let clock = crate::clock::ManualClock::starting_at(crate::clock::from_unix_ms(now));
+        let Ok(simulator) = Simulator::with_clock(scenario, clock) else {
             continue;
         };
         let ahead = simulator.readings_between("sam", now - interval_ms, now + 12 * interval_ms);
@@ -450,32 +460,41 @@ mod tests {
     #[test]
     fn the_demo_low_comes_within_minutes_at_the_default_cadence() {
         let interval = Duration::from_secs(300);
-        let start = demo_low_start(interval, "pw").expect("a night start with a low ahead");
-        let simulator = Simulator::new(Scenario {
-            seed: DEMO_SEED,
-            reading_interval: interval,
-            accounts: vec![AccountSpec {
-                profile: GlucoseProfile::OvernightLow,
-                day_starts_at: Some(start.clone()),
-                ..AccountSpec::new("sam", "pw")
-            }],
-            ..Scenario::default()
-        })
-        .unwrap();
-        let now = crate::clock::unix_ms(std::time::SystemTime::now());
-        let ahead: Vec<u16> = simulator
-            .readings_between("sam", now - 300_000, now + 12 * 300_000)
-            .iter()
-            .map(|r| r.mg_per_dl)
-            .collect();
-        let urgent = ahead.iter().position(|v| *v <= 55).expect("an urgent low");
-        let low = ahead.iter().position(|v| *v <= 70).expect("a low");
-        assert!(ahead[0] > 70, "starts in range: {ahead:?}");
-        // How fast the night's low falls varies by day: the low (70) within two readings, the
-        // urgent low (55) within six, at 5 minutes each.
-        assert!(
-            low <= 2 && urgent <= 6,
-            "low after {low}, urgent low after {urgent} readings (from {start}): {ahead:?}"
-        );
+        let start_now = crate::clock::unix_ms(std::time::SystemTime::now());
+        // Any time of any day: every 7 hours 13 minutes over 30 days.
+        for step in 0..100 {
+            let now = start_now + step * (7 * 3600 + 13 * 60) * 1000;
+            let start =
+                demo_low_start_at(interval, "pw", now).expect("a night start with a low ahead");
+            let clock = crate::clock::ManualClock::starting_at(crate::clock::from_unix_ms(now));
+            let simulator = Simulator::with_clock(
+                Scenario {
+                    seed: DEMO_SEED,
+                    reading_interval: interval,
+                    accounts: vec![AccountSpec {
+                        profile: GlucoseProfile::OvernightLow,
+                        day_starts_at: Some(start.clone()),
+                        ..AccountSpec::new("sam", "pw")
+                    }],
+                    ..Scenario::default()
+                },
+                clock,
+            )
+            .unwrap();
+            let ahead: Vec<u16> = simulator
+                .readings_between("sam", now - 300_000, now + 12 * 300_000)
+                .iter()
+                .map(|r| r.mg_per_dl)
+                .collect();
+            let urgent = ahead.iter().position(|v| *v <= 55).expect("an urgent low");
+            let low = ahead.iter().position(|v| *v <= 70).expect("a low");
+            assert!(ahead[0] > 70, "starts in range: {ahead:?}");
+            // How fast the night's low falls varies by day: the low (70) within two readings,
+            // the urgent low (55) within six, at 5 minutes each.
+            assert!(
+                low <= 2 && urgent <= 6,
+                "low after {low}, urgent low after {urgent} readings (from {start}): {ahead:?}"
+            );
+        }
     }
 }
