@@ -9,7 +9,7 @@ cd "$(dirname "$0")/.."
 . packaging/lib.sh
 work=$(mktemp -d)
 pids=()
-cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; rm -rf "$work"; }
+cleanup() { for p in "${pids[@]}"; do kill -- "$p" 2>/dev/null || true; done; rm -rf "$work"; }
 trap cleanup EXIT
 
 # The first code block after a heading, as a script.
@@ -21,22 +21,29 @@ block_after() { # HEADING
 echo "--> quick start: the exporter line"
 demo=$(block_after "## Quick start" | grep -- '--demo' | sed 's/ *#.*$//')
 [ "$demo" = "cargo run --release -- --demo" ] || { echo "quick start changed: $demo" >&2; exit 1; }
-bash -c "$demo" >"$work/demo.log" 2>&1 &
-pids+=($!)
+# Each command in its own process group, so stopping it stops what cargo started too.
+setsid bash -c "$demo" >"$work/demo.log" 2>&1 &
+pids+=(-$!)
 wait_for http://127.0.0.1:18018/metrics 'dexcom_glucose_mg_per_dl{account="sam"}'
 wait_for http://127.0.0.1:18018/ 'mmol/L'
-kill "${pids[-1]}"; wait "${pids[-1]}" 2>/dev/null || true
+kill -- "${pids[-1]}"
+wait_until_free 18018
 echo "ok: $demo serves the three demo accounts and the landing page"
 
 echo "--> the simulator example, as written"
 block_after "## Simulator" | grep -v '^#' >"$work/simulator.sh"
-(cd "$PWD" && bash "$work/simulator.sh" >"$work/simulator.log" 2>&1) &
-pids+=($!)
+# As a reader does: the simulator first (it prints "listening on"), then the exporter.
+head -n 1 "$work/simulator.sh" | sed 's/ *&$//' >"$work/simulator-1.sh"
+tail -n +2 "$work/simulator.sh" >"$work/simulator-2.sh"
+grep -q 'share_simulator' "$work/simulator-1.sh" && grep -q 'dexcom_exporter' "$work/simulator-2.sh"
+setsid bash "$work/simulator-1.sh" >"$work/simulator.log" 2>&1 &
+pids+=(-$!)
+wait_for_port 18019
+setsid bash "$work/simulator-2.sh" >"$work/exporter.log" 2>&1 &
+pids+=(-$!)
 wait_for http://127.0.0.1:18018/metrics 'dexcom_glucose_mg_per_dl{account="alice"}'
-pkill -f 'share_simulator -- --listen 127.0.0.1:18019' 2>/dev/null || true
-pkill -f 'target/debug/share_simulator --listen 127.0.0.1:18019' 2>/dev/null || true
-pkill -f 'target/debug/dexcom_exporter --dexcom.username alice' 2>/dev/null || true
-wait "${pids[-1]}" 2>/dev/null || true
+kill -- "${pids[-1]}" "${pids[-2]}"
+wait_until_free 18018
 echo "ok: the simulator example serves alice"
 
 echo "--> backfill of the demo, loaded by promtool"
