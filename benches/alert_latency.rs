@@ -28,21 +28,10 @@ fn repo() -> std::path::PathBuf {
 }
 
 fn tool(name: &str) -> std::path::PathBuf {
-    std::env::var_os("PATH")
-        .and_then(|paths| {
-            std::env::split_paths(&paths)
-                .map(|d| d.join(name))
-                .find(|c| c.is_file())
-        })
-        .unwrap_or_else(|| panic!("{name} is not installed"))
+    support::find_tool(name).unwrap_or_else(|| panic!("{name} is not installed"))
 }
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("a free port")
-}
+use support::free_port;
 
 /// The account whose urgent low (≤ 55) comes at reading `index` after now: an overnight-low
 /// curve whose day starts at the right time, found by trying the night in 5-minute steps.
@@ -163,18 +152,8 @@ async fn stack(dir: &std::path::Path, exporter: &str, interval: &str) -> Stack {
             ),
         );
     std::fs::write(dir.join("prometheus.yml"), config).expect("write");
-    let prometheus = std::process::Command::new(tool("prometheus"))
-        .arg(format!(
-            "--config.file={}",
-            dir.join("prometheus.yml").display()
-        ))
-        .arg(format!(
-            "--storage.tsdb.path={}",
-            dir.join("data").display()
-        ))
-        .arg(format!("--web.listen-address=127.0.0.1:{}", free_port()))
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
+    let prometheus = support::prometheus_command(dir, free_port())
+        .expect("prometheus is not installed")
         .spawn()
         .expect("prometheus");
     Stack {

@@ -211,34 +211,14 @@ async fn throughput(url: &str, readings_total: usize) -> (f64, Duration) {
 }
 
 async fn start_prometheus(dir: &std::path::Path) -> Option<(std::process::Child, String)> {
-    let binary = std::env::var_os("PATH").and_then(|paths| {
-        std::env::split_paths(&paths)
-            .map(|d| d.join("prometheus"))
-            .find(|c| c.is_file())
-    })?;
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .ok()?
-        .local_addr()
-        .ok()?
-        .port();
+    let port = support::free_port();
     std::fs::write(
         dir.join("prometheus.yml"),
         "storage:\n  tsdb:\n    out_of_order_time_window: 1d\n",
     )
     .ok()?;
-    let child = std::process::Command::new(binary)
-        .arg(format!(
-            "--config.file={}",
-            dir.join("prometheus.yml").display()
-        ))
-        .arg(format!(
-            "--storage.tsdb.path={}",
-            dir.join("data").display()
-        ))
-        .arg(format!("--web.listen-address=127.0.0.1:{port}"))
+    let child = support::prometheus_command(dir, port)?
         .arg("--web.enable-remote-write-receiver")
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
         .spawn()
         .ok()?;
     let base = format!("http://127.0.0.1:{port}");

@@ -71,3 +71,39 @@ pub fn rss_mb(pid: &str) -> f64 {
         })
         .map_or(0.0, |kb| kb / 1024.0)
 }
+
+/// The path of `name` on `PATH`, if installed.
+pub fn find_tool(name: &str) -> Option<std::path::PathBuf> {
+    std::env::var_os("PATH").and_then(|paths| {
+        std::env::split_paths(&paths)
+            .map(|d| d.join(name))
+            .find(|c| c.is_file())
+    })
+}
+
+/// A free loopback port (bound and released).
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("a free port")
+}
+
+/// Debian's Prometheus reading `dir/prometheus.yml`, storing in `dir/data`, listening on
+/// loopback `port`, quiet; the caller adds flags and spawns it.
+pub fn prometheus_command(dir: &std::path::Path, port: u16) -> Option<std::process::Command> {
+    let mut command = std::process::Command::new(find_tool("prometheus")?);
+    command
+        .arg(format!(
+            "--config.file={}",
+            dir.join("prometheus.yml").display()
+        ))
+        .arg(format!(
+            "--storage.tsdb.path={}",
+            dir.join("data").display()
+        ))
+        .arg(format!("--web.listen-address=127.0.0.1:{port}"))
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null());
+    Some(command)
+}
