@@ -239,8 +239,9 @@ impl AccountPoller {
                 if let Some(reason) = self.last_reason.take() {
                     tracing::info!(account = self.metrics.name(), previous_error = %reason, "Dexcom Share polls succeed again");
                 }
+                let covered_from = self.covered_from(&read, minutes, max_count);
                 let readings = self.accept(read);
-                self.remember(&readings, minutes);
+                self.remember(&readings, covered_from);
                 if let Some(newest) = readings.first().copied() {
                     self.publish(newest, readings.get(1).copied());
                 } else if self.metrics.latest().is_none() && !self.said_empty {
@@ -325,11 +326,30 @@ impl AccountPoller {
         accepted
     }
 
+    /// The oldest sensor time a read is known to have covered: its whole window, unless Share
+    /// filled `max_count` rows, in which case it may have stopped at the oldest row it served
+    /// (a hole behind that row was not looked at).
+    fn covered_from(&self, read: &ReadBatch, minutes: u32, max_count: u32) -> i64 {
+        let window_from = self
+            .clock
+            .now_ms()
+            .saturating_sub(i64::from(minutes) * 60_000);
+        let rows = read.batch.readings.len() + read.batch.rejected.len();
+        if rows < usize::try_from(max_count).unwrap_or(usize::MAX) {
+            return window_from;
+        }
+        read.batch
+            .readings
+            .iter()
+            .map(|r| r.timestamp_ms)
+            .min()
+            .map_or(i64::MAX, |oldest| oldest.max(window_from))
+    }
+
     /// Merges a successful read into the history; a read that reached back past a hole counts
     /// as its check.
-    fn remember(&mut self, readings: &[Reading], minutes: u32) {
+    fn remember(&mut self, readings: &[Reading], covered_from: i64) {
         let now_ms = self.clock.now_ms();
-        let covered_from = now_ms.saturating_sub(i64::from(minutes) * 60_000);
         let window_start = now_ms.saturating_sub(duration_ms(HOLE_WINDOW));
         let hole = self.history.oldest_hole_after(self.interval, window_start);
         if hole.is_none_or(|start| covered_from <= start) {

@@ -169,13 +169,21 @@ struct Failures {
     locked_until_ms: Option<i64>,
 }
 
+/// A phone outage started at run time (sensor ms).
+#[derive(Clone, Copy)]
+struct Outage {
+    start: i64,
+    /// When the phone came back and when its backlog reached Share; `None` while it lasts.
+    end: Option<(i64, i64)>,
+}
+
 struct State {
     sessions: HashMap<Uuid, SessionRecord>,
     failures: Vec<Failures>,
     /// Runtime sensor gaps per account: `[start, end)` in sensor ms; `None` = still going.
     gaps: Vec<Vec<(i64, Option<i64>)>>,
-    /// Runtime phone outages per account, the same way: readings taken then wait for the end.
-    offline: Vec<Vec<(i64, Option<i64>)>>,
+    /// Runtime phone outages per account: readings taken then wait for the upload.
+    offline: Vec<Vec<Outage>>,
     counts: Vec<RequestCounts>,
     read_logs: Vec<ReadLog>,
     unattributed: RequestCounts,
@@ -417,17 +425,28 @@ impl Simulator {
     pub fn start_offline(&self, username: &str) {
         let now = self.clock.now_ms();
         if let Some(i) = self.account_index(username) {
-            self.lock().offline[i].push((now, None));
+            self.lock().offline[i].push(Outage {
+                start: now,
+                end: None,
+            });
         }
     }
 
     /// Brings the account's phone back: its backlog reaches Share now.
     pub fn end_offline(&self, username: &str) {
+        self.end_offline_with_backlog_after(username, Duration::ZERO);
+    }
+
+    /// Brings the account's phone back, but its backlog reaches Share only `backlog_lag`
+    /// later: new readings upload at once and the ones taken offline follow, as a phone that
+    /// sends the current reading before catching up does.
+    pub fn end_offline_with_backlog_after(&self, username: &str, backlog_lag: Duration) {
         let now = self.clock.now_ms();
+        let uploaded = now.saturating_add(duration_ms(backlog_lag));
         if let Some(i) = self.account_index(username) {
             for outage in self.lock().offline[i].iter_mut() {
-                if outage.1.is_none() {
-                    outage.1 = Some(now);
+                if outage.end.is_none() {
+                    outage.end = Some((now, uploaded));
                 }
             }
         }
@@ -527,7 +546,7 @@ impl Simulator {
         &self,
         account: usize,
         reading: &ServedReading,
-        offline: &[(i64, Option<i64>)],
+        offline: &[Outage],
     ) -> Option<i64> {
         let delay = reading.visible_ms - reading.sensor_ms;
         let t = reading.sensor_ms;
@@ -542,9 +561,10 @@ impl Simulator {
                 at = at.max(start + every + delay);
             }
         }
-        for (start, end) in offline {
-            if t >= *start && end.is_none_or(|end| t < end) {
-                at = at.max((*end)? + delay);
+        for outage in offline {
+            if t >= outage.start && outage.end.is_none_or(|(end, _)| t < end) {
+                let (_, uploaded) = outage.end?;
+                at = at.max(uploaded + delay);
             }
         }
         Some(at)
