@@ -18,6 +18,10 @@
 //! per reading interval and [`MAX_LOGINS_PER_HOUR`] per hour, so a session that Share drops
 //! right after every login costs at most one password a reading.
 //!
+//! A login whose requests never connected sent no password: it counts against nothing and is
+//! given back ([`LoginGate::release`]), so an exporter that starts before the network is up
+//! logs in as soon as it is, not a reading interval later.
+//!
 //! The gate is pure: time comes in as Unix milliseconds and the state ([`GateState`]) is plain
 //! data, persisted between runs by whoever holds a [`GateStore`].
 
@@ -98,7 +102,9 @@ pub struct GateClosed {
 /// Proof that the gate allowed a login to start; the requests of that login need it.
 #[derive(Debug)]
 pub struct LoginPermit {
-    _private: (),
+    opened_ms: i64,
+    /// The per-interval limit's previous value, restored when the login sends nothing.
+    previous_login_ms: Option<i64>,
 }
 
 /// The login gate of one account.
@@ -172,9 +178,29 @@ impl LoginGate {
             return Err(GateClosed { until_ms });
         }
         self.prune(now_ms);
-        self.last_login_ms = Some(now_ms);
+        let previous_login_ms = self.last_login_ms.replace(now_ms);
         self.state.logins_ms.push(now_ms);
-        Ok(LoginPermit { _private: () })
+        Ok(LoginPermit {
+            opened_ms: now_ms,
+            previous_login_ms,
+        })
+    }
+
+    /// Gives back a login that sent nothing (its first request could not connect): the
+    /// password never left, so it uses up neither the per-interval nor the hourly limit, and a
+    /// network that comes up late (a boot) costs no wait beyond the poller's own backoff.
+    pub fn release(&mut self, permit: LoginPermit) {
+        if let Some(i) = self
+            .state
+            .logins_ms
+            .iter()
+            .rposition(|t| *t == permit.opened_ms)
+        {
+            self.state.logins_ms.remove(i);
+        }
+        if self.last_login_ms == Some(permit.opened_ms) {
+            self.last_login_ms = permit.previous_login_ms;
+        }
     }
 
     /// Records how one password-bearing request of a login ended.
@@ -333,13 +359,30 @@ mod tests {
     #[test]
     fn not_sent_costs_nothing() {
         let mut gate = LoginGate::new(GateState::default(), INTERVAL);
-        attempt(&mut gate, 0, LoginOutcome::NotSent).unwrap();
+        let permit = gate.open(0).unwrap();
+        gate.record(&permit, 0, LoginOutcome::NotSent);
         assert_eq!(gate.state().failures_ms, Vec::<i64>::new());
         assert_eq!(
             gate.next_allowed_ms(0),
             5 * MIN,
-            "only the per-interval login limit"
+            "until it is given back, the per-interval login limit holds"
         );
+        gate.release(permit);
+        assert_eq!(gate.state().logins_ms, Vec::<i64>::new());
+        assert!(
+            gate.next_allowed_ms(0) <= 0,
+            "a login that sent nothing leaves the next one free"
+        );
+        attempt(&mut gate, MIN, LoginOutcome::Ambiguous).unwrap();
+        let permit = gate.open(31 * MIN).unwrap();
+        gate.release(permit);
+        assert_eq!(
+            gate.state().logins_ms,
+            vec![MIN],
+            "a sent login still counts"
+        );
+        assert_eq!(gate.state().failures_ms, vec![MIN]);
+        assert!(gate.next_allowed_ms(31 * MIN) <= 31 * MIN);
     }
 
     #[test]
@@ -399,10 +442,12 @@ mod properties {
                 match gate.open(now) {
                     Ok(permit) => {
                         gate.record(&permit, now, outcome);
-                        if outcome != LoginOutcome::NotSent {
+                        if outcome == LoginOutcome::NotSent {
+                            gate.release(permit);
+                        } else {
                             sent.push((now, outcome, confirmed));
+                            since_restart.push(now);
                         }
-                        since_restart.push(now);
                     }
                     Err(closed) => prop_assert!(closed.until_ms > now),
                 }

@@ -24,32 +24,46 @@ impl ShareClient {
             .open(self.clock.now_ms())
             .map_err(|closed| self.deferred(closed))?;
         self.observer.login_started();
-        let result = self.login(&permit).await;
+        let (result, sent) = self.login(&permit).await;
+        if !sent {
+            self.gate.release(permit);
+        }
         self.save_gate().await;
         let session = SecretString::from(result?.hyphenated().to_string());
         self.session_id = Some(session.clone());
         Ok(session)
     }
 
-    /// The login requests, each recorded with the gate as soon as it ends.
-    async fn login(&mut self, permit: &LoginPermit) -> Result<Uuid, ShareError> {
+    /// The login requests, each recorded with the gate as soon as it ends; also whether any
+    /// of them may have reached Share (`false`: the password never left).
+    async fn login(&mut self, permit: &LoginPermit) -> (Result<Uuid, ShareError>, bool) {
+        let mut sent = false;
         let account_id = match (self.account_id, &self.settings.login) {
             (Some(id), _) => id,
             (None, Login::AccountId(id)) => *id,
             (None, Login::Username(name)) => {
                 let name = name.clone();
                 let result = self.authenticate(permit, &name).await;
-                self.gate
-                    .record(permit, self.clock.now_ms(), login_outcome(&result));
-                let id = result?;
-                self.account_id = Some(id);
-                id
+                sent |= self.record(permit, &result);
+                match result {
+                    Ok(id) => {
+                        self.account_id = Some(id);
+                        id
+                    }
+                    Err(error) => return (Err(error), sent),
+                }
             }
         };
         let result = self.login_by_id(permit, account_id).await;
-        self.gate
-            .record(permit, self.clock.now_ms(), login_outcome(&result));
-        result
+        sent |= self.record(permit, &result);
+        (result, sent)
+    }
+
+    /// Tells the gate how a login request ended; `true` when it may have reached Share.
+    fn record<T>(&mut self, permit: &LoginPermit, result: &Result<T, ShareError>) -> bool {
+        let outcome = login_outcome(result);
+        self.gate.record(permit, self.clock.now_ms(), outcome);
+        outcome != LoginOutcome::NotSent
     }
 
     fn deferred(&self, closed: GateClosed) -> ShareError {
@@ -210,5 +224,23 @@ mod tests {
             !echo.contains("hunter22") && echo.contains("<password>"),
             "{echo}"
         );
+    }
+
+    /// A login whose connection is refused never sent the password: it must not count.
+    #[tokio::test]
+    async fn a_refused_connection_is_not_sent() {
+        // Bound and dropped: nothing listens there now, so the connection is refused.
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let mut client = client("hunter22");
+        client.settings.base_url = format!("http://127.0.0.1:{port}/ShareWebServices/Services/")
+            .parse()
+            .unwrap();
+        let result = client.post(Endpoint::Authenticate, &[], None).await;
+        eprintln!("{:?}", result.as_ref().err());
+        assert_eq!(login_outcome(&result), LoginOutcome::NotSent);
     }
 }

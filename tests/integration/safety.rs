@@ -30,6 +30,57 @@ fn gated_client(base_url: &str, clock: &Arc<ManualClock>) -> ShareClient {
         .with_gate(FIVE_MINUTES, None, clock.clone())
 }
 
+/// Share unreachable (a boot before the network is up, a refused connection): the password
+/// never leaves, so nothing counts and the login is tried again as soon as the poller's
+/// backoff allows, not 5 or 29 minutes later.
+#[tokio::test]
+async fn a_login_that_cannot_connect_costs_no_wait() {
+    let addr = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap();
+    let base_url = format!("http://{addr}/ShareWebServices/Services/");
+    let clock = ManualClock::now_system();
+    let settings = crate::common::settings(
+        &base_url,
+        dexcom_exporter::share::Login::Username(USERNAME.to_owned()),
+        PASSWORD,
+    );
+    let mut client =
+        ShareClient::new(settings)
+            .unwrap()
+            .with_gate(FIVE_MINUTES, None, clock.clone());
+    for attempt in 1..=3 {
+        let error = client.latest_readings(10, 1).await.unwrap_err();
+        assert!(
+            matches!(error, ShareError::Connection { .. }),
+            "attempt {attempt}: {error}"
+        );
+        assert_eq!(
+            client.login_not_before(),
+            None,
+            "attempt {attempt}: a login that sent nothing waits for nothing"
+        );
+        clock.advance(SECOND);
+    }
+    let sim = start_on_addr(addr, clock.clone()).await;
+    let readings = client.latest_readings(10, 1).await.unwrap();
+    assert!(!readings.is_empty());
+    assert_eq!(sim.simulator.request_counts(USERNAME).authenticate, 1);
+    sim.stop().await;
+}
+
+async fn start_on_addr(
+    addr: std::net::SocketAddr,
+    clock: Arc<ManualClock>,
+) -> dexcom_exporter::simulator::RunningSimulator {
+    dexcom_exporter::simulator::Simulator::with_clock(scenario(FIVE_MINUTES), clock)
+        .expect("valid scenario")
+        .start(addr)
+        .await
+        .expect("the port is still free")
+}
+
 #[tokio::test]
 async fn any_failed_login_of_an_unconfirmed_password_holds_the_next_for_29_minutes() {
     let firewall_page = |status| Fault::Raw {
