@@ -195,20 +195,23 @@ impl WriteClient {
     }
 }
 
-/// A transport error in one phrase, without the URL's query (there is none) or any header.
+/// A transport error in one phrase, without the URL's query (there is none) or any header:
+/// the deepest cause, which names the actual problem (a refused connection, a certificate the
+/// receiver rejected), where reqwest's own text only says that sending failed.
 fn describe(error: &reqwest::Error) -> String {
     if error.is_timeout() {
-        "timed out".into()
-    } else if error.is_connect() {
-        let mut source: Option<&dyn std::error::Error> = Some(error);
-        let mut deepest = String::from("connection failed");
-        while let Some(e) = source {
-            deepest = e.to_string();
-            source = e.source();
-        }
+        return "timed out".into();
+    }
+    let mut deepest = error.to_string();
+    let mut source = std::error::Error::source(error);
+    while let Some(e) = source {
+        deepest = e.to_string();
+        source = e.source();
+    }
+    if error.is_connect() {
         format!("cannot connect: {deepest}")
     } else {
-        error.to_string()
+        format!("request failed: {deepest}")
     }
 }
 

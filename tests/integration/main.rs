@@ -18,6 +18,7 @@ mod live_stack;
 mod pydexcom;
 mod remote_write;
 mod remote_write_faults;
+mod remote_write_tls;
 mod safety;
 mod serve;
 mod shards;
