@@ -240,7 +240,6 @@ mod tests {
             .parse()
             .unwrap();
         let result = client.post(Endpoint::Authenticate, &[], None).await;
-        eprintln!("{:?}", result.as_ref().err());
         assert_eq!(login_outcome(&result), LoginOutcome::NotSent);
     }
 }
