@@ -35,10 +35,7 @@ fn gated_client(base_url: &str, clock: &Arc<ManualClock>) -> ShareClient {
 /// backoff allows, not 5 or 29 minutes later.
 #[tokio::test]
 async fn a_login_that_cannot_connect_costs_no_wait() {
-    let addr = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap();
+    let addr = unused_loopback_address();
     let base_url = format!("http://{addr}/ShareWebServices/Services/");
     let clock = ManualClock::now_system();
     let settings = crate::common::settings(
@@ -70,9 +67,45 @@ async fn a_login_that_cannot_connect_costs_no_wait() {
     sim.stop().await;
 }
 
+/// The same through the whole exporter at the real 5-minute cadence: started while nothing
+/// listens at Share's address (a boot before the network), it shows a value within seconds of
+/// Share becoming reachable, not a reading interval later.
+#[tokio::test]
+async fn an_exporter_started_before_share_is_reachable_reads_as_soon_as_it_is() {
+    let addr = unused_loopback_address();
+    let base_url = format!("http://{addr}/ShareWebServices/Services/");
+    let exporter = crate::common::spawn_exporter(
+        &crate::common::exporter_args(&base_url, "5m"),
+        &crate::common::password_env(),
+    )
+    .await;
+    crate::common::scrape_until(&exporter, Duration::from_secs(10), |scrape| {
+        sample(scrape, "dexcom_logins_total", ACCOUNT).filter(|logins| *logins >= 1.0)
+    })
+    .await;
+    let sim = start_on_addr(addr, Arc::new(dexcom_exporter::clock::SystemClock)).await;
+    let glucose = crate::common::scrape_until(&exporter, Duration::from_secs(30), |scrape| {
+        sample(scrape, "dexcom_glucose_mg_per_dl", ACCOUNT)
+    })
+    .await;
+    assert!(glucose > 0.0);
+    assert_eq!(sim.simulator.request_counts(USERNAME).authenticate, 1);
+    exporter.stop().await;
+    sim.stop().await;
+}
+
+/// A loopback address nothing listens on: bound by the OS, then released.
+fn unused_loopback_address() -> std::net::SocketAddr {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+}
+
+/// A simulator on `addr`, a port the test kept free (nothing listened there before).
 async fn start_on_addr(
     addr: std::net::SocketAddr,
-    clock: Arc<ManualClock>,
+    clock: Arc<dyn Clock>,
 ) -> dexcom_exporter::simulator::RunningSimulator {
     dexcom_exporter::simulator::Simulator::with_clock(scenario(FIVE_MINUTES), clock)
         .expect("valid scenario")
