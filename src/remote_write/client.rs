@@ -110,6 +110,18 @@ impl WriteClient {
         &self.target
     }
 
+    /// `detail` plus what to check when the receiver ended the handshake over a certificate
+    /// and none is configured to show it.
+    fn with_hint(&self, error: &reqwest::Error, detail: String) -> String {
+        if self.target.tls.client_identity.is_none() && refused_for_certificate(error) {
+            format!(
+                "{detail} (the receiver may require a client certificate: set tls_config.cert_file and key_file)"
+            )
+        } else {
+            detail
+        }
+    }
+
     /// Sends one compressed `WriteRequest`.
     ///
     /// # Errors
@@ -148,7 +160,7 @@ impl WriteClient {
             .send()
             .await
             .map_err(|error| SendError::Recoverable {
-                detail: describe(&error),
+                detail: self.with_hint(&error, describe(&error)),
                 retry_after: None,
             })?;
         let status = response.status();
@@ -193,6 +205,31 @@ impl WriteClient {
             },
         })
     }
+}
+
+/// Whether the receiver's TLS alert says it wanted (another) client certificate.
+fn refused_for_certificate(error: &reqwest::Error) -> bool {
+    use rustls::AlertDescription as Alert;
+    let mut source = std::error::Error::source(error);
+    while let Some(e) = source {
+        // tokio-rustls hands rustls's error over inside an io::Error, whose `source` skips it.
+        let tls = e
+            .downcast_ref::<std::io::Error>()
+            .and_then(|io| io.get_ref())
+            .and_then(|inner| inner.downcast_ref::<rustls::Error>())
+            .or_else(|| e.downcast_ref::<rustls::Error>());
+        if let Some(rustls::Error::AlertReceived(alert)) = tls {
+            return matches!(
+                alert,
+                Alert::BadCertificate
+                    | Alert::CertificateRequired
+                    | Alert::CertificateUnknown
+                    | Alert::HandshakeFailure
+            );
+        }
+        source = e.source();
+    }
+    false
 }
 
 /// A transport error in one phrase, without the URL's query (there is none) or any header:
