@@ -8,6 +8,7 @@
 pub mod backfill;
 pub mod clock;
 pub mod config;
+pub mod error_chain;
 pub mod exporter;
 pub mod history;
 pub mod http;

@@ -210,41 +210,25 @@ impl WriteClient {
 /// Whether the receiver's TLS alert says it wanted (another) client certificate.
 fn refused_for_certificate(error: &reqwest::Error) -> bool {
     use rustls::AlertDescription as Alert;
-    let mut source = std::error::Error::source(error);
-    while let Some(e) = source {
-        // tokio-rustls hands rustls's error over inside an io::Error, whose `source` skips it.
-        let tls = e
-            .downcast_ref::<std::io::Error>()
-            .and_then(|io| io.get_ref())
-            .and_then(|inner| inner.downcast_ref::<rustls::Error>())
-            .or_else(|| e.downcast_ref::<rustls::Error>());
-        if let Some(rustls::Error::AlertReceived(alert)) = tls {
-            return matches!(
-                alert,
+    crate::error_chain::chain(error).any(|e| {
+        matches!(
+            e.downcast_ref::<rustls::Error>(),
+            Some(rustls::Error::AlertReceived(
                 Alert::BadCertificate
                     | Alert::CertificateRequired
                     | Alert::CertificateUnknown
                     | Alert::HandshakeFailure
-            );
-        }
-        source = e.source();
-    }
-    false
+            ))
+        )
+    })
 }
 
-/// A transport error in one phrase, without the URL's query (there is none) or any header:
-/// the deepest cause, which names the actual problem (a refused connection, a certificate the
-/// receiver rejected), where reqwest's own text only says that sending failed.
+/// A transport error in one phrase, without the URL's query (there is none) or any header.
 fn describe(error: &reqwest::Error) -> String {
     if error.is_timeout() {
         return "timed out".into();
     }
-    let mut deepest = error.to_string();
-    let mut source = std::error::Error::source(error);
-    while let Some(e) = source {
-        deepest = e.to_string();
-        source = e.source();
-    }
+    let deepest = crate::error_chain::deepest_cause(error);
     if error.is_connect() {
         format!("cannot connect: {deepest}")
     } else {

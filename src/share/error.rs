@@ -149,10 +149,13 @@ pub enum ShareError {
         timeout: Duration,
     },
     /// The connection could not be established or broke mid-way.
-    #[error("could not reach Dexcom Share for {endpoint}: {source}")]
+    #[error("could not reach Dexcom Share for {endpoint}: {cause}")]
     Connection {
         /// The endpoint we tried to reach.
         endpoint: Endpoint,
+        /// What went wrong, in words a person can act on (the deepest cause: "Connection
+        /// refused", a name that does not resolve, a certificate problem).
+        cause: String,
         /// The transport error, with the URL (which may hold a session ID) removed.
         #[source]
         source: reqwest::Error,

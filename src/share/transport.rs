@@ -211,6 +211,7 @@ impl ShareClient {
         } else {
             ShareError::Connection {
                 endpoint,
+                cause: crate::error_chain::deepest_cause(&error),
                 source: error,
             }
         }

@@ -53,6 +53,11 @@ async fn a_login_that_cannot_connect_costs_no_wait() {
             matches!(error, ShareError::Connection { .. }),
             "attempt {attempt}: {error}"
         );
+        // The cause a person can act on, not reqwest's "error sending request".
+        assert!(
+            error.to_string().contains("Connection refused"),
+            "attempt {attempt}: {error}"
+        );
         assert_eq!(
             client.login_not_before(),
             None,
