@@ -11,10 +11,10 @@
 use std::io::Write;
 use std::sync::Arc;
 
-use crate::clock::{Clock, unix_ms};
+use crate::clock::Clock;
 use crate::config::Config;
 use crate::exporter::{ExporterError, share_client, share_http, start_demo_if_asked};
-use crate::poll::FUTURE_TOLERANCE;
+use crate::poll::latest_allowed_ms;
 use crate::remote_write::{GLUCOSE_SERIES, TREND_SERIES};
 use crate::share::{MAX_COUNT, MAX_MINUTES, Reading};
 
@@ -59,9 +59,7 @@ pub async fn backfill(
         let mut client = share_client(&config, &http, account, state, clock.clone());
         match client.latest_batch(MAX_MINUTES, MAX_COUNT).await {
             Ok(read) => {
-                let reference = read.server_date.map_or_else(|| clock.now_ms(), unix_ms);
-                let latest_allowed = reference
-                    .saturating_add(i64::try_from(FUTURE_TOLERANCE.as_millis()).unwrap_or(0));
+                let latest_allowed = latest_allowed_ms(&read, clock.now_ms());
                 let mut readings: Vec<Reading> = read
                     .batch
                     .readings

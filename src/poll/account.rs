@@ -39,6 +39,14 @@ const FUTURE_MEMORY: usize = 12;
 /// before it is rejected: a phone with a wrong clock must not freeze the value.
 pub const FUTURE_TOLERANCE: Duration = Duration::from_secs(3 * 60);
 
+/// The newest sensor time a reading of `read` may carry: Share's clock (ours, `now_ms`, when
+/// Share sent no `Date`) plus [`FUTURE_TOLERANCE`]. Later ones are rejected.
+pub fn latest_allowed_ms(read: &ReadBatch, now_ms: i64) -> i64 {
+    read.server_date
+        .map_or(now_ms, unix_ms)
+        .saturating_add(duration_ms(FUTURE_TOLERANCE))
+}
+
 /// How far this host's clock may differ from Share's before the log says so. Share's `Date`
 /// header has a resolution of one second and requests take time; 30 s of skew is already a
 /// tenth of the sensor's cadence in every age shown.
@@ -287,11 +295,9 @@ impl AccountPoller {
                 tracing::warn!(account = self.metrics.name(), %reason, error = %rejected, "skipping a reading Share served");
             }
         }
-        let reference_ms = read
-            .server_date
-            .map_or_else(|| self.clock.now_ms(), unix_ms);
-        let latest_allowed =
-            reference_ms.saturating_add(i64::try_from(FUTURE_TOLERANCE.as_millis()).unwrap_or(0));
+        let now_ms = self.clock.now_ms();
+        let reference_ms = read.server_date.map_or(now_ms, unix_ms);
+        let latest_allowed = latest_allowed_ms(&read, now_ms);
         let mut accepted = Vec::with_capacity(read.batch.readings.len());
         for reading in read.batch.readings {
             if reading.timestamp_ms <= latest_allowed {

@@ -11,7 +11,7 @@ use tokio::sync::Semaphore;
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
-pub use account::{AccountPoller, FUTURE_TOLERANCE};
+pub use account::{AccountPoller, FUTURE_TOLERANCE, latest_allowed_ms};
 pub use schedule::{
     AUTH_FAILURE_BACKOFF, LOCKOUT_BACKOFF, MAX_BACKOFF, PollOutcome, Schedule, first_poll_delay,
 };
