@@ -15,7 +15,7 @@ use crate::clock::Clock;
 use crate::config::Config;
 use crate::exporter::{ExporterError, share_client, share_http, start_demo_if_asked};
 use crate::poll::latest_allowed_ms;
-use crate::remote_write::{GLUCOSE_SERIES, TREND_SERIES};
+use crate::remote_write::{READING_SERIES, reading_labels};
 use crate::share::{MAX_COUNT, MAX_MINUTES, Reading};
 
 /// Why the backfill could not be written at all (one account failing is reported, not this).
@@ -87,39 +87,21 @@ pub async fn backfill(
     Ok(summary)
 }
 
-/// A family's name, help text and value of a reading.
-type FamilySpec = (&'static str, &'static str, fn(&Reading) -> u16);
-
 /// Writes the two families, every account's series with samples oldest first, and `# EOF`.
 fn write_openmetrics(
     out: &mut dyn Write,
     accounts: &[(String, Vec<Reading>)],
     external_labels: &[(String, String)],
 ) -> std::io::Result<()> {
-    let families: [FamilySpec; 2] = [
-        (
-            GLUCOSE_SERIES,
-            "Glucose of each reading at its sensor time, in mg/dL (39 and 401 are Dexcom's LOW and HIGH)",
-            |r| r.mg_per_dl,
-        ),
-        (
-            TREND_SERIES,
-            "Dexcom trend code of each reading at its sensor time (0 none, 1 double up ... 7 double down, 8 not computable, 9 rate out of range)",
-            |r| u16::from(r.trend.code()),
-        ),
-    ];
     let mut text = String::new();
-    for (name, help, value) in families {
-        text.push_str(&format!("# HELP {name} {help}.\n# TYPE {name} gauge\n"));
+    for series in READING_SERIES {
+        let name = series.name;
+        text.push_str(&format!(
+            "# HELP {name} {}.\n# TYPE {name} gauge\n",
+            series.help
+        ));
         for (account, readings) in accounts {
-            let mut labels = vec![("account", account.as_str())];
-            labels.extend(
-                external_labels
-                    .iter()
-                    .map(|(k, v)| (k.as_str(), v.as_str())),
-            );
-            labels.sort();
-            let labels = labels
+            let labels = reading_labels(account, external_labels)
                 .iter()
                 .map(|(k, v)| format!("{k}=\"{}\"", escape_label(v)))
                 .collect::<Vec<_>>()
@@ -128,7 +110,7 @@ fn write_openmetrics(
                 let ms = reading.timestamp_ms;
                 text.push_str(&format!(
                     "{name}{{{labels}}} {} {}.{:03}\n",
-                    value(reading),
+                    (series.value)(reading),
                     ms.div_euclid(1000),
                     ms.rem_euclid(1000)
                 ));

@@ -5,7 +5,7 @@
 //! The scraped gauges stay as they are (alerts depend on them); this is the second path, for
 //! the readings a scrape never sees (those Share served while the exporter, the network or
 //! Share was down, and a phone's late backlog) and for statistics where each reading counts
-//! once. `encode.rs` writes the protobuf and snappy body, `client.rs` makes one request and
+//! once. `encode.rs` writes the protobuf and snappy body, `series.rs` names the series a reading is written as, `client.rs` makes one request and
 //! classifies its answer, `sender.rs` is the queue with its retries, and `cursor.rs` what each
 //! receiver acknowledged, kept in the state directory.
 
@@ -13,11 +13,10 @@ mod client;
 mod cursor;
 mod encode;
 mod sender;
+mod series;
 
 pub use client::{ClientError, SendError, WriteClient};
 pub use cursor::{Acked, EXACT_WINDOW};
 pub use encode::{Series, compress, write_request};
-pub use sender::{
-    GLUCOSE_SERIES, MAX_BACKOFF, MAX_READINGS_PER_REQUEST, MIN_BACKOFF, Sender, SenderAccount,
-    TREND_SERIES,
-};
+pub use sender::{MAX_BACKOFF, MAX_READINGS_PER_REQUEST, MIN_BACKOFF, Sender, SenderAccount};
+pub use series::{GLUCOSE_SERIES, READING_SERIES, ReadingSeries, TREND_SERIES, reading_labels};

@@ -20,6 +20,7 @@ use tokio_util::sync::CancellationToken;
 use super::client::{SendError, WriteClient};
 use super::cursor::Acked;
 use super::encode::{Series, compress, write_request};
+use super::series::{READING_SERIES, reading_labels};
 use crate::history::History;
 use crate::metrics::RemoteWriteMetrics;
 use crate::share::Reading;
@@ -35,11 +36,6 @@ pub const MIN_BACKOFF: Duration = Duration::from_millis(500);
 /// The longest pause between attempts: a receiver back from a restart is written to within
 /// half a minute.
 pub const MAX_BACKOFF: Duration = Duration::from_secs(30);
-
-/// The pushed series' names (contracts in DESIGN.md: never the scraped gauges' names).
-pub const GLUCOSE_SERIES: &str = "dexcom_reading_glucose_mg_per_dl";
-/// The trend code's series.
-pub const TREND_SERIES: &str = "dexcom_reading_trend";
 
 /// One account as the sender sees it.
 #[derive(Debug)]
@@ -245,34 +241,20 @@ impl Sender {
 
     /// Two series per account in the part: glucose and trend, samples oldest first.
     fn series(&self, part: &Part) -> Vec<Series> {
-        let mut by_account: std::collections::BTreeMap<usize, Vec<Reading>> =
-            std::collections::BTreeMap::new();
-        for (account, reading) in part {
-            by_account.entry(*account).or_default().push(*reading);
-        }
-        let mut out = Vec::with_capacity(by_account.len() * 2);
-        for (account, mut readings) in by_account {
+        let mut out = Vec::new();
+        for account_part in split_by_account(part.clone()) {
+            let account = self.accounts[account_part[0].0].history.account();
+            let mut readings: Vec<Reading> = account_part.into_iter().map(|(_, r)| r).collect();
             readings.sort_by_key(|r| r.timestamp_ms);
-            let glucose = |r: &Reading| f64::from(r.mg_per_dl);
-            let trend = |r: &Reading| f64::from(r.trend.code());
-            for (name, value) in [
-                (GLUCOSE_SERIES, &glucose as &dyn Fn(&Reading) -> f64),
-                (TREND_SERIES, &trend),
-            ] {
-                let mut labels = vec![
-                    ("__name__".to_owned(), name.to_owned()),
-                    (
-                        "account".to_owned(),
-                        self.accounts[account].history.account().to_owned(),
-                    ),
-                ];
-                labels.extend(self.external_labels.iter().cloned());
+            for series in READING_SERIES {
+                let mut labels = reading_labels(account, &self.external_labels);
+                labels.push(("__name__".to_owned(), series.name.to_owned()));
                 labels.sort();
                 out.push(Series {
                     labels,
                     samples: readings
                         .iter()
-                        .map(|r| (r.timestamp_ms, value(r)))
+                        .map(|r| (r.timestamp_ms, (series.value)(r)))
                         .collect(),
                 });
             }
