@@ -11,7 +11,7 @@ use std::fmt::Write as _;
 use std::time::Duration;
 
 use crate::history::History;
-use crate::metrics::{AccountMetrics, Metrics, Thresholds};
+use crate::metrics::{AccountMetrics, Metrics, Thresholds, is_current};
 use crate::share::{Reading, Trend, mg_per_dl_to_mmol_per_l};
 
 /// The readings the chart spans: three hours at the sensor's 5-minute cadence (the span follows
@@ -130,7 +130,7 @@ fn card(
     let thresholds = account.thresholds();
     let name = escape(account.name());
     let latest = account.latest();
-    let current = latest.filter(|l| now_ms - l.reading.timestamp_ms <= max_age.as_millis() as i64);
+    let current = latest.filter(|l| is_current(l.reading.timestamp_ms, now_ms, max_age));
     let band = current.map(|l| Band::of(l.reading.mg_per_dl, thresholds));
     let class = band.map_or("none", |b| b.describe().0);
     let _ = write!(
@@ -191,7 +191,7 @@ fn card(
     out.push_str("</section>");
 }
 
-/// The last [`CHART_SPAN`] as an SVG line, broken where readings are missing, over the
+/// The last [`CHART_READINGS`] readings' span as an SVG line, broken where readings are missing, over the
 /// account's target band; its `<title>` says what it shows for screen readers.
 fn chart(out: &mut String, name: &str, history: &[Reading], thresholds: Thresholds, now_ms: i64) {
     const W: f64 = 300.0;

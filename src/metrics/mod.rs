@@ -30,6 +30,7 @@ use labels::{
     ThresholdLabels,
 };
 use readings::ReadingCollector;
+pub use readings::is_current;
 pub use remote_write::RemoteWriteMetrics;
 
 use crate::clock::Clock;

@@ -19,6 +19,14 @@ use crate::clock::Clock;
 pub(super) const CACHED: &str =
     "Cached from the last poll of Dexcom Share, which follows the sensor's 5-minute cadence";
 
+/// Whether a reading taken at `reading_ms` still shows its value at `now_ms`: value and trend
+/// are withdrawn once it is older than `max_age`. The one rule for `/metrics` and the landing
+/// page.
+pub fn is_current(reading_ms: i64, now_ms: i64, max_age: Duration) -> bool {
+    let max_age_ms = i64::try_from(max_age.as_millis()).unwrap_or(i64::MAX);
+    now_ms.saturating_sub(reading_ms) <= max_age_ms
+}
+
 /// Collects the reading series of every account at scrape time.
 #[derive(Debug)]
 pub(super) struct ReadingCollector {
@@ -47,14 +55,17 @@ fn gauge<'a>(
 impl Collector for ReadingCollector {
     fn encode(&self, mut encoder: DescriptorEncoder) -> Result<(), std::fmt::Error> {
         let now_ms = self.clock.now_ms();
-        let max_age_ms = i64::try_from(self.max_age.as_millis()).unwrap_or(i64::MAX);
         let latest: Vec<(&AccountMetrics, LatestReading)> = self
             .accounts
             .iter()
             .filter_map(|a| a.latest().map(|l| (a.as_ref(), l)))
             .collect();
         let age_ms = |l: &LatestReading| now_ms.saturating_sub(l.reading.timestamp_ms);
-        let fresh = || latest.iter().filter(|(_, l)| age_ms(l) <= max_age_ms);
+        let fresh = || {
+            latest
+                .iter()
+                .filter(|(_, l)| is_current(l.reading.timestamp_ms, now_ms, self.max_age))
+        };
 
         gauge(
             &mut encoder,
