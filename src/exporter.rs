@@ -107,18 +107,10 @@ fn demo_low_start_at(interval: Duration, password: &str, now: i64) -> Option<Str
     let mut best: Option<(usize, String)> = None;
     for minutes in (0..24 * 60).step_by(5) {
         let start = format!("{:02}:{:02}", minutes / 60, minutes % 60);
-        let scenario = Scenario {
-            seed: DEMO_SEED,
-            reading_interval: interval,
-            accounts: vec![AccountSpec {
-                profile: GlucoseProfile::OvernightLow,
-                day_starts_at: Some(start.clone()),
-                ..AccountSpec::new("sam", password)
-            }],
-            ..Scenario::default()
-        };
         let clock = crate::clock::ManualClock::starting_at(crate::clock::from_unix_ms(now));
-        let Ok(simulator) = Simulator::with_clock(scenario, clock) else {
+        let Ok(simulator) =
+            Simulator::with_clock(demo_low_scenario(interval, password, &start), clock)
+        else {
             continue;
         };
         let ahead = simulator.readings_between("sam", now - interval_ms, now + 12 * interval_ms);
@@ -136,6 +128,20 @@ fn demo_low_start_at(interval: Duration, password: &str, now: i64) -> Option<Str
         }
     }
     best.map(|(_, start)| start)
+}
+
+/// The demo account `sam` alone, its day starting at `start`: what the search above tries.
+fn demo_low_scenario(interval: Duration, password: &str, start: &str) -> Scenario {
+    Scenario {
+        seed: DEMO_SEED,
+        reading_interval: interval,
+        accounts: vec![AccountSpec {
+            profile: GlucoseProfile::OvernightLow,
+            day_starts_at: Some(start.to_owned()),
+            ..AccountSpec::new("sam", password)
+        }],
+        ..Scenario::default()
+    }
 }
 
 impl Exporter {
@@ -473,20 +479,8 @@ mod tests {
             };
             found += 1;
             let clock = crate::clock::ManualClock::starting_at(crate::clock::from_unix_ms(now));
-            let simulator = Simulator::with_clock(
-                Scenario {
-                    seed: DEMO_SEED,
-                    reading_interval: interval,
-                    accounts: vec![AccountSpec {
-                        profile: GlucoseProfile::OvernightLow,
-                        day_starts_at: Some(start.clone()),
-                        ..AccountSpec::new("sam", "pw")
-                    }],
-                    ..Scenario::default()
-                },
-                clock,
-            )
-            .unwrap();
+            let simulator =
+                Simulator::with_clock(demo_low_scenario(interval, "pw", &start), clock).unwrap();
             let ahead: Vec<u16> = simulator
                 .readings_between("sam", now - 300_000, now + 12 * 300_000)
                 .iter()

@@ -365,16 +365,18 @@ impl AccountPoller {
         }
         let first_fill = self.history.newest().is_none();
         let merged = self.history.merge(readings, now_ms);
-        if merged.backfilled > 0 && first_fill {
+        if merged.backfilled == 0 {
+            return;
+        }
+        self.metrics.count_backfilled(merged.backfilled);
+        if first_fill {
             // The day read at start: news only to someone debugging (a clinic has hundreds).
-            self.metrics.count_backfilled(merged.backfilled);
             tracing::debug!(
                 account = self.metrics.name(),
                 readings = merged.added,
                 "history filled with the day Share keeps"
             );
-        } else if merged.backfilled > 0 {
-            self.metrics.count_backfilled(merged.backfilled);
+        } else {
             tracing::info!(
                 account = self.metrics.name(),
                 readings = merged.backfilled,

@@ -429,7 +429,7 @@ impl Simulator {
             let mut state = self.lock();
             let log = &mut state.read_logs[record.account];
             log.reads += 1;
-            log.day_reads += u64::from(max_count >= 288);
+            log.day_reads += u64::from(max_count >= i64::from(crate::share::MAX_COUNT));
             log.rows_served += readings.len() as u64;
             log.last_read = Some((minutes, max_count));
             log.first_read = log.first_read.or(log.last_read);
