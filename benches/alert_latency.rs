@@ -208,18 +208,7 @@ async fn main() {
         .await
         .expect("share");
 
-    let mut yaml = String::from("accounts:\n");
-    let pw = dir.join("pw");
-    std::fs::write(&pw, PASSWORD).expect("pw");
-    std::fs::set_permissions(&pw, std::os::unix::fs::PermissionsExt::from_mode(0o600))
-        .expect("mode");
-    for name in &names {
-        yaml.push_str(&format!(
-            "  - username: {name}\n    password_file: {}\n    base_url: {}\n",
-            pw.display(),
-            share.base_url()
-        ));
-    }
+    let yaml = support::accounts_yaml(&dir, &names, &share.base_url(), PASSWORD);
     std::fs::write(dir.join("accounts.yml"), yaml).expect("yaml");
     let exporter = support::start_exporter([
         "--config.file".to_owned(),

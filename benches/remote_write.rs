@@ -242,20 +242,7 @@ async fn start_exporter(
     interval: Duration,
     remote_write: Option<&str>,
 ) -> support::RunningExporter {
-    let mut yaml = String::from("accounts:\n");
-    let password_file = dir.join("pw");
-    std::fs::write(&password_file, PASSWORD).expect("benchmark setup");
-    let mut perms = std::fs::metadata(&password_file)
-        .expect("benchmark setup")
-        .permissions();
-    std::os::unix::fs::PermissionsExt::set_mode(&mut perms, 0o600);
-    std::fs::set_permissions(&password_file, perms).expect("benchmark setup");
-    for name in names {
-        yaml.push_str(&format!(
-            "  - username: {name}\n    password_file: {}\n    base_url: {base_url}\n",
-            password_file.display()
-        ));
-    }
+    let mut yaml = support::accounts_yaml(dir, names, base_url, PASSWORD);
     if let Some(url) = remote_write {
         yaml.push_str(&format!("remote_write:\n  - url: {url}\n    name: bench\n"));
     }

@@ -194,22 +194,9 @@ async fn main() {
         .start("127.0.0.1:0".parse().expect("addr"))
         .await
         .expect("share");
-    let password = dir.join("pw");
-    std::fs::write(&password, PASSWORD).expect("pw");
-    std::fs::set_permissions(
-        &password,
-        std::os::unix::fs::PermissionsExt::from_mode(0o600),
-    )
-    .expect("mode");
     let write_config = |file: &str, accounts: &[String]| {
-        let mut yaml = String::from("accounts:\n");
-        for name in accounts {
-            yaml.push_str(&format!(
-                "  - username: {name}\n    password_file: pw\n    base_url: {}\n",
-                share.base_url()
-            ));
-        }
         let path = dir.join(file);
+        let yaml = support::accounts_yaml(&dir, accounts, &share.base_url(), PASSWORD);
         std::fs::write(&path, yaml).expect("config");
         path
     };

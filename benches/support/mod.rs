@@ -24,6 +24,32 @@ impl Environment for Env {
     }
 }
 
+/// The `accounts:` section of a configuration file for `names` on the simulator at
+/// `base_url`, all with `password` in one password file `dir/pw` (mode 0600, as the exporter
+/// wants it). Callers add other sections and write the file.
+pub fn accounts_yaml(
+    dir: &std::path::Path,
+    names: &[String],
+    base_url: &str,
+    password: &str,
+) -> String {
+    let password_file = dir.join("pw");
+    std::fs::write(&password_file, password).expect("password file");
+    std::fs::set_permissions(
+        &password_file,
+        std::os::unix::fs::PermissionsExt::from_mode(0o600),
+    )
+    .expect("password file mode");
+    let mut yaml = String::from("accounts:\n");
+    for name in names {
+        yaml.push_str(&format!(
+            "  - username: {name}\n    password_file: {}\n    base_url: {base_url}\n",
+            password_file.display()
+        ));
+    }
+    yaml
+}
+
 /// A running in-process exporter.
 pub struct RunningExporter {
     /// The address it serves.
