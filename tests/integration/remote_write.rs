@@ -48,15 +48,7 @@ impl Store {
             format!("--web.listen-address=127.0.0.1:{port}"),
             "--web.enable-remote-write-receiver".to_owned(),
         ];
-        let mut store = Store {
-            kind: "prometheus",
-            base: format!("http://127.0.0.1:{port}"),
-            process: None,
-            args,
-            binary,
-        };
-        store.start().await;
-        Some(store)
+        Some(Store::launch("prometheus", binary, port, args).await)
     }
 
     /// VictoriaMetrics, accepting samples of any age.
@@ -69,15 +61,25 @@ impl Store {
             "-retentionPeriod=100y".to_owned(),
             "-loggerLevel=ERROR".to_owned(),
         ];
+        Some(Store::launch("victoria-metrics", binary, port, args).await)
+    }
+
+    /// Starts `binary` with `args`, listening on loopback `port`, and waits until it is ready.
+    async fn launch(
+        kind: &'static str,
+        binary: std::path::PathBuf,
+        port: u16,
+        args: Vec<String>,
+    ) -> Store {
         let mut store = Store {
-            kind: "victoria-metrics",
+            kind,
             base: format!("http://127.0.0.1:{port}"),
             process: None,
             args,
             binary,
         };
         store.start().await;
-        Some(store)
+        store
     }
 
     fn write_url(&self) -> String {
