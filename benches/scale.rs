@@ -67,6 +67,23 @@ fn spawn(config: &std::path::Path, interval: &str, index: u32, count: u32) -> Re
     Replica { child, addr, index }
 }
 
+/// The accounts of `names` in shard `index` of `count`.
+fn owned(names: &[String], index: u32, count: u32) -> impl Iterator<Item = &String> {
+    names.iter().filter(move |n| shard_of(n, count) == index)
+}
+
+/// One scrape of `/metrics` at `addr`.
+async fn scrape(client: &reqwest::Client, addr: &str) -> bytes::Bytes {
+    client
+        .get(format!("http://{addr}/metrics"))
+        .send()
+        .await
+        .expect("scrape")
+        .bytes()
+        .await
+        .expect("body")
+}
+
 fn requests(simulator: &Simulator, names: &[String], shard: Option<(u32, u32)>) -> u64 {
     names
         .iter()
@@ -87,20 +104,10 @@ async fn measure(
     // Wait until every account of every replica shows a value.
     let started = Instant::now();
     for replica in replicas {
-        let owned = names
-            .iter()
-            .filter(|n| shard_of(n, count) == replica.index)
-            .count();
+        let owned = owned(names, replica.index, count).count();
         loop {
-            let body = client
-                .get(format!("http://{}/metrics", replica.addr))
-                .send()
-                .await
-                .expect("scrape")
-                .text()
-                .await
-                .expect("body");
-            let shown = body
+            let body = scrape(&client, &replica.addr).await;
+            let shown = String::from_utf8_lossy(&body)
                 .lines()
                 .filter(|l| l.starts_with("dexcom_glucose_mg_per_dl{"))
                 .count();
@@ -132,23 +139,13 @@ async fn measure(
     );
     println!("|---|---|---|---|---|---|---|");
     for (replica, before) in replicas.iter().zip(before) {
-        let owned = names
-            .iter()
-            .filter(|n| shard_of(n, count) == replica.index)
-            .count();
+        let owned = owned(names, replica.index, count).count();
         let after = requests(simulator, names, Some((replica.index, count)));
         let mut times = Vec::new();
         let mut size = 0;
         for _ in 0..200 {
             let t = Instant::now();
-            let body = client
-                .get(format!("http://{}/metrics", replica.addr))
-                .send()
-                .await
-                .expect("scrape")
-                .bytes()
-                .await
-                .expect("body");
+            let body = scrape(&client, &replica.addr).await;
             times.push(t.elapsed().as_secs_f64() * 1000.0);
             size = body.len();
         }
