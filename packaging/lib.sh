@@ -26,12 +26,15 @@ demo_serves() {
   return "$ok"
 }
 
+# port_open PORT: whether something listens on 127.0.0.1:PORT now.
+port_open() {
+  python3 -c 'import socket,sys; socket.create_connection(("127.0.0.1", int(sys.argv[1])), 1).close()' "$1" 2>/dev/null
+}
+
 # wait_for_port PORT: until something listens on 127.0.0.1:PORT (60 s at most).
 wait_for_port() {
   for _ in $(seq 1 300); do
-    if python3 -c 'import socket,sys; socket.create_connection(("127.0.0.1", int(sys.argv[1])), 1).close()' "$1" 2>/dev/null; then
-      return 0
-    fi
+    port_open "$1" && return 0
     sleep 0.2
   done
   echo "nothing listens on port $1" >&2
@@ -41,9 +44,7 @@ wait_for_port() {
 # wait_until_free PORT: until nothing listens on 127.0.0.1:PORT (30 s at most).
 wait_until_free() {
   for _ in $(seq 1 150); do
-    if ! python3 -c 'import socket,sys; socket.create_connection(("127.0.0.1", int(sys.argv[1])), 1).close()' "$1" 2>/dev/null; then
-      return 0
-    fi
+    port_open "$1" || return 0
     sleep 0.2
   done
   echo "port $1 still in use" >&2
