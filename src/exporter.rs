@@ -169,6 +169,9 @@ impl Exporter {
         clock: Arc<dyn Clock>,
     ) -> Result<Self, ExporterError> {
         let demo = start_demo_if_asked(&mut config).await?;
+        // Every judgement of time is made on Share's clock, which answers correct.
+        let share_clock = crate::clock::ShareClock::new(clock);
+        let clock: Arc<dyn Clock> = share_clock.clone();
         let metrics = Arc::new(Metrics::new(
             config
                 .accounts
@@ -226,7 +229,7 @@ impl Exporter {
                 account_metrics.clone(),
                 metrics.request_durations(),
                 config.reading_interval,
-                clock.clone(),
+                share_clock.clone(),
                 state,
                 history.clone(),
             ));

@@ -11,7 +11,9 @@ use std::fmt::Write as _;
 use std::time::Duration;
 
 use crate::history::History;
-use crate::metrics::{AccountMetrics, Metrics, Thresholds, is_current};
+use crate::metrics::{
+    AccountMetrics, AccountStatus, HoldReason, Metrics, Thresholds, is_current, shown_status,
+};
 use crate::share::{Reading, Trend, mg_per_dl_to_mmol_per_l};
 
 /// The readings the chart spans: three hours at the sensor's 5-minute cadence (the span follows
@@ -176,15 +178,32 @@ fn card(
             age_text(now_ms - l.reading.timestamp_ms)
         );
     }
-    let share = if !account.polled_once() {
-        "<div class=\"small\">Share: waiting for the first poll</div>".to_owned()
-    } else if account.is_up() {
-        "<div class=\"small\">Share polling: healthy</div>".to_owned()
-    } else {
-        format!(
+    let status = shown_status(current.is_some(), account.polled_status());
+    let share = match status {
+        AccountStatus::Ok if account.is_up() => {
+            "<div class=\"small\">Share polling: healthy</div>".to_owned()
+        }
+        AccountStatus::Ok => format!(
             "<div class=\"bad\">Share polling failing: {}</div>",
             escape(account.last_error().map_or("error", |r| r.as_str()))
-        )
+        ),
+        AccountStatus::Starting => {
+            "<div class=\"small\">Share: waiting for the first poll</div>".to_owned()
+        }
+        AccountStatus::LoginHeld => {
+            let hold = account.hold_at(now_ms);
+            let why = if hold == HoldReason::None {
+                String::new()
+            } else {
+                format!(" after {}", hold.words())
+            };
+            format!(
+                "<div class=\"bad\">No value: {}{}</div>",
+                escape(status.words()),
+                escape(&why)
+            )
+        }
+        other => format!("<div class=\"bad\">No value: {}</div>", escape(other.words())),
     };
     out.push_str(&share);
     chart(out, account.name(), history, thresholds, now_ms);

@@ -5,7 +5,7 @@
 //! start so a poll never looks a series up again.
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
 use std::time::SystemTime;
 
 use arc_swap::ArcSwapOption;
@@ -15,6 +15,7 @@ use prometheus_client::metrics::gauge::Gauge;
 
 use super::Families;
 use super::labels::{AccountLabels, ErrorLabels, RejectLabels, ThresholdLabels};
+use super::status::{AccountStatus, HoldReason, StatusCell};
 use crate::clock::unix_ms;
 use crate::share::{ErrorReason, Reading, RejectReason};
 
@@ -81,6 +82,13 @@ pub struct AccountMetrics {
     rejected: Vec<Counter>,
     next_login: FloatGauge,
     backfilled: Counter,
+    /// What the last poll found, before the scrape checks whether the value is current.
+    polled_status: StatusCell,
+    /// Why the gate holds the password, and until when (Unix ms).
+    hold: StatusCell,
+    hold_until_ms: AtomicI64,
+    /// Shared by every account: Share's clock is one clock.
+    clock_skew: FloatGauge,
 }
 
 impl AccountMetrics {
@@ -137,7 +145,53 @@ impl AccountMetrics {
             latest: ArcSwapOption::empty(),
             polled_once: AtomicBool::new(false),
             last_error: ArcSwapOption::empty(),
+            polled_status: {
+                let cell = StatusCell::default();
+                cell.set_status(AccountStatus::Starting);
+                cell
+            },
+            hold: StatusCell::default(),
+            hold_until_ms: AtomicI64::new(0),
+            clock_skew: families.clock_skew.clone(),
         }
+    }
+
+    /// Records what the last poll found (or, at start, what the gate's memory says).
+    pub fn set_polled_status(&self, status: AccountStatus) {
+        self.polled_status.set_status(status);
+    }
+
+    /// What the last poll found; a scrape turns it into the status shown
+    /// ([`super::status::shown_status`]).
+    pub fn polled_status(&self) -> AccountStatus {
+        self.polled_status.status()
+    }
+
+    /// Records that the login gate holds the password until `until_ms` because of `reason`
+    /// ([`HoldReason::None`]: no hold).
+    pub fn set_hold(&self, reason: HoldReason, until_ms: i64) {
+        self.hold_until_ms.store(until_ms, Ordering::Release);
+        self.hold.set_hold(reason);
+    }
+
+    /// Why the gate holds the password at `now_ms` ([`HoldReason::None`] once the hold is over).
+    pub fn hold_at(&self, now_ms: i64) -> HoldReason {
+        if self.hold_until_ms.load(Ordering::Acquire) > now_ms {
+            self.hold.hold()
+        } else {
+            HoldReason::None
+        }
+    }
+
+    /// Records the measured offset of Share's clock from the host's.
+    pub fn set_share_clock_skew(&self, skew: crate::clock::SignedDuration) {
+        self.clock_skew.set(skew.as_secs_f64());
+    }
+
+    /// Records a poll the login gate deferred: the account has been looked at, so readiness
+    /// does not wait for it.
+    pub fn poll_deferred(&self) {
+        self.polled_once.store(true, Ordering::Release);
     }
 
     /// The `account` label value.

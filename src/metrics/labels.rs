@@ -29,6 +29,24 @@ pub struct RejectLabels {
     pub reason: &'static str,
 }
 
+/// `{account, status}`: one state of `dexcom_account_status`.
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct StatusLabels {
+    /// The account's configured name.
+    pub account: String,
+    /// The status, [`super::AccountStatus::as_str`].
+    pub status: &'static str,
+}
+
+/// `{account, reason}`: one state of `dexcom_login_hold_reason`.
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ReasonLabels {
+    /// The account's configured name.
+    pub account: String,
+    /// The reason, [`super::HoldReason::as_str`].
+    pub reason: &'static str,
+}
+
 /// `{account, level}`: one alert threshold of one account.
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct ThresholdLabels {

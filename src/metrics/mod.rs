@@ -14,6 +14,7 @@ pub mod labels;
 mod process;
 mod readings;
 mod remote_write;
+mod status;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -32,6 +33,7 @@ use labels::{
 use readings::ReadingCollector;
 pub use readings::is_current;
 pub use remote_write::RemoteWriteMetrics;
+pub use status::{AccountStatus, HoldReason, shown_status};
 
 use crate::clock::Clock;
 use crate::share::Endpoint;
@@ -70,6 +72,7 @@ struct Families {
     rw_highest_sent: Family<RemoteLabels, FloatGauge>,
     request_duration: DurationFamily,
     build_info: Family<BuildInfoLabels, FloatGauge>,
+    clock_skew: FloatGauge,
 }
 
 impl Families {
@@ -93,6 +96,7 @@ impl Families {
             rw_highest_sent: Family::default(),
             request_duration: Family::new_with_constructor(duration_histogram),
             build_info: Family::default(),
+            clock_skew: FloatGauge::default(),
         }
     }
 }
@@ -315,6 +319,11 @@ impl Metrics {
             "dexcom_request_duration_seconds",
             "Latency of Dexcom Share API requests by endpoint",
             f.request_duration.clone(),
+        );
+        registry.register(
+            "dexcom_share_clock_skew_seconds",
+            "Dexcom Share's clock (its Date header, smoothed over answers) minus this host's clock; reading ages, staleness and the schedule use Share's clock, so a wrong host clock changes no value, but fix it (NTP)",
+            f.clock_skew.clone(),
         );
         registry.register(
             "dexcom_exporter_build_info",

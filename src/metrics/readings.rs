@@ -13,7 +13,8 @@ use prometheus_client::metrics::MetricType;
 use prometheus_client::metrics::gauge::ConstGauge;
 
 use super::account::{AccountMetrics, LatestReading};
-use super::labels::AccountLabels;
+use super::labels::{AccountLabels, ReasonLabels, StatusLabels};
+use super::status::{AccountStatus, HoldReason, shown_status};
 use crate::clock::Clock;
 
 pub(super) const CACHED: &str =
@@ -105,6 +106,43 @@ impl Collector for ReadingCollector {
             "Seconds since the sensor took the latest reading, computed when scraped.",
             latest.iter().map(|(a, l)| (*a, age_ms(l) as f64 / 1000.0)),
         )?;
+        let mut family = encoder.encode_descriptor(
+            "dexcom_account_status",
+            "Why the account shows or lacks a current glucose value, as a state set: 1 for the current status, 0 for the others (ok, starting, stale, no_readings, readings_rejected, login_held, login_failing, share_failing, clock_skew)",
+            None,
+            MetricType::Gauge,
+        )?;
+        for account in &self.accounts {
+            let current = account
+                .latest()
+                .is_some_and(|l| is_current(l.reading.timestamp_ms, now_ms, self.max_age));
+            let shown = shown_status(current, account.polled_status());
+            for status in AccountStatus::ALL {
+                let labels = StatusLabels {
+                    account: account.name().to_owned(),
+                    status: status.as_str(),
+                };
+                ConstGauge::new(if status == shown { 1.0 } else { 0.0 })
+                    .encode(family.encode_family(&labels)?)?;
+            }
+        }
+        let mut family = encoder.encode_descriptor(
+            "dexcom_login_hold_reason",
+            "Why the login gate holds the password back, as a state set: none, auth_failed (Share rejected the password), locked_out, unconfirmed (a login of a password never accepted ended without an answer), login_limit; kept across restarts in the state directory",
+            None,
+            MetricType::Gauge,
+        )?;
+        for account in &self.accounts {
+            let held = account.hold_at(now_ms);
+            for reason in HoldReason::ALL {
+                let labels = ReasonLabels {
+                    account: account.name().to_owned(),
+                    reason: reason.as_str(),
+                };
+                ConstGauge::new(if reason == held { 1.0 } else { 0.0 })
+                    .encode(family.encode_family(&labels)?)?;
+            }
+        }
         super::process::encode(&mut encoder, self.started)
     }
 }

@@ -9,10 +9,10 @@ use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 
 use super::schedule::{PollOutcome, Schedule};
-use crate::clock::Clock;
-use crate::clock::unix_ms;
+use crate::clock::{Clock, ShareClock, unix_ms};
 use crate::history::History;
-use crate::metrics::{AccountMetrics, LatestReading, RequestDurations};
+use crate::metrics::{AccountMetrics, AccountStatus, HoldReason, LatestReading, RequestDurations};
+use crate::share::gate::{FailureKind, Hold};
 use crate::share::{
     ClientObserver, Endpoint, ErrorReason, ReadBatch, Reading, RejectReason, ShareClient,
     ShareError,
@@ -47,17 +47,17 @@ pub fn latest_allowed_ms(read: &ReadBatch, now_ms: i64) -> i64 {
         .saturating_add(duration_ms(FUTURE_TOLERANCE))
 }
 
-/// How far this host's clock may differ from Share's before the log says so. Share's `Date`
-/// header has a resolution of one second and requests take time; 30 s of skew is already a
-/// tenth of the sensor's cadence in every age shown.
+/// How far this host's clock may differ from Share's before the log says so. Every judgement
+/// uses Share's clock, so this is advice (other services on the host trust its clock), not a
+/// fault in what the exporter shows.
 const CLOCK_SKEW_TOLERANCE: Duration = Duration::from_secs(30);
 
-/// Counts requests and logins of one account into its metrics, and compares clocks.
+/// Counts requests and logins of one account into its metrics, and measures Share's clock.
 #[derive(Debug)]
 struct Observer {
     account: Arc<AccountMetrics>,
     durations: Arc<RequestDurations>,
-    clock: Arc<dyn Clock>,
+    clock: Arc<ShareClock>,
     said_skew: AtomicBool,
 }
 
@@ -73,24 +73,22 @@ impl ClientObserver for Observer {
         }
     }
 
-    /// Reading ages are computed with this host's clock against Share's timestamps: a skewed
-    /// clock makes fresh readings look old (values withdrawn, signal-loss alerts) or ages
-    /// negative. Said once per episode by each account's poller.
-    fn server_date(&self, date: SystemTime) {
-        let ours = self.clock.now();
-        let (skew, ahead) = match ours.duration_since(date) {
-            Ok(ahead) => (ahead, true),
-            Err(behind) => (behind.duration(), false),
-        };
+    /// Share's `Date` corrects the clock every judgement is made in; a host clock that
+    /// differs is said once per episode by each account's poller.
+    fn server_date(&self, date: SystemTime, sent: SystemTime, answered: SystemTime) {
+        self.clock.observe(date, sent, answered);
+        let offset = self.clock.offset();
+        self.account.set_share_clock_skew(offset);
+        let skew = offset.magnitude();
         let skewed = skew > CLOCK_SKEW_TOLERANCE;
         if skewed && !self.said_skew.swap(true, Ordering::Relaxed) {
             let skew = Duration::from_secs(skew.as_secs());
             tracing::warn!(
                 account = self.account.name(),
                 skew = %humantime::format_duration(skew),
-                "this host's clock is {} {} Dexcom Share's: reading ages are wrong by as much until it is fixed (check NTP, e.g. `timedatectl`)",
+                "this host's clock is {} {} Dexcom Share's: reading ages and the schedule use Share's clock, so values are unaffected, but fix the host's clock (check NTP, e.g. `timedatectl`)",
                 humantime::format_duration(skew),
-                if ahead { "ahead of" } else { "behind" }
+                if offset.as_ms() < 0 { "ahead of" } else { "behind" }
             );
         } else if !skewed && self.said_skew.swap(false, Ordering::Relaxed) {
             tracing::info!(
@@ -108,7 +106,8 @@ pub struct AccountPoller {
     metrics: Arc<AccountMetrics>,
     schedule: Schedule,
     interval: Duration,
-    clock: Arc<dyn Clock>,
+    /// Share's clock: every age, read size and poll time is judged by it.
+    clock: Arc<ShareClock>,
     last_reason: Option<ErrorReason>,
     said_empty: bool,
     /// The reasons readings were rejected for at the last poll, to log each episode once.
@@ -131,7 +130,7 @@ impl AccountPoller {
         metrics: Arc<AccountMetrics>,
         durations: Arc<RequestDurations>,
         interval: Duration,
-        clock: Arc<dyn Clock>,
+        clock: Arc<ShareClock>,
         state: Option<Arc<AccountStateFile>>,
         history: Arc<History>,
     ) -> Self {
@@ -207,6 +206,8 @@ impl AccountPoller {
         permits: Arc<Semaphore>,
         shutdown: CancellationToken,
     ) {
+        self.client.check_saved_password().await;
+        self.say_hold_at_start();
         if !self.sleep_or_cancel(first_delay, &shutdown).await {
             return;
         }
@@ -241,6 +242,8 @@ impl AccountPoller {
         let (minutes, max_count) = self.read_size(self.clock.now_ms());
         let result = self.client.latest_batch(minutes, max_count).await;
         self.metrics.set_next_login(self.client.login_not_before());
+        let hold = self.client.login_hold();
+        self.publish_hold(hold);
         match result {
             Ok(read) => {
                 self.metrics.poll_succeeded(self.clock.now());
@@ -248,8 +251,11 @@ impl AccountPoller {
                     tracing::info!(account = self.metrics.name(), previous_error = %reason, "Dexcom Share polls succeed again");
                 }
                 let covered_from = self.covered_from(&read, minutes, max_count);
+                let rows = read.batch.readings.len() + read.batch.rejected.len();
                 let readings = self.accept(read);
                 self.remember(&readings, covered_from);
+                self.metrics
+                    .set_polled_status(self.read_status(rows, readings.len()));
                 if let Some(newest) = readings.first().copied() {
                     self.publish(newest, readings.get(1).copied());
                 } else if self.metrics.latest().is_none() && !self.said_empty {
@@ -266,6 +272,8 @@ impl AccountPoller {
                 }
             }
             Err(ShareError::LoginDeferred { until, .. }) => {
+                self.metrics.set_polled_status(AccountStatus::LoginHeld);
+                self.metrics.poll_deferred();
                 tracing::debug!(account = self.metrics.name(), until = %httpdate::fmt_http_date(until), "login deferred by the login gate");
                 PollOutcome::Deferred {
                     until_ms: unix_ms(until),
@@ -273,6 +281,13 @@ impl AccountPoller {
             }
             Err(error) => {
                 let reason = error.reason();
+                self.metrics.set_polled_status(if hold.is_some() {
+                    AccountStatus::LoginHeld
+                } else if reason.is_credential_failure() {
+                    AccountStatus::LoginFailing
+                } else {
+                    AccountStatus::ShareFailing
+                });
                 self.metrics.poll_failed(reason);
                 self.log_failure(&error);
                 self.last_reason = Some(reason);
@@ -282,6 +297,59 @@ impl AccountPoller {
                 }
             }
         }
+    }
+
+    /// What a successful read means for the value: `rows` came back, `accepted` of them can
+    /// be shown. [`AccountStatus::Ok`] when the newest reading was read (the scrape then tells
+    /// whether it is still current).
+    fn read_status(&self, rows: usize, accepted: usize) -> AccountStatus {
+        if self.rejecting.contains(&RejectReason::Future) {
+            AccountStatus::ClockSkew
+        } else if accepted == 0 && rows > 0 && self.history.newest().is_none() {
+            AccountStatus::ReadingsRejected
+        } else if self.history.newest().is_none() {
+            AccountStatus::NoReadings
+        } else {
+            AccountStatus::Ok
+        }
+    }
+
+    /// Publishes why the gate holds the password (or that it does not).
+    fn publish_hold(&self, hold: Option<Hold>) {
+        match hold {
+            Some(hold) => self
+                .metrics
+                .set_hold(hold_reason(hold.after), hold.until_ms),
+            None => self.metrics.set_hold(HoldReason::None, 0),
+        }
+    }
+
+    /// At start: a hold kept from an earlier run (a rejected password, a login killed
+    /// mid-way) is shown at once and said at WARN, so a restart is never silent about it.
+    fn say_hold_at_start(&self) {
+        let Some(hold) = self.client.login_hold() else {
+            return;
+        };
+        self.publish_hold(Some(hold));
+        self.metrics.set_polled_status(AccountStatus::LoginHeld);
+        self.metrics
+            .set_next_login(Some(crate::clock::from_unix_ms(hold.until_ms)));
+        let until = humantime::format_rfc3339_seconds(crate::clock::from_unix_ms(hold.until_ms));
+        let reason = hold_reason(hold.after);
+        let after = if reason == HoldReason::LoginLimit {
+            "the login limits were reached".to_owned()
+        } else {
+            format!("after {}", reason.words())
+        };
+        tracing::warn!(
+            account = self.metrics.name(),
+            until = %until,
+            reason = reason.as_str(),
+            failures_today = hold.failures_today,
+            "{}: login held until {until} {after} ({} failed attempts in the last 24 hours); no glucose value until then. Fix the password (the new one is tried at once) or wait",
+            self.metrics.name(),
+            hold.failures_today
+        );
     }
 
     /// The readings that may be published, newest first: rows the parser skipped and readings
@@ -458,6 +526,16 @@ impl AccountPoller {
         } else {
             tracing::warn!(account, %reason, error = %error, "Dexcom Share poll failed; backing off");
         }
+    }
+}
+
+/// The metric's word for why the gate holds the password.
+fn hold_reason(after: Option<FailureKind>) -> HoldReason {
+    match after {
+        Some(FailureKind::Rejected) => HoldReason::AuthFailed,
+        Some(FailureKind::LockedOut) => HoldReason::LockedOut,
+        Some(FailureKind::Ambiguous | FailureKind::Unfinished) => HoldReason::Unconfirmed,
+        None => HoldReason::LoginLimit,
     }
 }
 

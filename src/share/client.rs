@@ -79,8 +79,15 @@ pub trait ClientObserver: Send + Sync {
     fn login_started(&self);
     /// A request to `endpoint` finished (successfully or not) after `elapsed`.
     fn request_finished(&self, endpoint: Endpoint, elapsed: Duration);
-    /// Share answered with this `Date` header: its clock, to compare with ours.
-    fn server_date(&self, _date: std::time::SystemTime) {}
+    /// Share answered with this `Date` header to a request sent at `sent` and answered at
+    /// `answered` (both on the client's clock): Share's clock, to compare with ours.
+    fn server_date(
+        &self,
+        _date: std::time::SystemTime,
+        _sent: std::time::SystemTime,
+        _answered: std::time::SystemTime,
+    ) {
+    }
 }
 
 struct NoObserver;
@@ -155,7 +162,12 @@ impl ShareClient {
         clock: Arc<dyn Clock>,
     ) -> Self {
         let saved = store.as_ref().and_then(|s| s.load()).unwrap_or_default();
-        self.gate = LoginGate::new(saved, interval);
+        let in_flight = saved.in_flight_ms.is_some();
+        self.gate = LoginGate::restore(saved, interval, clock.now_ms());
+        if in_flight && let Some(store) = &store {
+            // The previous run ended mid-login: the count is made once, here.
+            store.save(self.gate.state());
+        }
         self.gate_store = store;
         self.clock = clock;
         self
@@ -170,6 +182,15 @@ impl ShareClient {
         let now = self.clock.now_ms();
         let at = self.gate.next_allowed_ms(now);
         (at > now).then(|| from_unix_ms(at))
+    }
+
+    /// Why and until when the login gate holds the password, when the next read needs a
+    /// login it holds back.
+    pub fn login_hold(&self) -> Option<super::gate::Hold> {
+        if self.session_id.is_some() {
+            return None;
+        }
+        self.gate.hold(self.clock.now_ms())
     }
 
     /// Attaches an observer for logins and request timings.

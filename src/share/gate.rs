@@ -22,6 +22,16 @@
 //! given back ([`LoginGate::release`]), so an exporter that starts before the network is up
 //! logs in as soon as it is, not a reading interval later.
 //!
+//! A password that left the process counts: before each password-bearing request the gate
+//! notes it as in flight, and its owner saves that (with `fsync`) before the request is sent.
+//! A run that ends before the answer (killed, OOM-killed, crashed) leaves the note behind, and
+//! the next run counts it as a failure of an unconfirmed password, or as an ambiguous one of a
+//! confirmed password (a second such one in a row counts as a failure too), so a restart loop
+//! sends a wrong password at most once per wait. The day's failures belong to the Dexcom
+//! account, not to one password: a changed password is tried at once, but within the same
+//! [`MAX_FAILURES_PER_DAY`]. What is read back from the state file is clamped to what this
+//! ladder can produce, so a file written under a wrong clock cannot hold logins longer.
+//!
 //! The gate is pure: time comes in as Unix milliseconds and the state ([`GateState`]) is plain
 //! data, persisted between runs by whoever holds a [`GateStore`].
 
@@ -82,6 +92,43 @@ pub struct GateState {
     /// Logins started in the last hour, Unix ms, oldest first.
     #[serde(default)]
     pub logins_ms: Vec<i64>,
+    /// What the last failed password-bearing request was, since the last success: why the
+    /// gate holds the password, also after a restart.
+    #[serde(default)]
+    pub last_failure: Option<FailureKind>,
+    /// A password-bearing request was about to be sent at this Unix ms and no answer was
+    /// recorded yet. Found at start, the run that sent it ended mid-login.
+    #[serde(default)]
+    pub in_flight_ms: Option<i64>,
+    /// Runs in a row that ended mid-login with a confirmed password.
+    #[serde(default)]
+    pub unfinished_in_a_row: u32,
+}
+
+/// What a failed password-bearing request was.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum FailureKind {
+    /// Share rejected the credentials.
+    Rejected,
+    /// Share said the account is locked.
+    LockedOut,
+    /// The answer said nothing certain (timeout, 5xx, an unknown code).
+    Ambiguous,
+    /// The run that sent it ended before the answer (killed mid-login).
+    Unfinished,
+}
+
+/// Why the gate holds the password back, and until when.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Hold {
+    /// The earliest Unix ms at which a login may start.
+    pub until_ms: i64,
+    /// The failure the wait follows, when the wait is the strict regime's; `None` for the
+    /// login limits of a confirmed password.
+    pub after: Option<FailureKind>,
+    /// Failed password-bearing requests in the last 24 hours.
+    pub failures_today: usize,
 }
 
 /// Where a gate's state is kept between runs.
@@ -118,13 +165,81 @@ pub struct LoginGate {
 }
 
 impl LoginGate {
-    /// A gate for a sensor cadence of `interval`, starting from `state`.
+    /// A gate for a sensor cadence of `interval`, starting from `state` as it is.
     pub fn new(state: GateState, interval: Duration) -> Self {
         LoginGate {
             state,
             interval_ms: i64::try_from(interval.as_millis()).unwrap_or(i64::MAX),
             last_login_ms: None,
         }
+    }
+
+    /// A gate starting from `state` as an earlier run saved it, read at `now_ms`: times are
+    /// clamped to what the ladder can produce (a file written under a wrong clock cannot hold
+    /// logins longer than [`MAX_WAIT`]), and a request that run left in flight is counted.
+    pub fn restore(mut state: GateState, interval: Duration, now_ms: i64) -> Self {
+        let max_wait_ms = i64::try_from(MAX_WAIT.as_millis()).unwrap_or(i64::MAX);
+        state.not_before_ms = state
+            .not_before_ms
+            .min(now_ms.saturating_add(max_wait_ms));
+        for times in [&mut state.failures_ms, &mut state.logins_ms] {
+            for t in times.iter_mut() {
+                *t = (*t).min(now_ms);
+            }
+            times.sort_unstable();
+        }
+        let mut gate = LoginGate::new(state, interval);
+        if let Some(sent_ms) = gate.state.in_flight_ms.take() {
+            gate.count_unfinished(sent_ms.min(now_ms));
+        }
+        gate
+    }
+
+    /// Counts a request a run sent and never saw answered.
+    fn count_unfinished(&mut self, sent_ms: i64) {
+        self.state.unfinished_in_a_row = self.state.unfinished_in_a_row.saturating_add(1);
+        if self.state.confirmed && self.state.unfinished_in_a_row < 2 {
+            // Ambiguous for a confirmed password; still no second password within the
+            // interval (that limit is otherwise not kept across runs).
+            self.state.not_before_ms = self
+                .state
+                .not_before_ms
+                .max(sent_ms.saturating_add(self.interval_ms));
+            return;
+        }
+        self.state.confirmed = false;
+        self.state.last_failure = Some(FailureKind::Unfinished);
+        self.fail(sent_ms, STRICT_WAIT);
+    }
+
+    /// A state for a different password of the same Dexcom account: tried at once, but the
+    /// day's failures and the hour's logins still count (they are the account's).
+    pub fn for_new_password(&self) -> GateState {
+        GateState {
+            failures_ms: self.state.failures_ms.clone(),
+            logins_ms: self.state.logins_ms.clone(),
+            ..GateState::default()
+        }
+    }
+
+    /// Notes that a password-bearing request is about to be sent at `now_ms`; the caller
+    /// saves the state before sending it.
+    pub fn begin_request(&mut self, _permit: &LoginPermit, now_ms: i64) {
+        self.state.in_flight_ms = Some(now_ms);
+    }
+
+    /// Why and until when the gate holds the password at `now_ms`; `None` when a login may
+    /// start.
+    pub fn hold(&self, now_ms: i64) -> Option<Hold> {
+        let until_ms = self.next_allowed_ms(now_ms);
+        (until_ms > now_ms).then(|| Hold {
+            until_ms,
+            after: self
+                .state
+                .last_failure
+                .filter(|_| !self.state.confirmed),
+            failures_today: in_window(&self.state.failures_ms, now_ms, DAY_MS).len(),
+        })
     }
 
     /// The sensor cadence the per-interval login limit uses.
@@ -206,24 +321,32 @@ impl LoginGate {
     /// Records how one password-bearing request of a login ended.
     pub fn record(&mut self, _permit: &LoginPermit, now_ms: i64, outcome: LoginOutcome) {
         self.prune(now_ms);
+        self.state.in_flight_ms = None;
         match outcome {
             LoginOutcome::NotSent => {}
             LoginOutcome::Accepted => {
                 self.state.confirmed = true;
                 self.state.consecutive_failures = 0;
                 self.state.not_before_ms = 0;
+                self.state.last_failure = None;
+                self.state.unfinished_in_a_row = 0;
                 // The day's failures stay counted: a Share that alternates answers must not
                 // open a ninth attempt.
             }
             LoginOutcome::Rejected => {
                 self.state.confirmed = false;
+                self.state.last_failure = Some(FailureKind::Rejected);
                 self.fail(now_ms, STRICT_WAIT);
             }
             LoginOutcome::LockedOut => {
                 self.state.confirmed = false;
+                self.state.last_failure = Some(FailureKind::LockedOut);
                 self.fail(now_ms, LOCKOUT_WAIT);
             }
-            LoginOutcome::Ambiguous if !self.state.confirmed => self.fail(now_ms, STRICT_WAIT),
+            LoginOutcome::Ambiguous if !self.state.confirmed => {
+                self.state.last_failure = Some(FailureKind::Ambiguous);
+                self.fail(now_ms, STRICT_WAIT);
+            }
             LoginOutcome::Ambiguous => {}
         }
     }
@@ -397,6 +520,97 @@ mod tests {
         assert!(
             restarted.next_allowed_ms(MIN) <= MIN,
             "a confirmed restart logs in at once"
+        );
+    }
+}
+
+#[cfg(test)]
+mod restarts {
+    use super::*;
+
+    const MIN: i64 = 60_000;
+    const INTERVAL: Duration = Duration::from_secs(300);
+
+    /// A run that is killed after saving "in flight" and before the answer.
+    fn killed_mid_login(state: GateState, now: i64) -> GateState {
+        let mut gate = LoginGate::restore(state, INTERVAL, now);
+        let permit = gate.open(now).expect("the gate is open");
+        gate.begin_request(&permit, now);
+        gate.state().clone()
+    }
+
+    #[test]
+    fn a_restart_loop_sends_a_wrong_password_once_per_wait() {
+        // Killed mid-login every 10 seconds for two hours: each start asks the gate first.
+        let mut state = GateState::default();
+        let mut sent = Vec::new();
+        let mut now = 0;
+        while now < 2 * 60 * MIN {
+            let gate = LoginGate::restore(state.clone(), INTERVAL, now);
+            if gate.next_allowed_ms(now) <= now {
+                state = killed_mid_login(gate.state().clone(), now);
+                sent.push(now);
+            } else {
+                state = gate.state().clone();
+            }
+            now += 10_000;
+        }
+        assert_eq!(sent.len(), 3, "{sent:?}");
+        for pair in sent.windows(2) {
+            assert!(pair[1] - pair[0] >= 29 * MIN, "{sent:?}");
+        }
+        let gate = LoginGate::restore(state, INTERVAL, now);
+        assert_eq!(
+            gate.hold(now).and_then(|h| h.after),
+            Some(FailureKind::Unfinished)
+        );
+    }
+
+    #[test]
+    fn a_confirmed_password_killed_once_waits_an_interval_and_twice_counts() {
+        let mut gate = LoginGate::new(GateState::default(), INTERVAL);
+        let permit = gate.open(0).unwrap();
+        gate.record(&permit, 0, LoginOutcome::Accepted);
+        let state = killed_mid_login(gate.state().clone(), 10 * MIN);
+        let gate = LoginGate::restore(state, INTERVAL, 10 * MIN + 1000);
+        assert!(gate.confirmed());
+        assert_eq!(gate.next_allowed_ms(10 * MIN + 1000), 15 * MIN);
+        let state = killed_mid_login(gate.state().clone(), 15 * MIN);
+        let gate = LoginGate::restore(state, INTERVAL, 15 * MIN + 1000);
+        assert!(!gate.confirmed(), "a second run killed mid-login counts");
+        assert!(gate.next_allowed_ms(15 * MIN + 1000) >= 15 * MIN + 29 * MIN);
+    }
+
+    #[test]
+    fn a_state_from_a_wrong_clock_holds_no_longer_than_the_ladder() {
+        let state = GateState {
+            not_before_ms: 40 * 24 * 60 * MIN,
+            failures_ms: vec![30 * 24 * 60 * MIN],
+            logins_ms: vec![30 * 24 * 60 * MIN],
+            ..GateState::default()
+        };
+        let gate = LoginGate::restore(state, INTERVAL, 0);
+        assert!(gate.next_allowed_ms(0) <= 6 * 60 * MIN, "{}", gate.next_allowed_ms(0));
+        assert!(gate.state().failures_ms.iter().all(|t| *t <= 0));
+    }
+
+    #[test]
+    fn a_new_password_is_tried_at_once_but_within_the_accounts_daily_cap() {
+        let mut gate = LoginGate::new(GateState::default(), INTERVAL);
+        let permit = gate.open(0).unwrap();
+        gate.record(&permit, 0, LoginOutcome::Rejected);
+        let fresh = LoginGate::new(gate.for_new_password(), INTERVAL);
+        assert!(fresh.next_allowed_ms(MIN) <= MIN, "tried at once");
+        let mut state = GateState::default();
+        for i in 0..MAX_FAILURES_PER_DAY as i64 {
+            state.failures_ms.push(i * 30 * MIN);
+        }
+        let gate = LoginGate::new(state, INTERVAL);
+        let fresh = LoginGate::new(gate.for_new_password(), INTERVAL);
+        let now = 8 * 30 * MIN;
+        assert!(
+            fresh.next_allowed_ms(now) > now,
+            "a ninth attempt in the day waits, whatever the password"
         );
     }
 }

@@ -9,7 +9,7 @@ use uuid::Uuid;
 
 use super::client::{FINGERPRINT_COST, Login, ShareClient};
 use super::error::{ShareError, redact_excerpt};
-use super::gate::{GateClosed, GateState, LoginGate, LoginOutcome, LoginPermit};
+use super::gate::{GateClosed, LoginGate, LoginOutcome, LoginPermit};
 use super::region::Endpoint;
 use crate::clock::from_unix_ms;
 
@@ -43,6 +43,7 @@ impl ShareClient {
             (None, Login::AccountId(id)) => *id,
             (None, Login::Username(name)) => {
                 let name = name.clone();
+                self.note_in_flight(permit).await;
                 let result = self.authenticate(permit, &name).await;
                 sent |= self.record(permit, &result);
                 match result {
@@ -54,9 +55,17 @@ impl ShareClient {
                 }
             }
         };
+        self.note_in_flight(permit).await;
         let result = self.login_by_id(permit, account_id).await;
         sent |= self.record(permit, &result);
         (result, sent)
+    }
+
+    /// Saves, before the password leaves, that it is about to: a run killed before the answer
+    /// still has the attempt counted by the next one.
+    async fn note_in_flight(&mut self, permit: &LoginPermit) {
+        self.gate.begin_request(permit, self.clock.now_ms());
+        self.save_gate().await;
     }
 
     /// Tells the gate how a login request ended; `true` when it may have reached Share.
@@ -71,6 +80,12 @@ impl ShareClient {
             until: from_unix_ms(closed.until_ms),
             confirmed: self.gate.confirmed(),
         }
+    }
+
+    /// Compares the saved state's password fingerprint with this password now rather than at
+    /// the first login, so what the gate says at start is about the password in use.
+    pub async fn check_saved_password(&mut self) {
+        self.check_fingerprint().await;
     }
 
     /// Once per client: a saved state about a different password (the user fixed it) is
@@ -94,7 +109,7 @@ impl ShareClient {
                     "the password differs from the one Dexcom Share refused before: trying it now"
                 );
             }
-            self.gate = LoginGate::new(GateState::default(), self.gate.interval());
+            self.gate = LoginGate::new(self.gate.for_new_password(), self.gate.interval());
         }
     }
 

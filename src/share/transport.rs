@@ -64,10 +64,12 @@ impl ShareClient {
             .post(url)
             .query(query)
             .json(&body.unwrap_or_else(|| serde_json::json!({})));
+        let sent = self.clock.now();
         let mut response = request
             .send()
             .await
             .map_err(|e| self.transport_error(endpoint, e))?;
+        let answered = self.clock.now();
         let status = response.status();
         let date = response
             .headers()
@@ -75,7 +77,7 @@ impl ShareClient {
             .and_then(|v| v.to_str().ok())
             .and_then(|v| httpdate::parse_http_date(v).ok());
         if let Some(date) = date {
-            self.observer.server_date(date);
+            self.observer.server_date(date, sent, answered);
         }
         if status.is_redirection() {
             // Never followed: it would re-send the body (the password) or the session ID.
