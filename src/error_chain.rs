@@ -12,6 +12,35 @@ pub fn deepest_cause(error: &(dyn Error + 'static)) -> String {
         .map_or_else(|| error.to_string(), ToString::to_string)
 }
 
+/// The hint to check this host's clock, when `error` is a certificate refused as not yet valid
+/// or expired: at the first boot of a board without a real-time clock, every certificate looks
+/// like that, and the error alone sends people looking at the server.
+pub fn clock_hint(error: &(dyn Error + 'static)) -> Option<&'static str> {
+    use rustls::CertificateError;
+    chain(error).find_map(|e| match e.downcast_ref::<rustls::Error>() {
+        Some(rustls::Error::InvalidCertificate(
+            CertificateError::NotValidYet | CertificateError::NotValidYetContext { .. },
+        )) => Some(
+            "the certificate is not valid yet by this host's clock: check the host's clock (NTP, `timedatectl`), it is probably behind",
+        ),
+        Some(rustls::Error::InvalidCertificate(
+            CertificateError::Expired | CertificateError::ExpiredContext { .. },
+        )) => Some(
+            "the certificate has expired by this host's clock: check the host's clock (NTP, `timedatectl`) before suspecting the server",
+        ),
+        _ => None,
+    })
+}
+
+/// The deepest cause, with the clock hint when there is one.
+pub fn explain(error: &(dyn Error + 'static)) -> String {
+    let cause = deepest_cause(error);
+    match clock_hint(error) {
+        Some(hint) => format!("{cause} ({hint})"),
+        None => cause,
+    }
+}
+
 /// Every error in `error`'s chain, itself first, including the one an `io::Error` wraps.
 pub fn chain<'a>(
     error: &'a (dyn Error + 'static),
@@ -44,5 +73,25 @@ mod tests {
         let inner = std::io::Error::other(std::fmt::Error);
         let outer = Outer(inner);
         assert!(chain(&outer).any(|e| e.is::<std::fmt::Error>()));
+    }
+
+    #[test]
+    fn a_certificate_not_yet_valid_or_expired_says_to_check_the_clock() {
+        for (cert, word) in [
+            (rustls::CertificateError::NotValidYet, "behind"),
+            (rustls::CertificateError::Expired, "expired"),
+        ] {
+            let tls = rustls::Error::InvalidCertificate(cert);
+            let outer = Outer(std::io::Error::other(tls));
+            let text = explain(&outer);
+            assert!(
+                text.contains("check the host's clock") && text.contains(word),
+                "{text}"
+            );
+        }
+        let other = Outer(std::io::Error::other(rustls::Error::InvalidCertificate(
+            rustls::CertificateError::UnknownIssuer,
+        )));
+        assert!(!explain(&other).contains("clock"));
     }
 }

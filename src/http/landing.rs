@@ -203,7 +203,10 @@ fn card(
                 escape(&why)
             )
         }
-        other => format!("<div class=\"bad\">No value: {}</div>", escape(other.words())),
+        other => format!(
+            "<div class=\"bad\">No value: {}</div>",
+            escape(other.words())
+        ),
     };
     out.push_str(&share);
     chart(out, account.name(), history, thresholds, now_ms);

@@ -206,10 +206,7 @@ mod tests {
         for status in AccountStatus::ALL {
             assert_eq!(shown_status(true, status), AccountStatus::Ok);
         }
-        assert_eq!(
-            shown_status(false, AccountStatus::Ok),
-            AccountStatus::Stale
-        );
+        assert_eq!(shown_status(false, AccountStatus::Ok), AccountStatus::Stale);
         assert_eq!(
             shown_status(false, AccountStatus::LoginHeld),
             AccountStatus::LoginHeld

@@ -228,7 +228,7 @@ fn describe(error: &reqwest::Error) -> String {
     if error.is_timeout() {
         return "timed out".into();
     }
-    let deepest = crate::error_chain::deepest_cause(error);
+    let deepest = crate::error_chain::explain(error);
     if error.is_connect() {
         format!("cannot connect: {deepest}")
     } else {

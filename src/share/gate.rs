@@ -179,9 +179,7 @@ impl LoginGate {
     /// logins longer than [`MAX_WAIT`]), and a request that run left in flight is counted.
     pub fn restore(mut state: GateState, interval: Duration, now_ms: i64) -> Self {
         let max_wait_ms = i64::try_from(MAX_WAIT.as_millis()).unwrap_or(i64::MAX);
-        state.not_before_ms = state
-            .not_before_ms
-            .min(now_ms.saturating_add(max_wait_ms));
+        state.not_before_ms = state.not_before_ms.min(now_ms.saturating_add(max_wait_ms));
         for times in [&mut state.failures_ms, &mut state.logins_ms] {
             for t in times.iter_mut() {
                 *t = (*t).min(now_ms);
@@ -234,10 +232,7 @@ impl LoginGate {
         let until_ms = self.next_allowed_ms(now_ms);
         (until_ms > now_ms).then(|| Hold {
             until_ms,
-            after: self
-                .state
-                .last_failure
-                .filter(|_| !self.state.confirmed),
+            after: self.state.last_failure.filter(|_| !self.state.confirmed),
             failures_today: in_window(&self.state.failures_ms, now_ms, DAY_MS).len(),
         })
     }
@@ -590,7 +585,11 @@ mod restarts {
             ..GateState::default()
         };
         let gate = LoginGate::restore(state, INTERVAL, 0);
-        assert!(gate.next_allowed_ms(0) <= 6 * 60 * MIN, "{}", gate.next_allowed_ms(0));
+        assert!(
+            gate.next_allowed_ms(0) <= 6 * 60 * MIN,
+            "{}",
+            gate.next_allowed_ms(0)
+        );
         assert!(gate.state().failures_ms.iter().all(|t| *t <= 0));
     }
 

@@ -213,7 +213,7 @@ impl ShareClient {
         } else {
             ShareError::Connection {
                 endpoint,
-                cause: crate::error_chain::deepest_cause(&error),
+                cause: crate::error_chain::explain(&error),
                 source: error,
             }
         }

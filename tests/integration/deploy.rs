@@ -157,6 +157,10 @@ fn alerts_have_the_contracted_names_and_severities() {
             "DexcomShareLoginFailing",
             "DexcomShareUnavailable",
             "DexcomExporterDown",
+            "DexcomNoGlucoseValue",
+            "DexcomShareClockSkew",
+            "Watchdog",
+            "AlertmanagerNotificationsFailing",
         ]
     );
     let tests =
@@ -169,8 +173,8 @@ fn alerts_have_the_contracted_names_and_severities() {
     }
     assert_eq!(
         alerts.matches("severity: critical").count(),
-        2,
-        "only the two urgent-low alerts are critical"
+        3,
+        "only the two urgent-low alerts and the no-value net are critical"
     );
 }
 
@@ -203,6 +207,84 @@ fn alertmanager_example_is_valid() {
             .unwrap()
             .starts_with("REPLACE-")
     );
+}
+
+/// The shipped routing, asked of Alertmanager's own route tester: the dead man's switch goes
+/// to the heartbeat alone, every "glucose cannot be seen" alert reaches the phone path, and the
+/// catch-all is inhibited by a specific alert for the same account (and only then).
+#[test]
+fn alertmanager_routes_every_unseen_glucose_to_the_phone_and_the_watchdog_to_the_heartbeat() {
+    let Some(amtool) = tool("amtool") else { return };
+    let route = |labels: &[&str]| {
+        let mut args = vec![
+            "config",
+            "routes",
+            "test",
+            "--config.file=deploy/alertmanager/alertmanager.yml",
+        ];
+        args.extend_from_slice(labels);
+        let (ok, text) = run(&amtool, &args);
+        assert!(ok, "{text}");
+        // The receiver is the first line (a warning about the URL flag may follow).
+        text.lines().next().unwrap_or_default().trim().to_owned()
+    };
+    assert_eq!(route(&["alertname=Watchdog", "severity=none"]), "heartbeat");
+    for alert in [
+        "DexcomSignalLoss",
+        "DexcomNoGlucoseValue",
+        "DexcomShareLoginFailing",
+        "DexcomShareUnavailable",
+        "DexcomExporterDown",
+    ] {
+        for severity in ["warning", "critical"] {
+            assert_eq!(
+                route(&[
+                    &format!("alertname={alert}"),
+                    &format!("severity={severity}"),
+                    "account=kid"
+                ]),
+                "glucose-unseen",
+                "{alert}"
+            );
+        }
+    }
+    assert_eq!(
+        route(&[
+            "alertname=DexcomGlucoseUrgentLow",
+            "severity=critical",
+            "account=kid"
+        ]),
+        "glucose-critical"
+    );
+    let config: serde_json::Value = serde_saphyr::from_str(
+        &std::fs::read_to_string(repo().join("deploy/alertmanager/alertmanager.yml")).unwrap(),
+    )
+    .unwrap();
+    let unseen = config["receivers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["name"] == "glucose-unseen")
+        .unwrap();
+    assert!(
+        unseen["pushover_configs"].is_array(),
+        "a phone, not only a chat"
+    );
+    let inhibit = config["inhibit_rules"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["target_matchers"][0] == "alertname=\"DexcomNoGlucoseValue\"")
+        .expect("the catch-all is inhibited by the specific alerts");
+    let sources = inhibit["source_matchers"][0].as_str().unwrap();
+    for specific in [
+        "DexcomSignalLoss",
+        "DexcomShareLoginFailing",
+        "DexcomShareUnavailable",
+    ] {
+        assert!(sources.contains(specific), "{sources}");
+    }
+    assert_eq!(inhibit["equal"], serde_json::json!(["account", "instance"]));
 }
 
 /// Grafana unit ids the dashboard may use (from Grafana's value formats).

@@ -405,48 +405,66 @@ fn the_clock_warning(logs: &CapturedLogs) -> String {
     said[0].clone()
 }
 
-#[tokio::test]
-async fn a_host_clock_behind_share_does_not_stall_polling() {
-    let (app, logs, _logging) = start_on_skewed_clock(false, Duration::from_secs(3600)).await;
+/// What a user sees of an exporter whose host clock is off by `by`: the value is shown, its age
+/// is Share's (within the 1 s cadence), the status is `ok`, the skew is measured, and the log
+/// says once which way the clock is off.
+async fn a_wrong_host_clock_changes_nothing_a_user_sees(ahead: bool, by: Duration) {
+    let (app, logs, _logging) = start_on_skewed_clock(ahead, by).await;
     let first = app
         .scrape_until(10 * SECOND, |s| {
             sample(s, "dexcom_glucose_reading_timestamp_seconds", ACCOUNT)
         })
         .await;
-    // Aimed at "newest + interval" on a clock an hour slow, the next read would be an hour
-    // away; capped at an interval, new readings keep arriving.
-    app.scrape_until(10 * SECOND, |s| {
-        sample(s, "dexcom_glucose_reading_timestamp_seconds", ACCOUNT).filter(|t| *t >= first + 3.0)
-    })
-    .await;
-    let scrape = app.scrape().await;
+    // New readings keep arriving: the schedule is aimed on Share's clock.
+    let scrape = app
+        .scrape_until(10 * SECOND, |s| {
+            sample(s, "dexcom_glucose_reading_timestamp_seconds", ACCOUNT)
+                .filter(|t| *t >= first + 3.0)
+                .map(|_| s.to_owned())
+        })
+        .await;
     let age = sample(&scrape, "dexcom_glucose_reading_age_seconds", ACCOUNT).unwrap();
+    assert!((0.0..3.0).contains(&age), "age by Share's clock: {age}");
+    assert!(sample(&scrape, "dexcom_glucose_mg_per_dl", ACCOUNT).is_some());
+    let ok = format!("{},status=\"ok\"", ACCOUNT);
+    assert_eq!(sample(&scrape, "dexcom_account_status", &ok), Some(1.0));
+    let skew: f64 = scrape
+        .lines()
+        .find_map(|l| l.strip_prefix("dexcom_share_clock_skew_seconds "))
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap();
+    let expected = if ahead {
+        -by.as_secs_f64()
+    } else {
+        by.as_secs_f64()
+    };
     assert!(
-        age < -3000.0,
-        "the age shows the skew, not a made-up value: {age}"
+        (skew - expected).abs() <= 1.5,
+        "skew {skew}, host off by {expected}"
     );
     let warning = the_clock_warning(&logs);
-    assert!(warning.contains("behind Dexcom Share's"), "{warning}");
+    let which = if ahead {
+        "ahead of Dexcom Share's"
+    } else {
+        "behind Dexcom Share's"
+    };
+    assert!(warning.contains(which), "{warning}");
     app.stop().await;
 }
 
 #[tokio::test]
-async fn a_host_clock_ahead_of_share_is_said_in_the_log() {
-    let (app, logs, _logging) = start_on_skewed_clock(true, Duration::from_secs(600)).await;
-    // Every reading looks ten minutes old to this host: the age says so.
-    let age = app
-        .scrape_until(10 * SECOND, |s| {
-            sample(s, "dexcom_glucose_reading_age_seconds", ACCOUNT)
-        })
-        .await;
-    assert!(age > 590.0, "{age}");
-    let warning = the_clock_warning(&logs);
-    // "10m" or "10m 1s": Share's Date header has a resolution of one second.
-    assert!(
-        warning.contains(" 10m") && warning.contains("ahead of Dexcom Share's"),
-        "{warning}"
-    );
-    app.stop().await;
+async fn a_host_clock_an_hour_behind_changes_nothing_a_user_sees() {
+    a_wrong_host_clock_changes_nothing_a_user_sees(false, Duration::from_secs(3600)).await;
+}
+
+#[tokio::test]
+async fn a_host_clock_an_hour_ahead_changes_nothing_a_user_sees() {
+    a_wrong_host_clock_changes_nothing_a_user_sees(true, Duration::from_secs(3600)).await;
+}
+
+#[tokio::test]
+async fn a_host_clock_three_days_ahead_changes_nothing_a_user_sees() {
+    a_wrong_host_clock_changes_nothing_a_user_sees(true, Duration::from_secs(3 * 86_400)).await;
 }
 
 #[tokio::test]
