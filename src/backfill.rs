@@ -87,6 +87,34 @@ pub async fn backfill(
     Ok(summary)
 }
 
+/// The history a running exporter holds (every account's last 24 hours), in the same
+/// OpenMetrics text as the subcommand writes: served on [`HISTORY_PATH`], so a backfill while
+/// the service runs needs no second login (and no second holder of the state directory).
+pub fn history_openmetrics(
+    histories: &[Arc<crate::history::History>],
+    external_labels: &[(String, String)],
+) -> String {
+    let accounts: Vec<(String, Vec<Reading>)> = histories
+        .iter()
+        .map(|h| {
+            let mut readings = h.snapshot().as_ref().clone();
+            readings.reverse();
+            (h.account().to_owned(), readings)
+        })
+        .collect();
+    let mut out = Vec::new();
+    // Writing into a Vec cannot fail.
+    let _ = write_openmetrics(&mut out, &accounts, external_labels);
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+/// Where a running exporter serves its history as OpenMetrics text.
+pub const HISTORY_PATH: &str = "/api/v1/history";
+
+/// The content type of OpenMetrics text.
+pub const OPENMETRICS_CONTENT_TYPE: &str =
+    "application/openmetrics-text; version=1.0.0; charset=utf-8";
+
 /// Writes the two families, every account's series with samples oldest first, and `# EOF`.
 fn write_openmetrics(
     out: &mut dyn Write,

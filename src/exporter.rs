@@ -73,6 +73,8 @@ pub struct Exporter {
     pollers: Vec<AccountPoller>,
     interval: Duration,
     demo: Option<RunningSimulator>,
+    /// Holds the state directory's lock for as long as the exporter lives.
+    _storage: Option<crate::state::StateDir>,
 }
 
 /// The demo accounts: (name, profile, simulated time of day at start).
@@ -268,6 +270,7 @@ impl Exporter {
             histories.clone(),
             config.telemetry_path.clone(),
             web.clone(),
+            config.external_labels.clone(),
         ));
         Ok(Exporter {
             listener,
@@ -281,6 +284,7 @@ impl Exporter {
             pollers,
             interval: config.reading_interval,
             demo,
+            _storage: config.storage.clone(),
         })
     }
 

@@ -3,12 +3,14 @@
 use std::process::ExitCode;
 
 use clap::Parser;
-use dexcom_exporter::config::{Cli, Command, Config, ProcessEnvironment};
+use dexcom_exporter::config::{Cli, Command, Config, ConfigError, ProcessEnvironment};
 use dexcom_exporter::exporter::Exporter;
 use dexcom_exporter::{shutdown, telemetry};
 
 /// Exit code for bad configuration, as for a bad command line.
 const EXIT_CONFIG: u8 = 2;
+/// Exit code when the state directory is held by another process.
+const EXIT_STATE_IN_USE: u8 = 3;
 
 fn main() -> ExitCode {
     let mut cli = match Cli::try_parse() {
@@ -36,7 +38,15 @@ fn main() -> ExitCode {
         Ok(config) => config,
         Err(error) => {
             eprintln!("dexcom_exporter: error: {error}");
-            return ExitCode::from(EXIT_CONFIG);
+            let in_use = matches!(
+                error,
+                ConfigError::Storage(dexcom_exporter::state::StateError::Locked { .. })
+            );
+            return ExitCode::from(if in_use {
+                EXIT_STATE_IN_USE
+            } else {
+                EXIT_CONFIG
+            });
         }
     };
     let runtime = match tokio::runtime::Builder::new_multi_thread()

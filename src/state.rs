@@ -25,9 +25,24 @@ use crate::share::gate::{GateState, GateStore};
 /// The file format written now; files of another version are ignored (and replaced).
 pub const FORMAT_VERSION: u32 = 1;
 
+/// The lock file in the state directory: whoever holds the advisory lock on it owns the
+/// directory (and the login gates in it). It says who holds it, for the message to the second.
+pub const LOCK_FILE: &str = ".lock";
+
 /// Why the state directory cannot be used.
 #[derive(Debug, thiserror::Error)]
 pub enum StateError {
+    /// Another process (an exporter, a backfill) holds the directory: two would keep two login
+    /// gates for the same Dexcom accounts and double their failed logins.
+    #[error(
+        "--storage.path {path} is in use by {holder}: stop it first, give this one another --storage.path, or, to backfill while the service runs, fetch its history from the running exporter (curl http://ADDRESS/api/v1/history)"
+    )]
+    Locked {
+        /// The directory.
+        path: PathBuf,
+        /// What the lock file says of its holder (pid, command, start time), or "another process".
+        holder: String,
+    },
     /// The directory cannot be created or is not a directory.
     #[error("cannot use --storage.path {path}: {source}")]
     Directory {
@@ -39,10 +54,13 @@ pub enum StateError {
     },
 }
 
-/// The state directory.
+/// The state directory, locked for as long as any clone of this lives.
 #[derive(Debug, Clone)]
 pub struct StateDir {
     path: PathBuf,
+    /// The locked lock file: the lock ends when the last clone is dropped (or the process ends,
+    /// however it ends: the kernel drops an advisory lock with its holder).
+    _lock: std::sync::Arc<std::fs::File>,
 }
 
 impl StateDir {
@@ -64,8 +82,16 @@ impl StateDir {
         let probe = path.join(".write-test");
         std::fs::write(&probe, b"").map_err(error)?;
         let _ = std::fs::remove_file(&probe);
+        let lock = lock(path).map_err(|e| match e {
+            LockFailure::Held(holder) => StateError::Locked {
+                path: path.to_owned(),
+                holder,
+            },
+            LockFailure::Io(source) => error(source),
+        })?;
         Ok(StateDir {
             path: path.to_owned(),
+            _lock: std::sync::Arc::new(lock),
         })
     }
 
@@ -87,6 +113,52 @@ impl StateDir {
             said_write_error: AtomicBool::new(false),
         }
     }
+}
+
+enum LockFailure {
+    Held(String),
+    Io(std::io::Error),
+}
+
+/// Takes the directory's advisory lock and writes who holds it.
+fn lock(dir: &Path) -> Result<std::fs::File, LockFailure> {
+    use std::io::{Read as _, Seek as _};
+    let path = dir.join(LOCK_FILE);
+    let mut file = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .mode(0o600)
+        .open(&path)
+        .map_err(LockFailure::Io)?;
+    match file.try_lock() {
+        Ok(()) => {}
+        Err(std::fs::TryLockError::WouldBlock) => {
+            let mut text = String::new();
+            let _ = file.read_to_string(&mut text);
+            let holder = text.trim();
+            return Err(LockFailure::Held(if holder.is_empty() {
+                "another process".to_owned()
+            } else {
+                holder.chars().take(200).collect()
+            }));
+        }
+        Err(std::fs::TryLockError::Error(error)) => return Err(LockFailure::Io(error)),
+    }
+    let command = std::env::args()
+        .nth(1)
+        .filter(|a| a == "backfill" || a == "check")
+        .map_or("dexcom_exporter", |_| "dexcom_exporter (a subcommand)");
+    let holder = format!(
+        "{command}, pid {}, since {}",
+        std::process::id(),
+        humantime::format_rfc3339_seconds(std::time::SystemTime::now())
+    );
+    let _ = file.set_len(0);
+    let _ = file.rewind();
+    let _ = file.write_all(holder.as_bytes());
+    Ok(file)
 }
 
 /// What one account's file holds.
@@ -310,6 +382,27 @@ mod tests {
         // And it is replaced by the next save.
         state.account("a").save(&GateState::default());
         assert_eq!(state.account("a").load(), Some(GateState::default()));
+        std::fs::remove_dir_all(dir).unwrap();
+    }
+
+    #[test]
+    fn a_second_holder_is_refused_with_the_first_ones_pid_until_it_lets_go() {
+        let dir = scratch("lock");
+        let first = StateDir::open(&dir).unwrap();
+        let second = StateDir::open(&dir).unwrap_err();
+        let text = second.to_string();
+        assert!(matches!(second, StateError::Locked { .. }), "{text}");
+        assert!(
+            text.contains(&format!("pid {}", std::process::id())) && text.contains("in use by"),
+            "{text}"
+        );
+        let clone = first.clone();
+        drop(first);
+        assert!(StateDir::open(&dir).is_err(), "a clone still holds it");
+        drop(clone);
+        let again = StateDir::open(&dir);
+        assert!(again.is_ok(), "free once the holder is gone");
+        drop(again);
         std::fs::remove_dir_all(dir).unwrap();
     }
 

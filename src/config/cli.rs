@@ -22,7 +22,12 @@ pub const DEFAULT_REQUEST_TIMEOUT: &str = "30s";
 /// telemetry path. The password is read from a file, DEXCOM_PASSWORD, or the systemd
 /// credential "dexcom-password"; never from the command line. Try it with --demo.
 #[derive(Debug, Clone, Parser)]
-#[command(name = "dexcom_exporter", version, max_term_width = 110)]
+#[command(
+    name = "dexcom_exporter",
+    version,
+    max_term_width = 110,
+    after_help = "Exit codes: 0 stopped by SIGINT/SIGTERM; 1 could not start (listen address, TLS backend); 2 bad command line or configuration; 3 the --storage.path is in use by another dexcom_exporter (one process per state directory, so one login gate per Dexcom account)."
+)]
 pub struct Cli {
     /// Address to serve metrics on. Keep it on loopback unless you protect it.
     #[arg(global = true, long = "web.listen-address", env = "DEXCOM_EXPORTER_WEB_LISTEN_ADDRESS", default_value = DEFAULT_LISTEN_ADDRESS, value_name = "ADDR")]
@@ -175,8 +180,9 @@ pub enum Command {
     /// Print the last 24 hours of readings of every configured account as OpenMetrics text
     /// with sensor timestamps, for `promtool tsdb create-blocks-from openmetrics`: fills
     /// Prometheus with history without remote write. Logs in like the exporter (same login
-    /// limits, same --storage.path); run it while the exporter is stopped, or give it its own
-    /// state directory.
+    /// limits, same --storage.path, which it locks: it refuses to run beside the service). While
+    /// the service runs, fetch the same text from it instead, with no second login:
+    /// `curl http://127.0.0.1:18018/api/v1/history`.
     Backfill {
         /// Write to this file instead of standard output.
         #[arg(long, value_name = "FILE")]

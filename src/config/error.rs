@@ -142,6 +142,21 @@ pub enum ConfigError {
         /// The name.
         name: String,
     },
+    /// One Dexcom login listed twice (same Share service and username, compared without case,
+    /// or the same account ID).
+    #[error(
+        "accounts {first:?} and {second:?} are the same Dexcom login ({login} at {service}): list it once (two entries would keep two login gates for one Dexcom account and double its failed logins)"
+    )]
+    DuplicateLogin {
+        /// The first entry's name.
+        first: String,
+        /// The second entry's name.
+        second: String,
+        /// The login they share, as `username …` or `account ID …`.
+        login: String,
+        /// The Share base URL they share.
+        service: String,
+    },
     /// An unknown region.
     #[error("account {account:?}: {source}")]
     Region {

@@ -66,6 +66,10 @@ pub(super) fn accounts_from_file(
     }
     let single = file_accounts.len() == 1;
     let mut names = HashSet::new();
+    // (Share service, login) → the entry that has it: one Dexcom login listed twice would get
+    // two login gates and double its failed logins.
+    let mut logins: std::collections::HashMap<(String, String), String> =
+        std::collections::HashMap::new();
     let mut accounts = Vec::new();
     // Relative password files are next to the configuration file, as Prometheus resolves the
     // paths in prometheus.yml: under systemd that is the credentials directory, where the
@@ -82,6 +86,19 @@ pub(super) fn accounts_from_file(
         let account = validate_account(account, cli, env, single)?;
         if !names.insert(account.name.clone()) {
             return Err(ConfigError::DuplicateName { name: account.name });
+        }
+        let login = match &account.login {
+            crate::share::Login::Username(name) => format!("username {}", name.to_lowercase()),
+            crate::share::Login::AccountId(id) => format!("account ID {id}"),
+        };
+        let service = account.base_url.as_str().to_lowercase();
+        if let Some(first) = logins.insert((service.clone(), login.clone()), account.name.clone()) {
+            return Err(ConfigError::DuplicateLogin {
+                first,
+                second: account.name,
+                login,
+                service,
+            });
         }
         accounts.push(account);
     }

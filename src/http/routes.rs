@@ -1,5 +1,7 @@
-//! The exporter's HTTP endpoints: the landing page, the telemetry path, `/-/healthy` and
-//! `/-/ready`. Handlers only read: the registry is frozen and every value is an atomic, so a
+//! The exporter's HTTP endpoints: the landing page, the telemetry path, `/-/healthy`,
+//! `/-/ready` (once every account was polled or its login deferred: one held account does not
+//! hold a whole pod unready) and the history as OpenMetrics (`/api/v1/history`, for a backfill
+//! while the service runs). Handlers only read: the registry is frozen and every value is an atomic, so a
 //! scrape never waits for a poll.
 
 use std::sync::Arc;
@@ -10,6 +12,7 @@ use prometheus_client::registry::Registry;
 
 use super::serve::{HttpResponse, respond};
 use super::web_config::LiveWebConfig;
+use crate::backfill::{HISTORY_PATH, OPENMETRICS_CONTENT_TYPE, history_openmetrics};
 use crate::history::History;
 use crate::metrics::{self, Metrics};
 
@@ -21,6 +24,7 @@ pub struct ServerState {
     histories: Vec<Arc<History>>,
     telemetry_path: String,
     web: Arc<LiveWebConfig>,
+    external_labels: Vec<(String, String)>,
 }
 
 impl ServerState {
@@ -32,6 +36,7 @@ impl ServerState {
         histories: Vec<Arc<History>>,
         telemetry_path: String,
         web: Arc<LiveWebConfig>,
+        external_labels: Vec<(String, String)>,
     ) -> Self {
         ServerState {
             registry: metrics.registry(),
@@ -39,6 +44,7 @@ impl ServerState {
             histories,
             telemetry_path,
             web,
+            external_labels,
         }
     }
 }
@@ -70,8 +76,11 @@ pub async fn handle(state: Arc<ServerState>, request: Request<Incoming>) -> Http
 
 fn route(state: &ServerState, request: &Request<Incoming>) -> HttpResponse {
     let path = request.uri().path();
-    let known =
-        path == "/" || path == state.telemetry_path || path == "/-/healthy" || path == "/-/ready";
+    let known = path == "/"
+        || path == state.telemetry_path
+        || path == "/-/healthy"
+        || path == "/-/ready"
+        || path == HISTORY_PATH;
     if !known {
         return respond(404, "text/plain; charset=utf-8", "Not Found\n");
     }
@@ -92,6 +101,15 @@ fn route(state: &ServerState, request: &Request<Incoming>) -> HttpResponse {
         return response;
     }
     match path {
+        HISTORY_PATH => {
+            let text = history_openmetrics(&state.histories, &state.external_labels);
+            let mut response = respond(200, OPENMETRICS_CONTENT_TYPE, text);
+            response.headers_mut().insert(
+                hyper::header::CACHE_CONTROL,
+                hyper::header::HeaderValue::from_static("no-store"),
+            );
+            response
+        }
         "/-/healthy" => respond(200, "text/plain; charset=utf-8", "Healthy\n"),
         "/-/ready" => {
             let waiting = state
@@ -106,7 +124,9 @@ fn route(state: &ServerState, request: &Request<Incoming>) -> HttpResponse {
                 respond(
                     503,
                     "text/plain; charset=utf-8",
-                    format!("Not ready: waiting for the first poll of {waiting} account(s)\n"),
+                    format!(
+                        "Not ready: waiting for the first poll (or login deferral) of {waiting} account(s)\n"
+                    ),
                 )
             }
         }

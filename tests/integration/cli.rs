@@ -91,6 +91,16 @@ fn configuration_errors_exit_2_with_one_line() {
     )
     .unwrap();
     let dup = dup.to_str().unwrap();
+    let same_login = dir.join("same-login.yml");
+    std::fs::write(
+        &same_login,
+        format!(
+            "accounts:\n  - name: kid\n    username: Kid@Example.com\n    password_file: {pw}\n  - name: kid-again\n    username: kid@example.com\n    password_file: {pw}\n",
+            pw = password.display()
+        ),
+    )
+    .unwrap();
+    let same_login = same_login.to_str().unwrap();
     type Case<'a> = (Vec<&'a str>, Vec<(&'a str, &'a str)>, &'a str);
     let cases: Vec<Case> = vec![
         (vec![], vec![], "no Dexcom account configured"),
@@ -127,6 +137,11 @@ fn configuration_errors_exit_2_with_one_line() {
         ),
         (vec!["--config.file", dup], vec![], "two accounts are named"),
         (
+            vec!["--config.file", same_login],
+            vec![],
+            "accounts \"kid\" and \"kid-again\" are the same Dexcom login (username kid@example.com",
+        ),
+        (
             vec!["--web.listen-address", "localhost"],
             vec![],
             "--web.listen-address",
@@ -161,6 +176,71 @@ fn configuration_errors_exit_2_with_one_line() {
             "{args:?}: {stderr:?} should mention {expected:?}"
         );
     }
+    std::fs::remove_dir_all(dir).ok();
+}
+
+/// One process per state directory: a second exporter, and the backfill subcommand, refuse to
+/// start beside a running one (exit 3, naming its pid), which serves its history instead.
+#[tokio::test]
+async fn a_second_process_on_the_same_storage_path_is_refused_and_told_where_the_history_is() {
+    let dir = std::env::temp_dir().join(format!("cli-lock-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    let storage = dir.join("state");
+    // Share's address refuses connections: no password leaves, the exporter runs all the same.
+    let refused = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let base = format!("http://127.0.0.1:{refused}/ShareWebServices/Services/");
+    let args = |command: &mut Command| {
+        command
+            .args(["--dexcom.username", "kid", "--dexcom.base-url", &base])
+            .args(["--web.listen-address", "127.0.0.1:0"])
+            .arg("--storage.path")
+            .arg(&storage)
+            .env("DEXCOM_PASSWORD", "pw");
+    };
+    let mut first = exporter();
+    args(&mut first);
+    let mut first = start_logged(&mut first);
+    for subcommand in [None, Some("backfill")] {
+        let mut second = exporter();
+        if let Some(sub) = subcommand {
+            second.arg(sub);
+        }
+        args(&mut second);
+        let output = second.output().unwrap();
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert_eq!(output.status.code(), Some(3), "{subcommand:?}: {stderr}");
+        assert!(
+            stderr.contains("is in use by dexcom_exporter")
+                && stderr.contains(&format!("pid {}", first.child.id()))
+                && stderr.contains("/api/v1/history"),
+            "{subcommand:?}: {stderr}"
+        );
+    }
+    let (status, body) = crate::common::get(&format!("http://{}/api/v1/history", first.addr)).await;
+    assert_eq!(status, 200);
+    assert!(
+        body.contains("# TYPE dexcom_reading_glucose_mg_per_dl gauge") && body.ends_with("# EOF\n"),
+        "{body}"
+    );
+    sigterm(&first.child);
+    assert!(first.child.wait().unwrap().success());
+    let _ = first.stderr.read_to_string(&mut first.log);
+    // Once it has stopped, the directory is free again.
+    let mut after = exporter();
+    after.arg("backfill");
+    args(&mut after);
+    let output = after.output().unwrap();
+    assert_ne!(
+        output.status.code(),
+        Some(3),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
     std::fs::remove_dir_all(dir).ok();
 }
 
