@@ -87,6 +87,8 @@ pub enum RemoteWriteAuth {
         username: String,
         /// The password, from `password_file`.
         password: SecretString,
+        /// The file it was read from, read again when the receiver refuses the credentials.
+        password_file: PathBuf,
     },
     /// An `Authorization: <scheme> <credentials>` header.
     Authorization {
@@ -94,7 +96,43 @@ pub enum RemoteWriteAuth {
         scheme: String,
         /// The credentials, from `credentials_file`.
         credentials: SecretString,
+        /// The file they were read from, read again when the receiver refuses them.
+        credentials_file: PathBuf,
     },
+}
+
+impl RemoteWriteAuth {
+    /// The same authentication with the secret read again from its file (rotated by the
+    /// user or a secret manager while the exporter runs).
+    ///
+    /// # Errors
+    /// The file cannot be read or is empty (the caller keeps the old secret).
+    pub fn reread(&self, target: &str) -> Result<Self, ConfigError> {
+        Ok(match self {
+            RemoteWriteAuth::Basic {
+                username,
+                password_file,
+                ..
+            } => RemoteWriteAuth::Basic {
+                username: username.clone(),
+                password: read_secret(target, "basic_auth.password_file", password_file)?,
+                password_file: password_file.clone(),
+            },
+            RemoteWriteAuth::Authorization {
+                scheme,
+                credentials_file,
+                ..
+            } => RemoteWriteAuth::Authorization {
+                scheme: scheme.clone(),
+                credentials: read_secret(
+                    target,
+                    "authorization.credentials_file",
+                    credentials_file,
+                )?,
+                credentials_file: credentials_file.clone(),
+            },
+        })
+    }
 }
 
 /// TLS towards the receiver: PEM files already read, so a bad file stops the start.
@@ -251,6 +289,7 @@ pub(super) fn validate_target(file: FileRemoteWrite) -> Result<RemoteWriteTarget
             Some(RemoteWriteAuth::Basic {
                 username: basic.username,
                 password: read_secret(&target, "basic_auth.password_file", &path)?,
+                password_file: path,
             })
         }
         (None, Some(authorization)) => {
@@ -275,6 +314,7 @@ pub(super) fn validate_target(file: FileRemoteWrite) -> Result<RemoteWriteTarget
             Some(RemoteWriteAuth::Authorization {
                 scheme,
                 credentials: read_secret(&target, "authorization.credentials_file", &path)?,
+                credentials_file: path,
             })
         }
         (None, None) => None,

@@ -70,6 +70,8 @@ struct Families {
     rw_pending: Family<RemoteLabels, FloatGauge>,
     rw_bytes: Family<RemoteLabels, Counter>,
     rw_highest_sent: Family<RemoteLabels, FloatGauge>,
+    rw_unauthorized: Family<RemoteLabels, Counter>,
+    rw_expired: Family<RemoteLabels, Counter>,
     request_duration: DurationFamily,
     build_info: Family<BuildInfoLabels, FloatGauge>,
     clock_skew: FloatGauge,
@@ -94,6 +96,8 @@ impl Families {
             rw_pending: Family::default(),
             rw_bytes: Family::default(),
             rw_highest_sent: Family::default(),
+            rw_unauthorized: Family::default(),
+            rw_expired: Family::default(),
             request_duration: Family::new_with_constructor(duration_histogram),
             build_info: Family::default(),
             clock_skew: FloatGauge::default(),
@@ -287,7 +291,7 @@ impl Metrics {
         );
         registry.register(
             "dexcom_remote_storage_samples_failed",
-            "Samples the remote-write receiver refused for good (an HTTP 4xx other than 429); not sent again",
+            "Samples the remote-write receiver refused for good (an HTTP 4xx other than 401, 403 and 429); not sent again",
             f.rw_failed.clone(),
         );
         registry.register(
@@ -314,6 +318,16 @@ impl Metrics {
             "dexcom_remote_storage_queue_highest_sent_timestamp_seconds",
             "Sensor time of the newest reading the remote-write receiver acknowledged, in Unix seconds",
             f.rw_highest_sent.clone(),
+        );
+        registry.register(
+            "dexcom_remote_storage_requests_unauthorized",
+            "Remote-write requests the receiver refused for their credentials (HTTP 401, 403); the samples are held and sent again once it takes them",
+            f.rw_unauthorized.clone(),
+        );
+        registry.register(
+            "dexcom_remote_storage_samples_expired",
+            "Samples of readings that left the 24-hour history before the remote-write receiver took them: lost to it for good",
+            f.rw_expired.clone(),
         );
         registry.register(
             "dexcom_request_duration_seconds",

@@ -18,6 +18,8 @@ pub struct RemoteWriteMetrics {
     pending: FloatGauge,
     bytes: Counter,
     highest_sent: FloatGauge,
+    unauthorized: Counter,
+    expired: Counter,
 }
 
 impl RemoteWriteMetrics {
@@ -34,6 +36,8 @@ impl RemoteWriteMetrics {
             pending: families.rw_pending.get_or_create(&labels).clone(),
             bytes: families.rw_bytes.get_or_create(&labels).clone(),
             highest_sent: families.rw_highest_sent.get_or_create(&labels).clone(),
+            unauthorized: families.rw_unauthorized.get_or_create(&labels).clone(),
+            expired: families.rw_expired.get_or_create(&labels).clone(),
         }
     }
 
@@ -61,6 +65,16 @@ impl RemoteWriteMetrics {
     /// `samples` older than the receiver accepts, given up on.
     pub fn dropped(&self, samples: usize) {
         self.dropped.inc_by(samples as u64);
+    }
+
+    /// One request refused for its credentials (401, 403); its samples are held.
+    pub fn unauthorized(&self) {
+        self.unauthorized.inc();
+    }
+
+    /// `samples` that left the 24-hour history before the receiver took them.
+    pub fn expired(&self, samples: usize) {
+        self.expired.inc_by(samples as u64);
     }
 
     /// Samples waiting to be sent.

@@ -17,6 +17,23 @@ use crate::config::{RemoteWriteAuth, RemoteWriteTarget, RemoteWriteTls};
 /// The most of an error answer kept for the log.
 const MAX_DETAIL_CHARS: usize = 200;
 
+/// The most of any answer read: the rest is discarded unread, so a receiver (or a proxy in
+/// front of it) answering with a huge error page cannot cost memory.
+pub const MAX_ANSWER_BYTES: usize = 64 * 1024;
+
+/// Words receivers use for a sample they will never take again, whatever is retried:
+/// Prometheus ("too old sample", "out of bounds", "duplicate sample for timestamp") and Mimir
+/// ("out-of-order", "sample-timestamp-too-old", "out-of-bounds").
+const NEVER_AGAIN: [&str; 7] = [
+    "too old",
+    "too-old",
+    "out of bounds",
+    "out-of-bounds",
+    "out of order",
+    "out-of-order",
+    "duplicate sample for timestamp",
+];
+
 /// Why a request was not acknowledged; the sender acts on the variant.
 #[derive(Debug, thiserror::Error)]
 pub enum SendError {
@@ -38,7 +55,16 @@ pub enum SendError {
         /// The receiver's message.
         detail: String,
     },
-    /// Refused for good (any other 4xx: bad credentials, unknown tenant, wrong URL).
+    /// The receiver refused the credentials (401, 403): not a fault of the samples. They are
+    /// held and sent again with backoff, the credential files read again before each try.
+    #[error("HTTP {status}: {detail}")]
+    Unauthorized {
+        /// The status.
+        status: u16,
+        /// The receiver's message.
+        detail: String,
+    },
+    /// Refused for good (any other 4xx: unknown tenant, wrong URL, a malformed request).
     #[error("HTTP {status}: {detail}")]
     Refused {
         /// The status.
@@ -76,6 +102,8 @@ pub enum ClientError {
 pub struct WriteClient {
     http: reqwest::Client,
     target: RemoteWriteTarget,
+    /// The authentication in use: the target's, until the files are read again.
+    auth: std::sync::Mutex<Option<RemoteWriteAuth>>,
 }
 
 impl WriteClient {
@@ -102,7 +130,28 @@ impl WriteClient {
             .redirect(reqwest::redirect::Policy::none())
             .build()
             .map_err(|source| ClientError::Http { url, source })?;
-        Ok(WriteClient { http, target })
+        Ok(WriteClient {
+            http,
+            auth: std::sync::Mutex::new(target.auth.clone()),
+            target,
+        })
+    }
+
+    /// Reads the credential files again (after the receiver refused them); a file that
+    /// cannot be read now keeps the secret read before, and is logged.
+    pub fn reread_credentials(&self) {
+        let Ok(mut auth) = self.auth.lock() else {
+            return;
+        };
+        let Some(current) = auth.as_ref() else {
+            return;
+        };
+        match current.reread(&self.target.name) {
+            Ok(fresh) => *auth = Some(fresh),
+            Err(error) => {
+                tracing::warn!(remote_name = %self.target.name, %error, "cannot read the remote-write credentials again; keeping the ones read before");
+            }
+        }
     }
 
     /// The receiver.
@@ -136,13 +185,17 @@ impl WriteClient {
             .header("X-Prometheus-Remote-Write-Version", "0.1.0")
             .header(USER_AGENT, crate::share::USER_AGENT)
             .body(body);
-        match &self.target.auth {
-            Some(RemoteWriteAuth::Basic { username, password }) => {
+        let auth = self.auth.lock().ok().and_then(|a| a.clone());
+        match &auth {
+            Some(RemoteWriteAuth::Basic {
+                username, password, ..
+            }) => {
                 request = request.basic_auth(username, Some(password.expose_secret()));
             }
             Some(RemoteWriteAuth::Authorization {
                 scheme,
                 credentials,
+                ..
             }) => {
                 let mut value =
                     HeaderValue::from_str(&format!("{scheme} {}", credentials.expose_secret()))
@@ -156,7 +209,7 @@ impl WriteClient {
             }
             None => {}
         }
-        let response = request
+        let mut response = request
             .send()
             .await
             .map_err(|error| SendError::Recoverable {
@@ -173,7 +226,7 @@ impl WriteClient {
             .and_then(|v| v.to_str().ok())
             .and_then(|v| v.trim().parse::<u64>().ok())
             .map(Duration::from_secs);
-        let text = response.text().await.unwrap_or_default();
+        let text = read_capped(&mut response, MAX_ANSWER_BYTES).await;
         let detail: String = text
             .split_whitespace()
             .collect::<Vec<_>>()
@@ -182,11 +235,13 @@ impl WriteClient {
             .take(MAX_DETAIL_CHARS)
             .collect();
         let lower = detail.to_ascii_lowercase();
-        let too_old = ["too old", "out of bounds", "out of order"]
-            .iter()
-            .any(|s| lower.contains(s));
+        let too_old = NEVER_AGAIN.iter().any(|s| lower.contains(s));
         let code = status.as_u16();
         Err(match code {
+            401 | 403 => SendError::Unauthorized {
+                status: code,
+                detail,
+            },
             400 | 500 if too_old => SendError::TooOld {
                 status: code,
                 detail,
@@ -205,6 +260,22 @@ impl WriteClient {
             },
         })
     }
+}
+
+/// The first `cap` bytes of an answer's body as text; the rest is never read (the connection
+/// is dropped with it).
+async fn read_capped(response: &mut reqwest::Response, cap: usize) -> String {
+    let mut kept = Vec::new();
+    while kept.len() < cap {
+        match response.chunk().await {
+            Ok(Some(chunk)) => {
+                let room = cap - kept.len();
+                kept.extend_from_slice(&chunk[..chunk.len().min(room)]);
+            }
+            Ok(None) | Err(_) => break,
+        }
+    }
+    String::from_utf8_lossy(&kept).into_owned()
 }
 
 /// Whether the receiver's TLS alert says it wanted (another) client certificate.

@@ -9,7 +9,10 @@
 //! per episode. The addition: a receiver refuses a *whole* request when one sample in it is
 //! older than it accepts (Prometheus answers 500 "too old sample"), so such a request is split
 //! in halves until the samples it refuses stand alone; those are counted as dropped, the rest
-//! arrive.
+//! arrive. And one difference: a 401 or 403 is the credentials' fault, not the samples', so the
+//! readings are held and retried (backing off to [`MAX_UNAUTHORIZED_BACKOFF`], the credential
+//! files read again each time) and arrive once the receiver takes them, without a restart.
+//! Readings that leave the 24-hour history before any answer took them are counted as expired.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -37,6 +40,10 @@ pub const MIN_BACKOFF: Duration = Duration::from_millis(500);
 /// half a minute.
 pub const MAX_BACKOFF: Duration = Duration::from_secs(30);
 
+/// The longest pause after the receiver refused the credentials: someone has to fix them, and
+/// the readings are delivered within five minutes of the fix, without a restart.
+pub const MAX_UNAUTHORIZED_BACKOFF: Duration = Duration::from_secs(5 * 60);
+
 /// One account as the sender sees it.
 #[derive(Debug)]
 pub struct SenderAccount {
@@ -45,6 +52,9 @@ pub struct SenderAccount {
     /// Where its acknowledgements are kept, if there is a state directory.
     pub state: Option<Arc<AccountStateFile>>,
     acked: Acked,
+    /// The sensor times pending at the last look: one that has since left the history without
+    /// being acknowledged expired unsent (Share keeps 24 hours, so it is lost for good).
+    last_pending: Vec<i64>,
 }
 
 impl SenderAccount {
@@ -62,6 +72,7 @@ impl SenderAccount {
             history,
             state,
             acked,
+            last_pending: Vec::new(),
         }
     }
 }
@@ -100,6 +111,7 @@ impl Sender {
     /// Sends until `shutdown`, waking on `changed`.
     pub async fn run(mut self, changed: Arc<Notify>, shutdown: CancellationToken) {
         let mut backoff = MIN_BACKOFF;
+        let mut unauthorized_backoff = MIN_BACKOFF;
         loop {
             let notified = changed.notified();
             tokio::pin!(notified);
@@ -144,6 +156,7 @@ impl Sender {
                 match result {
                     Ok(()) => {
                         backoff = MIN_BACKOFF;
+                        unauthorized_backoff = MIN_BACKOFF;
                         self.recovered();
                         self.mark_done(&part, &mut touched);
                     }
@@ -165,6 +178,24 @@ impl Sender {
                             }
                             () = tokio::time::sleep(pause) => {}
                         }
+                    }
+                    Err(SendError::Unauthorized { status, detail }) => {
+                        self.metrics.unauthorized();
+                        if self.starts("unauthorized") {
+                            tracing::error!(remote_name = %self.client.target().name, url = %self.client.target().url, status, error = %detail, pending = part.len() * 2, "the remote-write receiver refuses the credentials; the readings are held and sent again (backing off to 5 minutes, credential files read again before each try) once it takes them: check basic_auth, authorization or the tenant headers");
+                        }
+                        let pause = unauthorized_backoff;
+                        unauthorized_backoff =
+                            (unauthorized_backoff * 2).min(MAX_UNAUTHORIZED_BACKOFF);
+                        work.push(part);
+                        tokio::select! {
+                            () = shutdown.cancelled() => {
+                                self.save(&touched).await;
+                                return;
+                            }
+                            () = tokio::time::sleep(pause) => {}
+                        }
+                        self.client.reread_credentials();
                     }
                     Err(SendError::TooOld { status, detail }) => {
                         tracing::debug!(status, %detail, readings = part.len(), "the receiver refused old samples; narrowing down which");
@@ -210,11 +241,27 @@ impl Sender {
         self.mark_done(part, touched);
     }
 
-    /// Every reading not yet done, account by account, oldest first.
-    fn pending(&self) -> Part {
+    /// Every reading not yet done, account by account, oldest first. Readings that were
+    /// pending at the last look and have left the history since expired unsent: counted (and
+    /// said once per episode), then done.
+    fn pending(&mut self) -> Part {
         let mut out = Vec::new();
-        for (index, account) in self.accounts.iter().enumerate() {
+        let mut expired = 0;
+        for (index, account) in self.accounts.iter_mut().enumerate() {
             let held = account.history.snapshot();
+            let gone: Vec<i64> = account
+                .last_pending
+                .iter()
+                .copied()
+                .filter(|t| {
+                    !account.acked.is_done(*t)
+                        && held.binary_search_by(|r| t.cmp(&r.timestamp_ms)).is_err()
+                })
+                .collect();
+            if !gone.is_empty() {
+                expired += gone.len();
+                account.acked.mark(gone);
+            }
             let start = out.len();
             out.extend(
                 held.iter()
@@ -222,6 +269,11 @@ impl Sender {
                     .map(|r| (index, *r)),
             );
             out[start..].reverse();
+            account.last_pending = out[start..].iter().map(|(_, r)| r.timestamp_ms).collect();
+        }
+        if expired > 0 {
+            self.metrics.expired(expired * 2);
+            tracing::error!(remote_name = %self.client.target().name, readings = expired, "readings left the 24-hour history before the remote-write receiver took them: they are lost to it (Share keeps only 24 hours); counted in dexcom_remote_storage_samples_expired_total");
         }
         out
     }
@@ -308,7 +360,8 @@ impl Sender {
     }
 
     fn recovered(&mut self) {
-        if self.failing.take() == Some("recoverable") {
+        if matches!(self.failing, Some("recoverable" | "unauthorized")) {
+            self.failing = None;
             tracing::info!(remote_name = %self.client.target().name, "the remote-write receiver takes samples again");
         }
     }

@@ -159,6 +159,8 @@ fn alerts_have_the_contracted_names_and_severities() {
             "DexcomExporterDown",
             "DexcomNoGlucoseValue",
             "DexcomShareClockSkew",
+            "DexcomRemoteWriteRefused",
+            "DexcomRemoteWriteReadingsExpired",
             "Watchdog",
             "AlertmanagerNotificationsFailing",
         ]

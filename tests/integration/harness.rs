@@ -88,6 +88,11 @@ impl TestApp {
         TestApp { sim, exporter, dir }
     }
 
+    /// The scratch directory the exporter's files were written to.
+    pub fn dir_path(&self) -> &Path {
+        self.dir.path()
+    }
+
     /// A URL on the exporter.
     pub fn url(&self, path: &str) -> String {
         self.exporter.url(path)
