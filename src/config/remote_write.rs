@@ -507,6 +507,7 @@ mod tests {
             Some(RemoteWriteAuth::Authorization {
                 scheme,
                 credentials,
+                ..
             }) => {
                 assert_eq!(scheme, "Bearer");
                 assert_eq!(
