@@ -65,6 +65,18 @@ impl History {
         self.readings.load().first().copied()
     }
 
+    /// Whether a reading at another sensor time than `timestamp_ms` but within `window_ms`
+    /// of it is held: `timestamp_ms` would be that reading uploaded again.
+    pub fn holds_near(&self, timestamp_ms: i64, window_ms: i64) -> bool {
+        let readings = self.readings.load();
+        // Newest first: the readings in [t - window, t + window] are a contiguous run.
+        let start = readings.partition_point(|r| r.timestamp_ms > timestamp_ms + window_ms);
+        readings[start..]
+            .iter()
+            .take_while(|r| r.timestamp_ms >= timestamp_ms - window_ms)
+            .any(|r| r.timestamp_ms != timestamp_ms)
+    }
+
     /// The readings with a sensor time after `after_ms`, oldest first.
     pub fn after(&self, after_ms: i64) -> Vec<Reading> {
         let readings = self.readings.load();

@@ -32,6 +32,10 @@ const HOLE_WINDOW: Duration = Duration::from_secs(3 * 60 * 60);
 /// larger: holes never cost Share an extra request.
 const HOLE_RECHECK_POLLS: u32 = 6;
 
+/// Two readings closer than this share of the interval are one reading uploaded twice (an
+/// Apple Watch uploading beside the phone sends each a few seconds apart).
+const REPEAT_SHARE: u32 = 5;
+
 /// The number of future-dated sensor times remembered, so each is counted once.
 const FUTURE_MEMORY: usize = 12;
 
@@ -121,6 +125,12 @@ pub struct AccountPoller {
     history: Arc<History>,
     /// Successful polls since a read last covered a hole in the history.
     polls_since_hole_check: u32,
+    /// Whether Share has served readings twice (a few seconds apart): reads then ask for twice
+    /// the rows, so a day still fits in one read.
+    repeats_uploads: bool,
+    /// The day read came back full before reaching 24 hours back (repeated uploads used up
+    /// its rows): the next read is a day read again, with the rows to cover it.
+    day_incomplete: bool,
 }
 
 impl AccountPoller {
@@ -165,6 +175,8 @@ impl AccountPoller {
             counted_future: std::collections::VecDeque::new(),
             history,
             polls_since_hole_check: 0,
+            repeats_uploads: false,
+            day_incomplete: false,
         }
     }
 
@@ -173,9 +185,17 @@ impl AccountPoller {
     /// outage or a phone's backlog is filled by the one read that ends it), widened now and
     /// then to a recent hole. A poll on time asks for two or three rows.
     fn read_size(&self, now_ms: i64) -> (u32, u32) {
+        let rows_per_reading = if self.repeats_uploads { 2 } else { 1 };
+        let day = (
+            crate::share::MAX_MINUTES,
+            crate::share::MAX_COUNT * rows_per_reading,
+        );
         let Some(newest) = self.history.newest() else {
-            return (crate::share::MAX_MINUTES, crate::share::MAX_COUNT);
+            return day;
         };
+        if self.day_incomplete {
+            return day;
+        }
         let mut since = newest.timestamp_ms;
         if self.polls_since_hole_check >= HOLE_RECHECK_POLLS {
             let window_start = now_ms.saturating_sub(duration_ms(HOLE_WINDOW));
@@ -192,8 +212,10 @@ impl AccountPoller {
         (
             clamp(minutes, crate::share::MAX_MINUTES),
             clamp(
-                readings.saturating_add(u64::from(READ_SLACK)),
-                crate::share::MAX_COUNT,
+                readings
+                    .saturating_add(u64::from(READ_SLACK))
+                    .saturating_mul(u64::from(rows_per_reading)),
+                crate::share::MAX_COUNT * rows_per_reading,
             ),
         )
     }
@@ -253,6 +275,7 @@ impl AccountPoller {
                 let covered_from = self.covered_from(&read, minutes, max_count);
                 let rows = read.batch.readings.len() + read.batch.rejected.len();
                 let readings = self.accept(read);
+                let readings = self.without_repeats(readings, minutes, max_count, rows);
                 self.remember(&readings, covered_from);
                 self.metrics
                     .set_polled_status(self.read_status(rows, readings.len()));
@@ -312,6 +335,45 @@ impl AccountPoller {
         } else {
             AccountStatus::Ok
         }
+    }
+
+    /// `readings` (newest first) without the second uploads of a reading: one reading counts
+    /// once in the history, the delta and everything pushed. Learns that the account repeats
+    /// uploads, and whether a day read fell short of 24 hours because of it.
+    fn without_repeats(
+        &mut self,
+        readings: Vec<Reading>,
+        minutes: u32,
+        max_count: u32,
+        rows: usize,
+    ) -> Vec<Reading> {
+        let window_ms = duration_ms(self.interval / REPEAT_SHARE);
+        let history = &self.history;
+        let kept =
+            drop_repeated_uploads(&readings, window_ms, |t| history.holds_near(t, window_ms));
+        let repeated = readings.len() - kept.len();
+        if repeated > 0 && !self.repeats_uploads {
+            self.repeats_uploads = true;
+            tracing::info!(
+                account = self.metrics.name(),
+                repeated,
+                "Share has readings uploaded twice a few seconds apart (an Apple Watch beside the phone?): each is counted once, and reads ask for twice the rows"
+            );
+        }
+        if minutes == crate::share::MAX_MINUTES {
+            let full = rows >= usize::try_from(max_count).unwrap_or(usize::MAX);
+            let reaches_back = kept.last().is_some_and(|oldest| {
+                oldest.timestamp_ms
+                    <= self
+                        .clock
+                        .now_ms()
+                        .saturating_sub(duration_ms(crate::history::RETENTION))
+                        .saturating_add(2 * duration_ms(self.interval))
+            });
+            self.day_incomplete =
+                full && !reaches_back && max_count < crate::share::MAX_ROWS && repeated > 0;
+        }
+        kept
     }
 
     /// Publishes why the gate holds the password (or that it does not).
@@ -464,11 +526,11 @@ impl AccountPoller {
     }
 
     fn publish(&self, newest: Reading, previous: Option<Reading>) {
-        if self
-            .metrics
-            .latest()
-            .is_some_and(|l| l.reading.timestamp_ms >= newest.timestamp_ms)
-        {
+        let repeat_ms = duration_ms(self.interval / REPEAT_SHARE);
+        if self.metrics.latest().is_some_and(|l| {
+            l.reading.timestamp_ms >= newest.timestamp_ms
+                || newest.timestamp_ms - l.reading.timestamp_ms <= repeat_ms
+        }) {
             return;
         }
         let interval_ms = i64::try_from(self.interval.as_millis()).unwrap_or(i64::MAX);
@@ -529,6 +591,27 @@ impl AccountPoller {
     }
 }
 
+/// `readings` (newest first) without second uploads: going from the oldest, a reading within
+/// `window_ms` after one kept, or near one already held elsewhere (`held_near`, at another
+/// time), is the same reading uploaded again. The first upload is the one kept.
+pub(crate) fn drop_repeated_uploads(
+    readings: &[Reading],
+    window_ms: i64,
+    held_near: impl Fn(i64) -> bool,
+) -> Vec<Reading> {
+    let mut kept: Vec<Reading> = Vec::with_capacity(readings.len());
+    for reading in readings.iter().rev() {
+        let repeats_kept = kept
+            .last()
+            .is_some_and(|k| reading.timestamp_ms - k.timestamp_ms <= window_ms);
+        if !repeats_kept && !held_near(reading.timestamp_ms) {
+            kept.push(*reading);
+        }
+    }
+    kept.reverse();
+    kept
+}
+
 /// The metric's word for why the gate holds the password.
 fn hold_reason(after: Option<FailureKind>) -> HoldReason {
     match after {
@@ -545,4 +628,51 @@ fn duration_ms(d: Duration) -> i64 {
 
 fn round_ms(d: Duration) -> Duration {
     Duration::from_millis(d.as_millis() as u64)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::share::Trend;
+
+    const MIN: i64 = 60_000;
+
+    fn at(ms: i64, mg: u16) -> Reading {
+        Reading {
+            timestamp_ms: ms,
+            utc_offset_minutes: None,
+            mg_per_dl: mg,
+            trend: Trend::Flat,
+        }
+    }
+
+    #[test]
+    fn a_reading_uploaded_twice_seconds_apart_counts_once_and_the_first_upload_stays() {
+        // Newest first: each reading also 4 s later.
+        let readings = [
+            at(10 * MIN + 4000, 120),
+            at(10 * MIN, 120),
+            at(5 * MIN + 4000, 110),
+            at(5 * MIN, 110),
+        ];
+        let kept = drop_repeated_uploads(&readings, MIN, |_| false);
+        let times: Vec<i64> = kept.iter().map(|r| r.timestamp_ms).collect();
+        assert_eq!(times, vec![10 * MIN, 5 * MIN]);
+    }
+
+    #[test]
+    fn a_second_upload_of_a_reading_already_held_is_dropped_but_the_held_one_is_not() {
+        let held = [5 * MIN];
+        let near = |t: i64| held.iter().any(|h| *h != t && (h - t).abs() <= MIN);
+        let readings = [at(10 * MIN, 120), at(5 * MIN + 3000, 110), at(5 * MIN, 110)];
+        let kept = drop_repeated_uploads(&readings, MIN, near);
+        let times: Vec<i64> = kept.iter().map(|r| r.timestamp_ms).collect();
+        assert_eq!(times, vec![10 * MIN, 5 * MIN]);
+    }
+
+    #[test]
+    fn readings_an_interval_apart_are_all_kept() {
+        let readings: Vec<Reading> = (0..12).rev().map(|k| at(k * 5 * MIN, 100)).collect();
+        assert_eq!(drop_repeated_uploads(&readings, MIN, |_| false), readings);
+    }
 }

@@ -20,7 +20,7 @@ use super::error::{ShareError, redact_excerpt};
 use super::gate::{GateState, GateStore, LoginGate};
 use super::model::{Reading, WireBatch, parse_wire_readings};
 use super::region::Endpoint;
-use super::{MAX_COUNT, MAX_MINUTES};
+use super::{MAX_MINUTES, MAX_ROWS};
 use crate::clock::{Clock, SystemClock, from_unix_ms};
 
 /// The largest answer read from Share: a full day of readings is about 30 KiB.
@@ -204,7 +204,7 @@ impl ShareClient {
     ///
     /// # Errors
     /// [`ShareError::InvalidRequest`] for `minutes` outside 1–1440 or `max_count` outside
-    /// 1–288 (nothing is sent); otherwise whatever the exchange produced, classified.
+    /// 1–576 (nothing is sent); otherwise whatever the exchange produced, classified.
     pub async fn latest_readings(
         &mut self,
         minutes: u32,
@@ -229,9 +229,9 @@ impl ShareClient {
                 detail: format!("minutes must be 1–{MAX_MINUTES}, got {minutes}"),
             });
         }
-        if !(1..=MAX_COUNT).contains(&max_count) {
+        if !(1..=MAX_ROWS).contains(&max_count) {
             return Err(ShareError::InvalidRequest {
-                detail: format!("maxCount must be 1–{MAX_COUNT}, got {max_count}"),
+                detail: format!("maxCount must be 1–{MAX_ROWS}, got {max_count}"),
             });
         }
         let fresh_session = self.session_id.is_none();

@@ -31,3 +31,6 @@ pub use region::{Endpoint, InvalidRegion, NIL_UUID, Region};
 pub const MAX_MINUTES: u32 = 1440;
 /// Largest `maxCount` the readings endpoint serves (24 hours at the 5-minute cadence).
 pub const MAX_COUNT: u32 = 288;
+/// Largest `maxCount` asked for: a day of readings that each reached Share twice (an Apple
+/// Watch uploading beside the phone). Share serves what it has; other clients ask as much.
+pub const MAX_ROWS: u32 = 2 * MAX_COUNT;

@@ -594,10 +594,19 @@ impl Simulator {
             if visible.is_some_and(|at| at <= now)
                 && !self.in_gap(account, reading.sensor_ms, &gaps)
             {
+                if self.accounts[account].spec.repeated_uploads {
+                    let offset = (self.interval_ms() / 10).min(4000);
+                    out.push(ServedReading {
+                        sensor_ms: reading.sensor_ms + offset,
+                        visible_ms: reading.visible_ms + offset,
+                        ..reading
+                    });
+                }
                 out.push(reading);
             }
             k -= 1;
         }
+        out.truncate(max_count);
         out
     }
 }

@@ -312,6 +312,10 @@ pub struct AccountSpec {
     /// of the real one: e.g. `01:30` makes an overnight low arrive soon after start.
     #[serde(default)]
     pub day_starts_at: Option<String>,
+    /// Every reading reaches Share twice, the second copy a few seconds later (a tenth of the
+    /// interval, at most 4 s), as with an Apple Watch uploading directly beside the phone.
+    #[serde(default)]
+    pub repeated_uploads: bool,
 }
 
 fn yes() -> bool {
@@ -335,6 +339,7 @@ impl AccountSpec {
             profile: GlucoseProfile::Typical,
             utc_offset: default_offset(),
             day_starts_at: None,
+            repeated_uploads: false,
         }
     }
 

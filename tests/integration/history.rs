@@ -157,3 +157,47 @@ async fn backlog_reaches_the_history(backlog_lag: Duration) {
     assert!(backfilled >= 8.0, "{backfilled} readings backfilled");
     app.stop().await;
 }
+
+/// A phone and an Apple Watch both upload every reading, seconds apart: each reading counts
+/// once in the history (and so in everything pushed), the delta stays (the previous reading is
+/// one interval back, not the repeat), and the day after a start is read in full (288
+/// readings) although Share's rows hold each twice.
+#[tokio::test]
+async fn readings_uploaded_twice_count_once_and_the_day_is_still_read_in_full() {
+    let interval = Duration::from_millis(500);
+    let mut options = crate::harness::AppOptions::new(interval, &[]);
+    options.scenario.accounts[0].repeated_uploads = true;
+    let app = TestApp::start_with(options).await;
+    let history = app.exporter.histories[0].clone();
+    wait_until(Duration::from_secs(15), "a full day in the history", || {
+        history.snapshot().len() >= 288
+    })
+    .await;
+    let held = history.snapshot();
+    for pair in held.windows(2) {
+        let gap = pair[0].timestamp_ms - pair[1].timestamp_ms;
+        assert!(gap >= 250, "two readings {gap} ms apart in the history");
+    }
+    let log = app.sim.simulator.read_log(USERNAME);
+    eprintln!(
+        "{} readings held after {} reads; last read {:?}",
+        held.len(),
+        log.reads,
+        log.last_read
+    );
+    let scrape = app
+        .scrape_until(Duration::from_secs(10), |s| {
+            sample(s, "dexcom_glucose_delta_mg_per_dl", ACCOUNT).map(|_| s.to_owned())
+        })
+        .await;
+    // The value shown is the first upload's sensor time, a whole interval after the last.
+    let shown = sample(&scrape, "dexcom_glucose_reading_timestamp_seconds", ACCOUNT).unwrap();
+    let newest = history.newest().unwrap();
+    assert!(
+        (shown * 1000.0 - newest.timestamp_ms as f64).abs() < 1.0
+            || shown * 1000.0 < newest.timestamp_ms as f64,
+        "shown {shown}, newest held {}",
+        newest.timestamp_ms
+    );
+    app.stop().await;
+}

@@ -473,7 +473,7 @@ async fn legacy_wire_format_reads_the_same_values() {
 async fn out_of_range_parameters_are_refused_before_sending() {
     let sim = start(scenario(FIVE_MINUTES)).await;
     let mut client = client(&sim, USERNAME, PASSWORD);
-    for (minutes, max_count) in [(0, 1), (1441, 1), (10, 0), (10, 289)] {
+    for (minutes, max_count) in [(0, 1), (1441, 1), (10, 0), (10, 577)] {
         let err = client
             .latest_readings(minutes, max_count)
             .await
