@@ -66,6 +66,10 @@ pub struct TestApp {
     /// The exporter.
     pub exporter: RunningExporter,
     dir: ScratchDir,
+    /// What the exporter was started with, to start it again the same way.
+    args: Vec<String>,
+    env: Vec<(&'static str, String)>,
+    clock: Arc<dyn Clock>,
 }
 
 impl TestApp {
@@ -82,10 +86,47 @@ impl TestApp {
             sim.simulator.inject(fault, endpoint, times);
         }
         let args = (options.args)(&sim.base_url(), dir.path());
-        let args: Vec<&str> = args.iter().map(String::as_str).collect();
         let clock = options.exporter_clock.unwrap_or(options.clock);
-        let exporter = spawn_exporter_with_clock(&args, &options.env, clock).await;
-        TestApp { sim, exporter, dir }
+        let exporter = {
+            let args: Vec<&str> = args.iter().map(String::as_str).collect();
+            spawn_exporter_with_clock(&args, &options.env, clock.clone()).await
+        };
+        TestApp {
+            sim,
+            exporter,
+            dir,
+            args,
+            env: options.env.0,
+            clock,
+        }
+    }
+
+    /// Stops the exporter (waiting for every task) and starts it again with the same flags,
+    /// environment, clock and files (so the same state directory): a restart, a reboot, an
+    /// upgrade. The simulator keeps running.
+    pub async fn restart(self) -> Self {
+        let TestApp {
+            sim,
+            exporter,
+            dir,
+            args,
+            env,
+            clock,
+        } = self;
+        // Stopped first: the state directory has one holder at a time.
+        exporter.stop().await;
+        let exporter = {
+            let args: Vec<&str> = args.iter().map(String::as_str).collect();
+            spawn_exporter_with_clock(&args, &TestEnv(env.clone()), clock.clone()).await
+        };
+        TestApp {
+            sim,
+            exporter,
+            dir,
+            args,
+            env,
+            clock,
+        }
     }
 
     /// The scratch directory the exporter's files were written to.
@@ -119,7 +160,9 @@ impl TestApp {
 
     /// Stops the exporter (waiting for every task) and then the simulator.
     pub async fn stop(self) {
-        let TestApp { sim, exporter, dir } = self;
+        let TestApp {
+            sim, exporter, dir, ..
+        } = self;
         exporter.stop().await;
         sim.stop().await;
         drop(dir);

@@ -11,6 +11,7 @@ mod cli;
 mod deploy;
 mod deployment;
 mod exporter;
+mod fault_matrix;
 mod history;
 mod kubernetes;
 mod landing;
