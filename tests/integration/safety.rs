@@ -426,3 +426,85 @@ fn a_password_file_other_users_can_read_is_warned_about() {
     );
     assert!(!config_with_mode(0o600).contains("chmod"));
 }
+
+/// An exporter killed while its login is in flight (an OOM kill, a crash loop), three times:
+/// the attempt was saved before the password left, so the next runs count it and hold the
+/// password back. One wrong password reaches Share, not three.
+#[tokio::test]
+async fn an_exporter_killed_mid_login_three_times_sends_the_password_once() {
+    use std::io::{BufRead, BufReader};
+    let state = ScratchDir::new();
+    let sim = start(scenario(FIVE_MINUTES)).await;
+    // Share answers the login only after a long pause: the process is killed before it does.
+    sim.simulator.inject(
+        Fault::Slow(Duration::from_secs(120)),
+        Some(Endpoint::Authenticate),
+        100,
+    );
+    let base = sim.base_url();
+    let storage = state.path().join("state");
+    let mut logs = Vec::new();
+    for run in 1..=3 {
+        let child = std::process::Command::new(env!("CARGO_BIN_EXE_dexcom_exporter"))
+            .args(["--dexcom.username", USERNAME, "--dexcom.base-url", &base])
+            .args(["--web.listen-address", "127.0.0.1:0", "--log.level", "info"])
+            .arg("--storage.path")
+            .arg(&storage)
+            .env("DEXCOM_PASSWORD", "a-wrong-password")
+            .env_remove("DEXCOM_EXPORTER_CONFIG_FILE")
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        let mut child = crate::common::KillOnDrop(child);
+        let stderr = child.0.stderr.take().unwrap();
+        let (lines, seen) = std::sync::mpsc::channel::<String>();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                let _ = lines.send(line);
+            }
+        });
+        let mut log = String::new();
+        let deadline = std::time::Instant::now() + 10 * SECOND;
+        // Run 1 gets as far as sending the password; the later ones say the gate holds it.
+        loop {
+            if run == 1 && sim.simulator.request_counts(USERNAME).authenticate == 1 {
+                break;
+            }
+            // The simulator runs on this test's runtime: wait without blocking it.
+            tokio::time::sleep(Duration::from_millis(20)).await;
+            let mut held = false;
+            while let Ok(line) = seen.try_recv() {
+                held |= line.contains("login held until");
+                log.push_str(&line);
+                log.push('\n');
+            }
+            if run > 1 && held {
+                break;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "run {run} did not get there:\n{log}"
+            );
+        }
+        // SIGKILL: no chance to record anything.
+        child.0.kill().unwrap();
+        child.0.wait().unwrap();
+        logs.push(log);
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    assert_eq!(
+        sim.simulator.request_counts(USERNAME).authenticate,
+        1,
+        "one password left in three runs"
+    );
+    for log in &logs[1..] {
+        assert!(
+            log.contains("WARN")
+                && log.contains(
+                    "after a login of a password Share never accepted ended without an answer"
+                ),
+            "{log}"
+        );
+    }
+    sim.stop().await;
+}
