@@ -207,8 +207,8 @@ impl Exporter {
                     SenderAccount::new(history.clone(), state.clone(), &target.name)
                 })
                 .collect();
-            let metrics = metrics.remote_write(&target.name, target.url.as_str());
-            tracing::info!(remote_name = %target.name, url = %target.url, "remote write on: every reading is pushed at its sensor time");
+            let metrics = metrics.remote_write(&target.name, &target.shown_url());
+            tracing::info!(remote_name = %target.name, url = %target.shown_url(), "remote write on: every reading is pushed at its sensor time");
             senders.push(Sender::new(
                 WriteClient::new(target.clone())?,
                 metrics,

@@ -347,6 +347,8 @@ mod tests {
             ..GateState::default()
         };
         state.account("kid@example.com").save(&gate);
+        // The next run: this one lets go of the directory first.
+        drop(state);
         let again = StateDir::open(&dir).unwrap().account("kid@example.com");
         assert_eq!(again.load(), Some(gate));
         assert!(

@@ -193,7 +193,7 @@ impl Config {
         for target in &remote_write {
             if !names.insert(target.name.as_str()) {
                 return Err(ConfigError::RemoteWrite {
-                    target: target.url.to_string(),
+                    target: target.shown_url(),
                     problem: format!(
                         "two receivers are named {:?}: give each a distinct `name`",
                         target.name

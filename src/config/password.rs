@@ -70,6 +70,36 @@ fn read_password_file(account: &str, path: &Path) -> Result<String, ConfigError>
     })
 }
 
+/// Whether a file of `mode`, owned by group `gid`, can be read by someone other than this
+/// process's user and groups (`groups`): world-readable, or readable by a group this process
+/// is not in. A group of its own may read it: Kubernetes makes secret files `0440` owned by the
+/// pod's `fsGroup`, which only the pod's own user is in.
+fn readable_by_others(mode: u32, gid: u32, groups: &[u32]) -> bool {
+    mode & 0o004 != 0 || (mode & 0o040 != 0 && !groups.contains(&gid))
+}
+
+/// This process's effective and supplementary group IDs (Linux: from `/proc/self/status`; none
+/// elsewhere, so every group-readable file is warned about).
+fn own_groups() -> Vec<u32> {
+    let Ok(status) = std::fs::read_to_string("/proc/self/status") else {
+        return Vec::new();
+    };
+    let mut groups = Vec::new();
+    for line in status.lines() {
+        if let Some(ids) = line.strip_prefix("Gid:") {
+            // real, effective, saved, filesystem: the effective one decides.
+            groups.extend(
+                ids.split_whitespace()
+                    .nth(1)
+                    .and_then(|g| g.parse::<u32>().ok()),
+            );
+        } else if let Some(ids) = line.strip_prefix("Groups:") {
+            groups.extend(ids.split_whitespace().filter_map(|g| g.parse::<u32>().ok()));
+        }
+    }
+    groups
+}
+
 /// Reads another credential file (remote write's `password_file`, `credentials_file`) with
 /// the same bounds and warning; the error is a phrase to put after the file's name.
 pub(super) fn read_secret_file(path: &Path) -> Result<String, String> {
@@ -95,7 +125,11 @@ fn read_bounded(path: &Path) -> Result<String, SecretFileError> {
         return Err(SecretFileError::TooLarge(meta.len()));
     }
     let mode = meta.permissions().mode();
-    if mode & 0o044 != 0 {
+    if readable_by_others(
+        mode,
+        std::os::unix::fs::MetadataExt::gid(&meta),
+        &own_groups(),
+    ) {
         tracing::warn!(
             path = %path.display(),
             mode = format!("{:o}", mode & 0o777),
@@ -108,4 +142,29 @@ fn read_bounded(path: &Path) -> Result<String, SecretFileError> {
         .read_to_string(&mut text)
         .map_err(SecretFileError::Io)?;
     Ok(text)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_a_file_others_can_read_is_warned_about() {
+        let pod_group = 65532;
+        let groups = [pod_group];
+        assert!(!readable_by_others(0o400, pod_group, &groups));
+        assert!(!readable_by_others(0o600, 0, &groups));
+        assert!(
+            !readable_by_others(0o440, pod_group, &groups),
+            "fsGroup: the pod's own group"
+        );
+        assert!(readable_by_others(0o440, 100, &groups), "another group");
+        assert!(readable_by_others(0o444, pod_group, &groups), "everyone");
+        assert!(readable_by_others(0o644, 0, &groups));
+    }
+
+    #[test]
+    fn this_process_knows_its_groups() {
+        assert!(!own_groups().is_empty());
+    }
 }

@@ -182,11 +182,43 @@ pub struct RemoteWriteTarget {
     pub tls: RemoteWriteTls,
 }
 
+impl RemoteWriteTarget {
+    /// The URL as labels, logs and errors show it: a query's values may be credentials (some
+    /// hosted receivers document `?api_key=…`), so each is `<redacted>`; the names stay, so a
+    /// person can still tell which URL it is.
+    pub fn shown_url(&self) -> String {
+        redacted_url(&self.url)
+    }
+}
+
+/// `url` with every query value replaced by `<redacted>` (and no user info, which is refused
+/// anyway, nor fragment).
+pub fn redacted_url(url: &reqwest::Url) -> String {
+    let mut shown = url.clone();
+    let _ = shown.set_username("");
+    let _ = shown.set_password(None);
+    shown.set_fragment(None);
+    let Some(query) = url.query().filter(|q| !q.is_empty()) else {
+        shown.set_query(None);
+        return shown.to_string();
+    };
+    let redacted: Vec<String> = query
+        .split('&')
+        .map(|pair| match pair.split_once('=') {
+            Some((name, _)) => format!("{name}=<redacted>"),
+            None if pair.is_empty() => String::new(),
+            None => format!("{pair}=<redacted>"),
+        })
+        .collect();
+    shown.set_query(None);
+    format!("{shown}?{}", redacted.join("&"))
+}
+
 impl std::fmt::Debug for RemoteWriteTarget {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("RemoteWriteTarget")
             .field("name", &self.name)
-            .field("url", &self.url.as_str())
+            .field("url", &self.shown_url())
             .field("timeout", &self.timeout)
             .field("headers", &self.headers.keys().collect::<Vec<_>>())
             .field("auth", &self.auth)
@@ -454,6 +486,19 @@ mod tests {
         assert_eq!(t.timeout, Duration::from_secs(5));
         assert!(t.headers["x-scope-orgid"].is_sensitive());
         let t = parse("url: https://mimir.example/api/v1/push\nname: mimir\n").unwrap();
+        let keyed =
+            parse("url: https://hosted.example/api/v1/write?api_key=s3cret-key&tenant=t1\n")
+                .unwrap();
+        assert_eq!(
+            keyed.shown_url(),
+            "https://hosted.example/api/v1/write?api_key=<redacted>&tenant=<redacted>"
+        );
+        assert!(!format!("{keyed:?}").contains("s3cret-key"));
+        assert_eq!(
+            keyed.url.query(),
+            Some("api_key=s3cret-key&tenant=t1"),
+            "still sent"
+        );
         assert_eq!(t.name, "mimir");
         assert_eq!(t.timeout, DEFAULT_REMOTE_TIMEOUT);
     }

@@ -20,7 +20,9 @@ const CACHE_ENTRIES: usize = 256;
 /// Basic authentication against bcrypt hashes, as the exporter toolkit does it:
 /// - results are remembered by a keyed hash of the whole `Authorization` header (never the
 ///   header itself), failures as well as successes, so repeating a wrong password costs a lookup,
-///   not a bcrypt verify;
+///   not a bcrypt verify; successes are kept apart, so a flood of distinct wrong passwords (which
+///   starts the failures' memory over) never makes Prometheus's accepted scrape verify again
+///   and queue behind the flood;
 /// - verifies run one at a time, off the async workers, so forty bad requests cannot burn forty
 ///   cores' worth of bcrypt at once;
 /// - an unknown user is checked against a dummy hash of the same cost, so the answer takes as
@@ -31,6 +33,8 @@ pub struct BasicAuth {
     /// A hash of a random password at the users' highest cost, for unknown users.
     dummy: String,
     remembered: ArcSwap<HashMap<u64, bool>>,
+    /// Headers that were accepted: only right passwords get here, so failures never evict them.
+    accepted: ArcSwap<HashMap<u64, bool>>,
     keys: RandomState,
     verifying: tokio::sync::Mutex<()>,
     verifies: std::sync::atomic::AtomicU64,
@@ -49,6 +53,7 @@ impl BasicAuth {
             users,
             dummy,
             remembered: ArcSwap::from_pointee(HashMap::new()),
+            accepted: ArcSwap::from_pointee(HashMap::new()),
             keys: RandomState::new(),
             verifying: tokio::sync::Mutex::new(()),
             verifies: std::sync::atomic::AtomicU64::new(0),
@@ -66,6 +71,9 @@ impl BasicAuth {
             return false;
         };
         let fingerprint = self.keys.hash_one(header);
+        if self.accepted.load().contains_key(&fingerprint) {
+            return true;
+        }
         if let Some(known) = self.remembered.load().get(&fingerprint) {
             return *known;
         }
@@ -74,6 +82,9 @@ impl BasicAuth {
         };
         let _turn = self.verifying.lock().await;
         // Another request may have verified the same header while this one waited.
+        if self.accepted.load().contains_key(&fingerprint) {
+            return true;
+        }
         if let Some(known) = self.remembered.load().get(&fingerprint) {
             return *known;
         }
@@ -89,7 +100,8 @@ impl BasicAuth {
                 .await
                 .unwrap_or(false)
                 && known_user;
-        self.remembered.rcu(|map| {
+        let memory = if ok { &self.accepted } else { &self.remembered };
+        memory.rcu(|map| {
             let mut map = if map.len() >= CACHE_ENTRIES {
                 HashMap::new()
             } else {
@@ -176,5 +188,19 @@ mod tests {
                 .await;
         }
         assert!(auth.remembered.load().len() <= CACHE_ENTRIES);
+    }
+
+    #[tokio::test]
+    async fn a_flood_of_wrong_passwords_does_not_make_the_right_one_verify_again() {
+        let auth = auth();
+        assert!(auth.allows(Some(&header("prometheus", "s3cret"))).await);
+        for i in 0..(2 * CACHE_ENTRIES) {
+            let _ = auth
+                .allows(Some(&header("prometheus", &format!("guess{i}"))))
+                .await;
+        }
+        let before = auth.verifies();
+        assert!(auth.allows(Some(&header("prometheus", "s3cret"))).await);
+        assert_eq!(auth.verifies(), before, "still remembered");
     }
 }

@@ -405,6 +405,42 @@ mod tests {
     }
 
     #[test]
+    fn an_account_without_a_value_says_why_in_words() {
+        use crate::clock::{Clock, ManualClock};
+        let clock = ManualClock::now_system();
+        let metrics = Metrics::new(
+            [
+                ("held".to_owned(), Thresholds::default()),
+                ("off".to_owned(), Thresholds::default()),
+            ],
+            Duration::from_secs(1200),
+            clock.clone(),
+        );
+        let now = clock.now_ms();
+        let held = &metrics.accounts()[0];
+        held.set_polled_status(AccountStatus::LoginHeld);
+        held.set_hold(HoldReason::AuthFailed, now + 29 * 60_000);
+        let off = &metrics.accounts()[1];
+        off.set_polled_status(AccountStatus::NoReadings);
+        off.poll_succeeded(clock.now());
+        let histories = [
+            std::sync::Arc::new(History::new("held", Default::default())),
+            std::sync::Arc::new(History::new("off", Default::default())),
+        ];
+        let page = render(&metrics, &histories, "/metrics");
+        assert!(
+            page.contains("No value: login held back to protect the Dexcom account from a lockout after Share rejected the password"),
+            "{page}"
+        );
+        assert!(
+            page.contains(
+                "No value: Share has no readings: check that sharing is on and a follower is set up"
+            ),
+            "{page}"
+        );
+    }
+
+    #[test]
     fn labels_are_escaped_everywhere_and_sentinels_are_words() {
         let page = page_with(
             "<img src=x onerror=alert(1)>&\"",

@@ -86,8 +86,25 @@ struct ClientSlot {
     addr: IpAddr,
 }
 
+/// Whose connection this is, for the per-client cap: an IPv4 address, or an IPv6 address's
+/// /64 (one host holds a whole /64, so counting addresses would let it open a cap per
+/// address). An IPv4 address mapped into IPv6 counts as itself.
+fn client_key(addr: IpAddr) -> IpAddr {
+    match addr {
+        IpAddr::V4(v4) => IpAddr::V4(v4),
+        IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
+            Some(v4) => IpAddr::V4(v4),
+            None => {
+                let prefix = u128::from(v6) & !((1u128 << 64) - 1);
+                IpAddr::V6(std::net::Ipv6Addr::from(prefix))
+            }
+        },
+    }
+}
+
 impl PerClient {
     fn take(self: &Arc<Self>, addr: IpAddr, limit: usize) -> Option<ClientSlot> {
+        let addr = client_key(addr);
         let mut open = self.0.lock().ok()?;
         let count = open.entry(addr).or_default();
         if *count >= limit {
@@ -224,4 +241,44 @@ pub fn respond(status: u16, content_type: &'static str, body: impl Into<Bytes>) 
         hyper::header::HeaderValue::from_static(content_type),
     );
     response
+}
+
+#[cfg(test)]
+mod client_keys {
+    use super::*;
+
+    #[test]
+    fn an_ipv6_client_is_its_64_and_an_ipv4_one_its_address() {
+        let key = |text: &str| client_key(text.parse().unwrap());
+        assert_eq!(
+            key("2001:db8:1:2:aaaa::1"),
+            key("2001:db8:1:2:ffff:ffff:ffff:ffff")
+        );
+        assert_ne!(key("2001:db8:1:2::1"), key("2001:db8:1:3::1"));
+        assert_eq!(key("2001:db8:1:2::1").to_string(), "2001:db8:1:2::");
+        assert_ne!(key("192.0.2.1"), key("192.0.2.2"));
+        assert_eq!(key("::ffff:192.0.2.1"), key("192.0.2.1"));
+    }
+
+    #[test]
+    fn the_cap_counts_a_64_as_one_client() {
+        let clients = Arc::new(PerClient::default());
+        let mut slots = Vec::new();
+        for i in 0..4u16 {
+            let addr = IpAddr::V6(std::net::Ipv6Addr::new(0x2001, 0xdb8, 0, 7, i, 0, 0, 1));
+            slots.push(clients.take(addr, 4).expect("under the cap"));
+        }
+        let fifth = IpAddr::V6(std::net::Ipv6Addr::new(0x2001, 0xdb8, 0, 7, 99, 0, 0, 1));
+        assert!(
+            clients.take(fifth, 4).is_none(),
+            "a fifth address of the same /64"
+        );
+        let other = IpAddr::V6(std::net::Ipv6Addr::new(0x2001, 0xdb8, 0, 8, 0, 0, 0, 1));
+        assert!(
+            clients.take(other, 4).is_some(),
+            "another /64 is another client"
+        );
+        drop(slots);
+        assert!(clients.take(fifth, 4).is_some(), "freed when they close");
+    }
 }

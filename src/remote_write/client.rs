@@ -112,7 +112,7 @@ impl WriteClient {
     /// # Errors
     /// [`ClientError`] when the TLS settings or the HTTP client cannot be built.
     pub fn new(target: RemoteWriteTarget) -> Result<Self, ClientError> {
-        let url = target.url.to_string();
+        let url = target.shown_url();
         let tls = tls_config(&target.tls).map_err(|source| ClientError::Tls {
             url: url.clone(),
             source,
@@ -209,13 +209,14 @@ impl WriteClient {
             }
             None => {}
         }
-        let mut response = request
-            .send()
-            .await
-            .map_err(|error| SendError::Recoverable {
+        let mut response = request.send().await.map_err(|error| {
+            // The URL's query may hold a credential: never in a message.
+            let error = error.without_url();
+            SendError::Recoverable {
                 detail: self.with_hint(&error, describe(&error)),
                 retry_after: None,
-            })?;
+            }
+        })?;
         let status = response.status();
         if status.is_success() {
             return Ok(());

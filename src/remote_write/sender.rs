@@ -166,7 +166,7 @@ impl Sender {
                     }) => {
                         self.metrics.retried(part.len() * 2);
                         if self.starts("recoverable") {
-                            tracing::warn!(remote_name = %self.client.target().name, url = %self.client.target().url, error = %detail, pending = part.len() * 2, "remote write failed; retrying with backoff until the receiver takes the samples (nothing is dropped)");
+                            tracing::warn!(remote_name = %self.client.target().name, url = %self.client.target().shown_url(), error = %detail, pending = part.len() * 2, "remote write failed; retrying with backoff until the receiver takes the samples (nothing is dropped)");
                         }
                         let pause = retry_after.unwrap_or(backoff).min(MAX_BACKOFF * 10);
                         backoff = (backoff * 2).min(MAX_BACKOFF);
@@ -182,7 +182,7 @@ impl Sender {
                     Err(SendError::Unauthorized { status, detail }) => {
                         self.metrics.unauthorized();
                         if self.starts("unauthorized") {
-                            tracing::error!(remote_name = %self.client.target().name, url = %self.client.target().url, status, error = %detail, pending = part.len() * 2, "the remote-write receiver refuses the credentials; the readings are held and sent again (backing off to 5 minutes, credential files read again before each try) once it takes them: check basic_auth, authorization or the tenant headers");
+                            tracing::error!(remote_name = %self.client.target().name, url = %self.client.target().shown_url(), status, error = %detail, pending = part.len() * 2, "the remote-write receiver refuses the credentials; the readings are held and sent again (backing off to 5 minutes, credential files read again before each try) once it takes them: check basic_auth, authorization or the tenant headers");
                         }
                         let pause = unauthorized_backoff;
                         unauthorized_backoff =
@@ -222,7 +222,7 @@ impl Sender {
                     Err(SendError::Refused { status, detail }) => {
                         self.metrics.failed(part.len() * 2);
                         if self.starts("refused") {
-                            tracing::error!(remote_name = %self.client.target().name, url = %self.client.target().url, status, error = %detail, "the remote-write receiver refused samples; they are not sent again (check the URL, credentials and tenant headers)");
+                            tracing::error!(remote_name = %self.client.target().name, url = %self.client.target().shown_url(), status, error = %detail, "the remote-write receiver refused samples; they are not sent again (check the URL, credentials and tenant headers)");
                         }
                         self.mark_done(&part, &mut touched);
                     }

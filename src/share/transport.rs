@@ -139,14 +139,16 @@ impl ShareClient {
         }
         let text = self.scrub(&String::from_utf8_lossy(&answer.bytes));
         match serde_json::from_str::<Fault>(&text) {
+            // Decoded text is scrubbed again: a JSON escape (`\/`, `\u0070`) hides the password
+            // from the scrub of the raw answer and gives it back in clear once decoded.
             Ok(Fault {
                 code: Some(code),
                 message,
             }) => ShareError::from_fault(
                 endpoint,
                 answer.status.as_u16(),
-                &code,
-                message.as_deref().unwrap_or(""),
+                &self.scrub(&code),
+                &self.scrub(message.as_deref().unwrap_or("")),
             ),
             _ if answer.status == reqwest::StatusCode::NOT_FOUND => ShareError::Server {
                 endpoint,
@@ -187,19 +189,10 @@ impl ShareClient {
         }
     }
 
-    /// `text` with the password (raw and JSON-escaped) replaced.
+    /// `text` with the password replaced in every form: raw, JSON-escaped as we would escape
+    /// it, and inside any JSON string literal however that literal escapes it.
     pub(super) fn scrub(&self, text: &str) -> String {
-        let password = self.settings.password.expose_secret();
-        if password.is_empty() {
-            return text.to_owned();
-        }
-        let escaped = serde_json::to_string(password).unwrap_or_default();
-        let escaped = escaped.trim_matches('"');
-        let mut out = text.replace(password, "<password>");
-        if !escaped.is_empty() && escaped != password {
-            out = out.replace(escaped, "<password>");
-        }
-        out
+        scrub_password(text, self.settings.password.expose_secret())
     }
 
     fn transport_error(&self, endpoint: Endpoint, error: reqwest::Error) -> ShareError {
@@ -213,11 +206,62 @@ impl ShareClient {
         } else {
             ShareError::Connection {
                 endpoint,
-                cause: crate::error_chain::explain(&error),
+                cause: self.scrub(&crate::error_chain::explain(&error)),
                 source: error,
             }
         }
     }
+}
+
+/// `text` with `password` replaced by `<password>`: raw, as `serde_json` escapes it, and in
+/// every JSON string literal whose decoded value holds it (any escape: `\/`, `\u0070`,
+/// surrogate pairs), the literal then written back with the password replaced.
+pub(crate) fn scrub_password(text: &str, password: &str) -> String {
+    if password.is_empty() {
+        return text.to_owned();
+    }
+    let mut out = String::with_capacity(text.len());
+    let mut rest = text;
+    while let Some(start) = rest.find('"') {
+        out.push_str(&rest[..start]);
+        let literal = &rest[start..];
+        let Some(end) = string_literal_end(literal) else {
+            out.push_str(literal);
+            rest = "";
+            break;
+        };
+        let segment = &literal[..=end];
+        match serde_json::from_str::<String>(segment) {
+            Ok(decoded) if decoded.contains(password) => {
+                let clean = decoded.replace(password, "<password>");
+                out.push_str(&serde_json::to_string(&clean).unwrap_or_default());
+            }
+            _ => out.push_str(segment),
+        }
+        rest = &literal[end + 1..];
+    }
+    out.push_str(rest);
+    let mut out = out.replace(password, "<password>");
+    let escaped = serde_json::to_string(password).unwrap_or_default();
+    let escaped = escaped.trim_matches('"');
+    if !escaped.is_empty() && escaped != password {
+        out = out.replace(escaped, "<password>");
+    }
+    out
+}
+
+/// The byte index of the closing quote of the JSON string literal `text` starts with.
+fn string_literal_end(text: &str) -> Option<usize> {
+    let mut escaped = false;
+    for (i, c) in text.char_indices().skip(1) {
+        match c {
+            _ if escaped => escaped = false,
+            '\\' => escaped = true,
+            '"' => return Some(i),
+            _ => {}
+        }
+    }
+    None
 }
 
 /// `Retry-After` as delay-seconds; an HTTP date is turned into the time left until then.
@@ -231,6 +275,59 @@ fn parse_retry_after(value: &str) -> Option<Duration> {
         when.duration_since(std::time::SystemTime::now())
             .unwrap_or(Duration::ZERO),
     )
+}
+
+#[cfg(test)]
+mod scrub_tests {
+    use super::scrub_password;
+
+    #[test]
+    fn the_password_is_scrubbed_in_every_json_escape_and_raw() {
+        for password in [
+            "pa/ss-kit-77",
+            "qu\"ote\\back",
+            "grün-ß-密码",
+            "a/b\"c\\d-é",
+        ] {
+            let json = serde_json::to_string(password).unwrap();
+            let inner = json.trim_matches('"');
+            // Every character as \uXXXX (surrogate pairs beyond the BMP), and `/` as `\/`.
+            let unicode: String = password
+                .encode_utf16()
+                .map(|u| format!("\\u{u:04x}"))
+                .collect();
+            let slashed = inner.replace('/', "\\/");
+            for body in [
+                format!(
+                    r#"{{"Code":"SSO_InternalError","Message":"Authentication failed for password {slashed}"}}"#
+                ),
+                format!(r#"{{"Code":"X","Message":"echo \"{unicode}\" here"}}"#),
+                format!("<html>raw {password} and json {inner}</html>"),
+            ] {
+                let scrubbed = scrub_password(&body, password);
+                assert!(!scrubbed.contains(password), "{scrubbed}");
+                assert!(
+                    !scrubbed.contains(&unicode) && !scrubbed.contains(&slashed),
+                    "{scrubbed}"
+                );
+                assert!(scrubbed.contains("<password>"), "{body} -> {scrubbed}");
+                // Decoding what is left never gives the password back either.
+                if let Ok(value) = serde_json::from_str::<serde_json::Value>(&scrubbed) {
+                    assert!(!value.to_string().contains(password));
+                    for field in ["Code", "Message"] {
+                        let text = value[field].as_str().unwrap_or_default();
+                        assert!(!text.contains(password), "{text}");
+                    }
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn text_without_the_password_is_left_as_it_is() {
+        let body = r#"{"Code":"SessionIdNotFound","Message":"no \"session\" here"} tail"#;
+        assert_eq!(scrub_password(body, "hunter22"), body);
+    }
 }
 
 #[cfg(test)]

@@ -154,3 +154,107 @@ fn the_prometheus_rule_is_made_from_alerts_yml_and_checks() {
     );
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// The NetworkPolicy lets in only Prometheus from one named namespace (not a pod labelled like
+/// it anywhere) and lets out only DNS, HTTPS and the in-cluster receiver's port; the values to
+/// adapt are written once (YAML anchors) and named in the comment above.
+#[test]
+fn the_network_policy_admits_prometheus_of_one_namespace_and_lets_out_only_what_is_needed() {
+    let docs = yaml("deploy/kubernetes/dexcom-exporter.yaml");
+    let policy = docs.iter().find(|d| d["kind"] == "NetworkPolicy").unwrap();
+    let spec = &policy["spec"];
+    assert_eq!(
+        spec["policyTypes"],
+        serde_json::json!(["Ingress", "Egress"])
+    );
+    for from in spec["ingress"][0]["from"].as_array().unwrap() {
+        let namespaces = &from["namespaceSelector"]["matchLabels"];
+        assert!(
+            namespaces["kubernetes.io/metadata.name"].is_string(),
+            "a named namespace, not any: {from}"
+        );
+        assert!(from["podSelector"]["matchLabels"].is_object());
+    }
+    let egress = spec["egress"].as_array().unwrap();
+    let ports: Vec<i64> = egress
+        .iter()
+        .flat_map(|rule| rule["ports"].as_array().unwrap().iter())
+        .map(|p| p["port"].as_i64().unwrap())
+        .collect();
+    for needed in [53, 443, 8080] {
+        assert!(
+            ports.contains(&needed),
+            "egress to port {needed}: {ports:?}"
+        );
+    }
+    // The in-cluster receiver is reached in the same namespace Prometheus scrapes from.
+    let receiver = egress
+        .iter()
+        .find(|rule| rule["ports"][0]["port"] == 8080)
+        .unwrap();
+    assert_eq!(
+        receiver["to"][0]["namespaceSelector"]["matchLabels"],
+        spec["ingress"][0]["from"][0]["namespaceSelector"]["matchLabels"]
+    );
+    let text =
+        std::fs::read_to_string(repo().join("deploy/kubernetes/dexcom-exporter.yaml")).unwrap();
+    assert_eq!(
+        text.matches("kubernetes.io/metadata.name: monitoring")
+            .count(),
+        1,
+        "the namespace is written once"
+    );
+}
+
+/// Kubernetes mounts the Secret with `defaultMode` plus group read for the pod's `fsGroup`;
+/// the exporter must not warn about a file only the pod's own user and group can read (it
+/// would on every start), and still warn about one everyone can read.
+#[test]
+fn the_secrets_file_mode_under_fs_group_draws_no_warning() {
+    use std::os::unix::fs::PermissionsExt;
+    let docs = yaml("deploy/kubernetes/dexcom-exporter.yaml");
+    let set = docs.iter().find(|d| d["kind"] == "StatefulSet").unwrap();
+    let pod = &set["spec"]["template"]["spec"];
+    assert_eq!(
+        pod["securityContext"]["fsGroup"], pod["securityContext"]["runAsGroup"],
+        "the fsGroup is the pod's own group"
+    );
+    assert!(
+        pod["volumes"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|v| v["secret"]["defaultMode"].is_number())
+    );
+    // As Kubernetes reads it (YAML 1.1: a leading 0 is octal), from the file's text.
+    let text =
+        std::fs::read_to_string(repo().join("deploy/kubernetes/dexcom-exporter.yaml")).unwrap();
+    let written = text
+        .lines()
+        .find_map(|l| l.trim().strip_prefix("defaultMode:"))
+        .unwrap()
+        .trim();
+    let default_mode = u32::from_str_radix(written.trim_start_matches("0o"), 8).unwrap();
+    assert_eq!(default_mode, 0o400, "{written}");
+    // As the kubelet leaves it: group-readable, owned by the fsGroup (here: our own group).
+    let mounted = default_mode | 0o040;
+    let dir = crate::harness::ScratchDir::new();
+    let path = dir.path().join("camper-001");
+    std::fs::write(&path, "secret\n").unwrap();
+    let warns = |mode: u32| {
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(mode)).unwrap();
+        let (_guard, logs) = crate::common::capture_logs();
+        let cli = <dexcom_exporter::config::Cli as clap::Parser>::try_parse_from([
+            "dexcom_exporter",
+            "--dexcom.username",
+            "a",
+            "--dexcom.password-file",
+            path.to_str().unwrap(),
+        ])
+        .unwrap();
+        dexcom_exporter::config::Config::from_cli(cli, &crate::common::TestEnv(vec![])).unwrap();
+        logs.text().contains("can be read by other users")
+    };
+    assert!(!warns(mounted), "mode {mounted:o} under fsGroup");
+    assert!(warns(0o444), "a world-readable file is still warned about");
+}

@@ -598,3 +598,34 @@ async fn a_receiver_that_never_answers_does_not_hold_the_shutdown() {
     );
     held.abort();
 }
+
+/// A credential in the receiver URL's query (`?api_key=…`, as some hosted receivers document
+/// it) is sent, but is in no label, log line or error: its values show as `<redacted>`.
+#[tokio::test]
+async fn a_key_in_the_url_query_is_sent_but_never_shown() {
+    let (_guard, logs) = capture_logs();
+    let receiver = receiver(Box::new(|_, index| {
+        if index == 0 {
+            (503, "warming up".into())
+        } else {
+            (204, String::new())
+        }
+    }))
+    .await;
+    let url = format!("{}?api_key=s3cret-key-9&tenant=home", receiver.url);
+    let app = TestApp::start(Duration::from_millis(500), &["--remote-write.url", &url]).await;
+    wait_until(Duration::from_secs(10), "a request taken", || {
+        receiver.received.lock().unwrap().len() >= 2
+    })
+    .await;
+    let scrape = app.scrape().await;
+    assert!(!scrape.contains("s3cret-key-9"), "{scrape}");
+    assert!(
+        scrape.contains("?api_key=<redacted>&tenant=<redacted>\""),
+        "the url label names the keys: {scrape}"
+    );
+    let text = logs.text();
+    assert!(text.contains("api_key=<redacted>"), "{text}");
+    assert!(!text.contains("s3cret-key-9"), "{text}");
+    app.stop().await;
+}

@@ -544,3 +544,41 @@ async fn a_base_url_without_the_share_path_says_so() {
     );
     sim.stop().await;
 }
+
+/// A Share (or a proxy) that echoes the password in its error, escaped as JSON may escape it
+/// (`\/`, `\uXXXX`): the password is in no error text, however it was escaped, for passwords
+/// holding `/`, `"`, `\` and characters beyond ASCII.
+#[tokio::test]
+async fn an_echoed_password_is_scrubbed_however_json_escapes_it() {
+    for password in ["pa/ss-kit-77", "qu\"o\\te/ü", "密码/ß\\\"x"] {
+        let mut spec = scenario(FIVE_MINUTES);
+        spec.accounts[0].password = password.to_owned();
+        let sim = start(spec).await;
+        let json = serde_json::to_string(password).unwrap();
+        let slashed = json.trim_matches('"').replace('/', "\\/");
+        let unicode: String = password
+            .encode_utf16()
+            .map(|u| format!("\\u{u:04x}"))
+            .collect();
+        for echoed in [slashed, unicode] {
+            sim.simulator.inject(
+                Fault::Raw {
+                    status: 500,
+                    content_type: "application/json",
+                    body: format!(
+                        r#"{{"Code":"SSO_InternalError","Message":"Authentication failed for password {echoed}"}}"#
+                    ),
+                },
+                Some(Endpoint::Authenticate),
+                1,
+            );
+            let mut client = client(&sim, USERNAME, password);
+            let error = client.latest_readings(10, 1).await.unwrap_err();
+            for text in [error.to_string(), format!("{error:?}")] {
+                assert!(!text.contains(password), "{password:?} in {text}");
+                assert!(!text.contains(&echoed), "{echoed:?} in {text}");
+            }
+        }
+        sim.stop().await;
+    }
+}

@@ -177,7 +177,20 @@ impl Instance {
             &storage,
         ])
         .unwrap();
-        let config = Config::from_cli(cli, &Env(password)).unwrap();
+        // A killed instance's tasks are dropped on the runtime's threads as it goes down; the
+        // state directory's lock goes with them, as the kernel drops a killed process's lock.
+        let mut tries = 0;
+        let config = loop {
+            match Config::from_cli(cli.clone(), &Env(password)) {
+                Err(dexcom_exporter::config::ConfigError::Storage(
+                    dexcom_exporter::state::StateError::Locked { .. },
+                )) if tries < 500 => {
+                    tries += 1;
+                    std::thread::sleep(std::time::Duration::from_millis(10));
+                }
+                other => break other.unwrap(),
+            }
+        };
         let addr = runtime.block_on(async move {
             let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
             let exporter = Exporter::with_listener(config, listener, clock)

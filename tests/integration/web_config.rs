@@ -177,3 +177,89 @@ fn bad_web_config_exits_2_with_one_line() {
     }
     std::fs::remove_dir_all(dir).ok();
 }
+
+/// 300 distinct wrong passwords, 8 at a time (each one a bcrypt verify, run one at a time),
+/// must not slow Prometheus's accepted scrape: its result is remembered, so it never queues
+/// behind the verifies. The bound is relative to this run's own verify time: a scrape that
+/// queued behind the eight requests in flight would wait eight verifies.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn wrong_passwords_in_bulk_do_not_slow_the_accepted_scrape() {
+    let dir = crate::harness::ScratchDir::new();
+    let hash = bcrypt::hash("scrape-secret", 7).unwrap();
+    std::fs::write(
+        dir.path().join("web.yml"),
+        format!("basic_auth_users:\n  prometheus: '{hash}'\n"),
+    )
+    .unwrap();
+    let (sim, exporter) = start_with_web_config(&dir.path().join("web.yml")).await;
+    let url = format!("http://{}/metrics", exporter.addr);
+    let client = reqwest::Client::new();
+    let scrape = |client: reqwest::Client, url: String| async move {
+        let started = std::time::Instant::now();
+        let response = client
+            .get(&url)
+            .basic_auth("prometheus", Some("scrape-secret"))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status().as_u16(), 200);
+        started.elapsed()
+    };
+    // The first accepted scrape pays its verify; later ones are remembered.
+    scrape(client.clone(), url.clone()).await;
+
+    let storm_started = std::time::Instant::now();
+    let storm = {
+        let (client, url) = (client.clone(), url.clone());
+        tokio::spawn(async move {
+            let limit = std::sync::Arc::new(tokio::sync::Semaphore::new(8));
+            let mut tasks = tokio::task::JoinSet::new();
+            for i in 0..300 {
+                let permit = limit.clone().acquire_owned().await.unwrap();
+                let (client, url) = (client.clone(), url.clone());
+                tasks.spawn(async move {
+                    let status = client
+                        .get(&url)
+                        .basic_auth("prometheus", Some(format!("wrong-{i}")))
+                        .send()
+                        .await
+                        .unwrap()
+                        .status()
+                        .as_u16();
+                    drop(permit);
+                    status
+                });
+            }
+            let mut refused = 0;
+            while let Some(status) = tasks.join_next().await {
+                refused += usize::from(status.unwrap() == 401);
+            }
+            refused
+        })
+    };
+    let mut accepted = Vec::new();
+    while !storm.is_finished() {
+        accepted.push(scrape(client.clone(), url.clone()).await);
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(storm.await.unwrap(), 300, "every wrong password refused");
+    let per_verify = storm_started.elapsed() / 300;
+    let slowest = accepted.iter().max().copied().unwrap();
+    eprintln!(
+        "{} accepted scrapes during 300 wrong passwords ({:?} per verify): slowest {slowest:?}",
+        accepted.len(),
+        per_verify
+    );
+    assert!(
+        accepted.len() >= 10,
+        "scrapes kept going: {}",
+        accepted.len()
+    );
+    assert!(
+        slowest < per_verify * 8,
+        "an accepted scrape took {slowest:?}, as long as the eight verifies in flight ({:?})",
+        per_verify * 8
+    );
+    exporter.stop().await;
+    sim.stop().await;
+}
