@@ -12,9 +12,7 @@ use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
 pub use account::{AccountPoller, FUTURE_TOLERANCE, latest_allowed_ms};
-pub use schedule::{
-    AUTH_FAILURE_BACKOFF, LOCKOUT_BACKOFF, MAX_BACKOFF, PollOutcome, Schedule, first_poll_delay,
-};
+pub use schedule::{MAX_BACKOFF, PollOutcome, Schedule, first_poll_delay};
 
 /// How many accounts may talk to Share at the same moment.
 pub const MAX_CONCURRENT_POLLS: usize = 8;

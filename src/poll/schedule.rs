@@ -8,8 +8,10 @@
 //! [`TARGET_MISS_RATE`] of first tries miss. Everything is a fraction of the interval, so the
 //! schedule behaves identically at 5 minutes or at an accelerated 20 seconds.
 //!
-//! Failures never poll faster: credential failures wait at least 30 minutes (Dexcom locks
-//! accounts after repeated bad logins), a lockout at least an hour, everything else backs off
+//! Failures never poll faster. How long a credential failure (a rejected password, a lockout)
+//! waits is not decided here: the login gate (`share/gate.rs`) is the one owner of every wait
+//! before the password may leave again, and the poller sleeps until it opens; this schedule
+//! only never comes back sooner than an interval. Everything else backs off
 //! exponentially with jitter up to one interval, and `Retry-After` is honoured.
 
 use std::time::Duration;
@@ -33,10 +35,6 @@ const RETRY_STEPS: [f64; 6] = [0.02, 0.03, 0.05, 0.08, 0.12, 0.20];
 const RETRY_WINDOW: f64 = 0.5;
 /// First backoff for transient errors, as a fraction of the interval.
 const ERROR_BACKOFF_BASE: f64 = 0.02;
-/// Minimum wait after Share rejected the credentials.
-pub const AUTH_FAILURE_BACKOFF: Duration = Duration::from_secs(30 * 60);
-/// Minimum wait after Share locked the account.
-pub const LOCKOUT_BACKOFF: Duration = Duration::from_secs(60 * 60);
 /// Longest wait of any backoff.
 pub const MAX_BACKOFF: Duration = Duration::from_secs(6 * 60 * 60);
 
@@ -71,8 +69,6 @@ pub struct Schedule {
     /// Reads made so far for the reading expected next (0 before the first try).
     attempts: u32,
     transient_failures: u32,
-    credential_failures: u32,
-    lockouts: u32,
     rng: fastrand::Rng,
 }
 
@@ -86,8 +82,6 @@ impl Schedule {
             grace_ms: INITIAL_GRACE * interval_ms,
             attempts: 0,
             transient_failures: 0,
-            credential_failures: 0,
-            lockouts: 0,
             rng: fastrand::Rng::with_seed(seed),
         }
     }
@@ -108,8 +102,6 @@ impl Schedule {
         match outcome {
             PollOutcome::Success { newest_ms } => {
                 self.transient_failures = 0;
-                self.credential_failures = 0;
-                self.lockouts = 0;
                 // An aligned read is never more than an interval and the grace away. A reading
                 // dated ahead of our clock (this host's clock behind, as on a Raspberry Pi
                 // without a real-time clock before NTP syncs) would otherwise put the next
@@ -188,13 +180,10 @@ impl Schedule {
 
     fn after_failure(&mut self, reason: ErrorReason, retry_after: Option<Duration>) -> Duration {
         match reason {
-            ErrorReason::AuthFailed => {
-                self.credential_failures += 1;
-                self.jittered(grow(AUTH_FAILURE_BACKOFF, self.credential_failures))
-            }
-            ErrorReason::LockedOut => {
-                self.lockouts += 1;
-                self.jittered(grow(LOCKOUT_BACKOFF, self.lockouts))
+            // The gate holds the password (29 minutes and up, an hour after a lockout); the
+            // poller sleeps until it opens. Never sooner than an interval from here.
+            ErrorReason::AuthFailed | ErrorReason::LockedOut => {
+                self.jittered(Duration::from_secs_f64(self.interval_ms / 1000.0))
             }
             _ => {
                 self.transient_failures += 1;
@@ -339,29 +328,15 @@ mod tests {
     }
 
     #[test]
-    fn wrong_password_never_retries_within_29_minutes_and_rarely_in_a_day() {
+    fn a_credential_failure_never_comes_back_sooner_than_an_interval() {
+        // How much later is the gate's to say (tests in share/gate.rs): no second ladder here.
         let mut s = Schedule::new(Duration::from_secs(300), 1);
-        let mut now = 0;
-        let mut attempts = vec![0];
-        while now < 24 * 60 * MINUTE {
-            now = s.next_poll(fail(ErrorReason::AuthFailed), now);
-            if now < 24 * 60 * MINUTE {
-                attempts.push(now);
+        for reason in [ErrorReason::AuthFailed, ErrorReason::LockedOut] {
+            for _ in 0..5 {
+                let next = s.next_poll(fail(reason), 0);
+                assert!((5 * MINUTE..=5 * MINUTE + 30_000).contains(&next), "{next}");
             }
         }
-        assert!(attempts[1] >= 30 * MINUTE, "{attempts:?}");
-        assert!(
-            attempts.len() <= 8,
-            "{} attempts in 24 h: {attempts:?}",
-            attempts.len()
-        );
-    }
-
-    #[test]
-    fn lockout_waits_at_least_an_hour() {
-        let mut s = Schedule::new(Duration::from_secs(300), 1);
-        let next = s.next_poll(fail(ErrorReason::LockedOut), 0);
-        assert!(next >= 60 * MINUTE);
     }
 
     #[test]

@@ -6,8 +6,8 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use dexcom_exporter::clock::{Clock, ManualClock, Sleep};
-use dexcom_exporter::poll::{AUTH_FAILURE_BACKOFF, LOCKOUT_BACKOFF};
 use dexcom_exporter::share::Endpoint;
+use dexcom_exporter::share::gate::{LOCKOUT_WAIT, STRICT_WAIT};
 use dexcom_exporter::simulator::{AccountSpec, Fault, RequestCounts};
 
 use crate::common::{CapturedLogs, PASSWORD, TestEnv, USERNAME, capture_logs, get, sample};
@@ -212,7 +212,7 @@ async fn wrong_password_is_reported_and_never_retried_quickly() {
     assert_eq!(sample(&scrape, "dexcom_up", ACCOUNT), Some(0.0));
     assert_eq!(sample(&scrape, "dexcom_glucose_mg_per_dl", ACCOUNT), None);
     let wait = poller_wait(&clock).await;
-    assert!(wait >= AUTH_FAILURE_BACKOFF, "next login in {wait:?}");
+    assert!(wait >= STRICT_WAIT, "next login in {wait:?}");
     // A second short of the backoff: still exactly one login attempt, and still serving.
     clock.advance(wait - SECOND);
     assert_eq!(poller_wait(&clock).await, SECOND);
@@ -262,7 +262,7 @@ async fn lockout_stops_logins() {
     })
     .await;
     let wait = poller_wait(&clock).await;
-    assert!(wait >= LOCKOUT_BACKOFF, "next login in {wait:?}");
+    assert!(wait >= LOCKOUT_WAIT, "next login in {wait:?}");
     clock.advance(wait - SECOND);
     assert_eq!(poller_wait(&clock).await, SECOND);
     assert_eq!(app.counts().authenticate, 1);
