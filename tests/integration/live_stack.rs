@@ -162,6 +162,10 @@ async fn prometheus_and_alertmanager_against_the_demo() {
         .replace(
             "http://127.0.0.1:8000/hook",
             &format!("http://{webhook_addr}"),
+        )
+        .replace(
+            "https://hc-ping.com/REPLACE-WITH-YOUR-CHECK-UUID",
+            &format!("http://{webhook_addr}/heartbeat"),
         );
     std::fs::write(dir.join("alertmanager.yml"), am_config).unwrap();
     let _alertmanager = KillOnDrop(
@@ -311,6 +315,28 @@ async fn prometheus_and_alertmanager_against_the_demo() {
     assert!(
         body.contains("mg/dL") && body.contains("mmol/L"),
         "annotations carry both units: {body}"
+    );
+    // The dead man's switch: the always-firing Watchdog reaches the heartbeat receiver, and
+    // only it.
+    wait_for(
+        "the Watchdog at the heartbeat receiver",
+        Duration::from_secs(60),
+        async || {
+            received.lock().unwrap().iter().any(|body| {
+                body.contains("\"alertname\":\"Watchdog\"")
+                    && body.contains("\"receiver\":\"heartbeat\"")
+            })
+        },
+    )
+    .await;
+    assert!(
+        !received
+            .lock()
+            .unwrap()
+            .iter()
+            .any(|body| body.contains("\"alertname\":\"Watchdog\"")
+                && !body.contains("\"receiver\":\"heartbeat\"")),
+        "the Watchdog goes to the heartbeat alone"
     );
     stop_webhook.cancel();
     let _ = std::fs::remove_dir_all(&dir);
