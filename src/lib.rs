@@ -6,6 +6,7 @@
 //! time source (now and sleep) that tests and the soak can speed up.
 
 pub mod backfill;
+pub mod check;
 pub mod clock;
 pub mod config;
 pub mod error_chain;

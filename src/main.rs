@@ -3,7 +3,9 @@
 use std::process::ExitCode;
 
 use clap::Parser;
-use dexcom_exporter::config::{Cli, Command, Config, ConfigError, ProcessEnvironment};
+use dexcom_exporter::config::{
+    CheckOutput, Cli, Command, Config, ConfigError, ProcessEnvironment, StorageAccess,
+};
 use dexcom_exporter::exporter::Exporter;
 use dexcom_exporter::{shutdown, telemetry};
 
@@ -34,8 +36,21 @@ fn main() -> ExitCode {
     // Logging first, so what the configuration warns about (a readable password file) is seen.
     telemetry::init(cli.log_level, cli.log_format);
     let command = cli.command.take();
-    let config = match Config::from_cli(cli, &ProcessEnvironment) {
+    let checking = matches!(command, Some(Command::Check { .. }));
+    let config = match Config::from_cli(cli.clone(), &ProcessEnvironment) {
         Ok(config) => config,
+        // `check` beside a running service: read what the gate's memory says, send nothing.
+        Err(ConfigError::Storage(dexcom_exporter::state::StateError::Locked { .. }))
+            if checking =>
+        {
+            match Config::from_cli_with(cli, &ProcessEnvironment, StorageAccess::BesideHolder) {
+                Ok(config) => config,
+                Err(error) => {
+                    eprintln!("dexcom_exporter: error: {error}");
+                    return ExitCode::from(EXIT_CONFIG);
+                }
+            }
+        }
         Err(error) => {
             eprintln!("dexcom_exporter: error: {error}");
             let in_use = matches!(
@@ -60,8 +75,10 @@ fn main() -> ExitCode {
         }
     };
     let code = runtime.block_on(async {
-        if let Some(Command::Backfill { output }) = command {
-            return run_backfill(config, output).await;
+        match command {
+            Some(Command::Backfill { output }) => return run_backfill(config, output).await,
+            Some(Command::Check { output }) => return run_check(config, output).await,
+            None => {}
         }
         match Exporter::build(config).await {
             Ok(exporter) => {
@@ -78,6 +95,30 @@ fn main() -> ExitCode {
     // Blocking work still running (a bcrypt check, a state-file fsync) must not hold the exit.
     runtime.shutdown_timeout(std::time::Duration::from_secs(2));
     code
+}
+
+/// `dexcom_exporter check`: the findings on standard output; 0 when every account has a
+/// current reading, 1 otherwise.
+async fn run_check(config: Config, output: CheckOutput) -> ExitCode {
+    let clock = std::sync::Arc::new(dexcom_exporter::clock::SystemClock);
+    match dexcom_exporter::check::check(&config, clock).await {
+        Ok(found) => {
+            let text = match output {
+                CheckOutput::Text => dexcom_exporter::check::render_text(&found),
+                CheckOutput::Json => dexcom_exporter::check::render_json(&found) + "\n",
+            };
+            print!("{text}");
+            if found.iter().all(|f| f.ok) {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::FAILURE
+            }
+        }
+        Err(error) => {
+            eprintln!("dexcom_exporter: error: {error}");
+            ExitCode::FAILURE
+        }
+    }
 }
 
 /// `dexcom_exporter backfill`: 0 when every account was read, 1 when one was not (the others

@@ -59,8 +59,9 @@ pub enum StateError {
 pub struct StateDir {
     path: PathBuf,
     /// The locked lock file: the lock ends when the last clone is dropped (or the process ends,
-    /// however it ends: the kernel drops an advisory lock with its holder).
-    _lock: std::sync::Arc<std::fs::File>,
+    /// however it ends: the kernel drops an advisory lock with its holder). `None` for a
+    /// read-only look beside the holder ([`StateDir::beside_holder`]).
+    _lock: Option<std::sync::Arc<std::fs::File>>,
 }
 
 impl StateDir {
@@ -91,8 +92,22 @@ impl StateDir {
         })?;
         Ok(StateDir {
             path: path.to_owned(),
-            _lock: std::sync::Arc::new(lock),
+            _lock: Some(std::sync::Arc::new(lock)),
         })
+    }
+
+    /// The directory another process holds, to read what its files say (`dexcom_exporter
+    /// check` beside a running service): nothing is ever written through it.
+    pub fn beside_holder(path: &Path) -> Self {
+        StateDir {
+            path: path.to_owned(),
+            _lock: None,
+        }
+    }
+
+    /// Whether this is a read-only look at a directory another process holds.
+    pub fn read_only(&self) -> bool {
+        self._lock.is_none()
     }
 
     /// The directory.
@@ -111,6 +126,7 @@ impl StateDir {
             account: name.to_owned(),
             state: Mutex::new(state),
             said_write_error: AtomicBool::new(false),
+            read_only: self.read_only(),
         }
     }
 }
@@ -185,6 +201,8 @@ pub struct AccountStateFile {
     account: String,
     state: Mutex<AccountState>,
     said_write_error: AtomicBool,
+    /// Read beside the directory's holder: never written.
+    read_only: bool,
 }
 
 impl AccountStateFile {
@@ -233,6 +251,9 @@ impl AccountStateFile {
 
     /// Writes `state` (already holding the change), logging a failure once per episode.
     fn persist(&self, state: &mut AccountState) {
+        if self.read_only {
+            return;
+        }
         state.version = FORMAT_VERSION;
         state.account.clone_from(&self.account);
         match self.write(state) {

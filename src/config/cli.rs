@@ -177,6 +177,17 @@ pub struct Cli {
 /// Subcommands.
 #[derive(Debug, Clone, clap::Subcommand)]
 pub enum Command {
+    /// Check the configuration and every account once, and say what is wrong: reads the same
+    /// flags, environment and --config.file as the service, resolves and connects to each
+    /// account's Share host, logs in through the same login gate and state directory (a
+    /// password the gate holds back is not sent: it says until when and why), reads the newest
+    /// reading and prints one line per account. Exit 0 when every account has a current
+    /// reading, 1 otherwise, 2 on a configuration error. Run it first after installing.
+    Check {
+        /// `text` for people, `json` for scripts.
+        #[arg(long, value_enum, default_value = "text")]
+        output: CheckOutput,
+    },
     /// Print the last 24 hours of readings of every configured account as OpenMetrics text
     /// with sensor timestamps, for `promtool tsdb create-blocks-from openmetrics`: fills
     /// Prometheus with history without remote write. Logs in like the exporter (same login
@@ -188,6 +199,15 @@ pub enum Command {
         #[arg(long, value_name = "FILE")]
         output: Option<PathBuf>,
     },
+}
+
+/// How `check` prints its findings.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum CheckOutput {
+    /// One line per account, and the likely causes of a problem in words.
+    Text,
+    /// One JSON document: an object per account.
+    Json,
 }
 
 /// Log verbosity.

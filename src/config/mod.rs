@@ -22,7 +22,7 @@ use std::time::Duration;
 
 pub use account::AccountConfig;
 pub use cli::{
-    Cli, Command, DEFAULT_LISTEN_ADDRESS, DEFAULT_MAX_AGE, DEFAULT_READING_INTERVAL,
+    CheckOutput, Cli, Command, DEFAULT_LISTEN_ADDRESS, DEFAULT_MAX_AGE, DEFAULT_READING_INTERVAL,
     DEFAULT_REQUEST_TIMEOUT, LogFormat, LogLevel,
 };
 pub use error::ConfigError;
@@ -71,6 +71,16 @@ pub struct Config {
     pub accounts_configured: usize,
 }
 
+/// How the state directory is opened.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StorageAccess {
+    /// Locked by this process (the exporter, `backfill`, `check`): one holder at a time.
+    Exclusive,
+    /// Read only, beside the process that holds it (`check` while the service runs): what the
+    /// gate's memory says is read, nothing is written, and no password is sent.
+    BesideHolder,
+}
+
 /// Reads environment variables; injected so tests need not touch the process environment.
 pub trait Environment {
     /// The variable's value, if set and valid UTF-8.
@@ -93,6 +103,18 @@ impl Config {
     /// # Errors
     /// The first [`ConfigError`] found.
     pub fn from_cli(cli: Cli, env: &dyn Environment) -> Result<Config, ConfigError> {
+        Self::from_cli_with(cli, env, StorageAccess::Exclusive)
+    }
+
+    /// As [`Config::from_cli`], with the state directory opened as `access` says.
+    ///
+    /// # Errors
+    /// The first [`ConfigError`] found.
+    pub fn from_cli_with(
+        cli: Cli,
+        env: &dyn Environment,
+        access: StorageAccess,
+    ) -> Result<Config, ConfigError> {
         let path = cli.telemetry_path.as_str();
         if !path.starts_with('/') || ["/", "/-/healthy", "/-/ready"].contains(&path) {
             return Err(ConfigError::BadTelemetryPath {
@@ -172,9 +194,13 @@ impl Config {
             .clone()
             .or_else(|| env.var("STATE_DIRECTORY").map(std::path::PathBuf::from))
             .filter(|_| !cli.demo);
-        let storage = storage_path
-            .map(|path| crate::state::StateDir::open(&path))
-            .transpose()?;
+        let storage = match (storage_path, access) {
+            (None, _) => None,
+            (Some(path), StorageAccess::Exclusive) => Some(crate::state::StateDir::open(&path)?),
+            (Some(path), StorageAccess::BesideHolder) => {
+                Some(crate::state::StateDir::beside_holder(&path))
+            }
+        };
         let remote_write = match (file_remote_write, &cli.remote_write_url) {
             (Some(_), Some(_)) => {
                 return Err(ConfigError::RemoteWrite {

@@ -261,7 +261,7 @@ impl Metrics {
         );
         registry.register(
             "dexcom_logins",
-            "Share session logins attempted",
+            "Share session logins whose password left the process (a login that could not connect sent nothing and is not counted)",
             f.logins.clone(),
         );
         registry.register(

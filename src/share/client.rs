@@ -75,7 +75,8 @@ pub struct ClientSettings {
 /// Notified of every request, so the exporter can count logins and time requests without the
 /// client knowing about Prometheus.
 pub trait ClientObserver: Send + Sync {
-    /// A login (one or two requests) is about to start.
+    /// A login (one or two requests) was made and its password left the process (a login
+    /// that could not connect is not reported).
     fn login_started(&self);
     /// A request to `endpoint` finished (successfully or not) after `elapsed`.
     fn request_finished(&self, endpoint: Endpoint, elapsed: Duration);
@@ -111,6 +112,8 @@ pub struct ShareClient {
     pub(super) fingerprint_checked: bool,
     /// Whether the log has said that Share ends sessions right after login.
     pub(super) said_instant_expiry: bool,
+    /// Logins whose password left the process.
+    pub(super) logins_sent: u64,
 }
 
 impl std::fmt::Debug for ShareClient {
@@ -150,6 +153,7 @@ impl ShareClient {
             clock: Arc::new(SystemClock),
             fingerprint_checked: false,
             said_instant_expiry: false,
+            logins_sent: 0,
         }
     }
 
@@ -191,6 +195,11 @@ impl ShareClient {
             return None;
         }
         self.gate.hold(self.clock.now_ms())
+    }
+
+    /// Logins made so far whose password left the process.
+    pub fn logins_sent(&self) -> u64 {
+        self.logins_sent
     }
 
     /// Attaches an observer for logins and request timings.

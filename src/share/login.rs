@@ -23,9 +23,13 @@ impl ShareClient {
             .gate
             .open(self.clock.now_ms())
             .map_err(|closed| self.deferred(closed))?;
-        self.observer.login_started();
         let (result, sent) = self.login(&permit).await;
-        if !sent {
+        if sent {
+            // Counted once the password may have left: a login that never connected is not
+            // one (`dexcom_logins_total` would otherwise climb with no network at all).
+            self.logins_sent += 1;
+            self.observer.login_started();
+        } else {
             self.gate.release(permit);
         }
         self.save_gate().await;

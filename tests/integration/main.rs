@@ -7,6 +7,7 @@ mod common;
 mod harness;
 
 mod backfill;
+mod check;
 mod cli;
 mod deploy;
 mod deployment;

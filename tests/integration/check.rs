@@ -1,0 +1,182 @@
+//! `dexcom_exporter check` as a new user runs it: the binary with the same flags and
+//! environment as the service, against the simulator's faults; each diagnosis names the
+//! likely causes in order, and a password the gate holds back is not sent.
+
+use std::process::Command;
+use std::time::Duration;
+
+use crate::common::{PASSWORD, USERNAME, scenario, start};
+use crate::harness::ScratchDir;
+
+fn check(
+    base_url: &str,
+    password: &str,
+    storage: Option<&std::path::Path>,
+    json: bool,
+) -> (i32, String) {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_dexcom_exporter"));
+    command
+        .arg("check")
+        .args(["--dexcom.username", USERNAME, "--dexcom.base-url", base_url])
+        .env("DEXCOM_PASSWORD", password)
+        .env_remove("DEXCOM_EXPORTER_CONFIG_FILE")
+        .env_remove("STATE_DIRECTORY");
+    if let Some(storage) = storage {
+        command.arg("--storage.path").arg(storage);
+    }
+    if json {
+        command.args(["--output", "json"]);
+    }
+    let output = command.output().unwrap();
+    (
+        output.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&output.stdout).into_owned(),
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_working_account_is_one_line_with_value_trend_age_region_and_host() {
+    let sim = start(scenario(Duration::from_secs(300))).await;
+    let base = sim.base_url();
+    let (code, text) = tokio::task::spawn_blocking(move || check(&base, PASSWORD, None, false))
+        .await
+        .unwrap();
+    assert_eq!(code, 0, "{text}");
+    let port = sim.addr().port();
+    assert!(
+        text.starts_with(&format!("ok    {USERNAME}: "))
+            && text.contains(" mg/dL (")
+            && text.contains(" mmol/L), ")
+            && text.contains(" old; region us, 127.0.0.1:")
+            && text.contains(&port.to_string()),
+        "{text}"
+    );
+    let base = sim.base_url();
+    let (code, json) = tokio::task::spawn_blocking(move || check(&base, PASSWORD, None, true))
+        .await
+        .unwrap();
+    assert_eq!(code, 0);
+    let parsed: serde_json::Value = serde_json::from_str(&json).unwrap();
+    assert_eq!(parsed["ok"], true);
+    let account = &parsed["accounts"][0];
+    assert_eq!(account["account"], USERNAME);
+    assert!(account["reading"]["mg_per_dl"].as_u64().unwrap() >= 39);
+    assert_eq!(account["reading"]["current"], true);
+    assert_eq!(account["password_sent"], true);
+    sim.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_rejected_password_names_the_region_first_and_a_held_one_is_not_sent_again() {
+    let sim = start(scenario(Duration::from_secs(300))).await;
+    let state = ScratchDir::new();
+    let storage = state.path().join("state");
+    let (base, dir) = (sim.base_url(), storage.clone());
+    let (code, text) =
+        tokio::task::spawn_blocking(move || check(&base, "not-the-password", Some(&dir), false))
+            .await
+            .unwrap();
+    assert_eq!(code, 1, "{text}");
+    let at = |needle: &str| {
+        text.find(needle)
+            .unwrap_or_else(|| panic!("{needle:?} in {text}"))
+    };
+    assert!(
+        text.contains("FAIL  ") && text.contains("rejected"),
+        "{text}"
+    );
+    // In the order of likelihood: region, publisher, username form, attempts left.
+    assert!(at("1. the region") < at("2. these must be the publisher's"));
+    assert!(at("2. these must be") < at("3. username, e-mail or phone"));
+    assert!(text.contains("the gate allows 7 more today"), "{text}");
+    assert!(text.contains("ous (shareous1.dexcom.com)"), "{text}");
+    assert!(!text.contains("not-the-password"));
+    assert_eq!(sim.simulator.request_counts(USERNAME).authenticate, 1);
+    // Again at once: the gate holds the password; nothing is sent.
+    let (base, dir) = (sim.base_url(), storage.clone());
+    let (code, text) =
+        tokio::task::spawn_blocking(move || check(&base, "not-the-password", Some(&dir), true))
+            .await
+            .unwrap();
+    assert_eq!(code, 1);
+    let parsed: serde_json::Value = serde_json::from_str(&text).unwrap();
+    let account = &parsed["accounts"][0];
+    assert_eq!(account["password_sent"], false);
+    assert!(
+        account["problem"]
+            .as_str()
+            .unwrap()
+            .contains("holds the password until"),
+        "{text}"
+    );
+    assert_eq!(
+        sim.simulator.request_counts(USERNAME).authenticate,
+        1,
+        "not sent"
+    );
+    // The corrected password is tried at once.
+    let (base, dir) = (sim.base_url(), storage.clone());
+    let (code, text) =
+        tokio::task::spawn_blocking(move || check(&base, PASSWORD, Some(&dir), false))
+            .await
+            .unwrap();
+    assert_eq!(code, 0, "{text}");
+    sim.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn no_follower_says_sharing() {
+    let mut spec = scenario(Duration::from_secs(300));
+    spec.accounts[0].has_follower = false;
+    let sim = start(spec).await;
+    let base = sim.base_url();
+    let (code, text) = tokio::task::spawn_blocking(move || check(&base, PASSWORD, None, false))
+        .await
+        .unwrap();
+    assert_eq!(code, 1);
+    assert!(
+        text.contains("Share has no readings")
+            && text.contains("1. sharing is off")
+            && text.contains("2. no follower"),
+        "{text}"
+    );
+    sim.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn no_network_names_the_host_and_what_to_check() {
+    // Nothing listens on this port: connection refused.
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let refused = format!("http://127.0.0.1:{port}/ShareWebServices/Services/");
+    let (code, text) = tokio::task::spawn_blocking(move || check(&refused, PASSWORD, None, false))
+        .await
+        .unwrap();
+    assert_eq!(code, 1);
+    assert!(
+        text.contains(&format!("cannot connect to 127.0.0.1:{port}"))
+            && text.contains("firewall")
+            && text.contains("proxy"),
+        "{text}"
+    );
+    // A name that never resolves (.invalid is reserved for that).
+    let (code, text) = tokio::task::spawn_blocking(|| {
+        check(
+            "https://share.invalid/ShareWebServices/Services/",
+            PASSWORD,
+            None,
+            false,
+        )
+    })
+    .await
+    .unwrap();
+    assert_eq!(code, 1);
+    assert!(
+        text.contains("cannot resolve share.invalid")
+            && text.contains("getent hosts share.invalid"),
+        "{text}"
+    );
+}
