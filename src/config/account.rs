@@ -27,6 +27,30 @@ pub struct AccountConfig {
     pub thresholds: Thresholds,
 }
 
+/// Below this a threshold cannot be meant in mg/dL (Share's lowest reading is 39 mg/dL), and
+/// every mmol/L threshold in use (2 to 25) is: it is explained, not refused as a number.
+const MMOL_LOOKING_BELOW: f64 = 35.0;
+
+/// A threshold from the file, in whole mg/dL.
+fn mg_per_dl_threshold(account: &str, level: &'static str, value: f64) -> Result<u16, ConfigError> {
+    if value.is_finite() && value > 0.0 && value < MMOL_LOOKING_BELOW {
+        return Err(ConfigError::ThresholdInMmol {
+            account: account.to_owned(),
+            level,
+            value,
+            mg_per_dl: (value * crate::share::MG_PER_DL_PER_MMOL).round() as u16,
+        });
+    }
+    if value.fract() != 0.0 || !(1.0..=400.0).contains(&value) {
+        return Err(ConfigError::ThresholdNotMgPerDl {
+            account: account.to_owned(),
+            level,
+            value,
+        });
+    }
+    Ok(value as u16)
+}
+
 pub(super) fn validate_account(
     account: FileAccount,
     cli: &Cli,
@@ -75,10 +99,19 @@ pub(super) fn validate_account(
         });
     }
     let defaults = Thresholds::default();
+    let level = |name: &'static str, given: Option<f64>, default: u16| {
+        given.map_or(Ok(default), |value| {
+            mg_per_dl_threshold(&label, name, value)
+        })
+    };
     let thresholds = Thresholds {
-        urgent_low: account.thresholds.urgent_low.unwrap_or(defaults.urgent_low),
-        low: account.thresholds.low.unwrap_or(defaults.low),
-        high: account.thresholds.high.unwrap_or(defaults.high),
+        urgent_low: level(
+            "urgent_low",
+            account.thresholds.urgent_low,
+            defaults.urgent_low,
+        )?,
+        low: level("low", account.thresholds.low, defaults.low)?,
+        high: level("high", account.thresholds.high, defaults.high)?,
     };
     if !(0 < thresholds.urgent_low
         && thresholds.urgent_low < thresholds.low

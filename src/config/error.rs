@@ -190,6 +190,32 @@ pub enum ConfigError {
         /// High.
         high: u16,
     },
+    /// A threshold that looks like mmol/L (thresholds are in mg/dL).
+    #[error(
+        "account {account:?}: thresholds.{level} is {value}, which looks like mmol/L; thresholds are in mg/dL: write {mg_per_dl} ({value} mmol/L)"
+    )]
+    ThresholdInMmol {
+        /// The account.
+        account: String,
+        /// `urgent_low`, `low` or `high`.
+        level: &'static str,
+        /// The value given.
+        value: f64,
+        /// The same in mg/dL, rounded.
+        mg_per_dl: u16,
+    },
+    /// A threshold that is not a whole number of mg/dL from 1 to 400.
+    #[error(
+        "account {account:?}: thresholds.{level} is {value}: give a whole number of mg/dL from 1 to 400"
+    )]
+    ThresholdNotMgPerDl {
+        /// The account.
+        account: String,
+        /// `urgent_low`, `low` or `high`.
+        level: &'static str,
+        /// The value given.
+        value: f64,
+    },
     /// A telemetry path that is not usable.
     #[error(
         "--web.telemetry-path {path:?} must start with / and must not be /, /-/healthy or /-/ready"

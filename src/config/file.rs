@@ -35,9 +35,11 @@ pub(super) struct FileAccount {
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub(super) struct FileThresholds {
-    pub(super) urgent_low: Option<u16>,
-    pub(super) low: Option<u16>,
-    pub(super) high: Option<u16>,
+    // Numbers of any kind, so that a value in mmol/L (`low: 4.0`) can be told apart and
+    // explained, not refused as "invalid u16".
+    pub(super) urgent_low: Option<f64>,
+    pub(super) low: Option<f64>,
+    pub(super) high: Option<f64>,
 }
 
 /// Reads and parses `--config.file`.

@@ -131,7 +131,22 @@ pub struct AccountPoller {
     /// The day read came back full before reaching 24 hours back (repeated uploads used up
     /// its rows): the next read is a day read again, with the rows to cover it.
     day_incomplete: bool,
+    /// The failure episode under way: since when (Unix ms), failed polls in it, and when the
+    /// log last said so.
+    episode: Option<FailureEpisode>,
 }
+
+/// A run of failed polls, for the reminder in the log.
+#[derive(Debug, Clone, Copy)]
+struct FailureEpisode {
+    since_ms: i64,
+    failures: u64,
+    said_ms: i64,
+}
+
+/// While polls keep failing, the log says so again this often (with the count), so a person
+/// reading it later is never left with one line from hours ago.
+const STILL_FAILING_EVERY: Duration = Duration::from_secs(15 * 60);
 
 impl AccountPoller {
     /// A poller publishing into `metrics`.
@@ -177,6 +192,7 @@ impl AccountPoller {
             polls_since_hole_check: 0,
             repeats_uploads: false,
             day_incomplete: false,
+            episode: None,
         }
     }
 
@@ -269,8 +285,14 @@ impl AccountPoller {
         match result {
             Ok(read) => {
                 self.metrics.poll_succeeded(self.clock.now());
+                let episode = self.episode.take();
                 if let Some(reason) = self.last_reason.take() {
-                    tracing::info!(account = self.metrics.name(), previous_error = %reason, "Dexcom Share polls succeed again");
+                    tracing::info!(
+                        account = self.metrics.name(),
+                        previous_error = %reason,
+                        failed_polls = episode.map_or(1, |e| e.failures),
+                        "Dexcom Share polls succeed again"
+                    );
                 }
                 let covered_from = self.covered_from(&read, minutes, max_count);
                 let rows = read.batch.readings.len() + read.batch.rejected.len();
@@ -572,10 +594,39 @@ impl AccountPoller {
         }
     }
 
-    fn log_failure(&self, error: &ShareError) {
+    fn log_failure(&mut self, error: &ShareError) {
+        let now_ms = self.clock.now_ms();
+        let episode = match self.episode {
+            Some(mut episode) => {
+                episode.failures += 1;
+                episode
+            }
+            None => FailureEpisode {
+                since_ms: now_ms,
+                failures: 1,
+                said_ms: now_ms,
+            },
+        };
+        self.episode = Some(episode);
         let account = self.metrics.name();
         let reason = error.reason();
         let repeated = self.last_reason == Some(reason);
+        if repeated && now_ms.saturating_sub(episode.said_ms) >= duration_ms(STILL_FAILING_EVERY) {
+            if let Some(e) = self.episode.as_mut() {
+                e.said_ms = now_ms;
+            }
+            tracing::warn!(
+                account,
+                %reason,
+                error = %error,
+                failed_polls = episode.failures,
+                since = %humantime::format_rfc3339_seconds(crate::clock::from_unix_ms(episode.since_ms)),
+                "Dexcom Share polls are still failing ({} failed polls since {}); no glucose value until they succeed",
+                episode.failures,
+                humantime::format_rfc3339_seconds(crate::clock::from_unix_ms(episode.since_ms))
+            );
+            return;
+        }
         // When the next poll needs a login the gate holds back, say until when.
         let gate = self.client.login_not_before().map(httpdate::fmt_http_date);
         if reason.is_credential_failure() {

@@ -141,16 +141,24 @@ pub enum ShareError {
         detail: String,
     },
     /// No complete answer within the request timeout.
-    #[error("Dexcom Share did not answer {endpoint} within {timeout:?}")]
+    #[error(
+        "Dexcom Share at {host} did not answer {endpoint} within {timeout:?} (a slow network, or a firewall that drops the traffic)"
+    )]
     Timeout {
+        /// The host (and port) tried.
+        host: String,
         /// The endpoint that timed out.
         endpoint: Endpoint,
         /// The configured request timeout.
         timeout: Duration,
     },
     /// The connection could not be established or broke mid-way.
-    #[error("could not reach Dexcom Share for {endpoint}: {cause}")]
+    #[error(
+        "could not reach Dexcom Share at {host} for {endpoint}: {cause} (check the network, DNS, and any firewall or proxy)"
+    )]
     Connection {
+        /// The host (and port) tried.
+        host: String,
         /// The endpoint we tried to reach.
         endpoint: Endpoint,
         /// What went wrong, in words a person can act on (the deepest cause: "Connection

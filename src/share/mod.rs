@@ -22,8 +22,8 @@ pub use client::{
 };
 pub use error::{ErrorReason, ShareError};
 pub use model::{
-    GLUCOSE_RANGE, Reading, ReadingError, RejectReason, Trend, WireBatch, WireReading,
-    mg_per_dl_to_mmol_per_l, parse_share_date, parse_wire_readings,
+    GLUCOSE_RANGE, MG_PER_DL_PER_MMOL, Reading, ReadingError, RejectReason, Trend, WireBatch,
+    WireReading, mg_per_dl_to_mmol_per_l, parse_share_date, parse_wire_readings,
 };
 pub use region::{Endpoint, InvalidRegion, NIL_UUID, Region};
 

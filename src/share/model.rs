@@ -46,6 +46,9 @@ pub struct Reading {
     pub trend: Trend,
 }
 
+/// mg/dL in one mmol/L of glucose (its molar mass, 180.16 g/mol, over 10).
+pub const MG_PER_DL_PER_MMOL: f64 = 18.016;
+
 /// Converts mg/dL to mmol/L with the factor 0.0555 and one decimal, rounding the exact
 /// binary value (so 100 → 5.5 and 300 → 16.6, as pydexcom does).
 pub fn mg_per_dl_to_mmol_per_l(mg_per_dl: u16) -> f64 {

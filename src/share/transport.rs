@@ -198,13 +198,21 @@ impl ShareClient {
     fn transport_error(&self, endpoint: Endpoint, error: reqwest::Error) -> ShareError {
         // The URL can carry the session ID in its query: drop it before it reaches any text.
         let error = error.without_url();
+        let url = &self.settings.base_url;
+        let host = format!(
+            "{}:{}",
+            url.host_str().unwrap_or_default(),
+            url.port_or_known_default().unwrap_or(443)
+        );
         if error.is_timeout() {
             ShareError::Timeout {
+                host,
                 endpoint,
                 timeout: self.settings.request_timeout,
             }
         } else {
             ShareError::Connection {
+                host,
                 endpoint,
                 cause: self.scrub(&crate::error_chain::explain(&error)),
                 source: error,

@@ -101,6 +101,16 @@ fn configuration_errors_exit_2_with_one_line() {
     )
     .unwrap();
     let same_login = same_login.to_str().unwrap();
+    let mmol = dir.join("mmol.yml");
+    std::fs::write(
+        &mmol,
+        format!(
+            "accounts:\n  - username: kid\n    password_file: {pw}\n    thresholds:\n      low: 4.0\n",
+            pw = password.display()
+        ),
+    )
+    .unwrap();
+    let mmol = mmol.to_str().unwrap();
     type Case<'a> = (Vec<&'a str>, Vec<(&'a str, &'a str)>, &'a str);
     let cases: Vec<Case> = vec![
         (vec![], vec![], "no Dexcom account configured"),
@@ -136,6 +146,11 @@ fn configuration_errors_exit_2_with_one_line() {
             "cannot read --config.file",
         ),
         (vec!["--config.file", dup], vec![], "two accounts are named"),
+        (
+            vec!["--config.file", mmol],
+            vec![],
+            "thresholds.low is 4, which looks like mmol/L; thresholds are in mg/dL: write 72",
+        ),
         (
             vec!["--config.file", same_login],
             vec![],

@@ -310,6 +310,18 @@ async fn the_several_accounts_drop_in_runs_as_a_dynamic_user_would() {
             .all(|(id, _)| id != "dexcom-password"),
         "the drop-in replaces the single password"
     );
+    // The defaults file's own instructions for several accounts lead here: install the
+    // drop-in, delete DEXCOM_USERNAME, and leave DEXCOM_EXPORTER_CONFIG_FILE to the drop-in
+    // (set in this file, it would win and point at the root-only directory).
+    let example =
+        std::fs::read_to_string(repo().join("deploy/dexcom_exporter.env.example")).unwrap();
+    assert!(example.contains("accounts.conf") && example.contains("delete\n# DEXCOM_USERNAME"));
+    assert!(
+        !example.lines().any(|l| l
+            .trim_start_matches(['#', ' '])
+            .starts_with("DEXCOM_EXPORTER_CONFIG_FILE=")),
+        "the example must not suggest setting DEXCOM_EXPORTER_CONFIG_FILE beside the drop-in"
+    );
     // As the drop-in's comment says: DEXCOM_USERNAME goes from the defaults file.
     let defaults: String =
         std::fs::read_to_string(repo().join("deploy/dexcom_exporter.env.example"))

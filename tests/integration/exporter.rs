@@ -662,3 +662,45 @@ async fn thirty_accounts_all_report_with_one_login_each() {
     }
     app.stop().await;
 }
+
+/// While Share keeps failing, the log says so again at least every 15 minutes, with the count
+/// of failed polls, and says how many failed when it recovers.
+#[tokio::test]
+async fn a_lasting_failure_is_said_again_every_15_minutes_with_its_count() {
+    let (_guard, logs) = crate::common::capture_logs();
+    let (app, clock) = start_on_stopped_clock(
+        crate::common::password_env(),
+        vec![(Fault::Html500, Some(Endpoint::ReadGlucose), 1_000_000)],
+    )
+    .await;
+    app.scrape_until(10 * SECOND, |s| {
+        sample(s, "dexcom_poll_errors_total", &reason("server_error")).filter(|n| *n >= 1.0)
+    })
+    .await;
+    // 40 minutes of failed polls, each a backoff of at most the 500 ms interval.
+    let started = clock.now();
+    while clock.now().duration_since(started).unwrap() < Duration::from_secs(40 * 60) {
+        let wait = poller_wait(&clock).await;
+        let before = app.counts().read;
+        clock.advance(wait.max(ms(1)));
+        wait_until(10 * SECOND, "the next read", || app.counts().read > before).await;
+        // Jump ahead a minute at a time between polls, as a quiet night does.
+        clock.advance(Duration::from_secs(60));
+    }
+    let text = logs.text();
+    let reminders: Vec<&str> = text
+        .lines()
+        .filter(|l| l.contains("are still failing"))
+        .collect();
+    assert!(
+        (2..=3).contains(&reminders.len()),
+        "one reminder per 15 minutes over 40: {reminders:#?}"
+    );
+    assert!(
+        reminders
+            .iter()
+            .all(|l| l.contains("WARN") && l.contains("failed polls since")),
+        "{reminders:#?}"
+    );
+    app.stop().await;
+}
