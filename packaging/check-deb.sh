@@ -36,6 +36,17 @@ DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "$deb" >/dev/null
 dpkg -s dexcom-exporter | grep -q '^Status: install ok installed'
 installed=$(dpkg -L dexcom-exporter)
 
+echo "--> man dexcom_exporter and the shell completions"
+man -P cat dexcom_exporter 2>/dev/null | grep -q -- '--storage.path' \
+  || { echo "man dexcom_exporter does not show the page" >&2; exit 1; }
+for completion in /usr/share/bash-completion/completions/dexcom_exporter \
+  /usr/share/zsh/vendor-completions/_dexcom_exporter \
+  /usr/share/fish/vendor_completions.d/dexcom_exporter.fish; do
+  grep -q -- '--dexcom.username' "$completion" || { echo "no completion at $completion" >&2; exit 1; }
+done
+bash -c '. /usr/share/bash-completion/completions/dexcom_exporter && complete -p dexcom_exporter' >/dev/null
+echo "man page and completions installed"
+
 echo "--> systemd-analyze verify (installed unit)"
 verify=$(systemd-analyze verify /usr/lib/systemd/system/dexcom_exporter.service 2>&1 || true)
 if [ -n "$verify" ]; then

@@ -17,6 +17,7 @@ mod history;
 mod kubernetes;
 mod landing;
 mod live_stack;
+mod manual;
 mod pydexcom;
 mod remote_write;
 mod remote_write_faults;

@@ -1,0 +1,108 @@
+# Print an optspec for argparse to handle cmd's options that are independent of any subcommand.
+function __fish_dexcom_exporter_global_optspecs
+    string join \n web.listen-address= web.telemetry-path= web.config.file= log.level= log.format= dexcom.username= dexcom.account-id= dexcom.region= dexcom.base-url= dexcom.password-file= dexcom.reading-interval= dexcom.request-timeout= glucose.max-age= config.file= storage.path= remote-write.url= shard.index= shard.count= demo h/help V/version
+end
+
+function __fish_dexcom_exporter_needs_command
+    # Figure out if the current invocation already has a command.
+    set -l cmd (commandline -opc)
+    set -e cmd[1]
+    argparse -s (__fish_dexcom_exporter_global_optspecs) -- $cmd 2>/dev/null
+    or return
+    if set -q argv[1]
+        # Also print the command, so this can be used to figure out what it is.
+        echo $argv[1]
+        return 1
+    end
+    return 0
+end
+
+function __fish_dexcom_exporter_using_subcommand
+    set -l cmd (__fish_dexcom_exporter_needs_command)
+    test -z "$cmd"
+    and return 1
+    contains -- $cmd[1] $argv
+end
+
+complete -c dexcom_exporter -n "__fish_dexcom_exporter_needs_command" -l web.listen-address -d 'Address to serve metrics on. Keep it on loopback unless you protect it' -r
+complete -c dexcom_exporter -n "__fish_dexcom_exporter_needs_command" -l web.telemetry-path -d 'Path under which metrics are served' -r
+complete -c dexcom_exporter -n "__fish_dexcom_exporter_needs_command" -l web.config.file -d 'TLS and basic-auth settings in the Prometheus exporter-toolkit format; changes to it and to the certificates it names apply without a restart' -r -F
+complete -c dexcom_exporter -n "__fish_dexcom_exporter_needs_command" -l log.level -d 'Log level: error, warn, info or debug' -r -f -a "error\t'Errors only'
+warn\t'Warnings and errors'
+info\t'Normal operation'
+debug\t'Every poll and schedule decision'"
+complete -c dexcom_exporter -n "__fish_dexcom_exporter_needs_command" -l log.format -d 'Log format: text or json' -r -f -a "text\t'Human-readable lines'
+json\t'One JSON object per line'"
+complete -c dexcom_exporter -n "__fish_dexcom_exporter_needs_command" -l dexcom.username -d 'Publisher username, e-mail, or phone number as +15551234567 (not a follower\'s)' -r
+complete -c dexcom_exporter -n "__fish_dexcom_exporter_needs_command" -l dexcom.account-id -d 'Publisher account ID (a UUID), instead of the username, for e-mail/phone accounts' -r
+complete -c dexcom_exporter -n "__fish_dexcom_exporter_needs_command" -l dexcom.region -d 'Region the account is registered in: us, ous (outside the US, Canada included) or jp' -r
+complete -c dexcom_exporter -n "__fish_dexcom_exporter_needs_command" -l dexcom.base-url -d 'Share base URL, overriding the region\'s (e.g. a simulator\'s)' -r
+complete -c dexcom_exporter -n "__fish_dexcom_exporter_needs_command" -l dexcom.password-file -d 'File holding the password. Without it: DEXCOM_PASSWORD, then $CREDENTIALS_DIRECTORY/dexcom-password' -r -F
+complete -c dexcom_exporter -n "__fish_dexcom_exporter_needs_command" -l dexcom.reading-interval -d 'Time between sensor readings; polls are aligned to it' -r
+complete -c dexcom_exporter -n "__fish_dexcom_exporter_needs_command" -l dexcom.request-timeout -d 'Limit on one request to Share' -r
+complete -c dexcom_exporter -n "__fish_dexcom_exporter_needs_command" -l glucose.max-age -d 'Glucose value and trend are withdrawn once the reading is older than this' -r
+complete -c dexcom_exporter -n "__fish_dexcom_exporter_needs_command" -l config.file -d 'YAML file listing several accounts (see deploy/config.example.yml)' -r -F
+complete -c dexcom_exporter -n "__fish_dexcom_exporter_needs_command" -l storage.path -d 'Directory for state that must survive a restart (failed login attempts, so a restart loop cannot lock the Dexcom account). Default: $STATE_DIRECTORY, which systemd sets' -r -F
+complete -c dexcom_exporter -n "__fish_dexcom_exporter_needs_command" -l remote-write.url -d 'Push every reading at its sensor time to this Prometheus remote-write receiver (e.g. http://127.0.0.1:9090/api/v1/write). For credentials, TLS or several receivers use a `remote_write:` section in --config.file' -r
+complete -c dexcom_exporter -n "__fish_dexcom_exporter_needs_command" -l shard.index -d 'This replica\'s shard, 0 to --shard.count minus 1: it polls only the accounts whose stable hash of the account name modulo the count equals it (a StatefulSet\'s pod index)' -r
+complete -c dexcom_exporter -n "__fish_dexcom_exporter_needs_command" -l shard.count -d 'How many replicas share the accounts of --config.file' -r
+complete -c dexcom_exporter -n "__fish_dexcom_exporter_needs_command" -l demo -d 'Run against a built-in Share simulator with demo accounts; no Dexcom account needed'
+complete -c dexcom_exporter -n "__fish_dexcom_exporter_needs_command" -s h -l help -d 'Print help (see more with \'--help\')'
+complete -c dexcom_exporter -n "__fish_dexcom_exporter_needs_command" -s V -l version -d 'Print version'
+complete -c dexcom_exporter -n "__fish_dexcom_exporter_needs_command" -f -a "check" -d 'Check the configuration and every account once, and say what is wrong: reads the same flags, environment and --config.file as the service, resolves and connects to each account\'s Share host, logs in through the same login gate and state directory (a password the gate holds back is not sent: it says until when and why), reads the newest reading and prints one line per account. Exit 0 when every account has a current reading, 1 otherwise, 2 on a configuration error. Run it first after installing'
+complete -c dexcom_exporter -n "__fish_dexcom_exporter_needs_command" -f -a "backfill" -d 'Print the last 24 hours of readings of every configured account as OpenMetrics text with sensor timestamps, for `promtool tsdb create-blocks-from openmetrics`: fills Prometheus with history without remote write. Logs in like the exporter (same login limits, same --storage.path, which it locks: it refuses to run beside the service). While the service runs, fetch the same text from it instead, with no second login: `curl http://127.0.0.1:18018/api/v1/history`'
+complete -c dexcom_exporter -n "__fish_dexcom_exporter_needs_command" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
+complete -c dexcom_exporter -n "__fish_dexcom_exporter_using_subcommand check" -l output -d '`text` for people, `json` for scripts' -r -f -a "text\t'One line per account, and the likely causes of a problem in words'
+json\t'One JSON document: an object per account'"
+complete -c dexcom_exporter -n "__fish_dexcom_exporter_using_subcommand check" -l web.listen-address -d 'Address to serve metrics on. Keep it on loopback unless you protect it' -r
+complete -c dexcom_exporter -n "__fish_dexcom_exporter_using_subcommand check" -l web.telemetry-path -d 'Path under which metrics are served' -r
+complete -c dexcom_exporter -n "__fish_dexcom_exporter_using_subcommand check" -l web.config.file -d 'TLS and basic-auth settings in the Prometheus exporter-toolkit format; changes to it and to the certificates it names apply without a restart' -r -F
+complete -c dexcom_exporter -n "__fish_dexcom_exporter_using_subcommand check" -l log.level -d 'Log level: error, warn, info or debug' -r -f -a "error\t'Errors only'
+warn\t'Warnings and errors'
+info\t'Normal operation'
+debug\t'Every poll and schedule decision'"
+complete -c dexcom_exporter -n "__fish_dexcom_exporter_using_subcommand check" -l log.format -d 'Log format: text or json' -r -f -a "text\t'Human-readable lines'
+json\t'One JSON object per line'"
+complete -c dexcom_exporter -n "__fish_dexcom_exporter_using_subcommand check" -l dexcom.username -d 'Publisher username, e-mail, or phone number as +15551234567 (not a follower\'s)' -r
+complete -c dexcom_exporter -n "__fish_dexcom_exporter_using_subcommand check" -l dexcom.account-id -d 'Publisher account ID (a UUID), instead of the username, for e-mail/phone accounts' -r
+complete -c dexcom_exporter -n "__fish_dexcom_exporter_using_subcommand check" -l dexcom.region -d 'Region the account is registered in: us, ous (outside the US, Canada included) or jp' -r
+complete -c dexcom_exporter -n "__fish_dexcom_exporter_using_subcommand check" -l dexcom.base-url -d 'Share base URL, overriding the region\'s (e.g. a simulator\'s)' -r
+complete -c dexcom_exporter -n "__fish_dexcom_exporter_using_subcommand check" -l dexcom.password-file -d 'File holding the password. Without it: DEXCOM_PASSWORD, then $CREDENTIALS_DIRECTORY/dexcom-password' -r -F
+complete -c dexcom_exporter -n "__fish_dexcom_exporter_using_subcommand check" -l dexcom.reading-interval -d 'Time between sensor readings; polls are aligned to it' -r
+complete -c dexcom_exporter -n "__fish_dexcom_exporter_using_subcommand check" -l dexcom.request-timeout -d 'Limit on one request to Share' -r
+complete -c dexcom_exporter -n "__fish_dexcom_exporter_using_subcommand check" -l glucose.max-age -d 'Glucose value and trend are withdrawn once the reading is older than this' -r
+complete -c dexcom_exporter -n "__fish_dexcom_exporter_using_subcommand check" -l config.file -d 'YAML file listing several accounts (see deploy/config.example.yml)' -r -F
+complete -c dexcom_exporter -n "__fish_dexcom_exporter_using_subcommand check" -l storage.path -d 'Directory for state that must survive a restart (failed login attempts, so a restart loop cannot lock the Dexcom account). Default: $STATE_DIRECTORY, which systemd sets' -r -F
+complete -c dexcom_exporter -n "__fish_dexcom_exporter_using_subcommand check" -l remote-write.url -d 'Push every reading at its sensor time to this Prometheus remote-write receiver (e.g. http://127.0.0.1:9090/api/v1/write). For credentials, TLS or several receivers use a `remote_write:` section in --config.file' -r
+complete -c dexcom_exporter -n "__fish_dexcom_exporter_using_subcommand check" -l shard.index -d 'This replica\'s shard, 0 to --shard.count minus 1: it polls only the accounts whose stable hash of the account name modulo the count equals it (a StatefulSet\'s pod index)' -r
+complete -c dexcom_exporter -n "__fish_dexcom_exporter_using_subcommand check" -l shard.count -d 'How many replicas share the accounts of --config.file' -r
+complete -c dexcom_exporter -n "__fish_dexcom_exporter_using_subcommand check" -l demo -d 'Run against a built-in Share simulator with demo accounts; no Dexcom account needed'
+complete -c dexcom_exporter -n "__fish_dexcom_exporter_using_subcommand check" -s h -l help -d 'Print help (see more with \'--help\')'
+complete -c dexcom_exporter -n "__fish_dexcom_exporter_using_subcommand backfill" -l output -d 'Write to this file instead of standard output' -r -F
+complete -c dexcom_exporter -n "__fish_dexcom_exporter_using_subcommand backfill" -l web.listen-address -d 'Address to serve metrics on. Keep it on loopback unless you protect it' -r
+complete -c dexcom_exporter -n "__fish_dexcom_exporter_using_subcommand backfill" -l web.telemetry-path -d 'Path under which metrics are served' -r
+complete -c dexcom_exporter -n "__fish_dexcom_exporter_using_subcommand backfill" -l web.config.file -d 'TLS and basic-auth settings in the Prometheus exporter-toolkit format; changes to it and to the certificates it names apply without a restart' -r -F
+complete -c dexcom_exporter -n "__fish_dexcom_exporter_using_subcommand backfill" -l log.level -d 'Log level: error, warn, info or debug' -r -f -a "error\t'Errors only'
+warn\t'Warnings and errors'
+info\t'Normal operation'
+debug\t'Every poll and schedule decision'"
+complete -c dexcom_exporter -n "__fish_dexcom_exporter_using_subcommand backfill" -l log.format -d 'Log format: text or json' -r -f -a "text\t'Human-readable lines'
+json\t'One JSON object per line'"
+complete -c dexcom_exporter -n "__fish_dexcom_exporter_using_subcommand backfill" -l dexcom.username -d 'Publisher username, e-mail, or phone number as +15551234567 (not a follower\'s)' -r
+complete -c dexcom_exporter -n "__fish_dexcom_exporter_using_subcommand backfill" -l dexcom.account-id -d 'Publisher account ID (a UUID), instead of the username, for e-mail/phone accounts' -r
+complete -c dexcom_exporter -n "__fish_dexcom_exporter_using_subcommand backfill" -l dexcom.region -d 'Region the account is registered in: us, ous (outside the US, Canada included) or jp' -r
+complete -c dexcom_exporter -n "__fish_dexcom_exporter_using_subcommand backfill" -l dexcom.base-url -d 'Share base URL, overriding the region\'s (e.g. a simulator\'s)' -r
+complete -c dexcom_exporter -n "__fish_dexcom_exporter_using_subcommand backfill" -l dexcom.password-file -d 'File holding the password. Without it: DEXCOM_PASSWORD, then $CREDENTIALS_DIRECTORY/dexcom-password' -r -F
+complete -c dexcom_exporter -n "__fish_dexcom_exporter_using_subcommand backfill" -l dexcom.reading-interval -d 'Time between sensor readings; polls are aligned to it' -r
+complete -c dexcom_exporter -n "__fish_dexcom_exporter_using_subcommand backfill" -l dexcom.request-timeout -d 'Limit on one request to Share' -r
+complete -c dexcom_exporter -n "__fish_dexcom_exporter_using_subcommand backfill" -l glucose.max-age -d 'Glucose value and trend are withdrawn once the reading is older than this' -r
+complete -c dexcom_exporter -n "__fish_dexcom_exporter_using_subcommand backfill" -l config.file -d 'YAML file listing several accounts (see deploy/config.example.yml)' -r -F
+complete -c dexcom_exporter -n "__fish_dexcom_exporter_using_subcommand backfill" -l storage.path -d 'Directory for state that must survive a restart (failed login attempts, so a restart loop cannot lock the Dexcom account). Default: $STATE_DIRECTORY, which systemd sets' -r -F
+complete -c dexcom_exporter -n "__fish_dexcom_exporter_using_subcommand backfill" -l remote-write.url -d 'Push every reading at its sensor time to this Prometheus remote-write receiver (e.g. http://127.0.0.1:9090/api/v1/write). For credentials, TLS or several receivers use a `remote_write:` section in --config.file' -r
+complete -c dexcom_exporter -n "__fish_dexcom_exporter_using_subcommand backfill" -l shard.index -d 'This replica\'s shard, 0 to --shard.count minus 1: it polls only the accounts whose stable hash of the account name modulo the count equals it (a StatefulSet\'s pod index)' -r
+complete -c dexcom_exporter -n "__fish_dexcom_exporter_using_subcommand backfill" -l shard.count -d 'How many replicas share the accounts of --config.file' -r
+complete -c dexcom_exporter -n "__fish_dexcom_exporter_using_subcommand backfill" -l demo -d 'Run against a built-in Share simulator with demo accounts; no Dexcom account needed'
+complete -c dexcom_exporter -n "__fish_dexcom_exporter_using_subcommand backfill" -s h -l help -d 'Print help (see more with \'--help\')'
+complete -c dexcom_exporter -n "__fish_dexcom_exporter_using_subcommand help; and not __fish_seen_subcommand_from check backfill help" -f -a "check" -d 'Check the configuration and every account once, and say what is wrong: reads the same flags, environment and --config.file as the service, resolves and connects to each account\'s Share host, logs in through the same login gate and state directory (a password the gate holds back is not sent: it says until when and why), reads the newest reading and prints one line per account. Exit 0 when every account has a current reading, 1 otherwise, 2 on a configuration error. Run it first after installing'
+complete -c dexcom_exporter -n "__fish_dexcom_exporter_using_subcommand help; and not __fish_seen_subcommand_from check backfill help" -f -a "backfill" -d 'Print the last 24 hours of readings of every configured account as OpenMetrics text with sensor timestamps, for `promtool tsdb create-blocks-from openmetrics`: fills Prometheus with history without remote write. Logs in like the exporter (same login limits, same --storage.path, which it locks: it refuses to run beside the service). While the service runs, fetch the same text from it instead, with no second login: `curl http://127.0.0.1:18018/api/v1/history`'
+complete -c dexcom_exporter -n "__fish_dexcom_exporter_using_subcommand help; and not __fish_seen_subcommand_from check backfill help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
