@@ -17,13 +17,16 @@ runtime = "runc"
 CONF
 export CONTAINERS_CONF=$conf
 
+volumes_before=$(podman volume ls -q | wc -l)
+
 echo "--> build"
 image=$(bash packaging/build-image.sh)
 size=$(podman image inspect --format '{{.Size}}' "$image")
 echo "image: $image ($((size / 1024)) KiB)"
 
 cleanup() {
-  podman rm -f dexcom-check-demo dexcom-check-real >/dev/null 2>&1 || true
+  # -v: the anonymous volume the image's VOLUME gives the demo container goes with it.
+  podman rm -f -v dexcom-check-demo dexcom-check-real >/dev/null 2>&1 || true
   podman secret rm dexcom-check-password >/dev/null 2>&1 || true
   podman volume rm -f dexcom-check-state >/dev/null 2>&1 || true
   [ -n "${sim:-}" ] && kill "$sim" 2>/dev/null || true
@@ -63,3 +66,11 @@ podman stop --time 10 dexcom-check-real >/dev/null
 mount=$(podman volume inspect --format '{{.Mountpoint}}' dexcom-check-state)
 ls "$mount" | grep -q '^account-alice.json$' || { echo "no state file on the volume" >&2; exit 1; }
 echo "served alice with the password from a secret file; state kept on the volume"
+
+echo "--> nothing left behind"
+cleanup
+trap - EXIT
+volumes_after=$(podman volume ls -q | wc -l)
+[ "$volumes_after" -eq "$volumes_before" ] \
+  || { echo "the check left $((volumes_after - volumes_before)) podman volume(s) behind" >&2; exit 1; }
+echo "no container, secret or volume left ($volumes_after volumes before and after)"

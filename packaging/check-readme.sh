@@ -1,9 +1,14 @@
 #!/usr/bin/env bash
-# Runs the README's commands that can run on this machine, taken from the README itself (so
-# an edit that breaks one fails here): the quick start's --demo, the simulator example, the
-# backfill of the demo through promtool, and the README's `cargo deb` build line. The package,
-# container, systemd and Kubernetes commands are checked by check-deb.sh, check-container.sh
-# and the deployment tests. `bash packaging/check-readme.sh`
+# Runs the commands of README.md and docs/ that can run on this machine, taken from the pages
+# themselves (so an edit that breaks one fails here), with only the paths a root install uses
+# pointed at a scratch directory: the quick start's --demo, the simulator example, `check`
+# against the simulator for a right and a wrong password, the night-alarm path's config checks
+# and its test alert delivered through Debian's Alertmanager with the shipped file, the
+# backfill of the demo through promtool, the history endpoint, and the `cargo deb` build line.
+# Root-only steps (apt install, systemctl) are checked by check-deb.sh, the container by
+# check-container.sh, systemd and Kubernetes by the deployment tests. It also checks the pages
+# themselves: the README's length, every docs page linked from it, and no broken link.
+# `bash packaging/check-readme.sh`
 set -euo pipefail
 cd "$(dirname "$0")/.."
 . packaging/lib.sh
@@ -12,48 +17,158 @@ pids=()
 cleanup() { for p in "${pids[@]}"; do kill -- "$p" 2>/dev/null || true; done; rm -rf "$work"; }
 trap cleanup EXIT
 
-# The first code block after a heading, as a script.
-block_after() { # HEADING
-  awk -v h="$1" '$0 == h { found = 1; next } found && /^```sh$/ { inside = 1; next } inside && /^```$/ { exit } inside { print }' README.md
+# The first code block of LANG (sh, console) after a heading in FILE, as a script.
+block_after() { # FILE HEADING [LANG]
+  awk -v h="$2" -v lang="${3:-sh}" '$0 == h { found = 1; next } found && $0 == "```" lang { inside = 1; next } inside && /^```$/ { exit } inside { print }' "$1"
+}
+# The block's lines joined where they end in a backslash.
+joined() { sed -e ':a' -e '/\\$/N; s/\\\n//; ta'; }
+# A root install's paths pointed at the scratch directory.
+scratch_paths() {
+  sed -e 's/sudo //g' -e "s|/etc/default/dexcom_exporter|$work/default|g" \
+    -e "s|/etc/dexcom_exporter/password|$work/password|g" \
+    -e "s|/var/lib/dexcom_exporter|$work/state|g" \
+    -e "s|/etc/prometheus/alertmanager.yml|$work/alertmanager.yml|g" \
+    -e "s|/etc/prometheus/prometheus.yml|$work/prometheus/prometheus.yml|g"
 }
 
+echo "--> the pages: README at most 250 lines, every docs page linked, no broken link"
+lines=$(wc -l <README.md)
+[ "$lines" -le 250 ] || { echo "README.md has $lines lines (at most 250)" >&2; exit 1; }
+for page in docs/*.md; do
+  grep -q "](${page})\|](${page}#" README.md || { echo "$page is not linked from README.md" >&2; exit 1; }
+done
+python3 - <<'EOF'
+import pathlib, re, sys
+bad = []
+def anchors(path):
+    text = path.read_text()
+    out = set()
+    for line in text.splitlines():
+        if line.startswith('#'):
+            title = line.lstrip('#').strip().lower()
+            slug = re.sub(r'[^\w\- ]', '', title).replace(' ', '-')
+            out.add(slug)
+    return out
+for page in [pathlib.Path('README.md'), *sorted(pathlib.Path('docs').glob('*.md'))]:
+    text = re.sub(r'```.*?```', '', page.read_text(), flags=re.S)
+    for target in re.findall(r'\]\(([^)\s]+)\)', text):
+        if re.match(r'[a-z]+:', target):
+            continue
+        path, _, anchor = target.partition('#')
+        resolved = (page.parent / path).resolve() if path else page.resolve()
+        if not resolved.exists():
+            bad.append(f'{page}: {target} (no such file)')
+        elif anchor and resolved.suffix == '.md' and anchor not in anchors(resolved):
+            bad.append(f'{page}: {target} (no such heading)')
+if bad:
+    print('broken links:\n  ' + '\n  '.join(bad), file=sys.stderr)
+    sys.exit(1)
+EOF
+echo "ok: README.md has $lines lines, $(ls docs/*.md | wc -l) docs pages linked, no broken link"
 
 echo "--> quick start: the exporter line"
-demo=$(block_after "## Quick start" | grep -- '--demo' | sed 's/ *#.*$//')
+demo=$(block_after README.md "## Quick start" | grep -- '--demo' | sed 's/ *#.*$//')
 [ "$demo" = "cargo run --release -- --demo" ] || { echo "quick start changed: $demo" >&2; exit 1; }
 # Each command in its own process group, so stopping it stops what cargo started too.
 setsid bash -c "$demo" >"$work/demo.log" 2>&1 &
 pids+=(-$!)
 wait_for http://127.0.0.1:18018/metrics 'dexcom_glucose_mg_per_dl{account="sam"}'
 wait_for http://127.0.0.1:18018/ 'mmol/L'
+echo "--> the running exporter's history, as docs/remote-write.md fetches it"
+history=$(grep -h '^curl -s -o dexcom.om http://127.0.0.1:18018/api/v1/history$' docs/remote-write.md)
+(cd "$work" && bash -c "$history")
+grep -q '^dexcom_reading_glucose_mg_per_dl{account="sam"' "$work/dexcom.om"
+tail -n 1 "$work/dexcom.om" | grep -qx '# EOF'
 kill -- "${pids[-1]}"
 wait_until_free 18018
-echo "ok: $demo serves the three demo accounts and the landing page"
+echo "ok: $demo serves the three demo accounts, the landing page and its history"
 
-echo "--> the simulator example, as written"
-block_after "## Simulator" | grep -v '^#' >"$work/simulator.sh"
+echo "--> the simulator example (docs/simulator.md), as written"
+block_after docs/simulator.md "# Simulator" | grep -v '^#' >"$work/simulator.sh"
 # As a reader does: the simulator first (it prints "listening on"), then the exporter.
 head -n 1 "$work/simulator.sh" | sed 's/ *&$//' >"$work/simulator-1.sh"
 tail -n +2 "$work/simulator.sh" >"$work/simulator-2.sh"
 grep -q 'share_simulator' "$work/simulator-1.sh" && grep -q 'dexcom_exporter' "$work/simulator-2.sh"
+grep -q -- '--release' "$work/simulator-1.sh" && grep -q -- '--release' "$work/simulator-2.sh" \
+  || { echo "the simulator example must build the release profile the quick start built" >&2; exit 1; }
 setsid bash "$work/simulator-1.sh" >"$work/simulator.log" 2>&1 &
-pids+=(-$!)
+simulator=-$!
+pids+=("$simulator")
 wait_for_port 18019
 setsid bash "$work/simulator-2.sh" >"$work/exporter.log" 2>&1 &
-pids+=(-$!)
+exporter=-$!
+pids+=("$exporter")
 wait_for http://127.0.0.1:18018/metrics 'dexcom_glucose_mg_per_dl{account="alice"}'
-kill -- "${pids[-1]}" "${pids[-2]}"
+kill -- "$exporter"
 wait_until_free 18018
 echo "ok: the simulator example serves alice"
 
+echo "--> 'Check it' (README), the simulator standing in for Share"
+cargo build --quiet --release --locked --bin dexcom_exporter
+export PATH="$PWD/target/release:$PATH"
+# /etc/default/dexcom_exporter as the README has the user write it, pointed at the simulator.
+printf 'DEXCOM_USERNAME=alice\nDEXCOM_REGION=us\nDEXCOM_BASE_URL=http://127.0.0.1:18019/ShareWebServices/Services/\n' >"$work/default"
+check=$(block_after README.md "## Check it" console | joined | grep 'dexcom_exporter check' | scratch_paths)
+grep -q 'set -a; \. ' <<<"$check" || { echo "the check command changed: $check" >&2; exit 1; }
+(umask 077; printf 'wrong\n' >"$work/password")
+if out=$(bash -c "$check"); then echo "check passed with a wrong password: $out" >&2; exit 1; fi
+grep -q '^FAIL  alice: Dexcom Share rejected the login' <<<"$out" && grep -q '1. the region' <<<"$out" \
+  || { echo "check did not explain the wrong password: $out" >&2; exit 1; }
+out=$(bash -c "$check" || true)
+grep -q 'holds the password until' <<<"$out" || { echo "the held password was not reported: $out" >&2; exit 1; }
+(umask 077; printf 'secret\n' >"$work/password")
+out=$(bash -c "$check") || { echo "check failed with the right password: $out" >&2; exit 1; }
+grep -q '^ok    alice: [0-9]* mg/dL' <<<"$out" || { echo "unexpected: $out" >&2; exit 1; }
+echo "ok: check explained a wrong password, held it back, then said: $out"
+kill -- "$simulator"
+wait_until_free 18019
+
+echo "--> the night alarm (README): the shipped files checked, a test alert delivered"
+night=$(block_after README.md "## The night alarm: one machine or a Raspberry Pi" console | joined)
+mkdir -p "$work/prometheus"
+cp deploy/prometheus/prometheus.yml deploy/prometheus/alerts.yml deploy/prometheus/recording.yml "$work/prometheus/"
+# The receivers point at a local webhook standing in for the phone and the heartbeat service.
+python3 - "$work" <<'EOF' &
+import http.server, pathlib, sys
+work = pathlib.Path(sys.argv[1])
+class Hook(http.server.BaseHTTPRequestHandler):
+    def do_POST(self):
+        body = self.rfile.read(int(self.headers.get('Content-Length', 0)))
+        with open(work / 'received.log', 'ab') as f:
+            f.write(body + b'\n')
+        self.send_response(200); self.end_headers()
+    def log_message(self, *args):
+        pass
+http.server.HTTPServer(('127.0.0.1', 18097), Hook).serve_forever()
+EOF
+pids+=($!)
+sed -e 's|http://127.0.0.1:8000/hook|http://127.0.0.1:18097/hook|' \
+  -e 's|https://hc-ping.com/REPLACE-WITH-YOUR-CHECK-UUID|http://127.0.0.1:18097/heartbeat|' \
+  deploy/alertmanager/alertmanager.yml >"$work/alertmanager.yml"
+grep '^sudo amtool check-config' <<<"$night" | scratch_paths | bash >/dev/null
+prometheus-alertmanager --config.file="$work/alertmanager.yml" --storage.path="$work/am" \
+  --web.listen-address=127.0.0.1:9093 --cluster.listen-address= >"$work/am.log" 2>&1 &
+pids+=($!)
+wait_for_port 9093
+grep '^amtool alert add' <<<"$night" | bash
+for _ in $(seq 1 150); do
+  grep -q '"alertname":"DexcomGlucoseUrgentLow"' "$work/received.log" 2>/dev/null && break
+  sleep 0.2
+done
+grep -q '"receiver":"glucose-critical"' "$work/received.log" \
+  || { echo "the test alert did not reach the phone receivers" >&2; cat "$work/am.log" >&2; exit 1; }
+echo "ok: the test alert reached glucose-critical (Pushover, Telegram and the webhook)"
+
 echo "--> backfill of the demo, loaded by promtool"
-grep -q 'dexcom_exporter backfill --demo' README.md
+grep -q 'dexcom_exporter backfill --demo' docs/remote-write.md
 cargo run --quiet --release -- backfill --demo --output "$work/demo.om" 2>/dev/null
 tail -n 1 "$work/demo.om" | grep -qx '# EOF'
-grep -q 'promtool tsdb create-blocks-from openmetrics dexcom.om ./blocks' README.md
+grep -q 'promtool tsdb create-blocks-from openmetrics dexcom.om ./blocks' docs/remote-write.md
 promtool tsdb create-blocks-from openmetrics "$work/demo.om" "$work/blocks" >/dev/null
 echo "ok: backfill --demo makes blocks promtool accepts"
 
 echo "--> the package build line"
 grep -q '^cargo build --release --locked && cargo deb --no-build --locked$' README.md
-echo "ok: the README's cargo deb line is the one check-deb.sh runs"
+grep -q '^sudo apt install ./target/debian/dexcom-exporter_0.1.0-1_amd64.deb$' README.md
+echo "ok: the README's cargo deb line is the one check-deb.sh runs, and it installs what it built"

@@ -120,7 +120,8 @@ pub struct Cli {
     /// Glucose value and trend are withdrawn once the reading is older than this.
     #[arg(global = true, long = "glucose.max-age", env = "DEXCOM_GLUCOSE_MAX_AGE", default_value = DEFAULT_MAX_AGE, value_parser = humantime::parse_duration, value_name = "DURATION")]
     pub max_age: Duration,
-    /// YAML file listing several accounts (see deploy/config.example.yml).
+    /// YAML file listing several accounts (example: /usr/share/doc/dexcom-exporter/examples/config.example.yml,
+    /// in the repository deploy/config.example.yml).
     #[arg(
         global = true,
         long = "config.file",
