@@ -42,7 +42,7 @@ man -P cat dexcom_exporter 2>/dev/null | grep -q -- '--storage.path' \
 for completion in /usr/share/bash-completion/completions/dexcom_exporter \
   /usr/share/zsh/vendor-completions/_dexcom_exporter \
   /usr/share/fish/vendor_completions.d/dexcom_exporter.fish; do
-  grep -q -- '--dexcom.username' "$completion" || { echo "no completion at $completion" >&2; exit 1; }
+  grep -q 'dexcom.username' "$completion" || { echo "no completion at $completion" >&2; exit 1; }
 done
 bash -c '. /usr/share/bash-completion/completions/dexcom_exporter && complete -p dexcom_exporter' >/dev/null
 echo "man page and completions installed"
