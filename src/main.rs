@@ -7,7 +7,7 @@ use dexcom_exporter::config::{
     CheckOutput, Cli, Command, Config, ConfigError, ProcessEnvironment, StorageAccess,
 };
 use dexcom_exporter::exporter::Exporter;
-use dexcom_exporter::{shutdown, telemetry};
+use dexcom_exporter::{logging, shutdown};
 
 /// Exit code for bad configuration, as for a bad command line.
 const EXIT_CONFIG: u8 = 2;
@@ -34,7 +34,7 @@ fn main() -> ExitCode {
         }
     };
     // Logging first, so what the configuration warns about (a readable password file) is seen.
-    telemetry::init(cli.log_level, cli.log_format);
+    logging::init(cli.log_level, cli.log_format);
     let command = cli.command.take();
     let checking = matches!(command, Some(Command::Check { .. }));
     let config = match Config::from_cli(cli.clone(), &ProcessEnvironment) {

@@ -4,7 +4,11 @@
 use secrecy::SecretString;
 use uuid::Uuid;
 
+use std::collections::HashSet;
+use std::path::Path;
+
 use super::file::FileAccount;
+use super::loopback::is_loopback;
 use super::password::read_password;
 use super::{Cli, ConfigError, Environment};
 use crate::metrics::Thresholds;
@@ -153,14 +157,55 @@ fn parse_base_url(text: &str) -> Option<reqwest::Url> {
     (matches!(url.scheme(), "http" | "https") && url.host().is_some()).then_some(url)
 }
 
-/// Whether the URL's host is this machine: the only place plain http may go.
-pub(super) fn is_loopback(url: &reqwest::Url) -> bool {
-    let Some(host) = url.host_str() else {
-        return false;
-    };
-    let host = host.trim_start_matches('[').trim_end_matches(']');
-    host.eq_ignore_ascii_case("localhost")
-        || host
-            .parse::<std::net::IpAddr>()
-            .is_ok_and(|ip| ip.is_loopback())
+/// Checks the file's accounts (at least one).
+pub(super) fn accounts_from_file(
+    path: &Path,
+    file_accounts: Vec<FileAccount>,
+    cli: &Cli,
+    env: &dyn Environment,
+) -> Result<Vec<AccountConfig>, ConfigError> {
+    if file_accounts.is_empty() {
+        return Err(ConfigError::EmptyConfigFile {
+            path: path.to_owned(),
+        });
+    }
+    let single = file_accounts.len() == 1;
+    let mut names = HashSet::new();
+    // (Share service, login) → the entry that has it: one Dexcom login listed twice would get
+    // two login gates and double its failed logins.
+    let mut logins: std::collections::HashMap<(String, String), String> =
+        std::collections::HashMap::new();
+    let mut accounts = Vec::new();
+    // Relative password files are next to the configuration file, as Prometheus resolves the
+    // paths in prometheus.yml: under systemd that is the credentials directory, where the
+    // accounts drop-in puts both.
+    let base = path.parent().unwrap_or_else(|| Path::new("."));
+    for mut account in file_accounts {
+        if let Some(file) = account.password_file.take() {
+            account.password_file = Some(if file.is_relative() {
+                base.join(file)
+            } else {
+                file
+            });
+        }
+        let account = validate_account(account, cli, env, single)?;
+        if !names.insert(account.name.clone()) {
+            return Err(ConfigError::DuplicateName { name: account.name });
+        }
+        let login = match &account.login {
+            crate::share::Login::Username(name) => format!("username {}", name.to_lowercase()),
+            crate::share::Login::AccountId(id) => format!("account ID {id}"),
+        };
+        let service = account.base_url.as_str().to_lowercase();
+        if let Some(first) = logins.insert((service.clone(), login.clone()), account.name.clone()) {
+            return Err(ConfigError::DuplicateLogin {
+                first,
+                second: account.name,
+                login,
+                service,
+            });
+        }
+        accounts.push(account);
+    }
+    Ok(accounts)
 }

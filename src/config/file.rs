@@ -1,13 +1,13 @@
-//! `--config.file`: the YAML schema listing several accounts, read and checked into
-//! validated accounts (unknown keys are refused by name, duplicate names too).
+//! `--config.file` as written: the YAML schema (accounts, `remote_write:` with Prometheus's
+//! keys, external labels), unknown keys refused by name. Only the raw shape lives here; what
+//! the values must be is checked in `account.rs` and `remote_write.rs`.
 
-use std::collections::HashSet;
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
 
-use super::account::validate_account;
-use super::{AccountConfig, Cli, ConfigError, Environment};
+use super::ConfigError;
 
 /// The accounts section of `--config.file`.
 #[derive(Debug, Deserialize)]
@@ -15,7 +15,7 @@ use super::{AccountConfig, Cli, ConfigError, Environment};
 pub(super) struct FileConfig {
     #[serde(default)]
     pub(super) accounts: Vec<FileAccount>,
-    pub(super) remote_write: Option<super::remote_write::OneOrMany>,
+    pub(super) remote_write: Option<OneOrMany>,
     pub(super) external_labels: Option<std::collections::BTreeMap<String, String>>,
 }
 
@@ -54,57 +54,65 @@ pub(super) fn read_config_file(path: &Path) -> Result<FileConfig, ConfigError> {
     })
 }
 
-/// Checks the file's accounts (at least one).
-pub(super) fn accounts_from_file(
-    path: &Path,
-    file_accounts: Vec<FileAccount>,
-    cli: &Cli,
-    env: &dyn Environment,
-) -> Result<Vec<AccountConfig>, ConfigError> {
-    if file_accounts.is_empty() {
-        return Err(ConfigError::EmptyConfigFile {
-            path: path.to_owned(),
-        });
+/// `remote_write:` as `prometheus.yml` writes it (a list), or a single mapping.
+#[derive(Debug, Deserialize)]
+#[serde(untagged)]
+pub(super) enum OneOrMany {
+    One(Box<FileRemoteWrite>),
+    Many(Vec<FileRemoteWrite>),
+}
+
+impl OneOrMany {
+    pub(super) fn into_vec(self) -> Vec<FileRemoteWrite> {
+        match self {
+            OneOrMany::One(one) => vec![*one],
+            OneOrMany::Many(many) => many,
+        }
     }
-    let single = file_accounts.len() == 1;
-    let mut names = HashSet::new();
-    // (Share service, login) → the entry that has it: one Dexcom login listed twice would get
-    // two login gates and double its failed logins.
-    let mut logins: std::collections::HashMap<(String, String), String> =
-        std::collections::HashMap::new();
-    let mut accounts = Vec::new();
-    // Relative password files are next to the configuration file, as Prometheus resolves the
-    // paths in prometheus.yml: under systemd that is the credentials directory, where the
-    // accounts drop-in puts both.
-    let base = path.parent().unwrap_or_else(|| Path::new("."));
-    for mut account in file_accounts {
-        if let Some(file) = account.password_file.take() {
-            account.password_file = Some(if file.is_relative() {
-                base.join(file)
-            } else {
-                file
-            });
-        }
-        let account = validate_account(account, cli, env, single)?;
-        if !names.insert(account.name.clone()) {
-            return Err(ConfigError::DuplicateName { name: account.name });
-        }
-        let login = match &account.login {
-            crate::share::Login::Username(name) => format!("username {}", name.to_lowercase()),
-            crate::share::Login::AccountId(id) => format!("account ID {id}"),
-        };
-        let service = account.base_url.as_str().to_lowercase();
-        if let Some(first) = logins.insert((service.clone(), login.clone()), account.name.clone()) {
-            return Err(ConfigError::DuplicateLogin {
-                first,
-                second: account.name,
-                login,
-                service,
-            });
-        }
-        accounts.push(account);
-    }
-    Ok(accounts)
+}
+
+/// One receiver, as written in the file.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct FileRemoteWrite {
+    pub(super) url: String,
+    pub(super) name: Option<String>,
+    pub(super) remote_timeout: Option<String>,
+    #[serde(default)]
+    pub(super) headers: BTreeMap<String, String>,
+    pub(super) basic_auth: Option<FileBasicAuth>,
+    pub(super) authorization: Option<FileAuthorization>,
+    pub(super) tls_config: Option<FileTls>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct FileBasicAuth {
+    pub(super) username: String,
+    pub(super) password_file: Option<PathBuf>,
+    /// Accepted only to be refused with a clear message.
+    pub(super) password: Option<serde::de::IgnoredAny>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct FileAuthorization {
+    #[serde(rename = "type")]
+    pub(super) scheme: Option<String>,
+    pub(super) credentials_file: Option<PathBuf>,
+    /// Accepted only to be refused with a clear message.
+    pub(super) credentials: Option<serde::de::IgnoredAny>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct FileTls {
+    pub(super) ca_file: Option<PathBuf>,
+    pub(super) cert_file: Option<PathBuf>,
+    pub(super) key_file: Option<PathBuf>,
+    pub(super) server_name: Option<String>,
+    #[serde(default)]
+    pub(super) insecure_skip_verify: bool,
 }
 
 #[cfg(test)]

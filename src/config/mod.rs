@@ -13,6 +13,7 @@ mod account;
 mod cli;
 mod error;
 mod file;
+mod loopback;
 mod password;
 mod remote_write;
 mod shard;
@@ -33,8 +34,8 @@ pub use remote_write::{
 pub use shard::{Shard, shard_of};
 
 use crate::http::web_config::WebConfig;
-use account::validate_account;
-use file::{FileAccount, FileThresholds, accounts_from_file, read_config_file};
+use account::{accounts_from_file, validate_account};
+use file::{FileAccount, FileThresholds, read_config_file};
 
 /// The validated configuration.
 #[derive(Debug, Clone)]
@@ -146,7 +147,7 @@ impl Config {
         let (file_accounts, file_remote_write, file_external_labels) = match file {
             Some((path, file)) => (
                 Some((path, file.accounts)),
-                file.remote_write.map(remote_write::OneOrMany::into_vec),
+                file.remote_write.map(file::OneOrMany::into_vec),
                 file.external_labels,
             ),
             None => (None, None, None),

@@ -10,73 +10,13 @@ use std::time::Duration;
 
 use reqwest::header::{HeaderMap, HeaderName, HeaderValue};
 use secrecy::SecretString;
-use serde::Deserialize;
 
 use super::ConfigError;
+use super::file::{FileRemoteWrite, FileTls};
+use super::loopback::is_loopback;
 
 /// Default limit on one remote-write request, as in Prometheus.
 pub const DEFAULT_REMOTE_TIMEOUT: Duration = Duration::from_secs(30);
-
-/// `remote_write:` as `prometheus.yml` writes it (a list), or a single mapping.
-#[derive(Debug, Deserialize)]
-#[serde(untagged)]
-pub(super) enum OneOrMany {
-    One(Box<FileRemoteWrite>),
-    Many(Vec<FileRemoteWrite>),
-}
-
-impl OneOrMany {
-    pub(super) fn into_vec(self) -> Vec<FileRemoteWrite> {
-        match self {
-            OneOrMany::One(one) => vec![*one],
-            OneOrMany::Many(many) => many,
-        }
-    }
-}
-
-/// One receiver, as written in the file.
-#[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub(super) struct FileRemoteWrite {
-    pub(super) url: String,
-    name: Option<String>,
-    remote_timeout: Option<String>,
-    #[serde(default)]
-    headers: BTreeMap<String, String>,
-    basic_auth: Option<FileBasicAuth>,
-    authorization: Option<FileAuthorization>,
-    tls_config: Option<FileTls>,
-}
-
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct FileBasicAuth {
-    username: String,
-    password_file: Option<PathBuf>,
-    /// Accepted only to be refused with a clear message.
-    password: Option<serde::de::IgnoredAny>,
-}
-
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct FileAuthorization {
-    #[serde(rename = "type")]
-    scheme: Option<String>,
-    credentials_file: Option<PathBuf>,
-    /// Accepted only to be refused with a clear message.
-    credentials: Option<serde::de::IgnoredAny>,
-}
-
-#[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct FileTls {
-    ca_file: Option<PathBuf>,
-    cert_file: Option<PathBuf>,
-    key_file: Option<PathBuf>,
-    server_name: Option<String>,
-    #[serde(default)]
-    insecure_skip_verify: bool,
-}
 
 /// How requests authenticate; `Debug` never shows the secret.
 #[derive(Debug, Clone)]
@@ -351,7 +291,7 @@ pub(super) fn validate_target(file: FileRemoteWrite) -> Result<RemoteWriteTarget
         }
         (None, None) => None,
     };
-    if auth.is_some() && url.scheme() == "http" && !super::account::is_loopback(&url) {
+    if auth.is_some() && url.scheme() == "http" && !is_loopback(&url) {
         return Err(problem(
             "credentials would travel in clear: use an https URL (or a receiver on this machine)"
                 .into(),
@@ -473,6 +413,7 @@ pub(super) fn from_flag(url: &str) -> Result<RemoteWriteTarget, ConfigError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::config::file::OneOrMany;
 
     fn parse(yaml: &str) -> Result<RemoteWriteTarget, ConfigError> {
         let file: OneOrMany = crate::yaml::parse(yaml).expect("yaml");

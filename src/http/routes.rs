@@ -12,9 +12,9 @@ use prometheus_client::registry::Registry;
 
 use super::serve::{HttpResponse, respond};
 use super::web_config::LiveWebConfig;
-use crate::backfill::{HISTORY_PATH, OPENMETRICS_CONTENT_TYPE, history_openmetrics};
 use crate::history::History;
 use crate::metrics::{self, Metrics};
+use crate::openmetrics::{HISTORY_PATH, OPENMETRICS_CONTENT_TYPE, history_openmetrics};
 
 /// What the handlers need.
 #[derive(Debug)]

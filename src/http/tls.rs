@@ -8,7 +8,40 @@ use std::sync::Arc;
 use rustls_pki_types::pem::PemObject;
 use rustls_pki_types::{CertificateDer, PrivateKeyDer};
 
-use super::web_config::{TlsServerConfig, WebConfigError};
+use serde::Deserialize;
+
+/// The `tls_server_config` section of `--web.config.file`, as written.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct TlsServerConfig {
+    pub(super) cert_file: PathBuf,
+    pub(super) key_file: PathBuf,
+    pub(super) client_auth_type: Option<String>,
+    pub(super) client_ca_file: Option<PathBuf>,
+    pub(super) min_version: Option<String>,
+    pub(super) max_version: Option<String>,
+}
+
+/// Why the TLS settings cannot be used; the web configuration names its file around it.
+#[derive(Debug, thiserror::Error)]
+pub enum TlsError {
+    /// A certificate, key or CA file cannot be loaded.
+    #[error("cannot load {what} {file}: {message}")]
+    Pem {
+        /// Which item (certificate, key, client CA).
+        what: &'static str,
+        /// The PEM file.
+        file: PathBuf,
+        /// Why.
+        message: String,
+    },
+    /// The TLS settings are inconsistent.
+    #[error("{message}")]
+    Settings {
+        /// What is wrong.
+        message: String,
+    },
+}
 
 /// The TLS settings and the files they were read from.
 pub(super) struct LoadedTls {
@@ -16,13 +49,9 @@ pub(super) struct LoadedTls {
     pub(super) files: Vec<PathBuf>,
 }
 
-pub(super) fn tls_config(
-    path: &Path,
-    base: &Path,
-    tls: TlsServerConfig,
-) -> Result<LoadedTls, WebConfigError> {
-    let pem_error = |what: &'static str, file: &Path, message: String| WebConfigError::Pem {
-        path: path.to_owned(),
+/// Builds the rustls configuration of `tls`, its files relative to `base`.
+pub(super) fn tls_config(base: &Path, tls: TlsServerConfig) -> Result<LoadedTls, TlsError> {
+    let pem_error = |what: &'static str, file: &Path, message: String| TlsError::Pem {
         what,
         file: file.to_owned(),
         message,
@@ -43,10 +72,7 @@ pub(super) fn tls_config(
     }
     let key = PrivateKeyDer::from_pem_file(&key_file)
         .map_err(|e| pem_error("key", &key_file, e.to_string()))?;
-    let tls_error = |message: String| WebConfigError::Tls {
-        path: path.to_owned(),
-        message,
-    };
+    let tls_error = |message: String| TlsError::Settings { message };
     let version =
         |text: &Option<String>, default: &'static rustls::SupportedProtocolVersion| match text
             .as_deref()

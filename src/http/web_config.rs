@@ -23,7 +23,7 @@ use hyper::header::{HeaderName, HeaderValue};
 use serde::Deserialize;
 
 pub use super::basic_auth::BasicAuth;
-use super::tls::tls_config;
+use super::tls::{TlsError, TlsServerConfig, tls_config};
 
 /// What is wrong with a web configuration file; the exporter exits with code 2.
 #[derive(Debug, thiserror::Error)]
@@ -45,25 +45,14 @@ pub enum WebConfigError {
         /// What is wrong.
         message: String,
     },
-    /// A certificate, key or CA file cannot be loaded.
-    #[error("--web.config.file {path}: cannot load {what} {file}: {message}")]
-    Pem {
-        /// The web configuration file.
-        path: PathBuf,
-        /// Which item (certificate, key, client CA).
-        what: &'static str,
-        /// The PEM file.
-        file: PathBuf,
-        /// Why.
-        message: String,
-    },
-    /// The TLS settings are inconsistent.
-    #[error("--web.config.file {path}: {message}")]
+    /// The TLS settings cannot be used (a certificate, key or CA file, or the settings).
+    #[error("--web.config.file {path}: {source}")]
     Tls {
         /// The web configuration file.
         path: PathBuf,
         /// What is wrong.
-        message: String,
+        #[source]
+        source: TlsError,
     },
 }
 
@@ -73,17 +62,6 @@ struct WebConfigFile {
     tls_server_config: Option<TlsServerConfig>,
     http_server_config: Option<HttpServerConfig>,
     basic_auth_users: Option<BTreeMap<String, String>>,
-}
-
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub(super) struct TlsServerConfig {
-    pub(super) cert_file: PathBuf,
-    pub(super) key_file: PathBuf,
-    pub(super) client_auth_type: Option<String>,
-    pub(super) client_ca_file: Option<PathBuf>,
-    pub(super) min_version: Option<String>,
-    pub(super) max_version: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -125,8 +103,12 @@ impl WebConfig {
         let base = path.parent().unwrap_or_else(|| Path::new("."));
         let tls = file
             .tls_server_config
-            .map(|tls| tls_config(path, base, tls))
-            .transpose()?;
+            .map(|tls| tls_config(base, tls))
+            .transpose()
+            .map_err(|source| WebConfigError::Tls {
+                path: path.to_owned(),
+                source,
+            })?;
         let mut headers = Vec::new();
         if let Some(http) = file.http_server_config {
             if http.http2 == Some(true) {

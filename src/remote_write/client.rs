@@ -282,7 +282,7 @@ async fn read_capped(response: &mut reqwest::Response, cap: usize) -> String {
 /// Whether the receiver's TLS alert says it wanted (another) client certificate.
 fn refused_for_certificate(error: &reqwest::Error) -> bool {
     use rustls::AlertDescription as Alert;
-    crate::error_chain::chain(error).any(|e| {
+    crate::error_cause::chain(error).any(|e| {
         matches!(
             e.downcast_ref::<rustls::Error>(),
             Some(rustls::Error::AlertReceived(
@@ -300,7 +300,7 @@ fn describe(error: &reqwest::Error) -> String {
     if error.is_timeout() {
         return "timed out".into();
     }
-    let deepest = crate::error_chain::explain(error);
+    let deepest = crate::error_cause::explain(error);
     if error.is_connect() {
         format!("cannot connect: {deepest}")
     } else {

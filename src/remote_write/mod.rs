@@ -6,17 +6,16 @@
 //! the readings a scrape never sees (those Share served while the exporter, the network or
 //! Share was down, and a phone's late backlog) and for statistics where each reading counts
 //! once. `encode.rs` writes the protobuf and snappy body, `series.rs` names the series a reading is written as, `client.rs` makes one request and
-//! classifies its answer, `sender.rs` is the queue with its retries, and `cursor.rs` what each
-//! receiver acknowledged, kept in the state directory.
+//! classifies its answer, and `sender.rs` is the queue with its retries. What each receiver
+//! acknowledged is kept with the rest of the state (`state/acked.rs`).
 
 mod client;
-mod cursor;
 mod encode;
 mod sender;
 mod series;
 
+pub use crate::state::{Acked, EXACT_WINDOW};
 pub use client::{ClientError, SendError, WriteClient};
-pub use cursor::{Acked, EXACT_WINDOW};
 pub use encode::{Series, compress, write_request};
 pub use sender::{MAX_BACKOFF, MAX_READINGS_PER_REQUEST, MIN_BACKOFF, Sender, SenderAccount};
 pub use series::{GLUCOSE_SERIES, READING_SERIES, ReadingSeries, TREND_SERIES, reading_labels};

@@ -21,13 +21,13 @@ use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
 use super::client::{SendError, WriteClient};
-use super::cursor::Acked;
 use super::encode::{Series, compress, write_request};
 use super::series::{READING_SERIES, reading_labels};
 use crate::history::History;
 use crate::metrics::RemoteWriteMetrics;
 use crate::share::Reading;
 use crate::state::AccountStateFile;
+use crate::state::Acked;
 
 /// The most readings in one request (two samples each, glucose and trend): a day of 300
 /// accounts goes in 173 requests, and a request stays far below receivers' size limits.

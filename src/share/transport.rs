@@ -214,7 +214,7 @@ impl ShareClient {
             ShareError::Connection {
                 host,
                 endpoint,
-                cause: self.scrub(&crate::error_chain::explain(&error)),
+                cause: self.scrub(&crate::error_cause::explain(&error)),
                 source: error,
             }
         }

@@ -19,8 +19,11 @@ use std::sync::atomic::{AtomicBool, Ordering};
 
 use serde::{Deserialize, Serialize};
 
-use crate::remote_write::Acked;
 use crate::share::gate::{GateState, GateStore};
+
+mod acked;
+
+pub use acked::{Acked, EXACT_WINDOW};
 
 /// The file format written now; files of another version are ignored (and replaced).
 pub const FORMAT_VERSION: u32 = 1;
