@@ -13,7 +13,8 @@ use std::sync::Arc;
 
 use crate::clock::Clock;
 use crate::config::Config;
-use crate::exporter::{ExporterError, share_client, share_http, start_demo_if_asked};
+use crate::demo::start_demo_if_asked;
+use crate::exporter::{ExporterError, share_client, share_http};
 use crate::openmetrics::write_openmetrics;
 use crate::poll::latest_allowed_ms;
 use crate::share::{MAX_COUNT, MAX_MINUTES, Reading};
@@ -47,7 +48,9 @@ pub async fn backfill(
     out: &mut dyn Write,
     clock: Arc<dyn Clock>,
 ) -> Result<BackfillSummary, BackfillError> {
-    let demo = start_demo_if_asked(&mut config).await?;
+    let demo = start_demo_if_asked(&mut config)
+        .await
+        .map_err(|e| BackfillError::Setup(e.into()))?;
     let http = share_http(&config)?;
     let mut summary = BackfillSummary::default();
     let mut per_account: Vec<(String, Vec<Reading>)> = Vec::new();

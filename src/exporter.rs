@@ -6,23 +6,21 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use secrecy::SecretString;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
 use crate::clock::{Clock, SystemClock};
 use crate::config::{AccountConfig, Config};
+use crate::demo::DemoError;
 use crate::history::History;
 use crate::http::routes::{self, ServerState};
 use crate::http::serve::{self, ServeLimits, TlsSource};
 use crate::http::web_config::LiveWebConfig;
-use crate::metrics::{Metrics, Thresholds};
+use crate::metrics::Metrics;
 use crate::poll::{self, AccountPoller};
 use crate::remote_write::{Sender, SenderAccount, WriteClient};
-use crate::share::{ClientSettings, Login, Region, ShareClient, ShareError};
-use crate::simulator::{
-    AccountSpec, GlucoseProfile, RunningSimulator, Scenario, ScenarioError, Simulator,
-};
+use crate::share::{ClientSettings, ShareClient, ShareError};
+use crate::simulator::{RunningSimulator, Simulator};
 use crate::state::AccountStateFile;
 
 /// Connect timeout for Share.
@@ -45,18 +43,20 @@ pub enum ExporterError {
     /// The HTTP client for Share could not be built (the TLS backend failed to start).
     #[error("cannot create the HTTP client for Dexcom Share: {0}")]
     HttpClient(#[source] ShareError),
-    /// The demo scenario was refused (a bug: it is built in).
-    #[error("cannot start the demo Share simulator: {0}")]
-    DemoScenario(#[from] ScenarioError),
-    /// The demo simulator could not listen on a loopback port.
-    #[error("cannot start the demo Share simulator: cannot listen on loopback: {0}")]
-    DemoListen(#[source] std::io::Error),
+    /// The demo's simulator could not start.
+    #[error(transparent)]
+    Demo(#[from] DemoError),
     /// A remote-write receiver's client could not be built.
     #[error(transparent)]
     RemoteWrite(#[from] crate::remote_write::ClientError),
-    /// The demo simulator's address did not make a URL (a bug).
-    #[error("cannot start the demo Share simulator: bad base URL: {0}")]
-    DemoUrl(#[source] <reqwest::Url as std::str::FromStr>::Err),
+}
+
+/// What the assembly builds for one account, before it is handed to the poller and senders.
+struct AccountParts {
+    config: AccountConfig,
+    metrics: Arc<crate::metrics::AccountMetrics>,
+    history: Arc<History>,
+    state: Option<Arc<AccountStateFile>>,
 }
 
 /// A bound, ready-to-run exporter.
@@ -75,75 +75,6 @@ pub struct Exporter {
     demo: Option<RunningSimulator>,
     /// Holds the state directory's lock for as long as the exporter lives.
     _storage: Option<crate::state::StateDir>,
-}
-
-/// The demo accounts: (name, profile, simulated time of day at start).
-const DEMO_ACCOUNTS: [(&str, GlucoseProfile, Option<&str>); 3] = [
-    ("alex", GlucoseProfile::Typical, None),
-    // Starts in range a few readings before its nightly urgent low (the time of day is found
-    // at start, see `demo_low_start`), so a new user sees the low and its alert within minutes.
-    ("sam", GlucoseProfile::OvernightLow, None),
-    ("robin", GlucoseProfile::RunsHigh, None),
-];
-
-/// The demo's seed: the same curves at every start.
-const DEMO_SEED: u64 = 2026;
-
-/// The time of day for the demo account `sam` to start at: the one, in 5-minute steps over
-/// the whole day (which night's curve lies ahead depends on the date), from which its curve
-/// is in range now (above 70 mg/dL) and reaches an urgent low (55 mg/dL) the soonest: the fall
-/// is seen, then the low and urgent-low alerts. `None` at the rare times when no start does
-/// (sam then simply follows its overnight-low profile).
-fn demo_low_start(interval: Duration, password: &str) -> Option<String> {
-    demo_low_start_at(
-        interval,
-        password,
-        crate::clock::unix_ms(std::time::SystemTime::now()),
-    )
-}
-
-/// [`demo_low_start`] as if it were `now` (Unix ms); the simulator's curve for a night
-/// depends on the day.
-fn demo_low_start_at(interval: Duration, password: &str, now: i64) -> Option<String> {
-    let interval_ms = i64::try_from(interval.as_millis()).unwrap_or(i64::MAX);
-    let mut best: Option<(usize, String)> = None;
-    for minutes in (0..24 * 60).step_by(5) {
-        let start = format!("{:02}:{:02}", minutes / 60, minutes % 60);
-        let clock = crate::clock::ManualClock::starting_at(crate::clock::from_unix_ms(now));
-        let Ok(simulator) =
-            Simulator::with_clock(demo_low_scenario(interval, password, &start), clock)
-        else {
-            continue;
-        };
-        let ahead = simulator.readings_between("sam", now - interval_ms, now + 12 * interval_ms);
-        let Some(first) = ahead.first() else {
-            continue;
-        };
-        if first.mg_per_dl <= 70 {
-            continue;
-        }
-        if let Some(low) = ahead.iter().position(|r| r.mg_per_dl <= 55)
-            && low >= 1
-            && best.as_ref().is_none_or(|(b, _)| low < *b)
-        {
-            best = Some((low, start));
-        }
-    }
-    best.map(|(_, start)| start)
-}
-
-/// The demo account `sam` alone, its day starting at `start`: what the search above tries.
-fn demo_low_scenario(interval: Duration, password: &str, start: &str) -> Scenario {
-    Scenario {
-        seed: DEMO_SEED,
-        reading_interval: interval,
-        accounts: vec![AccountSpec {
-            profile: GlucoseProfile::OvernightLow,
-            day_starts_at: Some(start.to_owned()),
-            ..AccountSpec::new("sam", password)
-        }],
-        ..Scenario::default()
-    }
 }
 
 impl Exporter {
@@ -170,7 +101,7 @@ impl Exporter {
         listener: TcpListener,
         clock: Arc<dyn Clock>,
     ) -> Result<Self, ExporterError> {
-        let demo = start_demo_if_asked(&mut config).await?;
+        let demo = crate::demo::start_demo_if_asked(&mut config).await?;
         // Every judgement of time is made on Share's clock, which answers correct.
         let share_clock = crate::clock::ShareClock::new(clock);
         let clock: Arc<dyn Clock> = share_clock.clone();
@@ -183,29 +114,27 @@ impl Exporter {
             clock.clone(),
         ));
         let history_changed = Arc::new(tokio::sync::Notify::new());
-        let histories: Vec<Arc<History>> = config
+        // Each account's parts, built once, side by side.
+        let parts: Vec<AccountParts> = config
             .accounts
             .iter()
-            .map(|a| Arc::new(History::new(&a.name, history_changed.clone())))
-            .collect();
-        let state_files: Vec<Option<Arc<AccountStateFile>>> = config
-            .accounts
-            .iter()
-            .map(|a| {
-                config
+            .zip(metrics.accounts())
+            .map(|(account, account_metrics)| AccountParts {
+                config: account.clone(),
+                metrics: account_metrics.clone(),
+                history: Arc::new(History::new(&account.name, history_changed.clone())),
+                state: config
                     .storage
                     .as_ref()
-                    .map(|dir| Arc::new(dir.account(&a.name)))
+                    .map(|dir| Arc::new(dir.account(&account.name))),
             })
             .collect();
+        let histories: Vec<Arc<History>> = parts.iter().map(|p| p.history.clone()).collect();
         let mut senders = Vec::with_capacity(config.remote_write.len());
         for target in &config.remote_write {
-            let accounts = histories
+            let accounts = parts
                 .iter()
-                .zip(&state_files)
-                .map(|(history, state)| {
-                    SenderAccount::new(history.clone(), state.clone(), &target.name)
-                })
+                .map(|p| SenderAccount::new(p.history.clone(), p.state.clone(), &target.name))
                 .collect();
             let metrics = metrics.remote_write(&target.name, &target.shown_url());
             tracing::info!(remote_name = %target.name, url = %target.shown_url(), "remote write on: every reading is pushed at its sensor time");
@@ -217,25 +146,22 @@ impl Exporter {
             ));
         }
         let http = share_http(&config)?;
-        let mut pollers = Vec::with_capacity(config.accounts.len());
-        for (((account, account_metrics), history), state) in config
-            .accounts
-            .iter()
-            .zip(metrics.accounts())
-            .zip(&histories)
-            .zip(state_files)
-        {
-            let client = share_client(&config, &http, account, state.clone(), clock.clone());
-            pollers.push(AccountPoller::new(
-                client,
-                account_metrics.clone(),
-                metrics.request_durations(),
-                config.reading_interval,
-                share_clock.clone(),
-                state,
-                history.clone(),
-            ));
-        }
+        let pollers: Vec<AccountPoller> = parts
+            .into_iter()
+            .map(|p| {
+                let client =
+                    share_client(&config, &http, &p.config, p.state.clone(), clock.clone());
+                AccountPoller::new(
+                    client,
+                    p.metrics,
+                    metrics.request_durations(),
+                    config.reading_interval,
+                    share_clock.clone(),
+                    p.state,
+                    p.history,
+                )
+            })
+            .collect();
         if config.shard.count > 1 {
             tracing::info!(
                 shard = config.shard.index,
@@ -411,104 +337,4 @@ pub(crate) fn share_client(
         state.map(|file| file as Arc<dyn crate::share::gate::GateStore>),
         clock,
     )
-}
-
-/// With `--demo`: starts the built-in simulator and puts its accounts into `config`.
-pub(crate) async fn start_demo_if_asked(
-    config: &mut Config,
-) -> Result<Option<RunningSimulator>, ExporterError> {
-    if !config.demo {
-        return Ok(None);
-    }
-    let (running, accounts) = start_demo(config.reading_interval).await?;
-    config.accounts = accounts;
-    Ok(Some(running))
-}
-
-/// The demo's simulator and accounts.
-async fn start_demo(
-    interval: Duration,
-) -> Result<(RunningSimulator, Vec<AccountConfig>), ExporterError> {
-    let password = uuid::Uuid::new_v4().to_string();
-    let low_start = demo_low_start(interval, &password);
-    let accounts = DEMO_ACCOUNTS
-        .iter()
-        .map(|(name, profile, day_start)| AccountSpec {
-            profile: *profile,
-            day_starts_at: day_start
-                .map(str::to_owned)
-                .or_else(|| (*name == "sam").then(|| low_start.clone()).flatten()),
-            ..AccountSpec::new(name, &password)
-        })
-        .collect();
-    let scenario = Scenario {
-        seed: DEMO_SEED,
-        reading_interval: interval,
-        accounts,
-        ..Scenario::default()
-    };
-    let simulator = Simulator::new(scenario)?;
-    let running = simulator
-        .start(SocketAddr::from(([127, 0, 0, 1], 0)))
-        .await
-        .map_err(ExporterError::DemoListen)?;
-    let base_url = reqwest::Url::parse(&running.base_url()).map_err(ExporterError::DemoUrl)?;
-    tracing::info!(base_url = %base_url, "demo mode: polling the built-in Share simulator (accounts alex, sam, robin)");
-    let configs = DEMO_ACCOUNTS
-        .iter()
-        .map(|(name, _, _)| AccountConfig {
-            name: (*name).to_owned(),
-            login: Login::Username((*name).to_owned()),
-            password: SecretString::from(password.clone()),
-            region: Region::Us,
-            base_url: base_url.clone(),
-            thresholds: Thresholds::default(),
-        })
-        .collect();
-    Ok((running, configs))
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn the_demo_low_comes_within_minutes_at_the_default_cadence() {
-        let interval = Duration::from_secs(300);
-        let start_now = crate::clock::unix_ms(std::time::SystemTime::now());
-        // Any time of any day: every 7 hours 13 minutes over 60 days.
-        let mut found = 0;
-        let mut urgents = Vec::new();
-        for step in 0..200 {
-            let now = start_now + step * (7 * 3600 + 13 * 60 + 17) * 1000;
-            let Some(start) = demo_low_start_at(interval, "pw", now) else {
-                continue;
-            };
-            found += 1;
-            let clock = crate::clock::ManualClock::starting_at(crate::clock::from_unix_ms(now));
-            let simulator =
-                Simulator::with_clock(demo_low_scenario(interval, "pw", &start), clock).unwrap();
-            let ahead: Vec<u16> = simulator
-                .readings_between("sam", now - 300_000, now + 12 * 300_000)
-                .iter()
-                .map(|r| r.mg_per_dl)
-                .collect();
-            let urgent = ahead.iter().position(|v| *v <= 55).expect("an urgent low");
-            assert!(ahead[0] > 70, "starts in range: {ahead:?}");
-            urgents.push(urgent);
-        }
-        assert!(
-            found >= 180,
-            "a start with a low ahead at only {found} of 200 times"
-        );
-        // How fast the night's low falls varies by day: the urgent low (55) comes within the
-        // hour searched, and within six readings (half an hour) at nine times in ten.
-        urgents.sort_unstable();
-        let p90 = urgents[urgents.len() * 9 / 10];
-        assert!(
-            p90 <= 6,
-            "urgent low after {p90} readings at the 90th percentile"
-        );
-        eprintln!("a start found at {found} of 200 times");
-    }
 }

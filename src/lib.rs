@@ -9,6 +9,7 @@ pub mod backfill;
 pub mod check;
 pub mod clock;
 pub mod config;
+pub mod demo;
 pub mod error_cause;
 pub mod exporter;
 pub mod history;

@@ -7,10 +7,11 @@
 //!
 //! A `Date` header has a resolution of one second and is stamped somewhere between the moment
 //! the request left and the moment its answer arrived, so one answer says only that the offset
-//! lies in `[date - answered, date + 1 s - sent]`. The estimate moves as little as it must to
-//! agree with the latest answer: a clock that is right stays at exactly zero (no jitter in the
-//! ages of a correct host), a host clock that jumps (NTP's first sync) is followed at the next
-//! answer, and one slow answer only widens its own interval.
+//! lies in `[date - answered, date + 1 s - sent]`. The estimate stays while it agrees with the
+//! latest answer, and moves to the middle of that answer's interval when it does not: a clock
+//! that is right stays at exactly zero (no jitter in the ages of a correct host), a host clock
+//! that jumps (NTP's first sync) is followed at the next answer, within half a second and half
+//! the round trip, and one slow answer only widens its own interval.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
@@ -51,9 +52,13 @@ impl ShareClock {
         let residual_high = date_ms
             .saturating_add(DATE_RESOLUTION_MS - 1)
             .saturating_sub(sent_ms.min(answered_ms));
-        let correction = 0i64.clamp(residual_low, residual_high.max(residual_low));
-        if correction != 0 {
-            self.offset_ms.fetch_add(correction, Ordering::Relaxed);
+        let residual_high = residual_high.max(residual_low);
+        // Inside the interval: the estimate agrees with this answer and stays (a right clock
+        // stays at 0). Outside: to the interval's middle, which is off by at most half its
+        // width either way (a boundary would always err the same way).
+        if !(residual_low..=residual_high).contains(&0) {
+            let middle = residual_low + (residual_high - residual_low) / 2;
+            self.offset_ms.fetch_add(middle, Ordering::Relaxed);
         }
         self.measured.store(true, Ordering::Relaxed);
     }

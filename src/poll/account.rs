@@ -2,21 +2,19 @@
 //! and tell the user in the log what to do when Share refuses.
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::time::{Duration, SystemTime};
+use std::time::Duration;
 
 use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 
+use super::intake::{covered_from, drop_repeated_uploads, latest_allowed_ms};
+use super::observer::Observer;
 use super::schedule::{PollOutcome, Schedule};
 use crate::clock::{Clock, ShareClock, unix_ms};
 use crate::history::History;
 use crate::metrics::{AccountMetrics, AccountStatus, HoldReason, LatestReading, RequestDurations};
 use crate::share::gate::{FailureKind, Hold};
-use crate::share::{
-    ClientObserver, Endpoint, ErrorReason, ReadBatch, Reading, RejectReason, ShareClient,
-    ShareError,
-};
+use crate::share::{ErrorReason, ReadBatch, Reading, RejectReason, ShareClient, ShareError};
 use crate::state::AccountStateFile;
 
 /// Extra rows asked for beyond the readings expected since the newest one held: the newest held
@@ -38,70 +36,6 @@ const REPEAT_SHARE: u32 = 5;
 
 /// The number of future-dated sensor times remembered, so each is counted once.
 const FUTURE_MEMORY: usize = 12;
-
-/// How far ahead of Share's clock (or ours, when Share sends no `Date`) a reading may be dated
-/// before it is rejected: a phone with a wrong clock must not freeze the value.
-pub const FUTURE_TOLERANCE: Duration = Duration::from_secs(3 * 60);
-
-/// The newest sensor time a reading of `read` may carry: Share's clock (ours, `now_ms`, when
-/// Share sent no `Date`) plus [`FUTURE_TOLERANCE`]. Later ones are rejected.
-pub fn latest_allowed_ms(read: &ReadBatch, now_ms: i64) -> i64 {
-    read.server_date
-        .map_or(now_ms, unix_ms)
-        .saturating_add(duration_ms(FUTURE_TOLERANCE))
-}
-
-/// How far this host's clock may differ from Share's before the log says so. Every judgement
-/// uses Share's clock, so this is advice (other services on the host trust its clock), not a
-/// fault in what the exporter shows.
-const CLOCK_SKEW_TOLERANCE: Duration = Duration::from_secs(30);
-
-/// Counts requests and logins of one account into its metrics, and measures Share's clock.
-#[derive(Debug)]
-struct Observer {
-    account: Arc<AccountMetrics>,
-    durations: Arc<RequestDurations>,
-    clock: Arc<ShareClock>,
-    said_skew: AtomicBool,
-}
-
-impl ClientObserver for Observer {
-    fn login_started(&self) {
-        self.account.count_login();
-    }
-
-    fn request_finished(&self, endpoint: Endpoint, elapsed: Duration) {
-        self.durations.observe(endpoint, elapsed);
-        if endpoint == Endpoint::ReadGlucose {
-            self.account.count_read();
-        }
-    }
-
-    /// Share's `Date` corrects the clock every judgement is made in; a host clock that
-    /// differs is said once per episode by each account's poller.
-    fn server_date(&self, date: SystemTime, sent: SystemTime, answered: SystemTime) {
-        self.clock.observe(date, sent, answered);
-        let offset = self.clock.offset();
-        self.account.set_share_clock_skew(offset);
-        let skew = offset.magnitude();
-        let skewed = skew > CLOCK_SKEW_TOLERANCE;
-        if skewed && !self.said_skew.swap(true, Ordering::Relaxed) {
-            let skew = Duration::from_secs(skew.as_secs());
-            tracing::warn!(
-                account = self.account.name(),
-                skew = %humantime::format_duration(skew),
-                "this host's clock is {} {} Dexcom Share's: reading ages and the schedule use Share's clock, so values are unaffected, but fix the host's clock (check NTP, e.g. `timedatectl`)",
-                humantime::format_duration(skew),
-                if offset.as_ms() < 0 { "ahead of" } else { "behind" }
-            );
-        } else if !skewed && self.said_skew.swap(false, Ordering::Relaxed) {
-            tracing::info!(
-                account = self.account.name(),
-                "this host's clock agrees with Dexcom Share's again"
-            );
-        }
-    }
-}
 
 /// The poller of one account.
 #[derive(Debug)]
@@ -165,12 +99,11 @@ impl AccountPoller {
             metrics.name().hash(&mut hasher);
             hasher.finish()
         };
-        let client = client.with_observer(Arc::new(Observer {
-            account: metrics.clone(),
+        let client = client.with_observer(Arc::new(Observer::new(
+            metrics.clone(),
             durations,
-            clock: clock.clone(),
-            said_skew: AtomicBool::new(false),
-        }));
+            clock.clone(),
+        )));
         let mut schedule = Schedule::new(interval, seed);
         let saved = state.as_ref().and_then(|s| s.upload_grace());
         if let Some(grace) = saved {
@@ -488,20 +421,13 @@ impl AccountPoller {
     /// filled `max_count` rows, in which case it may have stopped at the oldest row it served
     /// (a hole behind that row was not looked at).
     fn covered_from(&self, read: &ReadBatch, minutes: u32, max_count: u32) -> i64 {
-        let window_from = self
-            .clock
-            .now_ms()
-            .saturating_sub(i64::from(minutes) * 60_000);
-        let rows = read.batch.readings.len() + read.batch.rejected.len();
-        if rows < usize::try_from(max_count).unwrap_or(usize::MAX) {
-            return window_from;
-        }
-        read.batch
-            .readings
-            .iter()
-            .map(|r| r.timestamp_ms)
-            .min()
-            .map_or(i64::MAX, |oldest| oldest.max(window_from))
+        covered_from(
+            self.clock.now_ms(),
+            minutes,
+            max_count,
+            read.batch.readings.len() + read.batch.rejected.len(),
+            read.batch.readings.iter().map(|r| r.timestamp_ms).min(),
+        )
     }
 
     /// Merges a successful read into the history; a read that reached back past a hole counts
@@ -642,27 +568,6 @@ impl AccountPoller {
     }
 }
 
-/// `readings` (newest first) without second uploads: going from the oldest, a reading within
-/// `window_ms` after one kept, or near one already held elsewhere (`held_near`, at another
-/// time), is the same reading uploaded again. The first upload is the one kept.
-pub(crate) fn drop_repeated_uploads(
-    readings: &[Reading],
-    window_ms: i64,
-    held_near: impl Fn(i64) -> bool,
-) -> Vec<Reading> {
-    let mut kept: Vec<Reading> = Vec::with_capacity(readings.len());
-    for reading in readings.iter().rev() {
-        let repeats_kept = kept
-            .last()
-            .is_some_and(|k| reading.timestamp_ms - k.timestamp_ms <= window_ms);
-        if !repeats_kept && !held_near(reading.timestamp_ms) {
-            kept.push(*reading);
-        }
-    }
-    kept.reverse();
-    kept
-}
-
 /// The metric's word for why the gate holds the password.
 fn hold_reason(after: Option<FailureKind>) -> HoldReason {
     match after {
@@ -679,51 +584,4 @@ fn duration_ms(d: Duration) -> i64 {
 
 fn round_ms(d: Duration) -> Duration {
     Duration::from_millis(d.as_millis() as u64)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::share::Trend;
-
-    const MIN: i64 = 60_000;
-
-    fn at(ms: i64, mg: u16) -> Reading {
-        Reading {
-            timestamp_ms: ms,
-            utc_offset_minutes: None,
-            mg_per_dl: mg,
-            trend: Trend::Flat,
-        }
-    }
-
-    #[test]
-    fn a_reading_uploaded_twice_seconds_apart_counts_once_and_the_first_upload_stays() {
-        // Newest first: each reading also 4 s later.
-        let readings = [
-            at(10 * MIN + 4000, 120),
-            at(10 * MIN, 120),
-            at(5 * MIN + 4000, 110),
-            at(5 * MIN, 110),
-        ];
-        let kept = drop_repeated_uploads(&readings, MIN, |_| false);
-        let times: Vec<i64> = kept.iter().map(|r| r.timestamp_ms).collect();
-        assert_eq!(times, vec![10 * MIN, 5 * MIN]);
-    }
-
-    #[test]
-    fn a_second_upload_of_a_reading_already_held_is_dropped_but_the_held_one_is_not() {
-        let held = [5 * MIN];
-        let near = |t: i64| held.iter().any(|h| *h != t && (h - t).abs() <= MIN);
-        let readings = [at(10 * MIN, 120), at(5 * MIN + 3000, 110), at(5 * MIN, 110)];
-        let kept = drop_repeated_uploads(&readings, MIN, near);
-        let times: Vec<i64> = kept.iter().map(|r| r.timestamp_ms).collect();
-        assert_eq!(times, vec![10 * MIN, 5 * MIN]);
-    }
-
-    #[test]
-    fn readings_an_interval_apart_are_all_kept() {
-        let readings: Vec<Reading> = (0..12).rev().map(|k| at(k * 5 * MIN, 100)).collect();
-        assert_eq!(drop_repeated_uploads(&readings, MIN, |_| false), readings);
-    }
 }

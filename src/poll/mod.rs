@@ -2,6 +2,8 @@
 //! the Share client and the metrics meet.
 
 mod account;
+mod intake;
+mod observer;
 mod schedule;
 
 use std::sync::Arc;
@@ -11,8 +13,9 @@ use tokio::sync::Semaphore;
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
-pub use account::{AccountPoller, FUTURE_TOLERANCE, latest_allowed_ms};
-pub use schedule::{MAX_BACKOFF, PollOutcome, Schedule, first_poll_delay};
+pub use account::AccountPoller;
+pub use intake::{FUTURE_TOLERANCE, latest_allowed_ms};
+pub use schedule::{MAX_RETRY_WAIT, PollOutcome, Schedule, first_poll_delay};
 
 /// How many accounts may talk to Share at the same moment.
 pub const MAX_CONCURRENT_POLLS: usize = 8;

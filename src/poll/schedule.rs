@@ -36,7 +36,7 @@ const RETRY_WINDOW: f64 = 0.5;
 /// First backoff for transient errors, as a fraction of the interval.
 const ERROR_BACKOFF_BASE: f64 = 0.02;
 /// Longest wait of any backoff.
-pub const MAX_BACKOFF: Duration = Duration::from_secs(6 * 60 * 60);
+pub const MAX_RETRY_WAIT: Duration = Duration::from_secs(6 * 60 * 60);
 
 /// What a poll found.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -193,7 +193,7 @@ impl Schedule {
                 // "Equal jitter": at least half the backoff, so retries never bunch up at zero.
                 let backoff = ceiling.mul_f64(0.5 + 0.5 * self.rng.f64());
                 match retry_after {
-                    Some(asked) => asked.max(backoff).min(MAX_BACKOFF),
+                    Some(asked) => asked.max(backoff).min(MAX_RETRY_WAIT),
                     None => backoff,
                 }
             }
@@ -206,10 +206,10 @@ impl Schedule {
     }
 }
 
-/// `base · 2^(n-1)`, capped at [`MAX_BACKOFF`].
+/// `base · 2^(n-1)`, capped at [`MAX_RETRY_WAIT`].
 fn grow(base: Duration, n: u32) -> Duration {
     let factor = 2u32.saturating_pow(n.saturating_sub(1).min(16));
-    base.saturating_mul(factor).min(MAX_BACKOFF)
+    base.saturating_mul(factor).min(MAX_RETRY_WAIT)
 }
 
 /// Delay of the first poll of account `index` of `count`: spread over at most one interval,

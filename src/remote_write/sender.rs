@@ -33,12 +33,12 @@ use crate::state::Acked;
 /// accounts goes in 173 requests, and a request stays far below receivers' size limits.
 pub const MAX_READINGS_PER_REQUEST: usize = 500;
 
-/// The first pause after a recoverable failure; it doubles up to [`MAX_BACKOFF`].
+/// The first pause after a recoverable failure; it doubles up to [`MAX_SEND_BACKOFF`].
 pub const MIN_BACKOFF: Duration = Duration::from_millis(500);
 
 /// The longest pause between attempts: a receiver back from a restart is written to within
 /// half a minute.
-pub const MAX_BACKOFF: Duration = Duration::from_secs(30);
+pub const MAX_SEND_BACKOFF: Duration = Duration::from_secs(30);
 
 /// The longest pause after the receiver refused the credentials: someone has to fix them, and
 /// the readings are delivered within five minutes of the fix, without a restart.
@@ -168,8 +168,8 @@ impl Sender {
                         if self.starts("recoverable") {
                             tracing::warn!(remote_name = %self.client.target().name, url = %self.client.target().shown_url(), error = %detail, pending = part.len() * 2, "remote write failed; retrying with backoff until the receiver takes the samples (nothing is dropped)");
                         }
-                        let pause = retry_after.unwrap_or(backoff).min(MAX_BACKOFF * 10);
-                        backoff = (backoff * 2).min(MAX_BACKOFF);
+                        let pause = retry_after.unwrap_or(backoff).min(MAX_SEND_BACKOFF * 10);
+                        backoff = (backoff * 2).min(MAX_SEND_BACKOFF);
                         work.push(part);
                         tokio::select! {
                             () = shutdown.cancelled() => {

@@ -9,21 +9,24 @@
 //! where the client and the metrics meet.
 
 mod client;
+mod date;
 mod error;
 pub mod gate;
 mod login;
 mod model;
 mod region;
 mod transport;
+mod trend;
 
 pub use client::{
     ClientObserver, ClientSettings, Login, MAX_BODY_BYTES, ReadBatch, ShareClient, USER_AGENT,
     http_client,
 };
+pub use date::{ShareDate, parse_share_date};
 pub use error::{ErrorReason, ShareError};
 pub use model::{
     GLUCOSE_RANGE, MG_PER_DL_PER_MMOL, Reading, ReadingError, RejectReason, Trend, WireBatch,
-    WireReading, mg_per_dl_to_mmol_per_l, parse_share_date, parse_wire_readings,
+    WireReading, mg_per_dl_to_mmol_per_l, parse_wire_readings,
 };
 pub use region::{Endpoint, InvalidRegion, NIL_UUID, Region};
 

@@ -5,13 +5,16 @@
 //! trend, and a DT whose epoch is shifted by the display offset. So the instant always comes
 //! from WT (falling back to ST), and DT only contributes its offset suffix.
 //!
-//! Past 500 lines because of its tests: about 380 lines of code, then the recorded wire
-//! examples of `share-protocol.md` and the property tests of both parsers, kept beside the code
-//! they pin.
+//! The date format (`Date(ms±HHMM)`) is parsed in `date.rs`. Past 500 lines because of its
+//! tests: the recorded wire examples of `share-protocol.md` and the property tests of both
+//! parsers, kept beside the code they pin.
 
 use std::fmt;
 
 use serde::{Deserialize, Serialize};
+
+use super::date::parse_share_date;
+pub use super::trend::Trend;
 
 /// One reading exactly as Share sends it (keys in the server's order).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -54,148 +57,6 @@ pub const MG_PER_DL_PER_MMOL: f64 = 18.016;
 pub fn mg_per_dl_to_mmol_per_l(mg_per_dl: u16) -> f64 {
     let text = format!("{:.1}", f64::from(mg_per_dl) * 0.0555);
     text.parse().unwrap_or(f64::NAN)
-}
-
-/// The Dexcom trend arrow, with Dexcom's numeric codes.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
-#[repr(u8)]
-pub enum Trend {
-    /// No trend (code 0).
-    #[default]
-    None = 0,
-    /// Rising quickly, more than 3 mg/dL per minute (1).
-    DoubleUp = 1,
-    /// Rising, 2–3 mg/dL per minute (2).
-    SingleUp = 2,
-    /// Rising slightly, 1–2 mg/dL per minute (3).
-    FortyFiveUp = 3,
-    /// Steady (4).
-    Flat = 4,
-    /// Falling slightly (5).
-    FortyFiveDown = 5,
-    /// Falling (6).
-    SingleDown = 6,
-    /// Falling quickly (7).
-    DoubleDown = 7,
-    /// The sensor could not compute a trend (8).
-    NotComputable = 8,
-    /// The rate is out of range (9).
-    RateOutOfRange = 9,
-}
-
-impl Trend {
-    /// Every trend, in code order.
-    pub const ALL: [Trend; 10] = [
-        Trend::None,
-        Trend::DoubleUp,
-        Trend::SingleUp,
-        Trend::FortyFiveUp,
-        Trend::Flat,
-        Trend::FortyFiveDown,
-        Trend::SingleDown,
-        Trend::DoubleDown,
-        Trend::NotComputable,
-        Trend::RateOutOfRange,
-    ];
-
-    /// Dexcom's numeric code, 0–9.
-    pub fn code(self) -> u8 {
-        self as u8
-    }
-
-    /// The trend for a numeric code, if it is 0–9.
-    pub fn from_code(code: i64) -> Option<Trend> {
-        usize::try_from(code)
-            .ok()
-            .and_then(|i| Trend::ALL.get(i).copied())
-    }
-
-    /// The name Share uses on the wire (`"FortyFiveUp"`).
-    pub fn wire_name(self) -> &'static str {
-        match self {
-            Trend::None => "None",
-            Trend::DoubleUp => "DoubleUp",
-            Trend::SingleUp => "SingleUp",
-            Trend::FortyFiveUp => "FortyFiveUp",
-            Trend::Flat => "Flat",
-            Trend::FortyFiveDown => "FortyFiveDown",
-            Trend::SingleDown => "SingleDown",
-            Trend::DoubleDown => "DoubleDown",
-            Trend::NotComputable => "NotComputable",
-            Trend::RateOutOfRange => "RateOutOfRange",
-        }
-    }
-
-    /// Parses a wire name case-insensitively, ignoring spaces and underscores
-    /// (`"NOT COMPUTABLE"`, `"notcomputable"`); the empty string is `None`.
-    pub fn from_name(name: &str) -> Option<Trend> {
-        let squashed: String = name
-            .chars()
-            .filter(|c| !c.is_whitespace() && *c != '_')
-            .collect();
-        if squashed.is_empty() {
-            return Some(Trend::None);
-        }
-        Trend::ALL
-            .into_iter()
-            .find(|t| t.wire_name().eq_ignore_ascii_case(&squashed))
-    }
-}
-
-impl fmt::Display for Trend {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.wire_name())
-    }
-}
-
-/// A Share date: milliseconds since the epoch and an optional `±HHMM` offset in minutes.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct ShareDate {
-    /// Milliseconds since the Unix epoch.
-    pub millis: i64,
-    /// The offset suffix in minutes, if present.
-    pub offset_minutes: Option<i32>,
-}
-
-/// Parses `Date(ms)`, `Date(ms±HHMM)` and the old `/Date(ms)/` form.
-pub fn parse_share_date(text: &str) -> Option<ShareDate> {
-    let text = text.trim();
-    let text = text.strip_prefix('/').unwrap_or(text);
-    let text = text.strip_suffix('/').unwrap_or(text);
-    let inner = text.strip_prefix("Date(")?.strip_suffix(')')?;
-    // The sign of the epoch is at index 0; an offset sign can only come after a digit.
-    let split = inner
-        .char_indices()
-        .skip(1)
-        .find(|(_, c)| *c == '+' || *c == '-')
-        .map(|(i, _)| i);
-    let (millis_text, offset_text) = match split {
-        Some(i) => (&inner[..i], Some(&inner[i..])),
-        None => (inner, None),
-    };
-    let millis: i64 = millis_text.parse().ok()?;
-    let offset_minutes = match offset_text {
-        None => None,
-        Some(offset) => Some(parse_offset(offset)?),
-    };
-    Some(ShareDate {
-        millis,
-        offset_minutes,
-    })
-}
-
-fn parse_offset(offset: &str) -> Option<i32> {
-    let (sign, digits) = offset.split_at(1);
-    if digits.len() != 4 || !digits.bytes().all(|b| b.is_ascii_digit()) {
-        return None;
-    }
-    let hours: i32 = digits[..2].parse().ok()?;
-    let minutes: i32 = digits[2..].parse().ok()?;
-    if hours > 14 || minutes > 59 {
-        return None;
-    }
-    let total = hours * 60 + minutes;
-    Some(if sign == "-" { -total } else { total })
 }
 
 /// Why a wire reading could not become a [`Reading`].
@@ -388,6 +249,7 @@ pub fn parse_wire_readings(body: &[u8]) -> Result<WireBatch, ReadingError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::share::ShareDate;
 
     // The raw examples of share-protocol.md §8.5.
     const US_WINTER: &str = r#"[{"WT":"Date(1731645818222)","ST":"Date(1731645818222)","DT":"Date(1731645818222-0500)","Value":155,"Trend":"Flat"},{"WT":"Date(1731645518663)","ST":"Date(1731645518663)","DT":"Date(1731645518663-0500)","Value":155,"Trend":"FortyFiveDown"}]"#;

@@ -424,7 +424,9 @@ async fn a_wrong_host_clock_changes_nothing_a_user_sees(ahead: bool, by: Duratio
         })
         .await;
     let age = sample(&scrape, "dexcom_glucose_reading_age_seconds", ACCOUNT).unwrap();
-    assert!((0.0..3.0).contains(&age), "age by Share's clock: {age}");
+    // Share's Date has a resolution of a second, and a busy machine polls late: the age is
+    // within seconds of the truth, where the host's clock would put it an hour or days off.
+    assert!((-1.5..10.0).contains(&age), "age by Share's clock: {age}");
     assert!(sample(&scrape, "dexcom_glucose_mg_per_dl", ACCOUNT).is_some());
     let ok = format!("{},status=\"ok\"", ACCOUNT);
     assert_eq!(sample(&scrape, "dexcom_account_status", &ok), Some(1.0));

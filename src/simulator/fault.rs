@@ -1,0 +1,55 @@
+//! The faults a test can inject into the simulator's next answers: what Share, or something
+//! in front of it, has been seen to answer when things go wrong.
+
+use std::time::Duration;
+
+/// A fault to inject into upcoming requests.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Fault {
+    /// An HTML 502 page (Cloudflare outage style).
+    Html500,
+    /// HTTP 200 with an empty body.
+    EmptyBody200,
+    /// HTTP 500 with a JSON body that is not a Share fault envelope (no `Code`).
+    JsonWithoutCode,
+    /// HTTP 429, optionally with `Retry-After`.
+    RateLimited {
+        /// The `Retry-After` header, if any.
+        retry_after: Option<Duration>,
+    },
+    /// The normal answer, but only after this delay.
+    Slow(Duration),
+    /// A Share fault envelope with this code and message.
+    ShareFault {
+        /// The `Code`.
+        code: String,
+        /// The `Message`.
+        message: String,
+    },
+    /// Any answer at all: a web firewall's 401/403 page, an oversized body, readings with
+    /// future-dated or malformed rows.
+    Raw {
+        /// The HTTP status.
+        status: u16,
+        /// The `Content-Type`.
+        content_type: &'static str,
+        /// The body.
+        body: String,
+    },
+    /// A redirect (307, which would re-send the request body) to `location`.
+    Redirect {
+        /// The `Location` header.
+        location: String,
+    },
+}
+
+impl Fault {
+    /// A `200 OK` JSON answer with this body, in place of what Share would send.
+    pub fn json(body: impl Into<String>) -> Self {
+        Fault::Raw {
+            status: 200,
+            content_type: "application/json",
+            body: body.into(),
+        }
+    }
+}
