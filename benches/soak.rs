@@ -8,6 +8,8 @@
 
 #[path = "../tests/integration/soak_driver.rs"]
 mod soak_driver;
+#[path = "../tests/integration/soak_report.rs"]
+mod soak_report;
 
 fn main() {
     let mut options = soak_driver::SoakOptions {

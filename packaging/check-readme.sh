@@ -65,7 +65,16 @@ if bad:
     print('broken links:\n  ' + '\n  '.join(bad), file=sys.stderr)
     sys.exit(1)
 EOF
-echo "ok: README.md has $lines lines, $(ls docs/*.md | wc -l) docs pages linked, no broken link"
+# Blocks fenced `sh` are the ones this script runs; `console` blocks need root or a real account
+# (check-deb.sh, check-container.sh and the deployment tests cover those). A new `sh` block
+# must be run here, or fenced `console`.
+known='cargo run --release -- --demo|amtool alert add DexcomGlucoseUrgentLow|# while the service runs: its history|cargo run --release --bin share_simulator'
+for page in README.md docs/*.md; do
+  awk '/^```sh$/ { getline; print }' "$page" | while IFS= read -r first; do
+    grep -qE "^($known)" <<<"$first" || { echo "$page: a runnable block this script does not run: $first" >&2; exit 1; }
+  done
+done
+echo "ok: README.md has $lines lines, $(ls docs/*.md | wc -l) docs pages linked, no broken link, every sh block known"
 
 echo "--> quick start: the exporter line"
 demo=$(block_after README.md "## Quick start" | grep -- '--demo' | sed 's/ *#.*$//')
@@ -158,6 +167,11 @@ for _ in $(seq 1 150); do
 done
 grep -q '"receiver":"glucose-critical"' "$work/received.log" \
   || { echo "the test alert did not reach the phone receivers" >&2; cat "$work/am.log" >&2; exit 1; }
+# docs/alerting.md sends the same test alert (once is enough: Alertmanager would fold a
+# second identical one into the first).
+docs_alert=$(block_after docs/alerting.md "# Prometheus, Alertmanager and Grafana" | joined | grep '^amtool alert add')
+[ "$docs_alert" = "$(grep '^amtool alert add' <<<"$night")" ] \
+  || { echo "docs/alerting.md's test alert differs from the README's: $docs_alert" >&2; exit 1; }
 echo "ok: the test alert reached glucose-critical (Pushover, Telegram and the webhook)"
 
 echo "--> backfill of the demo, loaded by promtool"

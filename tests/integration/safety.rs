@@ -84,10 +84,15 @@ async fn an_exporter_started_before_share_is_reachable_reads_as_soon_as_it_is() 
         &crate::common::password_env(),
     )
     .await;
-    crate::common::scrape_until(&exporter, Duration::from_secs(10), |scrape| {
-        sample(scrape, "dexcom_logins_total", ACCOUNT).filter(|logins| *logins >= 1.0)
+    let refused = format!("{ACCOUNT},reason=\"connection\"");
+    let scrape = crate::common::scrape_until(&exporter, Duration::from_secs(10), |scrape| {
+        sample(scrape, "dexcom_poll_errors_total", &refused)
+            .filter(|errors| *errors >= 1.0)
+            .map(|_| scrape.to_owned())
     })
     .await;
+    // No password left the machine: no login is counted.
+    assert_eq!(sample(&scrape, "dexcom_logins_total", ACCOUNT), Some(0.0));
     let sim = start_on_addr(addr, Arc::new(dexcom_exporter::clock::SystemClock)).await;
     let glucose = crate::common::scrape_until(&exporter, Duration::from_secs(30), |scrape| {
         sample(scrape, "dexcom_glucose_mg_per_dl", ACCOUNT)

@@ -29,6 +29,45 @@ const INTERVAL_MS: i64 = 300_000;
 const HOUR_MS: i64 = 3_600_000;
 const DAY_MS: i64 = 24 * HOUR_MS;
 
+pub use crate::soak_report::SoakReport;
+
+/// The faults the soak injects, one about every simulated hour, each kind in turn.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum SoakFault {
+    /// Share forgets every session.
+    SessionExpiry,
+    /// HTML 5xx pages for a few reads.
+    Html500,
+    /// 429 with a short `Retry-After`.
+    RateLimited,
+    /// Answers slower than the request timeout.
+    Timeout,
+    /// HTTP 200 with an empty body.
+    EmptyBody,
+    /// An answer far above the size cap.
+    Oversized,
+    /// The real newest readings beside a row dated a day ahead and a malformed one.
+    FutureAndMalformedRows,
+    /// The sensor stops for 20 to 80 minutes.
+    SensorGap,
+    /// The exporter killed, down for up to a quarter of an hour, started again.
+    AbruptRestart,
+}
+
+impl SoakFault {
+    const ALL: [SoakFault; 9] = [
+        SoakFault::SessionExpiry,
+        SoakFault::Html500,
+        SoakFault::RateLimited,
+        SoakFault::Timeout,
+        SoakFault::EmptyBody,
+        SoakFault::Oversized,
+        SoakFault::FutureAndMalformedRows,
+        SoakFault::SensorGap,
+        SoakFault::AbruptRestart,
+    ];
+}
+
 /// What to run.
 #[derive(Debug, Clone, Copy)]
 pub struct SoakOptions {
@@ -38,80 +77,6 @@ pub struct SoakOptions {
     pub speedup: f64,
     /// Seed of the fault plan.
     pub seed: u64,
-}
-
-/// What the soak measured.
-#[derive(Debug, Default)]
-pub struct SoakReport {
-    pub simulated_hours: f64,
-    pub wall_seconds: f64,
-    pub readings_served: usize,
-    pub readings_missed: usize,
-    pub readings_missed_outside_disturbances: usize,
-    pub faults_injected: usize,
-    pub session_expiries: usize,
-    pub relogins: u64,
-    pub restarts: usize,
-    pub wrong_password_hours: f64,
-    pub password_attempts_wrong: usize,
-    pub min_minutes_between_wrong_attempts: Option<f64>,
-    pub max_wrong_attempts_in_24h: usize,
-    pub lockouts: u64,
-    pub rss_start_kib: u64,
-    pub rss_end_kib: u64,
-    pub panics: u64,
-    pub unexpected_error_lines: Vec<String>,
-    /// For each reading missed outside disturbances: minutes after start it became visible,
-    /// and the upload delay in seconds.
-    pub missed_outside: Vec<(f64, f64)>,
-}
-
-impl std::fmt::Display for SoakReport {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        writeln!(
-            f,
-            "simulated {:.1} h in {:.1} s of wall time",
-            self.simulated_hours, self.wall_seconds
-        )?;
-        writeln!(
-            f,
-            "readings served by Share: {}; never on /metrics: {} ({} outside injected disturbances)",
-            self.readings_served, self.readings_missed, self.readings_missed_outside_disturbances
-        )?;
-        writeln!(
-            f,
-            "faults injected: {}; session expiries: {}; re-logins: {}; abrupt restarts: {}",
-            self.faults_injected, self.session_expiries, self.relogins, self.restarts
-        )?;
-        writeln!(
-            f,
-            "wrong-password phase: {:.1} h, {} password attempts, closest two {} min apart, at most {} in 24 h; Share lockouts: {}",
-            self.wrong_password_hours,
-            self.password_attempts_wrong,
-            self.min_minutes_between_wrong_attempts
-                .map_or("-".to_owned(), |m| format!("{m:.1}")),
-            self.max_wrong_attempts_in_24h,
-            self.lockouts
-        )?;
-        writeln!(
-            f,
-            "resident memory: {} KiB at start, {} KiB at end",
-            self.rss_start_kib, self.rss_end_kib
-        )?;
-        write!(
-            f,
-            "panics: {}; unexpected ERROR lines: {}",
-            self.panics,
-            self.unexpected_error_lines.len()
-        )?;
-        for (minute, delay) in &self.missed_outside {
-            write!(
-                f,
-                "\n  missed outside disturbances: visible at minute {minute:.1}, uploaded {delay:.0} s after its sensor time"
-            )?;
-        }
-        Ok(())
-    }
 }
 
 /// Log lines from every thread, for counting ERROR lines.
@@ -363,7 +328,7 @@ pub fn run(options: SoakOptions) -> SoakReport {
     let mut last_authenticate = 0;
     let mut gap_until: Option<i64> = None;
     let mut lockouts_seen = 0.0f64;
-    let mut plan: Vec<u32> = Vec::new();
+    let mut plan: Vec<SoakFault> = Vec::new();
     // A kill or restart not yet followed by a new reading: (when, newest reading then, s).
     let mut starting: Option<(i64, f64)> = None;
 
@@ -473,19 +438,19 @@ pub fn run(options: SoakOptions) -> SoakReport {
             report.faults_injected += 1;
             // Every kind in turn, in a shuffled order, so a day holds each at least twice.
             if plan.is_empty() {
-                plan = (0..9).collect();
+                plan = SoakFault::ALL.to_vec();
                 rng.shuffle(&mut plan);
             }
-            match plan.pop().unwrap_or(0) {
-                0 => {
+            match plan.pop().unwrap_or(SoakFault::SessionExpiry) {
+                SoakFault::SessionExpiry => {
                     sim.expire_sessions();
                     report.session_expiries += 1;
                 }
-                1 => {
+                SoakFault::Html500 => {
                     sim.inject(Fault::Html500, Some(Endpoint::ReadGlucose), 3);
                     disturb(20);
                 }
-                2 => {
+                SoakFault::RateLimited => {
                     sim.inject(
                         Fault::RateLimited {
                             retry_after: Some(Duration::from_millis(50)),
@@ -495,7 +460,7 @@ pub fn run(options: SoakOptions) -> SoakReport {
                     );
                     disturb(20);
                 }
-                3 => {
+                SoakFault::Timeout => {
                     sim.inject(
                         Fault::Slow(Duration::from_secs(1)),
                         Some(Endpoint::ReadGlucose),
@@ -503,11 +468,11 @@ pub fn run(options: SoakOptions) -> SoakReport {
                     );
                     disturb(20);
                 }
-                4 => {
+                SoakFault::EmptyBody => {
                     sim.inject(Fault::EmptyBody200, Some(Endpoint::ReadGlucose), 2);
                     disturb(20);
                 }
-                5 => {
+                SoakFault::Oversized => {
                     let body = format!(
                         "[{}]",
                         r#"{"WT":"Date(1)","Value":100,"Trend":"Flat"},"#.repeat(30_000)
@@ -515,7 +480,7 @@ pub fn run(options: SoakOptions) -> SoakReport {
                     sim.inject(Fault::json(body), Some(Endpoint::ReadGlucose), 1);
                     disturb(15);
                 }
-                6 => {
+                SoakFault::FutureAndMalformedRows => {
                     // The real newest readings, plus one dated a day ahead and a malformed row.
                     let rows: Vec<String> = sim
                         .visible_readings(USER, 3)
@@ -530,13 +495,13 @@ pub fn run(options: SoakOptions) -> SoakReport {
                     sim.inject(Fault::json(body), Some(Endpoint::ReadGlucose), 2);
                     disturb(15);
                 }
-                7 => {
+                SoakFault::SensorGap => {
                     sim.start_gap(USER);
                     let minutes = 20 + rng.i64(0..60);
                     gap_until = Some(now + minutes * 60_000);
                     disturb(minutes);
                 }
-                _ => {
+                SoakFault::AbruptRestart => {
                     // An abrupt restart after some downtime, on the same state directory.
                     exporters.kill();
                     let down = 60_000 + rng.i64(0..15 * 60_000);

@@ -1,0 +1,76 @@
+//! What the fault soak measured, and how it is printed.
+#![allow(dead_code, missing_docs)]
+
+/// What the soak measured.
+#[derive(Debug, Default)]
+pub struct SoakReport {
+    pub simulated_hours: f64,
+    pub wall_seconds: f64,
+    pub readings_served: usize,
+    pub readings_missed: usize,
+    pub readings_missed_outside_disturbances: usize,
+    pub faults_injected: usize,
+    pub session_expiries: usize,
+    pub relogins: u64,
+    pub restarts: usize,
+    pub wrong_password_hours: f64,
+    pub password_attempts_wrong: usize,
+    pub min_minutes_between_wrong_attempts: Option<f64>,
+    pub max_wrong_attempts_in_24h: usize,
+    pub lockouts: u64,
+    pub rss_start_kib: u64,
+    pub rss_end_kib: u64,
+    pub panics: u64,
+    pub unexpected_error_lines: Vec<String>,
+    /// For each reading missed outside disturbances: minutes after start it became visible,
+    /// and the upload delay in seconds.
+    pub missed_outside: Vec<(f64, f64)>,
+}
+
+impl std::fmt::Display for SoakReport {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        writeln!(
+            f,
+            "simulated {:.1} h in {:.1} s of wall time",
+            self.simulated_hours, self.wall_seconds
+        )?;
+        writeln!(
+            f,
+            "readings served by Share: {}; never on /metrics: {} ({} outside injected disturbances)",
+            self.readings_served, self.readings_missed, self.readings_missed_outside_disturbances
+        )?;
+        writeln!(
+            f,
+            "faults injected: {}; session expiries: {}; re-logins: {}; abrupt restarts: {}",
+            self.faults_injected, self.session_expiries, self.relogins, self.restarts
+        )?;
+        writeln!(
+            f,
+            "wrong-password phase: {:.1} h, {} password attempts, closest two {} min apart, at most {} in 24 h; Share lockouts: {}",
+            self.wrong_password_hours,
+            self.password_attempts_wrong,
+            self.min_minutes_between_wrong_attempts
+                .map_or("-".to_owned(), |m| format!("{m:.1}")),
+            self.max_wrong_attempts_in_24h,
+            self.lockouts
+        )?;
+        writeln!(
+            f,
+            "resident memory: {} KiB at start, {} KiB at end",
+            self.rss_start_kib, self.rss_end_kib
+        )?;
+        write!(
+            f,
+            "panics: {}; unexpected ERROR lines: {}",
+            self.panics,
+            self.unexpected_error_lines.len()
+        )?;
+        for (minute, delay) in &self.missed_outside {
+            write!(
+                f,
+                "\n  missed outside disturbances: visible at minute {minute:.1}, uploaded {delay:.0} s after its sensor time"
+            )?;
+        }
+        Ok(())
+    }
+}
