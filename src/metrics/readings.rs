@@ -53,6 +53,27 @@ fn gauge<'a>(
     Ok(())
 }
 
+/// A state set: for every account, one series per state in `all`, 1 for its `current` one.
+fn state_set<S: Copy + PartialEq, L: prometheus_client::encoding::EncodeLabelSet>(
+    encoder: &mut DescriptorEncoder,
+    name: &str,
+    help: &str,
+    accounts: &[Arc<AccountMetrics>],
+    all: &[S],
+    current: impl Fn(&AccountMetrics) -> S,
+    labels: impl Fn(&AccountMetrics, S) -> L,
+) -> Result<(), std::fmt::Error> {
+    let mut family = encoder.encode_descriptor(name, help, None, MetricType::Gauge)?;
+    for account in accounts {
+        let now = current(account);
+        for state in all {
+            ConstGauge::new(if *state == now { 1.0 } else { 0.0 })
+                .encode(family.encode_family(&labels(account, *state))?)?;
+        }
+    }
+    Ok(())
+}
+
 impl Collector for ReadingCollector {
     fn encode(&self, mut encoder: DescriptorEncoder) -> Result<(), std::fmt::Error> {
         let now_ms = self.clock.now_ms();
@@ -106,43 +127,35 @@ impl Collector for ReadingCollector {
             "Seconds since the sensor took the latest reading, computed when scraped.",
             latest.iter().map(|(a, l)| (*a, age_ms(l) as f64 / 1000.0)),
         )?;
-        let mut family = encoder.encode_descriptor(
+        state_set(
+            &mut encoder,
             "dexcom_account_status",
             "Why the account shows or lacks a current glucose value, as a state set: 1 for the current status, 0 for the others (ok, starting, stale, no_readings, readings_rejected, login_held, login_failing, share_failing, clock_skew)",
-            None,
-            MetricType::Gauge,
+            &self.accounts,
+            &AccountStatus::ALL,
+            |account| {
+                let current = account
+                    .latest()
+                    .is_some_and(|l| is_current(l.reading.timestamp_ms, now_ms, self.max_age));
+                shown_status(current, account.polled_status())
+            },
+            |account, status| StatusLabels {
+                account: account.name().to_owned(),
+                status: status.as_str(),
+            },
         )?;
-        for account in &self.accounts {
-            let current = account
-                .latest()
-                .is_some_and(|l| is_current(l.reading.timestamp_ms, now_ms, self.max_age));
-            let shown = shown_status(current, account.polled_status());
-            for status in AccountStatus::ALL {
-                let labels = StatusLabels {
-                    account: account.name().to_owned(),
-                    status: status.as_str(),
-                };
-                ConstGauge::new(if status == shown { 1.0 } else { 0.0 })
-                    .encode(family.encode_family(&labels)?)?;
-            }
-        }
-        let mut family = encoder.encode_descriptor(
+        state_set(
+            &mut encoder,
             "dexcom_login_hold_reason",
             "Why the login gate holds the password back, as a state set: none, auth_failed (Share rejected the password), locked_out, unconfirmed (a login of a password never accepted ended without an answer), login_limit; kept across restarts in the state directory",
-            None,
-            MetricType::Gauge,
+            &self.accounts,
+            &HoldReason::ALL,
+            |account| account.hold_at(now_ms),
+            |account, reason| ReasonLabels {
+                account: account.name().to_owned(),
+                reason: reason.as_str(),
+            },
         )?;
-        for account in &self.accounts {
-            let held = account.hold_at(now_ms);
-            for reason in HoldReason::ALL {
-                let labels = ReasonLabels {
-                    account: account.name().to_owned(),
-                    reason: reason.as_str(),
-                };
-                ConstGauge::new(if reason == held { 1.0 } else { 0.0 })
-                    .encode(family.encode_family(&labels)?)?;
-            }
-        }
         super::process::encode(&mut encoder, self.started)
     }
 }

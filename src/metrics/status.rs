@@ -84,18 +84,11 @@ impl AccountStatus {
     }
 
     fn index(self) -> u8 {
-        Self::ALL
-            .iter()
-            .position(|s| *s == self)
-            .and_then(|i| u8::try_from(i).ok())
-            .unwrap_or_default()
+        index_in(&Self::ALL, self)
     }
 
     fn from_index(index: u8) -> Self {
-        Self::ALL
-            .get(usize::from(index))
-            .copied()
-            .unwrap_or(AccountStatus::Starting)
+        at_index(&Self::ALL, index).unwrap_or(AccountStatus::Starting)
     }
 }
 
@@ -150,19 +143,25 @@ impl HoldReason {
     }
 
     fn index(self) -> u8 {
-        Self::ALL
-            .iter()
-            .position(|s| *s == self)
-            .and_then(|i| u8::try_from(i).ok())
-            .unwrap_or_default()
+        index_in(&Self::ALL, self)
     }
 
     fn from_index(index: u8) -> Self {
-        Self::ALL
-            .get(usize::from(index))
-            .copied()
-            .unwrap_or(HoldReason::None)
+        at_index(&Self::ALL, index).unwrap_or(HoldReason::None)
     }
+}
+
+/// Where `value` stands in `all`, as a cell stores it.
+fn index_in<T: PartialEq>(all: &[T], value: T) -> u8 {
+    all.iter()
+        .position(|v| *v == value)
+        .and_then(|i| u8::try_from(i).ok())
+        .unwrap_or_default()
+}
+
+/// The value a cell's `index` stands for in `all`.
+fn at_index<T: Copy>(all: &[T], index: u8) -> Option<T> {
+    all.get(usize::from(index)).copied()
 }
 
 /// An atomic cell of a small enum: written by the poller, read by scrapes without a lock.

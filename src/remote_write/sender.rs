@@ -171,12 +171,8 @@ impl Sender {
                         let pause = retry_after.unwrap_or(backoff).min(MAX_SEND_BACKOFF * 10);
                         backoff = (backoff * 2).min(MAX_SEND_BACKOFF);
                         work.push(part);
-                        tokio::select! {
-                            () = shutdown.cancelled() => {
-                                self.save(&touched).await;
-                                return;
-                            }
-                            () = tokio::time::sleep(pause) => {}
+                        if !self.pause_or_stop(pause, &touched, &shutdown).await {
+                            return;
                         }
                     }
                     Err(SendError::Unauthorized { status, detail }) => {
@@ -188,12 +184,8 @@ impl Sender {
                         unauthorized_backoff =
                             (unauthorized_backoff * 2).min(MAX_UNAUTHORIZED_BACKOFF);
                         work.push(part);
-                        tokio::select! {
-                            () = shutdown.cancelled() => {
-                                self.save(&touched).await;
-                                return;
-                            }
-                            () = tokio::time::sleep(pause) => {}
+                        if !self.pause_or_stop(pause, &touched, &shutdown).await {
+                            return;
                         }
                         self.client.reread_credentials();
                     }
@@ -229,6 +221,23 @@ impl Sender {
                 }
             }
             self.save(&touched).await;
+        }
+    }
+
+    /// Waits `pause` before the next try; `false` when `shutdown` came first (what was
+    /// acknowledged so far is saved: a slow receiver must not hold the shutdown).
+    async fn pause_or_stop(
+        &self,
+        pause: Duration,
+        touched: &[usize],
+        shutdown: &CancellationToken,
+    ) -> bool {
+        tokio::select! {
+            () = shutdown.cancelled() => {
+                self.save(touched).await;
+                false
+            }
+            () = tokio::time::sleep(pause) => true,
         }
     }
 

@@ -346,3 +346,35 @@ pub fn listening_address(log: &str) -> Option<String> {
     let rest = log.split("listening on http://").nth(1)?;
     rest.split_whitespace().next().map(str::to_owned)
 }
+
+/// The log of validating a configuration that reads its password from `path` with `mode`.
+pub fn password_file_log(path: &std::path::Path, mode: u32) -> String {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode)).unwrap();
+    let (_guard, logs) = capture_logs();
+    let cli = <dexcom_exporter::config::Cli as clap::Parser>::try_parse_from([
+        "dexcom_exporter",
+        "--dexcom.username",
+        "a",
+        "--dexcom.password-file",
+        path.to_str().unwrap(),
+    ])
+    .unwrap();
+    dexcom_exporter::config::Config::from_cli(cli, &TestEnv(vec![])).unwrap();
+    logs.text()
+}
+
+/// Runs `program` with `args` in the repository; whether it succeeded, and its output.
+pub fn run_tool(program: &std::path::Path, args: &[&std::ffi::OsStr]) -> (bool, String) {
+    let output = std::process::Command::new(program)
+        .args(args)
+        .current_dir(repo())
+        .output()
+        .unwrap();
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+    (output.status.success(), text)
+}

@@ -2,22 +2,12 @@
 //! a lint of the Grafana dashboard.
 
 use std::collections::HashSet;
-use std::process::Command;
 
 use crate::common::{repo, tool};
 
 fn run(program: &std::path::Path, args: &[&str]) -> (bool, String) {
-    let output = Command::new(program)
-        .args(args)
-        .current_dir(repo())
-        .output()
-        .unwrap();
-    let text = format!(
-        "{}{}",
-        String::from_utf8_lossy(&output.stdout),
-        String::from_utf8_lossy(&output.stderr)
-    );
-    (output.status.success(), text)
+    let args: Vec<&std::ffi::OsStr> = args.iter().map(std::ffi::OsStr::new).collect();
+    crate::common::run_tool(program, &args)
 }
 
 /// The unit with `ExecStart=` pointed at the freshly built binary, as `systemd-analyze

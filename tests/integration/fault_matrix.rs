@@ -305,17 +305,15 @@ async fn every_fault_pages_someone_and_a_healthy_account_none() {
     let dir = crate::harness::ScratchDir::new();
     let file = dir.path().join("fault_matrix_test.yml");
     std::fs::write(&file, &yaml).unwrap();
-    let output = std::process::Command::new(promtool)
-        .args(["test", "rules"])
-        .arg(&file)
-        .output()
-        .unwrap();
-    let text = format!(
-        "{}{}",
-        String::from_utf8_lossy(&output.stdout),
-        String::from_utf8_lossy(&output.stderr)
+    let (ok, text) = crate::common::run_tool(
+        &promtool,
+        &[
+            std::ffi::OsStr::new("test"),
+            std::ffi::OsStr::new("rules"),
+            file.as_os_str(),
+        ],
     );
-    if !output.status.success() {
+    if !ok {
         let kept = std::env::temp_dir().join("fault_matrix_test.yml");
         let _ = std::fs::copy(&file, &kept);
         panic!(

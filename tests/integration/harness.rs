@@ -87,16 +87,14 @@ impl TestApp {
         }
         let args = (options.args)(&sim.base_url(), dir.path());
         let clock = options.exporter_clock.unwrap_or(options.clock);
-        let exporter = {
-            let args: Vec<&str> = args.iter().map(String::as_str).collect();
-            spawn_exporter_with_clock(&args, &options.env, clock.clone()).await
-        };
+        let env = options.env.0;
+        let exporter = spawn(&args, &env, &clock).await;
         TestApp {
             sim,
             exporter,
             dir,
             args,
-            env: options.env.0,
+            env,
             clock,
         }
     }
@@ -115,10 +113,7 @@ impl TestApp {
         } = self;
         // Stopped first: the state directory has one holder at a time.
         exporter.stop().await;
-        let exporter = {
-            let args: Vec<&str> = args.iter().map(String::as_str).collect();
-            spawn_exporter_with_clock(&args, &TestEnv(env.clone()), clock.clone()).await
-        };
+        let exporter = spawn(&args, &env, &clock).await;
         TestApp {
             sim,
             exporter,
@@ -167,6 +162,16 @@ impl TestApp {
         sim.stop().await;
         drop(dir);
     }
+}
+
+/// The exporter with `args`, the environment `env` and `clock`.
+async fn spawn(
+    args: &[String],
+    env: &[(&'static str, String)],
+    clock: &Arc<dyn Clock>,
+) -> RunningExporter {
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    spawn_exporter_with_clock(&args, &TestEnv(env.to_vec()), clock.clone()).await
 }
 
 /// Waits until `condition` holds, checking every 10 ms; panics with `what` after `within`.

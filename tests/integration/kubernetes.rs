@@ -211,7 +211,6 @@ fn the_network_policy_admits_prometheus_of_one_namespace_and_lets_out_only_what_
 /// would on every start), and still warn about one everyone can read.
 #[test]
 fn the_secrets_file_mode_under_fs_group_draws_no_warning() {
-    use std::os::unix::fs::PermissionsExt;
     let docs = yaml("deploy/kubernetes/dexcom-exporter.yaml");
     let set = docs.iter().find(|d| d["kind"] == "StatefulSet").unwrap();
     let pod = &set["spec"]["template"]["spec"];
@@ -242,18 +241,7 @@ fn the_secrets_file_mode_under_fs_group_draws_no_warning() {
     let path = dir.path().join("camper-001");
     std::fs::write(&path, "secret\n").unwrap();
     let warns = |mode: u32| {
-        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(mode)).unwrap();
-        let (_guard, logs) = crate::common::capture_logs();
-        let cli = <dexcom_exporter::config::Cli as clap::Parser>::try_parse_from([
-            "dexcom_exporter",
-            "--dexcom.username",
-            "a",
-            "--dexcom.password-file",
-            path.to_str().unwrap(),
-        ])
-        .unwrap();
-        dexcom_exporter::config::Config::from_cli(cli, &crate::common::TestEnv(vec![])).unwrap();
-        logs.text().contains("can be read by other users")
+        crate::common::password_file_log(&path, mode).contains("can be read by other users")
     };
     assert!(!warns(mounted), "mode {mounted:o} under fsGroup");
     assert!(warns(0o444), "a world-readable file is still warned about");

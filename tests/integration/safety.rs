@@ -409,21 +409,7 @@ fn a_password_file_other_users_can_read_is_warned_about() {
     let dir = ScratchDir::new();
     let path = dir.path().join("password");
     std::fs::write(&path, "secret\n").unwrap();
-    let config_with_mode = |mode: u32| {
-        std::fs::set_permissions(&path, std::os::unix::fs::PermissionsExt::from_mode(mode))
-            .unwrap();
-        let (_guard, logs) = crate::common::capture_logs();
-        let cli = <dexcom_exporter::config::Cli as clap::Parser>::try_parse_from([
-            "dexcom_exporter",
-            "--dexcom.username",
-            "a",
-            "--dexcom.password-file",
-            path.to_str().unwrap(),
-        ])
-        .unwrap();
-        dexcom_exporter::config::Config::from_cli(cli, &TestEnv(vec![])).unwrap();
-        logs.text()
-    };
+    let config_with_mode = |mode: u32| crate::common::password_file_log(&path, mode);
     let open = config_with_mode(0o644);
     assert!(
         open.contains("chmod 600") && !open.contains("secret"),
