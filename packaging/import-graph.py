@@ -12,7 +12,7 @@ SRC = pathlib.Path(__file__).resolve().parent.parent / "src"
 LAYERS = [
     ["clock", "yaml", "error_cause", "shutdown"],
     ["share"],
-    ["state", "history", "http/tls", "http/basic_auth", "http/deadline", "http/serve"],
+    ["state", "history", "http/tls", "http/basic_auth", "http/serve"],
     ["http/web_config"],
     ["metrics"],
     ["config", "logging"],

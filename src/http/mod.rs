@@ -3,7 +3,6 @@
 //! `basic_auth.rs`). The simulator reuses the accept loop.
 
 mod basic_auth;
-mod deadline;
 pub mod landing;
 pub mod routes;
 pub mod serve;

@@ -26,7 +26,6 @@ use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 
-use super::deadline::WriteDeadline;
 
 /// A complete, buffered HTTP response.
 pub type HttpResponse = Response<Full<Bytes>>;
@@ -173,7 +172,13 @@ pub async fn serve<H, Fut>(
             }
             continue;
         };
-        let stream = WriteDeadline::new(stream, limits.write_timeout);
+        // A write (or flush) that makes no progress for the deadline fails with `TimedOut`:
+        // hyper bounds how long request headers may take, not how long writing the answer
+        // may, and a client that pipelines requests and never reads its answers would
+        // otherwise hold its connection slot forever.
+        let mut stream = tokio_io_timeout::TimeoutStream::new(stream);
+        stream.set_write_timeout(Some(limits.write_timeout));
+        let stream = Box::pin(stream);
         let handler = handler.clone();
         let service = service_fn(move |request| {
             let handler = handler.clone();
