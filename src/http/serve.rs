@@ -26,7 +26,6 @@ use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 
-
 /// A complete, buffered HTTP response.
 pub type HttpResponse = Response<Full<Bytes>>;
 

@@ -1,8 +1,8 @@
 //! Remote write's failure paths against a scripted receiver on loopback that decodes every
-//! request itself (snappy, then protobuf, with a decoder written here independently of the
-//! exporter's encoder): headers as the protocol asks, 5xx retried until taken, a request
-//! refused as too old split until only the old samples are dropped, and a 4xx logged once and
-//! counted.
+//! request (snappy, then protobuf with the exporter's prost messages; Prometheus and
+//! VictoriaMetrics decode them independently in `remote_write.rs`): headers as the protocol
+//! asks, 5xx retried until taken, a request refused as too old split until only the old
+//! samples are dropped, and a 4xx logged once and counted.
 
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -95,80 +95,40 @@ pub(crate) async fn receiver(script: Script) -> Receiver {
     }
 }
 
-/// A protobuf reader for exactly the remote-write 1.0 messages.
+/// Each sample of a `WriteRequest`, decoded with the exporter's prost messages, as (series
+/// name, account, ms, value); the protocol's ordering rules are asserted on the way.
 fn decode(bytes: &[u8]) -> Vec<(String, String, i64, f64)> {
-    fn varint(b: &[u8], i: &mut usize) -> u64 {
-        let (mut value, mut shift) = (0u64, 0);
-        loop {
-            let byte = b[*i];
-            *i += 1;
-            value |= u64::from(byte & 0x7f) << shift;
-            if byte < 0x80 {
-                return value;
-            }
-            shift += 7;
-        }
-    }
-    /// (field, wire type, payload) of each field of a message.
-    fn fields(b: &[u8]) -> Vec<(u64, u64, Vec<u8>)> {
-        let mut i = 0;
-        let mut out = Vec::new();
-        while i < b.len() {
-            let key = varint(b, &mut i);
-            let (field, wire) = (key >> 3, key & 7);
-            let payload = match wire {
-                0 => varint(b, &mut i).to_le_bytes().to_vec(),
-                1 => {
-                    i += 8;
-                    b[i - 8..i].to_vec()
-                }
-                2 => {
-                    let n = varint(b, &mut i) as usize;
-                    i += n;
-                    b[i - n..i].to_vec()
-                }
-                other => panic!("unexpected wire type {other}"),
-            };
-            out.push((field, wire, payload));
-        }
-        out
-    }
+    use prost::Message as _;
+    let request = dexcom_exporter::remote_write::WriteRequest::decode(bytes).expect("protobuf");
     let mut out = Vec::new();
-    for (field, _, series) in fields(bytes) {
-        assert_eq!(field, 1, "WriteRequest holds timeseries only");
-        let (mut name, mut account, mut samples) = (String::new(), String::new(), Vec::new());
-        let mut label_names = Vec::new();
-        for (field, _, payload) in fields(&series) {
-            match field {
-                1 => {
-                    let parts = fields(&payload);
-                    let key = String::from_utf8(parts[0].2.clone()).unwrap();
-                    let value = String::from_utf8(parts[1].2.clone()).unwrap();
-                    label_names.push(key.clone());
-                    match key.as_str() {
-                        "__name__" => name = value,
-                        "account" => account = value,
-                        _ => {}
-                    }
-                }
-                2 => {
-                    let parts = fields(&payload);
-                    let value = f64::from_le_bytes(parts[0].2.clone().try_into().unwrap());
-                    let ms = i64::from_le_bytes(parts[1].2.clone().try_into().unwrap());
-                    samples.push((ms, value));
-                }
-                other => panic!("unexpected TimeSeries field {other}"),
-            }
-        }
-        let mut sorted = label_names.clone();
-        sorted.sort();
-        assert_eq!(label_names, sorted, "labels sorted by name");
+    for series in request.timeseries {
+        let label = |name: &str| {
+            series
+                .labels
+                .iter()
+                .find(|l| l.name == name)
+                .map(|l| l.value.clone())
+                .unwrap_or_default()
+        };
+        let (name, account) = (label("__name__"), label("account"));
         assert!(
-            samples.windows(2).all(|w| w[0].0 < w[1].0),
+            series.labels.windows(2).all(|w| w[0].name < w[1].name),
+            "labels sorted by name, none twice"
+        );
+        assert!(
+            series
+                .samples
+                .windows(2)
+                .all(|w| w[0].timestamp < w[1].timestamp),
             "samples in time order"
         );
-        for (ms, value) in samples {
-            out.push((name.clone(), account.clone(), ms, value));
+        for sample in &series.samples {
+            out.push((
+                name.clone(),
+                account.clone(),
+                sample.timestamp,
+                sample.value,
+            ));
         }
     }
     out
