@@ -20,6 +20,7 @@ use serde::Serialize;
 use crate::clock::{Clock, ShareClock, from_unix_ms};
 use crate::config::{AccountConfig, Config};
 use crate::exporter::{ExporterError, share_client, share_http};
+use crate::metrics::AccountStatus;
 use crate::poll::latest_allowed_ms;
 use crate::share::gate::{FailureKind, Hold, MAX_FAILURES_PER_DAY};
 use crate::share::{ErrorReason, Region, ShareError};
@@ -127,13 +128,32 @@ async fn check_account(
         return finding;
     }
     if beside_service {
-        finding.problem = Some(
-            "the exporter service is running and holds the state directory: it owns this account's login, so `check` does not log in beside it".to_owned(),
-        );
-        finding.causes = vec![
-            "see the service's own view: its landing page (http://127.0.0.1:18018/ by default) or `dexcom_account_status` on its /metrics".to_owned(),
-            "or stop the service (`sudo systemctl stop dexcom_exporter`) and run `check` again".to_owned(),
-        ];
+        // The service owns the login: what it shows is the answer, read from its /metrics.
+        match service_view(config, &account.name).await {
+            Some(view) => {
+                finding.reading = view.reading;
+                finding.ok = view.status == AccountStatus::Ok;
+                if !finding.ok {
+                    finding.problem = Some(format!(
+                        "the running service shows no value: {} ({})",
+                        view.status.as_str(),
+                        view.status.words()
+                    ));
+                    finding.causes = vec![
+                        "stop the service (`sudo systemctl stop dexcom_exporter`) and run `check` again for the full diagnosis".to_owned(),
+                    ];
+                }
+            }
+            None => {
+                finding.problem = Some(
+                    "the exporter service is running and holds the state directory: it owns this account's login, so `check` does not log in beside it".to_owned(),
+                );
+                finding.causes = vec![
+                    "see the service's own view: its landing page or `dexcom_account_status` on its /metrics".to_owned(),
+                    "or stop the service (`sudo systemctl stop dexcom_exporter`) and run `check` again".to_owned(),
+                ];
+            }
+        }
         return finding;
     }
     let logins_before = client.logins_sent();
@@ -192,6 +212,55 @@ async fn check_account(
         }
     }
     finding
+}
+
+/// What the running service shows for one account.
+struct ServiceView {
+    status: AccountStatus,
+    reading: Option<ReadingFound>,
+}
+
+/// The account's status and value from the running service's telemetry path, at the
+/// configured listen address; `None` when it cannot be read (TLS or basic auth in front, or
+/// another address).
+async fn service_view(config: &Config, account: &str) -> Option<ServiceView> {
+    let url = format!("http://{}{}", config.listen_address, config.telemetry_path);
+    let text = reqwest::Client::builder()
+        .timeout(Duration::from_secs(5))
+        .build()
+        .ok()?
+        .get(&url)
+        .send()
+        .await
+        .ok()?
+        .text()
+        .await
+        .ok()?;
+    let label = format!(
+        "account=\"{}\"",
+        account.replace('\\', "\\\\").replace('"', "\\\"")
+    );
+    let value = |name: &str, extra: &str| {
+        let prefix = format!("{name}{{{label}{extra}}} ");
+        text.lines()
+            .find_map(|l| l.strip_prefix(&prefix))
+            .and_then(|v| v.trim().parse::<f64>().ok())
+    };
+    let status = AccountStatus::ALL.into_iter().find(|s| {
+        value(
+            "dexcom_account_status",
+            &format!(",status=\"{}\"", s.as_str()),
+        ) == Some(1.0)
+    })?;
+    let reading = value("dexcom_glucose_mg_per_dl", "").map(|mg| ReadingFound {
+        mg_per_dl: mg as u16,
+        trend: value("dexcom_glucose_trend", "")
+            .and_then(|code| crate::share::Trend::from_code(code as i64))
+            .map_or_else(String::new, |t| t.to_string()),
+        age_seconds: value("dexcom_glucose_reading_age_seconds", "").unwrap_or(0.0) as i64,
+        current: true,
+    });
+    Some(ServiceView { status, reading })
 }
 
 /// Resolves `host` and connects to it: the first two things that fail without a network.
@@ -355,7 +424,7 @@ pub fn render_text(found: &[AccountCheck]) -> String {
                     f.host
                 ));
                 if !f.causes.is_empty() {
-                    out.push_str("      likely causes, most likely first:\n");
+                    out.push_str("      what to check, most likely first:\n");
                     for (i, cause) in f.causes.iter().enumerate() {
                         out.push_str(&format!("      {}. {cause}\n", i + 1));
                     }

@@ -182,8 +182,10 @@ pub enum Command {
     /// flags, environment and --config.file as the service, resolves and connects to each
     /// account's Share host, logs in through the same login gate and state directory (a
     /// password the gate holds back is not sent: it says until when and why), reads the newest
-    /// reading and prints one line per account. Exit 0 when every account has a current
-    /// reading, 1 otherwise, 2 on a configuration error. Run it first after installing.
+    /// reading and prints one line per account. Beside the running service (which holds the
+    /// state directory) it logs in to nothing and reports what the service shows. Exit 0 when
+    /// every account has a current reading, 1 otherwise, 2 on a configuration error. Run it
+    /// first after installing.
     Check {
         /// `text` for people, `json` for scripts.
         #[arg(long, value_enum, default_value = "text")]

@@ -180,3 +180,57 @@ async fn no_network_names_the_host_and_what_to_check() {
         "{text}"
     );
 }
+
+/// Beside the running service (which holds the state directory), `check` sends no password:
+/// it reports what the service shows for each account, from the service's own /metrics.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn beside_the_running_service_check_reports_its_view_and_sends_nothing() {
+    let mut options = crate::harness::AppOptions::new(Duration::from_secs(300), &[]);
+    let args = std::mem::replace(&mut options.args, Box::new(|_, _| Vec::new()));
+    options.args = Box::new(move |base, dir| {
+        let mut out = args(base, dir);
+        out.push("--storage.path".into());
+        out.push(dir.join("state").display().to_string());
+        out
+    });
+    let app = crate::harness::TestApp::start_with(options).await;
+    app.scrape_until(Duration::from_secs(10), |s| {
+        crate::common::sample(
+            s,
+            "dexcom_glucose_mg_per_dl",
+            &format!("account=\"{USERNAME}\""),
+        )
+    })
+    .await;
+    let logins = app.counts().authenticate;
+    let (base, storage, addr) = (
+        app.sim.base_url(),
+        app.dir_path().join("state"),
+        app.exporter.addr.to_string(),
+    );
+    let (code, text) = tokio::task::spawn_blocking(move || {
+        let output = Command::new(env!("CARGO_BIN_EXE_dexcom_exporter"))
+            .arg("check")
+            .args(["--dexcom.username", USERNAME, "--dexcom.base-url", &base])
+            .args(["--web.listen-address", &addr])
+            .arg("--storage.path")
+            .arg(&storage)
+            .env("DEXCOM_PASSWORD", PASSWORD)
+            .output()
+            .unwrap();
+        (
+            output.status.code().unwrap_or(-1),
+            String::from_utf8_lossy(&output.stdout).into_owned(),
+        )
+    })
+    .await
+    .unwrap();
+    assert_eq!(code, 0, "{text}");
+    assert!(text.starts_with(&format!("ok    {USERNAME}: ")), "{text}");
+    assert_eq!(
+        app.counts().authenticate,
+        logins,
+        "no login beside the service"
+    );
+    app.stop().await;
+}
