@@ -206,9 +206,15 @@ impl Simulator {
     }
 
     fn count(&self, endpoint: Endpoint, account: Option<usize>) {
+        let now = self.clock.now_ms();
         let mut state = self.lock();
         match account {
-            Some(i) => state.counts[i].bump(endpoint),
+            Some(i) => {
+                state.counts[i].bump(endpoint);
+                if endpoint == Endpoint::Authenticate {
+                    state.authenticate_times[i].push(now);
+                }
+            }
             None => state.unattributed.bump(endpoint),
         }
     }

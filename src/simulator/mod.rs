@@ -136,6 +136,8 @@ struct State {
     /// Runtime phone outages per account: readings taken then wait for the upload.
     offline: Vec<Vec<Outage>>,
     counts: Vec<RequestCounts>,
+    /// When each account's `AuthenticatePublisherAccount` requests arrived (simulated ms).
+    authenticate_times: Vec<Vec<i64>>,
     read_logs: Vec<ReadLog>,
     unattributed: RequestCounts,
     planned: VecDeque<PlannedFault>,
@@ -249,6 +251,7 @@ impl Simulator {
             gaps: vec![Vec::new(); n],
             offline: vec![Vec::new(); n],
             counts: vec![RequestCounts::default(); n],
+            authenticate_times: vec![Vec::new(); n],
             read_logs: vec![ReadLog::default(); n],
             unattributed: RequestCounts::default(),
             planned: VecDeque::new(),
@@ -301,6 +304,15 @@ impl Simulator {
     /// The scenario being played.
     pub fn scenario(&self) -> &Scenario {
         &self.scenario
+    }
+
+    /// When the account's `AuthenticatePublisherAccount` requests arrived, on the simulator's
+    /// clock, oldest first: the times a password reached Share.
+    pub fn authenticate_times(&self, username: &str) -> Vec<i64> {
+        let state = self.lock();
+        self.account_index(username)
+            .map(|i| state.authenticate_times[i].clone())
+            .unwrap_or_default()
     }
 
     /// Requests received for the account with this username.

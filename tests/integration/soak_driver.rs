@@ -367,10 +367,14 @@ pub fn run(options: SoakOptions) -> SoakReport {
         }
 
         // Password attempts.
+        // Timed where Share received them, not when this loop noticed (a loop of the driver
+        // is seconds of simulated time).
         let counts = sim.request_counts(USER);
         if counts.authenticate > last_authenticate {
             if wrong_phase.is_some() {
-                wrong_attempts.push(now);
+                let times = sim.authenticate_times(USER);
+                let new = usize::try_from(last_authenticate).unwrap_or(0);
+                wrong_attempts.extend(times.get(new..).unwrap_or_default());
             }
             last_authenticate = counts.authenticate;
         }
