@@ -1,27 +1,18 @@
-//! What the benchmarks share: an exporter started in process from command-line flags (the
-//! same path as `main`), and the resident memory of a process. Included by each benchmark with
-//! `#[path = "support/mod.rs"] mod support;` (benches are separate crates).
+//! What the benchmarks share beyond the test kit (`dexcom_testkit`, which starts the exporter
+//! in process, finds tools and ports and reads memory for tests, the soak and the benchmarks
+//! alike): the benchmarks' password, their accounts file and Prometheus command. Included by
+//! each benchmark with `#[path = "support/mod.rs"] mod support;` (benches are separate crates).
 #![allow(dead_code)] // each benchmark uses part of it
 
-use std::net::SocketAddr;
-use std::sync::Arc;
-
-use dexcom_exporter::clock::SystemClock;
-use dexcom_exporter::config::{Cli, Config, Environment};
-use dexcom_exporter::exporter::Exporter;
-use tokio::task::JoinHandle;
-use tokio_util::sync::CancellationToken;
+#[allow(unused_imports)] // each benchmark uses part of it
+pub use dexcom_testkit::{RunningExporter, find_tool, free_port};
 
 /// The password every benchmark account uses, given as `DEXCOM_PASSWORD`.
 pub const PASSWORD: &str = "bench-password";
 
 /// An environment holding only `DEXCOM_PASSWORD`.
-pub struct Env;
-
-impl Environment for Env {
-    fn var(&self, name: &str) -> Option<String> {
-        (name == "DEXCOM_PASSWORD").then(|| PASSWORD.to_owned())
-    }
+pub fn env() -> dexcom_testkit::TestEnv {
+    dexcom_testkit::TestEnv::password(PASSWORD)
 }
 
 /// The `accounts:` section of a configuration file for `names` on the simulator at
@@ -50,69 +41,14 @@ pub fn accounts_yaml(
     yaml
 }
 
-/// A running in-process exporter.
-pub struct RunningExporter {
-    /// The address it serves.
-    pub addr: SocketAddr,
-    stop: CancellationToken,
-    task: JoinHandle<()>,
-}
-
-impl RunningExporter {
-    /// Stops it and waits for every task.
-    pub async fn stop(self) {
-        self.stop.cancel();
-        let _ = self.task.await;
-    }
-}
-
-/// Parses `flags` as the command line (with [`Env`]) and runs the exporter on a loopback port.
+/// Parses `flags` as the command line (with [`env`]) and runs the exporter on a loopback port.
 pub async fn start_exporter(flags: impl IntoIterator<Item = String>) -> RunningExporter {
-    use clap::Parser;
-    let cli = Cli::try_parse_from(std::iter::once("dexcom_exporter".to_owned()).chain(flags))
-        .expect("flags");
-    let config = Config::from_cli(cli, &Env).expect("config");
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-        .await
-        .expect("bind");
-    let exporter = Exporter::with_listener(config, listener, Arc::new(SystemClock))
-        .await
-        .expect("exporter");
-    let addr = exporter.local_addr();
-    let stop = CancellationToken::new();
-    let token = stop.clone();
-    let task = tokio::spawn(exporter.run(async move { token.cancelled().await }));
-    RunningExporter { addr, stop, task }
+    dexcom_testkit::start_on_system_clock(flags.into_iter().collect(), env()).await
 }
 
 /// Resident memory of process `pid` (`self` for this one) in MB, from `/proc`.
 pub fn rss_mb(pid: &str) -> f64 {
-    std::fs::read_to_string(format!("/proc/{pid}/status"))
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find(|l| l.starts_with("VmRSS:"))
-                .and_then(|l| l.split_whitespace().nth(1))
-                .and_then(|kb| kb.parse::<f64>().ok())
-        })
-        .map_or(0.0, |kb| kb / 1024.0)
-}
-
-/// The path of `name` on `PATH`, if installed.
-pub fn find_tool(name: &str) -> Option<std::path::PathBuf> {
-    std::env::var_os("PATH").and_then(|paths| {
-        std::env::split_paths(&paths)
-            .map(|d| d.join(name))
-            .find(|c| c.is_file())
-    })
-}
-
-/// A free loopback port (bound and released).
-pub fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("a free port")
+    dexcom_testkit::rss_kib(pid) as f64 / 1024.0
 }
 
 /// Debian's Prometheus reading `dir/prometheus.yml`, storing in `dir/data`, listening on

@@ -185,14 +185,7 @@ async fn no_network_names_the_host_and_what_to_check() {
 /// it reports what the service shows for each account, from the service's own /metrics.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn beside_the_running_service_check_reports_its_view_and_sends_nothing() {
-    let mut options = crate::harness::AppOptions::new(Duration::from_secs(300), &[]);
-    let args = std::mem::replace(&mut options.args, Box::new(|_, _| Vec::new()));
-    options.args = Box::new(move |base, dir| {
-        let mut out = args(base, dir);
-        out.push("--storage.path".into());
-        out.push(dir.join("state").display().to_string());
-        out
-    });
+    let options = crate::harness::AppOptions::new(Duration::from_secs(300), &[]).with_state_dir();
     let app = crate::harness::TestApp::start_with(options).await;
     app.scrape_until(Duration::from_secs(10), |s| {
         crate::common::sample(

@@ -61,49 +61,7 @@ pub fn client(sim: &RunningSimulator, username: &str, password: &str) -> ShareCl
     .expect("client")
 }
 
-/// Whether the tests run in CI, where a missing tool is a failure, never a skip.
-pub fn in_ci() -> bool {
-    std::env::var("CI").is_ok_and(|v| !v.is_empty() && v != "false" && v != "0")
-}
-
-/// The process environment as the exporter's config sees it, in tests.
-pub struct TestEnv(pub Vec<(&'static str, String)>);
-
-impl dexcom_exporter::config::Environment for TestEnv {
-    fn var(&self, name: &str) -> Option<String> {
-        self.0
-            .iter()
-            .find(|(k, _)| *k == name)
-            .map(|(_, v)| v.clone())
-    }
-}
-
-/// An exporter running in this process on a loopback port.
-pub struct RunningExporter {
-    pub addr: std::net::SocketAddr,
-    pub metrics: std::sync::Arc<dexcom_exporter::metrics::Metrics>,
-    pub histories: Vec<std::sync::Arc<dexcom_exporter::history::History>>,
-    shutdown: tokio_util::sync::CancellationToken,
-    task: tokio::task::JoinHandle<()>,
-}
-
-impl RunningExporter {
-    pub fn url(&self, path: &str) -> String {
-        format!("http://{}{path}", self.addr)
-    }
-
-    pub async fn stop(mut self) {
-        self.shutdown.cancel();
-        (&mut self.task).await.unwrap();
-    }
-}
-
-/// Dropped without `stop` (a failed assertion): shut the exporter down all the same.
-impl Drop for RunningExporter {
-    fn drop(&mut self) {
-        self.shutdown.cancel();
-    }
-}
+pub use dexcom_testkit::{CapturedLogs, RunningExporter, TestEnv, capture_logs, free_port, in_ci};
 
 /// Parses `args` exactly like the command line (with `env`) and runs the exporter.
 pub async fn spawn_exporter(args: &[&str], env: &TestEnv) -> RunningExporter {
@@ -121,69 +79,8 @@ pub async fn spawn_exporter_with_clock(
     env: &TestEnv,
     clock: std::sync::Arc<dyn dexcom_exporter::clock::Clock>,
 ) -> RunningExporter {
-    use clap::Parser;
-    let mut argv = vec!["dexcom_exporter"];
-    argv.extend_from_slice(args);
-    let cli = dexcom_exporter::config::Cli::try_parse_from(argv).expect("valid flags");
-    let config = dexcom_exporter::config::Config::from_cli(cli, env).expect("valid config");
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let exporter = dexcom_exporter::exporter::Exporter::with_listener(config, listener, clock)
-        .await
-        .expect("exporter builds");
-    let addr = exporter.local_addr();
-    let metrics = exporter.metrics();
-    let histories = exporter.histories().to_vec();
-    let shutdown = tokio_util::sync::CancellationToken::new();
-    let token = shutdown.clone();
-    let task = tokio::spawn(exporter.run(async move { token.cancelled().await }));
-    RunningExporter {
-        addr,
-        metrics,
-        histories,
-        shutdown,
-        task,
-    }
-}
-
-/// Log lines written on this thread (a `#[tokio::test]` runtime polls every task here) until
-/// the guard is dropped.
-pub fn capture_logs() -> (tracing::subscriber::DefaultGuard, CapturedLogs) {
-    let logs = CapturedLogs::default();
-    let subscriber = tracing_subscriber::fmt()
-        .with_ansi(false)
-        .with_max_level(tracing::Level::INFO)
-        .with_writer(logs.clone())
-        .finish();
-    (tracing::subscriber::set_default(subscriber), logs)
-}
-
-/// What [`capture_logs`] collected.
-#[derive(Clone, Default)]
-pub struct CapturedLogs(std::sync::Arc<std::sync::Mutex<Vec<u8>>>);
-
-impl CapturedLogs {
-    pub fn text(&self) -> String {
-        String::from_utf8_lossy(&self.0.lock().unwrap()).into_owned()
-    }
-}
-
-impl std::io::Write for CapturedLogs {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        self.0.lock().unwrap().extend_from_slice(buf);
-        Ok(buf.len())
-    }
-
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
-
-impl<'a> tracing_subscriber::fmt::MakeWriter<'a> for CapturedLogs {
-    type Writer = CapturedLogs;
-
-    fn make_writer(&'a self) -> Self::Writer {
-        self.clone()
-    }
+    let args = args.iter().map(|a| (*a).to_owned()).collect();
+    dexcom_testkit::start(args, env.clone(), clock).await
 }
 
 /// GETs a URL and returns status and body.
@@ -245,16 +142,12 @@ pub fn exporter_args<'a>(base_url: &'a str, interval: &'a str) -> Vec<&'a str> {
 
 /// The environment holding the right password.
 pub fn password_env() -> TestEnv {
-    TestEnv(vec![("DEXCOM_PASSWORD", PASSWORD.to_owned())])
+    TestEnv::password(PASSWORD)
 }
 
 /// The path of an external tool, or `None` (outside CI only: in CI a missing tool fails).
 pub fn tool(name: &str) -> Option<std::path::PathBuf> {
-    let found = std::env::var_os("PATH").and_then(|paths| {
-        std::env::split_paths(&paths)
-            .map(|dir| dir.join(name))
-            .find(|candidate| candidate.is_file())
-    });
+    let found = dexcom_testkit::find_tool(name);
     if found.is_none() {
         assert!(!in_ci(), "{name} is required in CI; .ci/run installs it");
         eprintln!("SKIPPED outside CI: {name} is not installed (bash .ci/run installs it)");
@@ -275,15 +168,6 @@ impl Drop for KillOnDrop {
         let _ = self.0.kill();
         let _ = self.0.wait();
     }
-}
-
-/// A free loopback port (bound and released; another process could take it, rarely).
-pub fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
 }
 
 /// Starts the `dexcom_exporter` binary and waits for its "listening on" log line; returns

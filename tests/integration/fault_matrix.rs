@@ -57,23 +57,12 @@ fn options(extra: &[&str]) -> AppOptions {
     AppOptions::new(Duration::from_secs(1), &args)
 }
 
-fn with_storage(mut options: AppOptions) -> AppOptions {
-    let args = std::mem::replace(&mut options.args, Box::new(|_, _| Vec::new()));
-    options.args = Box::new(move |base, dir| {
-        let mut out = args(base, dir);
-        out.push("--storage.path".into());
-        out.push(dir.join("state").display().to_string());
-        out
-    });
-    options
-}
-
 async fn start_cases() -> Vec<Case> {
     let well = TestApp::start_with(options(&[])).await;
 
     // A wrong password, then a restart (a reboot, an upgrade): the gate's kept memory holds
     // the password back, and must still say why.
-    let mut held = with_storage(options(&[]));
+    let mut held = options(&[]).with_state_dir();
     held.env = TestEnv(vec![("DEXCOM_PASSWORD", "not the password".to_owned())]);
     let held = TestApp::start_with(held).await;
     wait_until(

@@ -12,8 +12,7 @@ use dexcom_exporter::share::Endpoint;
 use dexcom_exporter::simulator::{Fault, RequestCounts, RunningSimulator, Scenario};
 
 use crate::common::{
-    RunningExporter, TestEnv, USERNAME, exporter_args, get, password_env, scenario,
-    spawn_exporter_with_clock, start_at,
+    RunningExporter, TestEnv, USERNAME, exporter_args, get, password_env, scenario, start_at,
 };
 
 /// Builds the exporter's flags from the simulator's base URL and the scratch directory.
@@ -59,6 +58,21 @@ impl AppOptions {
     }
 }
 
+impl AppOptions {
+    /// The same, with `--storage.path` in the scratch directory (`state/`): the login gate's
+    /// memory kept across a [`TestApp::restart`].
+    pub fn with_state_dir(mut self) -> Self {
+        let args = std::mem::replace(&mut self.args, Box::new(|_, _| Vec::new()));
+        self.args = Box::new(move |base, dir| {
+            let mut out = args(base, dir);
+            out.push("--storage.path".into());
+            out.push(dir.join("state").display().to_string());
+            out
+        });
+        self
+    }
+}
+
 /// The simulator and the exporter under test.
 pub struct TestApp {
     /// The Share simulator.
@@ -66,10 +80,6 @@ pub struct TestApp {
     /// The exporter.
     pub exporter: RunningExporter,
     dir: ScratchDir,
-    /// What the exporter was started with, to start it again the same way.
-    args: Vec<String>,
-    env: Vec<(&'static str, String)>,
-    clock: Arc<dyn Clock>,
 }
 
 impl TestApp {
@@ -87,41 +97,17 @@ impl TestApp {
         }
         let args = (options.args)(&sim.base_url(), dir.path());
         let clock = options.exporter_clock.unwrap_or(options.clock);
-        let env = options.env.0;
-        let exporter = spawn(&args, &env, &clock).await;
-        TestApp {
-            sim,
-            exporter,
-            dir,
-            args,
-            env,
-            clock,
-        }
+        let exporter = dexcom_testkit::start(args, options.env, clock).await;
+        TestApp { sim, exporter, dir }
     }
 
     /// Stops the exporter (waiting for every task) and starts it again with the same flags,
     /// environment, clock and files (so the same state directory): a restart, a reboot, an
     /// upgrade. The simulator keeps running.
     pub async fn restart(self) -> Self {
-        let TestApp {
-            sim,
-            exporter,
-            dir,
-            args,
-            env,
-            clock,
-        } = self;
-        // Stopped first: the state directory has one holder at a time.
-        exporter.stop().await;
-        let exporter = spawn(&args, &env, &clock).await;
-        TestApp {
-            sim,
-            exporter,
-            dir,
-            args,
-            env,
-            clock,
-        }
+        let TestApp { sim, exporter, dir } = self;
+        let exporter = exporter.restart().await;
+        TestApp { sim, exporter, dir }
     }
 
     /// The scratch directory the exporter's files were written to.
@@ -155,23 +141,11 @@ impl TestApp {
 
     /// Stops the exporter (waiting for every task) and then the simulator.
     pub async fn stop(self) {
-        let TestApp {
-            sim, exporter, dir, ..
-        } = self;
+        let TestApp { sim, exporter, dir } = self;
         exporter.stop().await;
         sim.stop().await;
         drop(dir);
     }
-}
-
-/// The exporter with `args`, the environment `env` and `clock`.
-async fn spawn(
-    args: &[String],
-    env: &[(&'static str, String)],
-    clock: &Arc<dyn Clock>,
-) -> RunningExporter {
-    let args: Vec<&str> = args.iter().map(String::as_str).collect();
-    spawn_exporter_with_clock(&args, &TestEnv(env.to_vec()), clock.clone()).await
 }
 
 /// Waits until `condition` holds, checking every 10 ms; panics with `what` after `within`.

@@ -31,6 +31,12 @@ fn one_simulated_day_of_faults_locks_nothing_and_loses_nothing() {
     );
     assert!(report.max_wrong_attempts_in_24h <= 8, "{report}");
     assert_eq!(report.readings_missed_outside_disturbances, 0, "{report}");
+    // The driver may fail to look while a reading is the newest on a busy machine (0.4 s of
+    // wall time at 720×); that must stay rare, or the count above would mean little.
+    assert!(
+        report.readings_unobserved * 20 <= report.readings_served,
+        "{report}"
+    );
     // A day holds 288 sensor times; the injected sensor gaps take some away.
     assert!(report.readings_served >= 200, "{report}");
     assert!(

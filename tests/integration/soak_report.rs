@@ -9,6 +9,9 @@ pub struct SoakReport {
     pub readings_served: usize,
     pub readings_missed: usize,
     pub readings_missed_outside_disturbances: usize,
+    /// Readings the driver did not look for in time (no scrape while each was the newest):
+    /// neither seen nor missed.
+    pub readings_unobserved: usize,
     pub faults_injected: usize,
     pub session_expiries: usize,
     pub relogins: u64,
@@ -36,8 +39,11 @@ impl std::fmt::Display for SoakReport {
         )?;
         writeln!(
             f,
-            "readings served by Share: {}; never on /metrics: {} ({} outside injected disturbances)",
-            self.readings_served, self.readings_missed, self.readings_missed_outside_disturbances
+            "readings served by Share: {}; never on /metrics: {} ({} outside injected disturbances); not looked for in time by the driver: {}",
+            self.readings_served,
+            self.readings_missed,
+            self.readings_missed_outside_disturbances,
+            self.readings_unobserved
         )?;
         writeln!(
             f,
