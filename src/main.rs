@@ -39,29 +39,29 @@ fn main() -> ExitCode {
     let checking = matches!(command, Some(Command::Check { .. }));
     let config = match Config::from_cli(cli.clone(), &ProcessEnvironment) {
         Ok(config) => config,
-        // `check` beside a running service: read what the gate's memory says, send nothing.
-        Err(ConfigError::Storage(dexcom_exporter::state::StateError::Locked { .. }))
-            if checking =>
-        {
-            match Config::from_cli_with(cli, &ProcessEnvironment, StorageAccess::BesideHolder) {
-                Ok(config) => config,
-                Err(error) => {
-                    eprintln!("dexcom_exporter: error: {error}");
-                    return ExitCode::from(EXIT_CONFIG);
-                }
-            }
-        }
         Err(error) => {
-            eprintln!("dexcom_exporter: error: {error}");
             let in_use = matches!(
                 error,
                 ConfigError::Storage(dexcom_exporter::state::StateError::Locked { .. })
             );
-            return ExitCode::from(if in_use {
-                EXIT_STATE_IN_USE
+            // `check` beside a running service: read what the gate's memory says, send nothing.
+            let beside = if in_use && checking {
+                Config::from_cli_with(cli, &ProcessEnvironment, StorageAccess::BesideHolder)
             } else {
-                EXIT_CONFIG
-            });
+                Err(error)
+            };
+            match beside {
+                Ok(config) => config,
+                Err(error) => {
+                    eprintln!("dexcom_exporter: error: {error}");
+                    let code = if in_use && !checking {
+                        EXIT_STATE_IN_USE
+                    } else {
+                        EXIT_CONFIG
+                    };
+                    return ExitCode::from(code);
+                }
+            }
         }
     };
     let runtime = match tokio::runtime::Builder::new_multi_thread()

@@ -11,9 +11,7 @@ use std::fmt::Write as _;
 use std::time::Duration;
 
 use crate::history::History;
-use crate::metrics::{
-    AccountMetrics, AccountStatus, HoldReason, Metrics, Thresholds, is_current, shown_status,
-};
+use crate::metrics::{AccountMetrics, AccountStatus, HoldReason, Metrics, Thresholds, is_current};
 use crate::share::{Reading, Trend, mg_per_dl_to_mmol_per_l};
 
 /// The readings the chart spans: three hours at the sensor's 5-minute cadence (the span follows
@@ -178,7 +176,7 @@ fn card(
             age_text(now_ms - l.reading.timestamp_ms)
         );
     }
-    let status = shown_status(current.is_some(), account.polled_status());
+    let status = account.status_at(now_ms, max_age);
     let share = match status {
         AccountStatus::Ok if account.is_up() => {
             "<div class=\"small\">Share polling: healthy</div>".to_owned()
@@ -419,7 +417,7 @@ mod tests {
         let now = clock.now_ms();
         let held = &metrics.accounts()[0];
         held.set_polled_status(AccountStatus::LoginHeld);
-        held.set_hold(HoldReason::AuthFailed, now + 29 * 60_000);
+        held.set_hold(Some((HoldReason::AuthFailed, now + 29 * 60_000)));
         let off = &metrics.accounts()[1];
         off.set_polled_status(AccountStatus::NoReadings);
         off.poll_succeeded(clock.now());

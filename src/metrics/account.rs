@@ -162,16 +162,29 @@ impl AccountMetrics {
     }
 
     /// What the last poll found; a scrape turns it into the status shown
-    /// ([`super::status::shown_status`]).
+    /// ([`AccountMetrics::status_at`]).
     pub fn polled_status(&self) -> AccountStatus {
         self.polled_status.status()
     }
 
-    /// Records that the login gate holds the password until `until_ms` because of `reason`
-    /// ([`HoldReason::None`]: no hold).
-    pub fn set_hold(&self, reason: HoldReason, until_ms: i64) {
+    /// The status shown at `now_ms`: `ok` while the newest reading is younger than `max_age`
+    /// (the one rule of [`super::is_current`]), else what the last poll found. `/metrics` and
+    /// the landing page both ask here.
+    pub fn status_at(&self, now_ms: i64, max_age: std::time::Duration) -> AccountStatus {
+        let current = self
+            .latest()
+            .is_some_and(|l| super::is_current(l.reading.timestamp_ms, now_ms, max_age));
+        super::status::shown_status(current, self.polled_status())
+    }
+
+    /// Records that the login gate holds the password until `until_ms` because of `reason`, or
+    /// that it does not (`None`): the hold reason's state set and
+    /// `dexcom_login_next_attempt_timestamp_seconds` (0 without a wait) from one place.
+    pub fn set_hold(&self, hold: Option<(HoldReason, i64)>) {
+        let (reason, until_ms) = hold.unwrap_or((HoldReason::None, 0));
         self.hold_until_ms.store(until_ms, Ordering::Release);
         self.hold.set_hold(reason);
+        self.next_login.set(until_ms as f64 / 1000.0);
     }
 
     /// Why the gate holds the password at `now_ms` ([`HoldReason::None`] once the hold is over).
@@ -283,12 +296,6 @@ impl AccountMetrics {
         if let Some(counter) = self.rejected.get(reject_index(reason)) {
             counter.inc();
         }
-    }
-
-    /// Sets when the login gate next lets a password out (`None`: no wait).
-    pub fn set_next_login(&self, at: Option<SystemTime>) {
-        self.next_login
-            .set(at.map_or(0.0, |at| unix_ms(at) as f64 / 1000.0));
     }
 }
 

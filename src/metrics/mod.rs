@@ -33,7 +33,7 @@ use labels::{
 use readings::ReadingCollector;
 pub use readings::is_current;
 pub use remote_write::RemoteWriteMetrics;
-pub use status::{AccountStatus, HoldReason, shown_status};
+pub use status::{AccountStatus, HoldReason};
 
 use crate::clock::Clock;
 use crate::share::Endpoint;

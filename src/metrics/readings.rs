@@ -14,7 +14,7 @@ use prometheus_client::metrics::gauge::ConstGauge;
 
 use super::account::{AccountMetrics, LatestReading};
 use super::labels::{AccountLabels, ReasonLabels, StatusLabels};
-use super::status::{AccountStatus, HoldReason, shown_status};
+use super::status::{AccountStatus, HoldReason};
 use crate::clock::Clock;
 
 pub(super) const CACHED: &str =
@@ -133,12 +133,7 @@ impl Collector for ReadingCollector {
             "Why the account shows or lacks a current glucose value, as a state set: 1 for the current status, 0 for the others (ok, starting, stale, no_readings, readings_rejected, login_held, login_failing, share_failing, clock_skew)",
             &self.accounts,
             &AccountStatus::ALL,
-            |account| {
-                let current = account
-                    .latest()
-                    .is_some_and(|l| is_current(l.reading.timestamp_ms, now_ms, self.max_age));
-                shown_status(current, account.polled_status())
-            },
+            |account| account.status_at(now_ms, self.max_age),
             |account, status| StatusLabels {
                 account: account.name().to_owned(),
                 status: status.as_str(),

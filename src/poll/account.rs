@@ -212,7 +212,6 @@ impl AccountPoller {
     pub async fn poll_once(&mut self) -> PollOutcome {
         let (minutes, max_count) = self.read_size(self.clock.now_ms());
         let result = self.client.latest_batch(minutes, max_count).await;
-        self.metrics.set_next_login(self.client.login_not_before());
         let hold = self.client.login_hold();
         self.publish_hold(hold);
         match result {
@@ -281,11 +280,12 @@ impl AccountPoller {
     /// be shown. [`AccountStatus::Ok`] when the newest reading was read (the scrape then tells
     /// whether it is still current).
     fn read_status(&self, rows: usize, accepted: usize) -> AccountStatus {
+        let nothing_held = self.history.newest().is_none();
         if self.rejecting.contains(&RejectReason::Future) {
             AccountStatus::ClockSkew
-        } else if accepted == 0 && rows > 0 && self.history.newest().is_none() {
+        } else if nothing_held && accepted == 0 && rows > 0 {
             AccountStatus::ReadingsRejected
-        } else if self.history.newest().is_none() {
+        } else if nothing_held {
             AccountStatus::NoReadings
         } else {
             AccountStatus::Ok
@@ -331,14 +331,10 @@ impl AccountPoller {
         kept
     }
 
-    /// Publishes why the gate holds the password (or that it does not).
+    /// Publishes why and until when the gate holds the password (or that it does not).
     fn publish_hold(&self, hold: Option<Hold>) {
-        match hold {
-            Some(hold) => self
-                .metrics
-                .set_hold(hold_reason(hold.after), hold.until_ms),
-            None => self.metrics.set_hold(HoldReason::None, 0),
-        }
+        self.metrics
+            .set_hold(hold.map(|h| (hold_reason(h.after), h.until_ms)));
     }
 
     /// At start: a hold kept from an earlier run (a rejected password, a login killed
@@ -349,8 +345,6 @@ impl AccountPoller {
         };
         self.publish_hold(Some(hold));
         self.metrics.set_polled_status(AccountStatus::LoginHeld);
-        self.metrics
-            .set_next_login(Some(crate::clock::from_unix_ms(hold.until_ms)));
         let until = humantime::format_rfc3339_seconds(crate::clock::from_unix_ms(hold.until_ms));
         let reason = hold_reason(hold.after);
         let after = if reason == HoldReason::LoginLimit {

@@ -251,8 +251,8 @@ impl Sender {
     }
 
     /// Every reading not yet done, account by account, oldest first. Readings that were
-    /// pending at the last look and have left the history since expired unsent: counted (and
-    /// said once per episode), then done.
+    /// pending at the last look and have left the history since expired unsent: counted,
+    /// logged (each time some expire), then done.
     fn pending(&mut self) -> Part {
         let mut out = Vec::new();
         let mut expired = 0;

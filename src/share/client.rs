@@ -180,12 +180,7 @@ impl ShareClient {
     /// When the next read needs a login and the gate holds it back: the earliest time the
     /// password may go. `None` when a login may start now, or when a live session needs none.
     pub fn login_not_before(&self) -> Option<std::time::SystemTime> {
-        if self.session_id.is_some() {
-            return None;
-        }
-        let now = self.clock.now_ms();
-        let at = self.gate.next_allowed_ms(now);
-        (at > now).then(|| from_unix_ms(at))
+        self.login_hold().map(|hold| from_unix_ms(hold.until_ms))
     }
 
     /// Why and until when the login gate holds the password, when the next read needs a
