@@ -116,8 +116,10 @@ echo "ok: the simulator example serves alice"
 echo "--> 'Check it' (README), the simulator standing in for Share"
 cargo build --quiet --release --locked --bin dexcom_exporter
 export PATH="$PWD/target/release:$PATH"
-# /etc/default/dexcom_exporter as the README has the user write it, pointed at the simulator.
-printf 'DEXCOM_USERNAME=alice\nDEXCOM_REGION=us\nDEXCOM_BASE_URL=http://127.0.0.1:18019/ShareWebServices/Services/\n' >"$work/default"
+# /etc/default/dexcom_exporter as the package installs it, edited as the README says (the
+# username), and pointed at the simulator standing in for Share.
+sed -e 's/^DEXCOM_USERNAME=.*/DEXCOM_USERNAME=alice/' deploy/dexcom_exporter.env.example >"$work/default"
+printf 'DEXCOM_BASE_URL=http://127.0.0.1:18019/ShareWebServices/Services/\n' >>"$work/default"
 check=$(block_after README.md "## Check it" console | joined | grep 'dexcom_exporter check' | scratch_paths)
 grep -q 'set -a; \. ' <<<"$check" || { echo "the check command changed: $check" >&2; exit 1; }
 (umask 077; printf 'wrong\n' >"$work/password")
