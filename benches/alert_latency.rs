@@ -13,7 +13,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime};
 
 use dexcom_exporter::clock::unix_ms;
-use dexcom_exporter::http::serve::{ServeLimits, respond, serve};
+use dexcom_exporter::http::{ServeLimits, respond, serve};
 use dexcom_exporter::simulator::{AccountSpec, GlucoseProfile, Scenario, Simulator};
 use http_body_util::BodyExt;
 use support::PASSWORD;

@@ -19,11 +19,11 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
+use dexcom_exporter::History;
+use dexcom_exporter::Metrics;
 use dexcom_exporter::clock::{SystemClock, unix_ms};
 use dexcom_exporter::config::{RemoteWriteTarget, RemoteWriteTls};
-use dexcom_exporter::history::History;
-use dexcom_exporter::http::serve::{ServeLimits, respond, serve};
-use dexcom_exporter::metrics::Metrics;
+use dexcom_exporter::http::{ServeLimits, respond, serve};
 use dexcom_exporter::remote_write::{
     Sender, SenderAccount, Series, WriteClient, compress, write_request,
 };
@@ -198,7 +198,7 @@ async fn throughput(url: &str, readings_total: usize) -> (f64, Duration) {
     let task = tokio::spawn(sender.run(changed, stop.clone()));
     let expected = (per_account * 100 * 2) as f64;
     loop {
-        let text = dexcom_exporter::metrics::render(&registry);
+        let text = dexcom_exporter::render_metrics(&registry);
         if sum_of(&text, "dexcom_remote_storage_samples_total") >= expected {
             break;
         }

@@ -32,7 +32,7 @@ scratch_paths() {
     -e "s|/etc/prometheus/prometheus.yml|$work/prometheus/prometheus.yml|g"
 }
 
-echo "--> the pages: README at most 250 lines, every docs page linked, no broken link"
+echo "--> the pages: README at most 250 lines, every docs page linked, no broken link, every file a table names exists"
 lines=$(wc -l <README.md)
 [ "$lines" -le 250 ] || { echo "README.md has $lines lines (at most 250)" >&2; exit 1; }
 for page in docs/*.md; do
@@ -61,6 +61,11 @@ for page in [pathlib.Path('README.md'), *sorted(pathlib.Path('docs').glob('*.md'
             bad.append(f'{page}: {target} (no such file)')
         elif anchor and resolved.suffix == '.md' and anchor not in anchors(resolved):
             bad.append(f'{page}: {target} (no such heading)')
+    # A design map names files in backticks; a moved file must not leave its old name behind.
+    for row in re.findall(r'^\|.*\|$', text, flags=re.M):
+        for named in re.findall(r'`((?:src|tests|benches|testkit|deploy|packaging|debian|grafana|docs)/[^`*]*)`', row):
+            if not pathlib.Path(named).exists():
+                bad.append(f'{page}: `{named}` in a table (no such file or directory)')
 if bad:
     print('broken links:\n  ' + '\n  '.join(bad), file=sys.stderr)
     sys.exit(1)

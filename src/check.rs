@@ -33,7 +33,7 @@ const NETWORK_TIMEOUT: Duration = Duration::from_secs(10);
 pub struct AccountCheck {
     /// The `account` label.
     pub account: String,
-    /// The configured region.
+    /// The configured region's name (`us`, `ous` or `jp`), shown first when a password is refused.
     pub region: &'static str,
     /// The Share host and port tried.
     pub host: String,

@@ -28,15 +28,17 @@ const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Why the exporter could not start.
 #[derive(Debug, thiserror::Error)]
+#[allow(
+    missing_docs,
+    reason = "a field is named for what it holds, and the #[error] message shows it in context"
+)]
 pub enum ExporterError {
     /// The listen address could not be bound.
     #[error(
         "cannot listen on {addr}: {source} (is another exporter running, or is the port privileged?)"
     )]
     Bind {
-        /// The address.
         addr: SocketAddr,
-        /// Why.
         #[source]
         source: std::io::Error,
     },

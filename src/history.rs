@@ -50,7 +50,7 @@ impl History {
         }
     }
 
-    /// The account label.
+    /// The `account` label the readings are shown under.
     pub fn account(&self) -> &str {
         &self.account
     }
@@ -89,7 +89,7 @@ impl History {
         out
     }
 
-    /// Merges `batch` (any order), dropping readings older than [`RETENTION`] before `now_ms`.
+    /// Merges `batch` (any order), dropping readings more than 24 hours (`RETENTION`) before `now_ms`.
     /// A reading already held keeps its first value: Share does not revise readings, and a
     /// value that changed under the same sensor time would have been pushed already.
     pub fn merge(&self, batch: &[Reading], now_ms: i64) -> Merged {

@@ -3,10 +3,10 @@
 use std::process::ExitCode;
 
 use clap::Parser;
+use dexcom_exporter::Exporter;
 use dexcom_exporter::config::{
     CheckOutput, Cli, Command, Config, ConfigError, ProcessEnvironment, StorageAccess,
 };
-use dexcom_exporter::exporter::Exporter;
 use dexcom_exporter::{logging, shutdown};
 
 /// Exit code for bad configuration, as for a bad command line.
@@ -42,7 +42,7 @@ fn main() -> ExitCode {
         Err(error) => {
             let in_use = matches!(
                 error,
-                ConfigError::Storage(dexcom_exporter::state::StateError::Locked { .. })
+                ConfigError::Storage(dexcom_exporter::StateError::Locked { .. })
             );
             // `check` beside a running service: read what the gate's memory says, send nothing.
             let beside = if in_use && checking {

@@ -102,12 +102,12 @@ impl SignedDuration {
         SignedDuration { ms }
     }
 
-    /// In milliseconds.
+    /// Whole milliseconds, negative when the host's clock is ahead of Share's.
     pub fn as_ms(self) -> i64 {
         self.ms
     }
 
-    /// In seconds.
+    /// Seconds, as `dexcom_share_clock_skew_seconds` shows them.
     pub fn as_secs_f64(self) -> f64 {
         self.ms as f64 / 1000.0
     }

@@ -23,11 +23,11 @@ pub struct AccountConfig {
     pub login: Login,
     /// The password (redacted in `Debug`).
     pub password: SecretString,
-    /// The region.
+    /// The Share region the account lives in; `check` names the others when a password is refused.
     pub region: Region,
     /// Share base URL (the region's or the override), ending in `/`.
     pub base_url: reqwest::Url,
-    /// Alert thresholds.
+    /// Low and high in mg/dL, exported for the alert rules to compare against.
     pub thresholds: Thresholds,
 }
 

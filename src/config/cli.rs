@@ -175,7 +175,7 @@ pub struct Cli {
     pub command: Option<Command>,
 }
 
-/// Subcommands.
+/// The subcommands; without one the exporter runs as a service.
 #[derive(Debug, Clone, clap::Subcommand)]
 pub enum Command {
     /// Check the configuration and every account once, and say what is wrong: reads the same
@@ -213,7 +213,7 @@ pub enum CheckOutput {
     Json,
 }
 
-/// Log verbosity.
+/// `--log.level`: the least severe events that are written.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum LogLevel {
     /// Errors only.

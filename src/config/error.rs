@@ -8,6 +8,10 @@ use crate::share::InvalidRegion;
 
 /// A configuration problem; the exporter exits with code 2 and prints this one line.
 #[derive(Debug, thiserror::Error)]
+#[allow(
+    missing_docs,
+    reason = "a field is named for what it holds, and the #[error] message shows it in context"
+)]
 pub enum ConfigError {
     /// No account source at all.
     #[error(
@@ -36,42 +40,25 @@ pub enum ConfigError {
     },
     /// An account with both login kinds.
     #[error("account {account:?}: give either a username or an account ID, not both")]
-    BothLogins {
-        /// The account.
-        account: String,
-    },
+    BothLogins { account: String },
     /// An account with neither.
     #[error("account {account:?}: give a username or an account ID")]
-    NoLogin {
-        /// The account.
-        account: String,
-    },
+    NoLogin { account: String },
     /// An account ID that is not a UUID.
     #[error(
         "account {account:?}: account ID {value:?} is not a UUID like 12345678-90ab-cdef-1234-567890abcdef"
     )]
-    BadAccountId {
-        /// The account.
-        account: String,
-        /// What was given.
-        value: String,
-    },
+    BadAccountId { account: String, value: String },
     /// No password source.
     #[error(
         "no password for account {account:?}: set --dexcom.password-file (or password_file in --config.file), DEXCOM_PASSWORD, or a systemd credential named dexcom-password"
     )]
-    NoPassword {
-        /// The account.
-        account: String,
-    },
+    NoPassword { account: String },
     /// An unreadable password file.
     #[error("cannot read the password file {path} for account {account:?}: {source}")]
     PasswordFile {
-        /// The account.
         account: String,
-        /// The file.
         path: PathBuf,
-        /// Why.
         #[source]
         source: std::io::Error,
     },
@@ -80,9 +67,7 @@ pub enum ConfigError {
         "the password file {path} for account {account:?} holds {bytes} bytes: a password file must hold only the password (at most 4 KiB)"
     )]
     PasswordFileTooLarge {
-        /// The account.
         account: String,
-        /// The file.
         path: PathBuf,
         /// Its size.
         bytes: u64,
@@ -91,16 +76,10 @@ pub enum ConfigError {
     #[error(
         "account {account:?}: base URL {value:?} is plain http to another host: the password would travel unencrypted; use https (http is accepted only for loopback, e.g. a local simulator)"
     )]
-    InsecureBaseUrl {
-        /// The account.
-        account: String,
-        /// What was given.
-        value: String,
-    },
+    InsecureBaseUrl { account: String, value: String },
     /// An empty password.
     #[error("the password for account {account:?} from {origin} is empty")]
     EmptyPassword {
-        /// The account.
         account: String,
         /// Where it came from (a path or a variable name, never the value).
         origin: String,
@@ -109,39 +88,27 @@ pub enum ConfigError {
     #[error(
         "account {account:?} has no password_file: with several accounts in --config.file each needs its own password_file"
     )]
-    SharedPassword {
-        /// The account.
-        account: String,
-    },
+    SharedPassword { account: String },
     /// An unreadable configuration file.
     #[error("cannot read --config.file {path}: {source}")]
     ConfigFile {
-        /// The file.
         path: PathBuf,
-        /// Why.
         #[source]
         source: std::io::Error,
     },
     /// A configuration file that is not valid.
     #[error("invalid --config.file {path}: {message}")]
     ConfigSyntax {
-        /// The file.
         path: PathBuf,
         /// The parser's message.
         message: String,
     },
     /// A file with no accounts.
     #[error("--config.file {path} lists no accounts: add at least one under `accounts:`")]
-    EmptyConfigFile {
-        /// The file.
-        path: PathBuf,
-    },
+    EmptyConfigFile { path: PathBuf },
     /// Two accounts with the same label.
     #[error("two accounts are named {name:?}: give each a distinct `name`")]
-    DuplicateName {
-        /// The name.
-        name: String,
-    },
+    DuplicateName { name: String },
     /// One Dexcom login listed twice (same Share service and username, compared without case,
     /// or the same account ID).
     #[error(
@@ -160,7 +127,6 @@ pub enum ConfigError {
     /// An unknown region.
     #[error("account {account:?}: {source}")]
     Region {
-        /// The account.
         account: String,
         /// The parse error.
         #[source]
@@ -170,24 +136,16 @@ pub enum ConfigError {
     #[error(
         "account {account:?}: base URL {value:?} is not an http(s) URL like https://share2.dexcom.com/ShareWebServices/Services/"
     )]
-    BadBaseUrl {
-        /// The account.
-        account: String,
-        /// What was given.
-        value: String,
-    },
+    BadBaseUrl { account: String, value: String },
     /// Thresholds out of order.
     #[error(
         "account {account:?}: thresholds must satisfy 0 < urgent_low < low < high <= 400 mg/dL, got {urgent_low}, {low}, {high}"
     )]
     BadThresholds {
-        /// The account.
         account: String,
         /// Urgent low.
         urgent_low: u16,
-        /// Low.
         low: u16,
-        /// High.
         high: u16,
     },
     /// A threshold that looks like mmol/L (thresholds are in mg/dL).
@@ -195,7 +153,6 @@ pub enum ConfigError {
         "account {account:?}: thresholds.{level} is {value}, which looks like mmol/L; thresholds are in mg/dL: write {mg_per_dl} ({value} mmol/L)"
     )]
     ThresholdInMmol {
-        /// The account.
         account: String,
         /// `urgent_low`, `low` or `high`.
         level: &'static str,
@@ -209,7 +166,6 @@ pub enum ConfigError {
         "account {account:?}: thresholds.{level} is {value}: give a whole number of mg/dL from 1 to 400"
     )]
     ThresholdNotMgPerDl {
-        /// The account.
         account: String,
         /// `urgent_low`, `low` or `high`.
         level: &'static str,
@@ -220,10 +176,7 @@ pub enum ConfigError {
     #[error(
         "--web.telemetry-path {path:?} must start with / and must not be /, /-/healthy or /-/ready"
     )]
-    BadTelemetryPath {
-        /// What was given.
-        path: String,
-    },
+    BadTelemetryPath { path: String },
     /// Durations that contradict each other.
     #[error("{0}")]
     BadDuration(String),

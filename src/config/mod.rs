@@ -40,25 +40,25 @@ use file::{FileAccount, FileThresholds, read_config_file};
 /// The validated configuration.
 #[derive(Debug, Clone)]
 pub struct Config {
-    /// Where to listen.
+    /// `--web.listen-address`, resolved to one socket address.
     pub listen_address: SocketAddr,
-    /// The metrics path.
+    /// `--web.telemetry-path`, starting with `/`.
     pub telemetry_path: String,
     /// TLS, basic auth and headers from `--web.config.file`.
     pub web: WebConfig,
-    /// Log verbosity.
+    /// `--log.level`.
     pub log_level: LogLevel,
-    /// Log format.
+    /// `--log.format`.
     pub log_format: LogFormat,
     /// The accounts to poll (empty in demo mode until the simulator is up).
     pub accounts: Vec<AccountConfig>,
-    /// Sensor cadence.
+    /// The sensor's cadence the polls keep step with (`--dexcom.reading-interval`, 5 min).
     pub reading_interval: Duration,
-    /// Request timeout.
+    /// Limit on one request to Share (`--dexcom.request-timeout`).
     pub request_timeout: Duration,
-    /// Withdrawal age.
+    /// Age after which a reading is withdrawn from `/metrics` (`--glucose.max-age`).
     pub max_age: Duration,
-    /// Demo mode.
+    /// `--demo`: the accounts are the in-process simulator's.
     pub demo: bool,
     /// The state directory (`--storage.path` or `$STATE_DIRECTORY`); none in demo mode.
     pub storage: Option<crate::state::StateDir>,

@@ -23,7 +23,7 @@ pub const DEFAULT_REMOTE_TIMEOUT: Duration = Duration::from_secs(30);
 pub enum RemoteWriteAuth {
     /// HTTP basic authentication.
     Basic {
-        /// The user name.
+        /// Sent as is; not a secret.
         username: String,
         /// The password, from `password_file`.
         password: SecretString,
@@ -91,9 +91,9 @@ pub struct RemoteWriteTls {
 /// A client certificate and its key; `Debug` does not show the key.
 #[derive(Clone)]
 pub struct ClientIdentity {
-    /// The certificate chain.
+    /// The client certificate first, then its intermediates, as the PEM file lists them.
     pub chain: Vec<rustls_pki_types::CertificateDer<'static>>,
-    /// The private key.
+    /// The certificate's private key, shared by every connection to the receiver.
     pub key: std::sync::Arc<rustls_pki_types::PrivateKeyDer<'static>>,
 }
 
@@ -110,7 +110,7 @@ impl std::fmt::Debug for ClientIdentity {
 pub struct RemoteWriteTarget {
     /// The `remote_name` label of its metrics: `name`, else the URL's host and port.
     pub name: String,
-    /// Where to send.
+    /// Where the readings are sent, with any query key (shown redacted: see `shown_url`).
     pub url: reqwest::Url,
     /// Limit on one request.
     pub timeout: Duration,

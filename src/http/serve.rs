@@ -42,7 +42,8 @@ impl std::fmt::Debug for dyn TlsSource {
     }
 }
 
-/// Connection limits.
+/// How much one client may hold of the server: the limits that keep a slow or hostile peer
+/// from starving Prometheus's scrape.
 #[derive(Debug, Clone, Copy)]
 pub struct ServeLimits {
     /// How long a client may take to send a request's headers (and how long an idle

@@ -32,15 +32,11 @@ pub enum TlsError {
         what: &'static str,
         /// The PEM file.
         file: PathBuf,
-        /// Why.
         message: String,
     },
     /// The TLS settings are inconsistent.
     #[error("{message}")]
-    Settings {
-        /// What is wrong.
-        message: String,
-    },
+    Settings { message: String },
 }
 
 /// The TLS settings and the files they were read from.

@@ -31,26 +31,18 @@ pub enum WebConfigError {
     /// The file cannot be read.
     #[error("cannot read --web.config.file {path}: {source}")]
     Read {
-        /// The file.
         path: PathBuf,
-        /// Why.
         #[source]
         source: std::io::Error,
     },
     /// The file is not valid.
     #[error("invalid --web.config.file {path}: {message}")]
-    Syntax {
-        /// The file.
-        path: PathBuf,
-        /// What is wrong.
-        message: String,
-    },
+    Syntax { path: PathBuf, message: String },
     /// The TLS settings cannot be used (a certificate, key or CA file, or the settings).
     #[error("--web.config.file {path}: {source}")]
     Tls {
         /// The web configuration file.
         path: PathBuf,
-        /// What is wrong.
         #[source]
         source: TlsError,
     },
@@ -78,7 +70,6 @@ pub struct WebConfig {
     pub tls: Option<Arc<rustls::ServerConfig>>,
     /// Basic authentication, when users are configured.
     pub basic_auth: Option<Arc<BasicAuth>>,
-    /// Extra response headers.
     pub headers: Vec<(HeaderName, HeaderValue)>,
     /// The file this came from and the files it names, watched for changes.
     files: Vec<PathBuf>,

@@ -27,9 +27,7 @@ pub(super) type FloatGauge = Gauge<f64, AtomicU64>;
 pub struct Thresholds {
     /// Urgent low (Dexcom's fixed 55 mg/dL by default).
     pub urgent_low: u16,
-    /// Low.
     pub low: u16,
-    /// High.
     pub high: u16,
 }
 
@@ -57,7 +55,6 @@ impl Thresholds {
 /// The newest reading of an account, as the collector serves it.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct LatestReading {
-    /// The reading.
     pub reading: Reading,
     /// Change from the previous reading, when that one was one interval earlier.
     pub delta_mg_per_dl: Option<i32>,

@@ -66,7 +66,6 @@ pub struct EndpointLabels {
 /// The labels of `dexcom_exporter_build_info`.
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct BuildInfoLabels {
-    /// Crate version.
     pub version: &'static str,
     /// Git revision, or `unknown`.
     pub revision: &'static str,

@@ -128,7 +128,6 @@ impl RequestDurations {
         }
     }
 
-    /// Records one request.
     pub fn observe(&self, endpoint: Endpoint, elapsed: Duration) {
         let i = Endpoint::ALL
             .iter()
@@ -143,11 +142,9 @@ impl RequestDurations {
 /// Build information for `dexcom_exporter_build_info`.
 #[derive(Debug, Clone)]
 pub struct BuildInfo {
-    /// Crate version.
     pub version: &'static str,
     /// Git revision, when known at build time.
     pub revision: &'static str,
-    /// The compiler version.
     pub rustversion: &'static str,
 }
 

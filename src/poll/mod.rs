@@ -14,8 +14,8 @@ use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
 pub use account::AccountPoller;
-pub use intake::{FUTURE_TOLERANCE, latest_allowed_ms};
-pub use schedule::{MAX_RETRY_WAIT, PollOutcome, Schedule, first_poll_delay};
+pub use intake::latest_allowed_ms;
+pub use schedule::first_poll_delay;
 
 /// How many accounts may talk to Share at the same moment.
 pub const MAX_CONCURRENT_POLLS: usize = 8;

@@ -53,7 +53,6 @@ pub enum PollOutcome {
     },
     /// The poll failed.
     Failed {
-        /// Why.
         reason: ErrorReason,
         /// The server's `Retry-After`, if any.
         retry_after: Option<Duration>,

@@ -36,6 +36,10 @@ const NEVER_AGAIN: [&str; 7] = [
 
 /// Why a request was not acknowledged; the sender acts on the variant.
 #[derive(Debug, thiserror::Error)]
+#[allow(
+    missing_docs,
+    reason = "a field is named for what it holds, and the #[error] message shows it in context"
+)]
 pub enum SendError {
     /// Worth sending again after a pause: HTTP 5xx, 429, a timeout or a connection failure.
     #[error("{detail}")]
@@ -50,7 +54,6 @@ pub enum SendError {
     /// the same samples again can never succeed, but the others in the request may.
     #[error("HTTP {status}: {detail}")]
     TooOld {
-        /// The status.
         status: u16,
         /// The receiver's message.
         detail: String,
@@ -59,7 +62,6 @@ pub enum SendError {
     /// held and sent again with backoff, the credential files read again before each try.
     #[error("HTTP {status}: {detail}")]
     Unauthorized {
-        /// The status.
         status: u16,
         /// The receiver's message.
         detail: String,
@@ -67,7 +69,6 @@ pub enum SendError {
     /// Refused for good (any other 4xx: unknown tenant, wrong URL, a malformed request).
     #[error("HTTP {status}: {detail}")]
     Refused {
-        /// The status.
         status: u16,
         /// The receiver's message.
         detail: String,
@@ -76,22 +77,22 @@ pub enum SendError {
 
 /// Why the writer for a receiver could not be built.
 #[derive(Debug, thiserror::Error)]
+#[allow(
+    missing_docs,
+    reason = "a field is named for what it holds, and the #[error] message shows it in context"
+)]
 pub enum ClientError {
     /// The TLS settings did not make a client configuration.
     #[error("remote_write {url}: TLS settings: {source}")]
     Tls {
-        /// The receiver.
         url: String,
-        /// Why.
         #[source]
         source: rustls::Error,
     },
     /// The HTTP client could not be built.
     #[error("remote_write {url}: {source}")]
     Http {
-        /// The receiver.
         url: String,
-        /// Why.
         #[source]
         source: reqwest::Error,
     },
@@ -154,7 +155,7 @@ impl WriteClient {
         }
     }
 
-    /// The receiver.
+    /// The receiver this client sends to, as configured.
     pub fn target(&self) -> &RemoteWriteTarget {
         &self.target
     }

@@ -21,7 +21,7 @@ pub struct Series {
 /// `prometheus.WriteRequest`.
 #[derive(Clone, PartialEq, prost::Message)]
 pub struct WriteRequest {
-    /// The series.
+    /// One entry per series and account, each with its samples.
     #[prost(message, repeated, tag = "1")]
     pub timeseries: Vec<TimeSeries>,
 }
@@ -43,7 +43,7 @@ pub struct Label {
     /// The label's name.
     #[prost(string, tag = "1")]
     pub name: String,
-    /// Its value.
+    /// The label's value, UTF-8 as Prometheus requires.
     #[prost(string, tag = "2")]
     pub value: String,
 }
@@ -51,7 +51,7 @@ pub struct Label {
 /// `prometheus.Sample`.
 #[derive(Clone, PartialEq, prost::Message)]
 pub struct Sample {
-    /// The value.
+    /// The sample value (mg/dL, or the trend code).
     #[prost(double, tag = "1")]
     pub value: f64,
     /// Unix time in milliseconds.

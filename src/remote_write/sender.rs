@@ -47,7 +47,7 @@ pub const MAX_UNAUTHORIZED_BACKOFF: Duration = Duration::from_secs(5 * 60);
 /// One account as the sender sees it.
 #[derive(Debug)]
 pub struct SenderAccount {
-    /// Its readings.
+    /// The account's readings of the last 24 hours, which the sender pushes from.
     pub history: Arc<History>,
     /// Where its acknowledgements are kept, if there is a state directory.
     pub state: Option<Arc<AccountStateFile>>,

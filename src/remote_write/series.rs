@@ -14,7 +14,7 @@ pub const TREND_SERIES: &str = "dexcom_reading_trend";
 /// One of the series every reading is written to.
 #[derive(Debug, Clone, Copy)]
 pub struct ReadingSeries {
-    /// The metric name.
+    /// The metric name the receiver stores it under.
     pub name: &'static str,
     /// Its help text, one sentence without the final full stop.
     pub help: &'static str,

@@ -73,6 +73,10 @@ impl fmt::Display for ErrorReason {
 
 /// A failed exchange with Dexcom Share.
 #[derive(Debug, thiserror::Error)]
+#[allow(
+    missing_docs,
+    reason = "a field is named for what it holds, and the #[error] message shows it in context"
+)]
 pub enum ShareError {
     /// Share rejected the credentials: `AccountPasswordInvalid`, `SSO_InternalError` with
     /// "Cannot Authenticate…", or a legacy `SSO_Authenticate*` code. A wrong region looks the same.
@@ -188,7 +192,6 @@ pub enum ShareError {
         "Dexcom Share answered {endpoint} with a redirect (HTTP {status}) to {target}, which is not followed: check --dexcom.base-url / the region"
     )]
     Redirected {
-        /// The endpoint asked.
         endpoint: Endpoint,
         /// The HTTP status (3xx).
         status: u16,
@@ -206,7 +209,6 @@ pub enum ShareError {
     /// The HTTP client could not be built (TLS backend initialisation).
     #[error("could not build the HTTP client: {source}")]
     ClientBuild {
-        /// The builder error.
         #[source]
         source: reqwest::Error,
     },

@@ -11,7 +11,7 @@
 mod client;
 mod date;
 mod error;
-pub mod gate;
+pub(crate) mod gate;
 mod login;
 mod model;
 mod region;
@@ -24,6 +24,7 @@ pub use client::{
 };
 pub use date::{ShareDate, parse_share_date};
 pub use error::{ErrorReason, ShareError};
+pub use gate::{LOCKOUT_WAIT, STRICT_WAIT};
 pub use model::{
     GLUCOSE_RANGE, MG_PER_DL_PER_MMOL, Reading, ReadingError, RejectReason, Trend, WireBatch,
     WireReading, mg_per_dl_to_mmol_per_l, parse_wire_readings,

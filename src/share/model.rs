@@ -61,6 +61,10 @@ pub fn mg_per_dl_to_mmol_per_l(mg_per_dl: u16) -> f64 {
 
 /// Why a wire reading could not become a [`Reading`].
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[allow(
+    missing_docs,
+    reason = "a field is named for what it holds, and the #[error] message shows it in context"
+)]
 pub enum ReadingError {
     /// Neither WT nor ST held a parseable date.
     #[error("reading {index} has no parseable WT/ST date")]
@@ -88,7 +92,6 @@ pub enum ReadingError {
     OutOfRange {
         /// Position in the batch.
         index: usize,
-        /// The value.
         value: u64,
     },
     /// A row that is not a reading object at all.
@@ -130,7 +133,7 @@ impl RejectReason {
         RejectReason::Malformed,
     ];
 
-    /// The label value.
+    /// The `reason` label value of `dexcom_readings_rejected_total`.
     pub fn as_str(self) -> &'static str {
         match self {
             RejectReason::Future => "future",

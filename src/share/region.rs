@@ -107,7 +107,7 @@ pub enum Endpoint {
 }
 
 impl Endpoint {
-    /// Every endpoint.
+    /// Every endpoint, in the order a login and a read use them.
     pub const ALL: [Endpoint; 3] = [
         Endpoint::Authenticate,
         Endpoint::LoginById,

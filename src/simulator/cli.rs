@@ -134,7 +134,6 @@ pub enum ProfileArg {
     Typical,
     /// Drops below 55 mg/dL every night.
     OvernightLow,
-    /// Runs high.
     RunsHigh,
 }
 

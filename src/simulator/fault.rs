@@ -33,7 +33,7 @@ pub enum Fault {
         status: u16,
         /// The `Content-Type`.
         content_type: &'static str,
-        /// The body.
+        /// Sent as is, whatever `content_type` says.
         body: String,
     },
     /// A redirect (307, which would re-send the request body) to `location`.

@@ -45,7 +45,7 @@ pub struct ServedReading {
     pub visible_ms: i64,
     /// mg/dL.
     pub mg_per_dl: u16,
-    /// Trend.
+    /// The trend arrow sent with the reading.
     pub trend: Trend,
     /// The publisher's UTC offset in minutes (the DT suffix).
     pub utc_offset_minutes: i32,
@@ -86,7 +86,7 @@ impl RequestCounts {
         }
     }
 
-    /// All requests.
+    /// Requests of every endpoint together.
     pub fn total(&self) -> u64 {
         self.authenticate + self.login + self.read
     }

@@ -11,22 +11,22 @@ use crate::share::Region;
 
 /// Why a scenario cannot be simulated; `share_simulator` prints it and exits with code 2.
 #[derive(Debug, thiserror::Error)]
+#[allow(
+    missing_docs,
+    reason = "a field is named for what it holds, and the #[error] message shows it in context"
+)]
 pub enum ScenarioError {
     /// The scenario file cannot be read.
     #[error("cannot read scenario file {path}: {source}")]
     Read {
-        /// The file.
         path: std::path::PathBuf,
-        /// Why.
         #[source]
         source: std::io::Error,
     },
     /// The scenario file is not valid YAML for a scenario.
     #[error("invalid scenario file {path}: {source}")]
     Syntax {
-        /// The file.
         path: std::path::PathBuf,
-        /// Where and what.
         #[source]
         source: crate::yaml::YamlError,
     },
@@ -49,30 +49,16 @@ pub enum ScenarioError {
     EmptyCredentials,
     /// Two accounts share a name (username, e-mail or phone, case-insensitively).
     #[error("account name {name:?} is used twice")]
-    DuplicateName {
-        /// The name.
-        name: String,
-    },
+    DuplicateName { name: String },
     /// `day_starts_at` is not `HH:MM`.
     #[error("day_starts_at {text:?} is not a time of day like 01:30")]
-    DayStart {
-        /// What was given.
-        text: String,
-    },
+    DayStart { text: String },
     /// `utc_offset` is not `±HHMM`.
     #[error("utc_offset {text:?} is not of the form +HHMM or -HHMM")]
-    UtcOffset {
-        /// What was given.
-        text: String,
-    },
+    UtcOffset { text: String },
     /// A fault rate outside 0–1.
     #[error("fault rate {name} must be between 0 and 1, got {rate}")]
-    FaultRate {
-        /// The fault.
-        name: String,
-        /// What was given.
-        rate: f64,
-    },
+    FaultRate { name: String, rate: f64 },
 }
 
 /// The full simulator configuration.
@@ -97,7 +83,7 @@ pub struct Scenario {
     /// How far back readings are served.
     #[serde(with = "duration_text")]
     pub retention: Duration,
-    /// Session lifetime.
+    /// How long a session ID stays valid; after it, reads answer `SessionNotValid`.
     #[serde(with = "duration_text")]
     pub session_ttl: Duration,
     /// Consecutive bad passwords before an account is locked.
@@ -113,7 +99,7 @@ pub struct Scenario {
     pub subcode_style: SubCodeStyle,
     /// Serve the pre-December-2021 format: `\/Date(ms)\/`, integer trends, shifted DT.
     pub legacy_format: bool,
-    /// Random faults.
+    /// Random faults, each with its probability per request.
     pub faults: FaultRates,
     /// Periodic sensor gaps for every account: every `gap_every`, `gap_length` without readings.
     #[serde(with = "duration_text_opt")]
@@ -129,7 +115,7 @@ pub struct Scenario {
     /// Length of the periodic phone outages.
     #[serde(with = "duration_text")]
     pub backlog_length: Duration,
-    /// The publisher accounts.
+    /// The publisher accounts served.
     pub accounts: Vec<AccountSpec>,
 }
 
@@ -286,12 +272,12 @@ impl FaultRates {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct AccountSpec {
-    /// The legacy username.
+    /// The username the account logs in with (compared without case, as Share does).
     pub username: String,
     /// Other names that log in too (e-mail, `+<country><number>` phone).
     #[serde(default)]
     pub aliases: Vec<String>,
-    /// The password.
+    /// The password the simulator accepts; a test value, never a real one.
     pub password: String,
     /// The account ID; derived from the username when absent.
     #[serde(default)]
@@ -423,7 +409,6 @@ pub mod duration_text {
     }
 }
 
-/// Optional humantime durations.
 pub mod duration_text_opt {
     use std::time::Duration;
 

@@ -34,6 +34,10 @@ pub const LOCK_FILE: &str = ".lock";
 
 /// Why the state directory cannot be used.
 #[derive(Debug, thiserror::Error)]
+#[allow(
+    missing_docs,
+    reason = "a field is named for what it holds, and the #[error] message shows it in context"
+)]
 pub enum StateError {
     /// Another process (an exporter, a backfill) holds the directory: two would keep two login
     /// gates for the same Dexcom accounts and double their failed logins.
@@ -41,7 +45,6 @@ pub enum StateError {
         "--storage.path {path} is in use by {holder}: stop it first, give this one another --storage.path, or, to backfill while the service runs, fetch its history from the running exporter (curl http://ADDRESS/api/v1/history)"
     )]
     Locked {
-        /// The directory.
         path: PathBuf,
         /// What the lock file says of its holder (pid, command, start time), or "another process".
         holder: String,
@@ -49,9 +52,7 @@ pub enum StateError {
     /// The directory cannot be created or is not a directory.
     #[error("cannot use --storage.path {path}: {source}")]
     Directory {
-        /// The directory.
         path: PathBuf,
-        /// Why.
         #[source]
         source: std::io::Error,
     },
@@ -113,7 +114,6 @@ impl StateDir {
         self._lock.is_none()
     }
 
-    /// The directory.
     pub fn path(&self) -> &Path {
         &self.path
     }
@@ -209,7 +209,6 @@ pub struct AccountStateFile {
 }
 
 impl AccountStateFile {
-    /// The file.
     pub fn path(&self) -> &Path {
         &self.path
     }

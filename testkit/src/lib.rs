@@ -8,11 +8,11 @@
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 
+use dexcom_exporter::Exporter;
+use dexcom_exporter::History;
+use dexcom_exporter::Metrics;
 use dexcom_exporter::clock::{Clock, SystemClock};
 use dexcom_exporter::config::{Cli, Config, Environment};
-use dexcom_exporter::exporter::Exporter;
-use dexcom_exporter::history::History;
-use dexcom_exporter::metrics::Metrics;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 

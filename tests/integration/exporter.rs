@@ -7,7 +7,7 @@ use std::time::{Duration, SystemTime};
 
 use dexcom_exporter::clock::{Clock, ManualClock};
 use dexcom_exporter::share::Endpoint;
-use dexcom_exporter::share::gate::{LOCKOUT_WAIT, STRICT_WAIT};
+use dexcom_exporter::share::{LOCKOUT_WAIT, STRICT_WAIT};
 use dexcom_exporter::simulator::{AccountSpec, Fault, RequestCounts};
 
 use crate::common::{PASSWORD, TestEnv, USERNAME, get, sample};

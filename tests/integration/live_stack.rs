@@ -7,7 +7,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use crate::common::{KillOnDrop, free_port, repo, start_exporter_process, tool};
-use dexcom_exporter::http::serve::{ServeLimits, respond, serve};
+use dexcom_exporter::http::{ServeLimits, respond, serve};
 use http_body_util::BodyExt;
 use serde::Deserialize;
 

@@ -7,7 +7,7 @@
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use dexcom_exporter::http::serve::{ServeLimits, respond, serve};
+use dexcom_exporter::http::{ServeLimits, respond, serve};
 use http_body_util::BodyExt;
 
 use crate::common::{USERNAME, capture_logs, sample};

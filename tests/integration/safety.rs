@@ -6,7 +6,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use dexcom_exporter::clock::{Clock, ManualClock};
-use dexcom_exporter::share::gate::STRICT_WAIT;
+use dexcom_exporter::share::STRICT_WAIT;
 use dexcom_exporter::share::{Endpoint, ShareClient, ShareError};
 use dexcom_exporter::simulator::Fault;
 

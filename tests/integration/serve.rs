@@ -3,7 +3,7 @@
 
 use std::time::{Duration, Instant};
 
-use dexcom_exporter::http::serve::{ServeLimits, respond, serve};
+use dexcom_exporter::http::{ServeLimits, respond, serve};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio_util::sync::CancellationToken;
 

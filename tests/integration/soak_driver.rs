@@ -16,9 +16,9 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant, SystemTime};
 
+use dexcom_exporter::Exporter;
 use dexcom_exporter::clock::{Clock, ScaledClock};
 use dexcom_exporter::config::{Cli, Config};
-use dexcom_exporter::exporter::Exporter;
 use dexcom_exporter::share::Endpoint;
 use dexcom_exporter::simulator::{AccountSpec, Fault, Scenario, Simulator};
 
@@ -115,7 +115,7 @@ impl Instance {
         let config = loop {
             match Config::from_cli(cli.clone(), &dexcom_testkit::TestEnv::password(password)) {
                 Err(dexcom_exporter::config::ConfigError::Storage(
-                    dexcom_exporter::state::StateError::Locked { .. },
+                    dexcom_exporter::StateError::Locked { .. },
                 )) if tries < 500 => {
                     tries += 1;
                     std::thread::sleep(std::time::Duration::from_millis(10));
