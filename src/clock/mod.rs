@@ -6,7 +6,7 @@
 //! (stands still until a test moves it; sleepers wake when it passes their deadline, and a test
 //! can see who sleeps until when) and [`ScaledClock`] (runs a fixed factor faster than the wall
 //! clock, for soaks and benchmarks that want hours of simulated time with real HTTP in between).
-//! On top of any of them, [`ShareClock`] (`share.rs`) corrects the host's time to Share's, as
+//! On top of any of them, `ShareClock` (`share.rs`) corrects the host's time to Share's, as
 //! Share's `Date` headers show it: the time every judgement of the exporter is made in.
 //!
 //! Only waits that are part of the exporter's *behaviour* go through the clock (when to poll
@@ -23,7 +23,7 @@ use tokio::sync::watch;
 
 mod share;
 
-pub use share::{ShareClock, SignedDuration};
+pub(crate) use share::{ShareClock, SignedDuration};
 
 /// A wait handed out by a [`Clock`].
 pub type Sleep = Pin<Box<dyn Future<Output = ()> + Send + 'static>>;

@@ -14,7 +14,7 @@
 //! the round trip, and one slow answer only widens its own interval.
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
+use std::sync::atomic::{AtomicI64, Ordering};
 use std::time::{Duration, SystemTime};
 
 use super::{Clock, Sleep, from_unix_ms, unix_ms};
@@ -28,7 +28,6 @@ pub struct ShareClock {
     host: Arc<dyn Clock>,
     /// Share's clock minus the host's, in ms.
     offset_ms: AtomicI64,
-    measured: AtomicBool,
 }
 
 impl ShareClock {
@@ -37,7 +36,6 @@ impl ShareClock {
         Arc::new(ShareClock {
             host,
             offset_ms: AtomicI64::new(0),
-            measured: AtomicBool::new(false),
         })
     }
 
@@ -60,22 +58,11 @@ impl ShareClock {
             let middle = residual_low + (residual_high - residual_low) / 2;
             self.offset_ms.fetch_add(middle, Ordering::Relaxed);
         }
-        self.measured.store(true, Ordering::Relaxed);
     }
 
     /// Share's clock minus the host's (positive: the host is behind).
     pub fn offset(&self) -> SignedDuration {
         SignedDuration::from_ms(self.offset_ms.load(Ordering::Relaxed))
-    }
-
-    /// Whether Share has sent a `Date` yet.
-    pub fn measured(&self) -> bool {
-        self.measured.load(Ordering::Relaxed)
-    }
-
-    /// The host's own clock.
-    pub fn host(&self) -> &Arc<dyn Clock> {
-        &self.host
     }
 }
 
@@ -142,7 +129,6 @@ mod tests {
             share.observe(date, sent, answered);
             assert_eq!(share.offset().as_ms(), 0, "step {step}");
         }
-        assert!(share.measured());
     }
 
     #[test]

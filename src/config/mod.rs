@@ -21,17 +21,14 @@ mod shard;
 use std::net::SocketAddr;
 use std::time::Duration;
 
-pub use account::AccountConfig;
-pub use cli::{
-    CheckOutput, Cli, Command, DEFAULT_LISTEN_ADDRESS, DEFAULT_MAX_AGE, DEFAULT_READING_INTERVAL,
-    DEFAULT_REQUEST_TIMEOUT, LogFormat, LogLevel,
-};
+pub(crate) use account::AccountConfig;
+pub use cli::{CheckOutput, Cli, Command};
+pub(crate) use cli::{LogFormat, LogLevel};
 pub use error::ConfigError;
-pub use password::CREDENTIAL_NAME;
-pub use remote_write::{
-    ClientIdentity, DEFAULT_REMOTE_TIMEOUT, RemoteWriteAuth, RemoteWriteTarget, RemoteWriteTls,
-};
-pub use shard::{Shard, shard_of};
+pub(crate) use remote_write::RemoteWriteAuth;
+pub use remote_write::{RemoteWriteTarget, RemoteWriteTls};
+pub(crate) use shard::Shard;
+pub use shard::shard_of;
 
 use crate::http::web_config::WebConfig;
 use account::{accounts_from_file, validate_account};
@@ -266,6 +263,7 @@ mod tests {
     use super::*;
     use crate::metrics::Thresholds;
     use crate::share::Region;
+    use password::CREDENTIAL_NAME;
 
     struct FakeEnv(HashMap<&'static str, String>);
 

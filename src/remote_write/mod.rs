@@ -14,8 +14,8 @@ mod encode;
 mod sender;
 mod series;
 
-pub use crate::state::{Acked, EXACT_WINDOW};
-pub use client::{ClientError, SendError, WriteClient};
-pub use encode::{Label, Sample, Series, TimeSeries, WriteRequest, compress, write_request};
-pub use sender::{MAX_READINGS_PER_REQUEST, MAX_SEND_BACKOFF, MIN_BACKOFF, Sender, SenderAccount};
-pub use series::{GLUCOSE_SERIES, READING_SERIES, ReadingSeries, TREND_SERIES, reading_labels};
+pub(crate) use client::ClientError;
+pub use client::WriteClient;
+pub use encode::{Series, WriteRequest, compress, write_request};
+pub use sender::{Sender, SenderAccount};
+pub(crate) use series::{READING_SERIES, reading_labels};

@@ -18,18 +18,17 @@ mod region;
 mod transport;
 mod trend;
 
-pub use client::{
-    ClientObserver, ClientSettings, Login, MAX_BODY_BYTES, ReadBatch, ShareClient, USER_AGENT,
-    http_client,
-};
-pub use date::{ShareDate, parse_share_date};
+pub(crate) use client::{ClientObserver, ReadBatch, USER_AGENT, http_client};
+pub use client::{ClientSettings, Login, ShareClient};
+pub(crate) use date::parse_share_date;
 pub use error::{ErrorReason, ShareError};
 pub use gate::{LOCKOUT_WAIT, STRICT_WAIT};
-pub use model::{
-    GLUCOSE_RANGE, MG_PER_DL_PER_MMOL, Reading, ReadingError, RejectReason, Trend, WireBatch,
-    WireReading, mg_per_dl_to_mmol_per_l, parse_wire_readings,
-};
-pub use region::{Endpoint, InvalidRegion, NIL_UUID, Region};
+#[cfg(test)]
+pub(crate) use model::parse_wire_readings;
+pub(crate) use model::{MG_PER_DL_PER_MMOL, RejectReason};
+pub use model::{Reading, Trend, mg_per_dl_to_mmol_per_l};
+pub use region::{Endpoint, Region};
+pub(crate) use region::{InvalidRegion, NIL_UUID};
 
 /// Largest `minutes` window the readings endpoint serves (24 hours).
 pub const MAX_MINUTES: u32 = 1440;

@@ -252,7 +252,7 @@ pub fn parse_wire_readings(body: &[u8]) -> Result<WireBatch, ReadingError> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::share::ShareDate;
+    use crate::share::date::ShareDate;
 
     // The raw examples of share-protocol.md §8.5.
     const US_WINTER: &str = r#"[{"WT":"Date(1731645818222)","ST":"Date(1731645818222)","DT":"Date(1731645818222-0500)","Value":155,"Trend":"Flat"},{"WT":"Date(1731645518663)","ST":"Date(1731645518663)","DT":"Date(1731645518663-0500)","Value":155,"Trend":"FortyFiveDown"}]"#;

@@ -26,10 +26,10 @@ use uuid::Uuid;
 
 pub use cli::SimulatorArgs;
 pub use fault::Fault;
-pub use glucose::{GeneratedReading, GlucoseModel, GlucoseProfile, READINGS_PER_DAY};
-pub use scenario::{
-    AccountSpec, AuthErrorStyle, FaultRates, Scenario, ScenarioError, SubCodeStyle,
-};
+pub use glucose::GlucoseProfile;
+pub(crate) use glucose::{GlucoseModel, READINGS_PER_DAY};
+pub(crate) use scenario::ScenarioError;
+pub use scenario::{AccountSpec, AuthErrorStyle, Scenario};
 
 use crate::clock::{Clock, SystemClock};
 use crate::share::{Endpoint, Trend};

@@ -137,7 +137,8 @@ pub const HTML_BAD_GATEWAY: &str = "<html>\r\n<head><title>502 Bad Gateway</titl
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::share::{Trend, parse_wire_readings};
+    use crate::share::Trend;
+    use crate::share::parse_wire_readings;
 
     fn sample() -> ServedReading {
         ServedReading {

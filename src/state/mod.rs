@@ -23,7 +23,7 @@ use crate::share::gate::{GateState, GateStore};
 
 mod acked;
 
-pub use acked::{Acked, EXACT_WINDOW};
+pub use acked::Acked;
 
 /// The file format written now; files of another version are ignored (and replaced).
 pub const FORMAT_VERSION: u32 = 1;
