@@ -184,7 +184,7 @@ async fn throughput(url: &str, readings_total: usize) -> (f64, Duration) {
             .map(|i| reading(now - i * 1000, i))
             .collect();
         history.merge(&batch, now);
-        accounts.push(SenderAccount::new(history, None, "bench"));
+        accounts.push(SenderAccount::in_memory(history));
     }
     let sender = Sender::new(
         WriteClient::new(target(url)).expect("benchmark setup"),

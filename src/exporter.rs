@@ -334,7 +334,7 @@ pub(crate) fn share_client(
         },
         http.clone(),
     )
-    .with_gate(
+    .with_saved_gate(
         config.reading_interval,
         state.map(|file| file as Arc<dyn crate::share::gate::GateStore>),
         clock,

@@ -33,7 +33,9 @@ mod poll;
 mod state;
 mod yaml;
 
+pub use demo::DemoError;
 pub use exporter::{Exporter, ExporterError};
-pub use history::History;
+pub use history::{History, Merged};
 pub use metrics::{Metrics, render as render_metrics};
 pub use state::StateError;
+pub use yaml::YamlError;

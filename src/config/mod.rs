@@ -21,14 +21,13 @@ mod shard;
 use std::net::SocketAddr;
 use std::time::Duration;
 
-pub(crate) use account::AccountConfig;
+pub use crate::metrics::Thresholds;
+pub use account::AccountConfig;
 pub use cli::{CheckOutput, Cli, Command};
-pub(crate) use cli::{LogFormat, LogLevel};
+pub use cli::{LogFormat, LogLevel};
 pub use error::ConfigError;
-pub(crate) use remote_write::RemoteWriteAuth;
-pub use remote_write::{RemoteWriteTarget, RemoteWriteTls};
-pub(crate) use shard::Shard;
-pub use shard::shard_of;
+pub use remote_write::{ClientIdentity, RemoteWriteAuth, RemoteWriteTarget, RemoteWriteTls};
+pub use shard::{Shard, shard_of};
 
 use crate::http::web_config::WebConfig;
 use account::{accounts_from_file, validate_account};
@@ -42,7 +41,7 @@ pub struct Config {
     /// `--web.telemetry-path`, starting with `/`.
     pub telemetry_path: String,
     /// TLS, basic auth and headers from `--web.config.file`.
-    pub web: WebConfig,
+    pub(crate) web: WebConfig,
     /// `--log.level`.
     pub log_level: LogLevel,
     /// `--log.format`.
@@ -58,7 +57,7 @@ pub struct Config {
     /// `--demo`: the accounts are the in-process simulator's.
     pub demo: bool,
     /// The state directory (`--storage.path` or `$STATE_DIRECTORY`); none in demo mode.
-    pub storage: Option<crate::state::StateDir>,
+    pub(crate) storage: Option<crate::state::StateDir>,
     /// Remote-write receivers (none: remote write is off).
     pub remote_write: Vec<RemoteWriteTarget>,
     /// Labels added to every pushed series besides `account`, sorted by name.

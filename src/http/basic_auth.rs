@@ -61,6 +61,7 @@ impl BasicAuth {
     }
 
     /// bcrypt verifies run so far (each costs tens of milliseconds of CPU).
+    #[cfg(test)]
     pub fn verifies(&self) -> u64 {
         self.verifies.load(std::sync::atomic::Ordering::Relaxed)
     }

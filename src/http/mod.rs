@@ -11,3 +11,5 @@ mod tls;
 pub(crate) mod web_config;
 
 pub use serve::{HttpResponse, ServeLimits, TlsSource, respond, serve};
+pub use tls::TlsError;
+pub use web_config::WebConfigError;

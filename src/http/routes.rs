@@ -112,12 +112,7 @@ fn route(state: &ServerState, request: &Request<Incoming>) -> HttpResponse {
         }
         "/-/healthy" => respond(200, "text/plain; charset=utf-8", "Healthy\n"),
         "/-/ready" => {
-            let waiting = state
-                .metrics
-                .accounts()
-                .iter()
-                .filter(|a| !a.polled_once())
-                .count();
+            let waiting = state.metrics.accounts_awaiting_first_poll();
             if waiting == 0 {
                 respond(200, "text/plain; charset=utf-8", "Ready\n")
             } else {

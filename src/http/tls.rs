@@ -24,6 +24,10 @@ pub(super) struct TlsServerConfig {
 
 /// Why the TLS settings cannot be used; the web configuration names its file around it.
 #[derive(Debug, thiserror::Error)]
+#[allow(
+    missing_docs,
+    reason = "a field is named for what it holds, and the #[error] message shows it in context"
+)]
 pub enum TlsError {
     /// A certificate, key or CA file cannot be loaded.
     #[error("cannot load {what} {file}: {message}")]

@@ -27,6 +27,10 @@ use super::tls::{TlsError, TlsServerConfig, tls_config};
 
 /// What is wrong with a web configuration file; the exporter exits with code 2.
 #[derive(Debug, thiserror::Error)]
+#[allow(
+    missing_docs,
+    reason = "a field is named for what it holds, and the #[error] message shows it in context"
+)]
 pub enum WebConfigError {
     /// The file cannot be read.
     #[error("cannot read --web.config.file {path}: {source}")]

@@ -27,7 +27,9 @@ pub(super) type FloatGauge = Gauge<f64, AtomicU64>;
 pub struct Thresholds {
     /// Urgent low (Dexcom's fixed 55 mg/dL by default).
     pub urgent_low: u16,
+    /// Low (70 mg/dL by default): `DexcomGlucoseLow` compares against it.
     pub low: u16,
+    /// High (250 mg/dL by default): `DexcomGlucoseHigh` compares against it.
     pub high: u16,
 }
 
@@ -269,18 +271,6 @@ impl AccountMetrics {
     /// The reason of the last failed poll, while the account is failing.
     pub fn last_error(&self) -> Option<ErrorReason> {
         self.last_error.load().as_deref().copied()
-    }
-
-    /// Failed polls so far for `reason`.
-    pub fn errors(&self, reason: ErrorReason) -> u64 {
-        self.errors
-            .get(reason_index(reason))
-            .map_or(0, Counter::get)
-    }
-
-    /// Login attempts so far.
-    pub fn logins(&self) -> u64 {
-        self.logins.get()
     }
 
     /// Counts readings filled into the history behind the newest one.

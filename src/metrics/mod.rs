@@ -203,8 +203,14 @@ impl Metrics {
     }
 
     /// The per-account state, in configuration order.
-    pub fn accounts(&self) -> &[Arc<AccountMetrics>] {
+    pub(crate) fn accounts(&self) -> &[Arc<AccountMetrics>] {
         &self.accounts
+    }
+
+    /// Accounts whose first poll (or login deferral) has not happened yet: `/-/ready` answers
+    /// 200 when there are none.
+    pub fn accounts_awaiting_first_poll(&self) -> usize {
+        self.accounts.iter().filter(|a| !a.polled_once()).count()
     }
 
     /// The age after which a reading's value is withdrawn (`--glucose.max-age`).
@@ -218,7 +224,7 @@ impl Metrics {
     }
 
     /// The request-duration histogram, for the pollers' observers.
-    pub fn request_durations(&self) -> Arc<RequestDurations> {
+    pub(crate) fn request_durations(&self) -> Arc<RequestDurations> {
         self.requests.clone()
     }
 

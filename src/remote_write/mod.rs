@@ -14,8 +14,8 @@ mod encode;
 mod sender;
 mod series;
 
-pub(crate) use client::ClientError;
-pub use client::WriteClient;
-pub use encode::{Series, WriteRequest, compress, write_request};
+pub use crate::metrics::RemoteWriteMetrics;
+pub use client::{ClientError, SendError, WriteClient};
+pub use encode::{Label, Sample, Series, TimeSeries, WriteRequest, compress, write_request};
 pub use sender::{Sender, SenderAccount};
 pub(crate) use series::{READING_SERIES, reading_labels};

@@ -48,9 +48,9 @@ pub const MAX_UNAUTHORIZED_BACKOFF: Duration = Duration::from_secs(5 * 60);
 #[derive(Debug)]
 pub struct SenderAccount {
     /// The account's readings of the last 24 hours, which the sender pushes from.
-    pub history: Arc<History>,
+    pub(crate) history: Arc<History>,
     /// Where its acknowledgements are kept, if there is a state directory.
-    pub state: Option<Arc<AccountStateFile>>,
+    pub(crate) state: Option<Arc<AccountStateFile>>,
     acked: Acked,
     /// The sensor times pending at the last look: one that has since left the history without
     /// being acknowledged expired unsent (Share keeps 24 hours, so it is lost for good).
@@ -58,8 +58,14 @@ pub struct SenderAccount {
 }
 
 impl SenderAccount {
+    /// The account without a state directory: what was acknowledged is forgotten at exit (as
+    /// in `--demo` or a benchmark).
+    pub fn in_memory(history: Arc<History>) -> Self {
+        SenderAccount::new(history, None, "")
+    }
+
     /// The account, with what `remote_name` acknowledged in an earlier run.
-    pub fn new(
+    pub(crate) fn new(
         history: Arc<History>,
         state: Option<Arc<AccountStateFile>>,
         remote_name: &str,

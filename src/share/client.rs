@@ -137,7 +137,7 @@ impl ShareClient {
 
     /// A client on a shared connection pool (see [`http_client`]): many accounts then use as
     /// many connections to Share as poll at once, not one each.
-    pub fn with_http(settings: ClientSettings, http: reqwest::Client) -> Self {
+    pub(crate) fn with_http(settings: ClientSettings, http: reqwest::Client) -> Self {
         let account_id = match &settings.login {
             Login::AccountId(id) => Some(*id),
             Login::Username(_) => None,
@@ -157,9 +157,15 @@ impl ShareClient {
         }
     }
 
+    /// Puts the login gate on `clock` and the sensor cadence `interval`, kept in memory only
+    /// (a client without a state directory, as in the tests).
+    pub fn with_gate(self, interval: Duration, clock: Arc<dyn Clock>) -> Self {
+        self.with_saved_gate(interval, None, clock)
+    }
+
     /// Puts the login gate on `clock` and the sensor cadence `interval`, starting from what
     /// `store` saved (if anything) and saving every change there.
-    pub fn with_gate(
+    pub(crate) fn with_saved_gate(
         mut self,
         interval: Duration,
         store: Option<Arc<dyn GateStore>>,
@@ -185,7 +191,7 @@ impl ShareClient {
 
     /// Why and until when the login gate holds the password, when the next read needs a
     /// login it holds back.
-    pub fn login_hold(&self) -> Option<super::gate::Hold> {
+    pub(crate) fn login_hold(&self) -> Option<super::gate::Hold> {
         if self.session_id.is_some() {
             return None;
         }

@@ -18,17 +18,17 @@ mod region;
 mod transport;
 mod trend;
 
-pub(crate) use client::{ClientObserver, ReadBatch, USER_AGENT, http_client};
-pub use client::{ClientSettings, Login, ShareClient};
+pub use client::{ClientObserver, ClientSettings, Login, ReadBatch, ShareClient};
+pub(crate) use client::{USER_AGENT, http_client};
 pub(crate) use date::parse_share_date;
 pub use error::{ErrorReason, ShareError};
 pub use gate::{LOCKOUT_WAIT, STRICT_WAIT};
+pub(crate) use model::MG_PER_DL_PER_MMOL;
 #[cfg(test)]
 pub(crate) use model::parse_wire_readings;
-pub(crate) use model::{MG_PER_DL_PER_MMOL, RejectReason};
-pub use model::{Reading, Trend, mg_per_dl_to_mmol_per_l};
-pub use region::{Endpoint, Region};
-pub(crate) use region::{InvalidRegion, NIL_UUID};
+pub use model::{Reading, ReadingError, RejectReason, Trend, WireBatch, mg_per_dl_to_mmol_per_l};
+pub(crate) use region::NIL_UUID;
+pub use region::{Endpoint, InvalidRegion, Region};
 
 /// Largest `minutes` window the readings endpoint serves (24 hours).
 pub const MAX_MINUTES: u32 = 1440;

@@ -134,6 +134,7 @@ pub enum ProfileArg {
     Typical,
     /// Drops below 55 mg/dL every night.
     OvernightLow,
+    /// Bigger meals, rare lows.
     RunsHigh,
 }
 

@@ -24,12 +24,13 @@ use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
-pub use cli::SimulatorArgs;
+pub use cli::{ProfileArg, SimulatorArgs};
 pub use fault::Fault;
 pub use glucose::GlucoseProfile;
 pub(crate) use glucose::{GlucoseModel, READINGS_PER_DAY};
-pub(crate) use scenario::ScenarioError;
-pub use scenario::{AccountSpec, AuthErrorStyle, Scenario};
+pub use scenario::{
+    AccountSpec, AuthErrorStyle, FaultRates, Scenario, ScenarioError, SubCodeStyle,
+};
 
 use crate::clock::{Clock, SystemClock};
 use crate::share::{Endpoint, Trend};

@@ -48,6 +48,7 @@ impl Acked {
     }
 
     /// The newest sensor time done.
+    #[cfg(test)]
     pub fn newest(&self) -> Option<i64> {
         self.done_ms.last().copied().or(self.floor_ms)
     }

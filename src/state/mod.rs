@@ -209,6 +209,7 @@ pub struct AccountStateFile {
 }
 
 impl AccountStateFile {
+    #[cfg(test)]
     pub fn path(&self) -> &Path {
         &self.path
     }
@@ -229,7 +230,7 @@ impl AccountStateFile {
     }
 
     /// What the receiver named `remote_name` acknowledged in an earlier run.
-    pub fn remote_write_acked(&self, remote_name: &str) -> Acked {
+    pub(crate) fn remote_write_acked(&self, remote_name: &str) -> Acked {
         self.state
             .lock()
             .ok()
@@ -238,7 +239,7 @@ impl AccountStateFile {
     }
 
     /// Saves what the receiver named `remote_name` has acknowledged.
-    pub fn save_remote_write_acked(&self, remote_name: &str, acked: &Acked) {
+    pub(crate) fn save_remote_write_acked(&self, remote_name: &str, acked: &Acked) {
         let Ok(mut state) = self.state.lock() else {
             return;
         };

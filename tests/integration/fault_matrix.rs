@@ -74,7 +74,7 @@ async fn start_cases() -> Vec<Case> {
                 .request_counts(crate::common::USERNAME)
                 .authenticate
                 >= 1
-                && held.exporter.metrics.accounts()[0].polled_once()
+                && held.exporter.metrics.accounts_awaiting_first_poll() == 0
         },
     )
     .await;

@@ -7,8 +7,8 @@ use std::time::Duration;
 
 use dexcom_exporter::simulator::{AccountSpec, GlucoseProfile};
 
-use crate::common::{repo, tool};
-use crate::harness::{AppOptions, TestApp, wait_until};
+use crate::common::{get_until, repo, tool};
+use crate::harness::{AppOptions, TestApp};
 
 const HOSTILE: &str = "<b>kid</b> & \"co\"";
 
@@ -54,12 +54,13 @@ async fn chromium_renders_the_landing_page_with_values_units_and_charts() {
         ]
     });
     let app = TestApp::start_with(options).await;
-    let metrics = app.exporter.metrics.clone();
-    wait_until(
-        Duration::from_secs(10),
-        "both accounts have a reading",
-        || metrics.accounts().iter().all(|a| a.latest().is_some()),
-    )
+    get_until(&app.url("/metrics"), Duration::from_secs(10), |scrape| {
+        let shown = scrape
+            .lines()
+            .filter(|l| l.starts_with("dexcom_glucose_mg_per_dl{"))
+            .count();
+        (shown == 2).then_some(())
+    })
     .await;
 
     let response = reqwest::get(app.url("/")).await.unwrap();

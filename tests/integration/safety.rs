@@ -27,7 +27,7 @@ fn gated_client(base_url: &str, clock: &Arc<ManualClock>) -> ShareClient {
     settings.request_timeout = Duration::from_millis(300);
     ShareClient::new(settings)
         .unwrap()
-        .with_gate(FIVE_MINUTES, None, clock.clone())
+        .with_gate(FIVE_MINUTES, clock.clone())
 }
 
 /// Share unreachable (a boot before the network is up, a refused connection): the password
@@ -43,10 +43,9 @@ async fn a_login_that_cannot_connect_costs_no_wait() {
         dexcom_exporter::share::Login::Username(USERNAME.to_owned()),
         PASSWORD,
     );
-    let mut client =
-        ShareClient::new(settings)
-            .unwrap()
-            .with_gate(FIVE_MINUTES, None, clock.clone());
+    let mut client = ShareClient::new(settings)
+        .unwrap()
+        .with_gate(FIVE_MINUTES, clock.clone());
     for attempt in 1..=3 {
         let error = client.latest_readings(10, 1).await.unwrap_err();
         assert!(

@@ -200,7 +200,7 @@ async fn lockout_after_repeated_bad_passwords() {
 async fn unknown_session_costs_exactly_one_relogin() {
     let sim = start(scenario(FIVE_MINUTES)).await;
     let clock = ManualClock::now_system();
-    let mut client = client(&sim, USERNAME, PASSWORD).with_gate(FIVE_MINUTES, None, clock.clone());
+    let mut client = client(&sim, USERNAME, PASSWORD).with_gate(FIVE_MINUTES, clock.clone());
     client.latest_readings(10, 1).await.expect("first read");
     // The session lived a reading interval: the re-login limit allows one now.
     clock.advance(FIVE_MINUTES);
@@ -228,7 +228,7 @@ async fn unknown_session_costs_exactly_one_relogin() {
 async fn expired_session_costs_exactly_one_relogin() {
     let sim = start(scenario(FIVE_MINUTES)).await;
     let clock = ManualClock::now_system();
-    let mut client = client(&sim, USERNAME, PASSWORD).with_gate(FIVE_MINUTES, None, clock.clone());
+    let mut client = client(&sim, USERNAME, PASSWORD).with_gate(FIVE_MINUTES, clock.clone());
     client.latest_readings(10, 1).await.expect("first read");
     // The session lived a reading interval: the re-login limit allows one now.
     clock.advance(FIVE_MINUTES);
@@ -245,7 +245,7 @@ async fn expired_session_costs_exactly_one_relogin() {
 async fn session_error_after_the_relogin_is_reported_not_retried_again() {
     let sim = start(scenario(FIVE_MINUTES)).await;
     let clock = ManualClock::now_system();
-    let mut client = client(&sim, USERNAME, PASSWORD).with_gate(FIVE_MINUTES, None, clock.clone());
+    let mut client = client(&sim, USERNAME, PASSWORD).with_gate(FIVE_MINUTES, clock.clone());
     client.latest_readings(10, 1).await.expect("first read");
     // The session lived a reading interval: the re-login limit allows one now.
     clock.advance(FIVE_MINUTES);
@@ -270,7 +270,7 @@ async fn session_error_after_the_relogin_is_reported_not_retried_again() {
 async fn a_session_that_dies_at_once_is_not_logged_into_again_within_the_interval() {
     let sim = start(scenario(FIVE_MINUTES)).await;
     let clock = ManualClock::now_system();
-    let mut client = client(&sim, USERNAME, PASSWORD).with_gate(FIVE_MINUTES, None, clock.clone());
+    let mut client = client(&sim, USERNAME, PASSWORD).with_gate(FIVE_MINUTES, clock.clone());
     client.latest_readings(10, 1).await.expect("first read");
     sim.simulator.expire_sessions();
     let err = client.latest_readings(10, 1).await.unwrap_err();
