@@ -2,17 +2,14 @@
 //!
 //! The exporter and the simulator share one clock running `--speedup` times faster than the
 //! wall clock (1440: a simulated day a minute), with faults injected at random (see
-//! `tests/integration/soak_driver.rs`, which the CI test runs for one day). Prints the figures:
+//! `testkit/src/soak/`, which the CI test runs for one day). Prints the figures:
 //! password attempts against the limits, re-logins per session error, readings Share served
 //! that never reached `/metrics` outside injected disturbances, memory, panics, ERROR lines.
 
-#[path = "../tests/integration/soak_driver.rs"]
-mod soak_driver;
-#[path = "../tests/integration/soak_report.rs"]
-mod soak_report;
+use dexcom_testkit::soak;
 
 fn main() {
-    let mut options = soak_driver::SoakOptions {
+    let mut options = soak::SoakOptions {
         days: 7.0,
         speedup: 1440.0,
         seed: 2026,
@@ -32,7 +29,7 @@ fn main() {
         "fault soak: {} simulated days at {}x, seed {}",
         options.days, options.speedup, options.seed
     );
-    let report = soak_driver::run(options);
+    let report = soak::run(options);
     println!("{report}");
     for line in &report.unexpected_error_lines {
         println!("  unexpected: {line}");

@@ -1,9 +1,12 @@
 //! What the tests, the fault soak and the benchmarks of `dexcom_exporter` share, written once:
 //! an exporter run in process from command-line flags exactly as `main` parses them (and
 //! started again on the same state directory, as a restart does), an injected environment, a
-//! log sink, the tools on `PATH`, free loopback ports and resident memory.
+//! log sink, the tools on `PATH`, free loopback ports and resident memory; and the fault soak
+//! ([`soak`]), which the CI test runs for a day and the benchmark for a week.
 //!
 //! A dev-only workspace crate: nothing here ships.
+
+pub mod soak;
 
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};

@@ -31,6 +31,4 @@ mod share_client;
 mod simulator_cli;
 mod simulator_http;
 mod soak;
-mod soak_driver;
-mod soak_report;
 mod web_config;

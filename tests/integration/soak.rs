@@ -3,7 +3,7 @@
 //! goals asserted. `cargo bench --bench soak` runs the long one and prints the same
 //! figures.
 
-use crate::soak_driver::{SoakOptions, run};
+use dexcom_testkit::soak::{SoakOptions, run};
 
 #[test]
 fn one_simulated_day_of_faults_locks_nothing_and_loses_nothing() {

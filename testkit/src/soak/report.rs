@@ -1,5 +1,4 @@
 //! What the fault soak measured, and how it is printed.
-#![allow(dead_code, missing_docs)]
 
 /// What the soak measured.
 #[derive(Debug, Default)]
