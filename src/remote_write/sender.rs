@@ -95,6 +95,10 @@ pub struct Sender {
     external_labels: Vec<(String, String)>,
     /// The failure being reported, so each episode is logged once.
     failing: Option<&'static str>,
+    /// Readings that expired unsent since the receiver last took a request: said at the
+    /// first, and in total when it takes samples again (a day-long outage expires a reading
+    /// per account every five minutes; one line each would bury the log).
+    expired_unsent: usize,
 }
 
 impl Sender {
@@ -111,6 +115,7 @@ impl Sender {
             accounts,
             external_labels,
             failing: None,
+            expired_unsent: 0,
         }
     }
 
@@ -258,7 +263,7 @@ impl Sender {
 
     /// Every reading not yet done, account by account, oldest first. Readings that were
     /// pending at the last look and have left the history since expired unsent: counted,
-    /// logged (each time some expire), then done.
+    /// logged (the first of an outage), then done.
     fn pending(&mut self) -> Part {
         let mut out = Vec::new();
         let mut expired = 0;
@@ -288,7 +293,10 @@ impl Sender {
         }
         if expired > 0 {
             self.metrics.expired(expired * 2);
-            tracing::error!(remote_name = %self.client.target().name, readings = expired, "readings left the 24-hour history before the remote-write receiver took them: they are lost to it (Share keeps only 24 hours); counted in dexcom_remote_storage_samples_expired_total");
+            if self.expired_unsent == 0 {
+                tracing::error!(remote_name = %self.client.target().name, readings = expired, "readings are leaving the 24-hour history before the remote-write receiver took them: they are lost to it (Share keeps only 24 hours); counted in dexcom_remote_storage_samples_expired_total, and said again in total once the receiver takes samples");
+            }
+            self.expired_unsent += expired;
         }
         out
     }
@@ -379,6 +387,10 @@ impl Sender {
             self.failing = None;
             tracing::info!(remote_name = %self.client.target().name, "the remote-write receiver takes samples again");
         }
+        if self.expired_unsent > 0 {
+            tracing::warn!(remote_name = %self.client.target().name, readings = self.expired_unsent, "the remote-write receiver takes samples again; readings that expired unsent meanwhile are lost to it");
+            self.expired_unsent = 0;
+        }
     }
 }
 
@@ -396,4 +408,114 @@ fn split_by_time(mut part: Part) -> (Part, Part) {
     part.sort_by_key(|(_, r)| r.timestamp_ms);
     let newer = part.split_off(part.len() / 2);
     (part, newer)
+}
+
+#[cfg(test)]
+mod tests {
+    use std::io::Write;
+    use std::sync::Mutex;
+
+    use super::*;
+    use crate::clock::SystemClock;
+    use crate::config::{RemoteWriteTarget, RemoteWriteTls};
+    use crate::metrics::Metrics;
+    use crate::share::Trend;
+
+    const INTERVAL_MS: i64 = 300_000;
+
+    #[derive(Clone, Default)]
+    struct Lines(Arc<Mutex<Vec<u8>>>);
+
+    impl Write for Lines {
+        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+            self.0.lock().unwrap().extend_from_slice(buf);
+            Ok(buf.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+
+    fn reading(ms: i64) -> Reading {
+        Reading {
+            timestamp_ms: ms,
+            utc_offset_minutes: None,
+            mg_per_dl: 120,
+            trend: Trend::Flat,
+        }
+    }
+
+    /// A receiver down for a day: every reading that leaves the history unsent is counted,
+    /// the log says so once, then once more in total when the receiver is back.
+    #[test]
+    fn readings_expiring_in_an_outage_are_each_counted_and_said_once() {
+        let lines = Lines::default();
+        let writer = lines.clone();
+        let subscriber = tracing_subscriber::fmt()
+            .with_ansi(false)
+            .with_writer(move || writer.clone())
+            .finish();
+        let _guard = tracing::subscriber::set_default(subscriber);
+
+        let metrics = Metrics::new(
+            std::iter::empty(),
+            Duration::from_secs(600),
+            Arc::new(SystemClock),
+        );
+        let target = RemoteWriteTarget {
+            name: "down".into(),
+            url: "http://127.0.0.1:9/api/v1/write".parse().unwrap(),
+            timeout: Duration::from_secs(1),
+            headers: Default::default(),
+            auth: None,
+            tls: RemoteWriteTls::default(),
+        };
+        let history = Arc::new(History::new("kid", Arc::new(Notify::new())));
+        let mut sender = Sender::new(
+            WriteClient::new(target).unwrap(),
+            metrics.remote_write("down", "http://127.0.0.1:9/api/v1/write"),
+            vec![SenderAccount::in_memory(history.clone())],
+            Vec::new(),
+        );
+        let start = 1_800_000_000_000;
+        let day: Vec<Reading> = (0..288).map(|i| reading(start + i * INTERVAL_MS)).collect();
+        let mut now = start + 287 * INTERVAL_MS;
+        history.merge(&day, now);
+        assert_eq!(sender.pending().len(), 288);
+
+        // Twelve more readings, each pushing the oldest out of the day, none taken.
+        for _ in 0..12 {
+            now += INTERVAL_MS;
+            // A millisecond after the reading: the day's oldest is then just outside it.
+            history.merge(&[reading(now)], now + 1);
+            sender.pending();
+        }
+        let expired_total = |metrics: &Metrics| {
+            crate::metrics::render(&metrics.registry())
+                .lines()
+                .find(|l| l.starts_with("dexcom_remote_storage_samples_expired_total{"))
+                .and_then(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        };
+        assert_eq!(
+            expired_total(&metrics),
+            Some(24.0),
+            "12 readings, 2 samples each"
+        );
+        let said = |lines: &Lines, text: &str| {
+            String::from_utf8_lossy(&lines.0.lock().unwrap())
+                .lines()
+                .filter(|l| l.contains(text))
+                .count()
+        };
+        assert_eq!(said(&lines, "are leaving the 24-hour history"), 1);
+
+        sender.recovered();
+        assert_eq!(said(&lines, "expired unsent meanwhile"), 1);
+        assert!(
+            String::from_utf8_lossy(&lines.0.lock().unwrap()).contains("readings=12"),
+            "the total is said"
+        );
+        sender.recovered();
+        assert_eq!(said(&lines, "expired unsent meanwhile"), 1, "said once");
+    }
 }
