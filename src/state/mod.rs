@@ -46,7 +46,7 @@ pub enum StateError {
     )]
     Locked {
         path: PathBuf,
-        /// What the lock file says of its holder (pid, command, start time), or "another process".
+        /// What the lock file says of its holder (pid, start time), or "another process".
         holder: String,
     },
     /// The directory cannot be created or is not a directory.
@@ -165,12 +165,10 @@ fn lock(dir: &Path) -> Result<std::fs::File, LockFailure> {
         }
         Err(std::fs::TryLockError::Error(error)) => return Err(LockFailure::Io(error)),
     }
-    let command = std::env::args()
-        .nth(1)
-        .filter(|a| a == "backfill" || a == "check")
-        .map_or("dexcom_exporter", |_| "dexcom_exporter (a subcommand)");
+    // The pid names the holder (`ps -p PID` says whether it is the service or a one-off
+    // backfill); the library reads no argv of its own to say it.
     let holder = format!(
-        "{command}, pid {}, since {}",
+        "dexcom_exporter, pid {}, since {}",
         std::process::id(),
         humantime::format_rfc3339_seconds(std::time::SystemTime::now())
     );
