@@ -15,23 +15,16 @@ use std::time::{Duration, SystemTime};
 use dexcom_exporter::clock::unix_ms;
 use dexcom_exporter::http::{ServeLimits, respond, serve};
 use dexcom_exporter::simulator::{AccountSpec, GlucoseProfile, Scenario, Simulator};
+use dexcom_testkit::bench::PASSWORD;
+use dexcom_testkit::free_port;
+use dexcom_testkit::prometheus::{KillOnDrop, prometheus_command, repo};
 use http_body_util::BodyExt;
-use support::PASSWORD;
-
-#[path = "support/mod.rs"]
-mod support;
 
 const INTERVAL: Duration = Duration::from_secs(300);
 
-fn repo() -> std::path::PathBuf {
-    std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-}
-
 fn tool(name: &str) -> std::path::PathBuf {
-    support::find_tool(name).unwrap_or_else(|| panic!("{name} is not installed"))
+    dexcom_testkit::find_tool(name).unwrap_or_else(|| panic!("{name} is not installed"))
 }
-
-use support::free_port;
 
 /// The account whose urgent low (≤ 55) comes at reading `index` after now: an overnight-low
 /// curve whose day starts at the right time, found by trying the night in 5-minute steps.
@@ -60,17 +53,8 @@ fn account_with_low_at(name: &str, index: usize, now_ms: i64) -> Option<AccountS
 /// A Prometheus and an Alertmanager with the shipped configuration at `scrape`/`evaluation`
 /// intervals, delivering to a webhook that records when each account's urgent low arrives.
 struct Stack {
-    _children: Vec<Child>,
+    _children: Vec<KillOnDrop>,
     delivered: Arc<Mutex<Vec<(String, i64)>>>,
-}
-
-struct Child(std::process::Child);
-
-impl Drop for Child {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
 }
 
 async fn stack(dir: &std::path::Path, exporter: &str, interval: &str) -> Stack {
@@ -151,13 +135,11 @@ async fn stack(dir: &std::path::Path, exporter: &str, interval: &str) -> Stack {
                 repo().join("deploy/prometheus/recording.yml").display()
             ),
         );
-    std::fs::write(dir.join("prometheus.yml"), config).expect("write");
-    let prometheus = support::prometheus_command(dir, free_port())
-        .expect("prometheus is not installed")
+    let prometheus = prometheus_command(&tool("prometheus"), dir, free_port(), &config)
         .spawn()
         .expect("prometheus");
     Stack {
-        _children: vec![Child(alertmanager), Child(prometheus)],
+        _children: vec![KillOnDrop(alertmanager), KillOnDrop(prometheus)],
         delivered,
     }
 }
@@ -208,9 +190,9 @@ async fn main() {
         .await
         .expect("share");
 
-    let yaml = support::accounts_yaml(&dir, &names, &share.base_url(), PASSWORD);
+    let yaml = dexcom_testkit::bench::accounts_yaml(&dir, &share.base_url(), &names);
     std::fs::write(dir.join("accounts.yml"), yaml).expect("yaml");
-    let exporter = support::start_exporter([
+    let exporter = dexcom_testkit::bench::start_exporter([
         "--config.file".to_owned(),
         dir.join("accounts.yml").display().to_string(),
         "--log.level".to_owned(),

@@ -20,10 +20,7 @@ use std::time::{Duration, Instant};
 use dexcom_exporter::clock::{Clock, SystemClock};
 use dexcom_exporter::share::{ClientSettings, Login, Region, ShareClient};
 use dexcom_exporter::simulator::{AccountSpec, Scenario, Simulator};
-use support::PASSWORD;
-
-#[path = "support/mod.rs"]
-mod support;
+use dexcom_testkit::bench::PASSWORD;
 
 const EXPORTER_ACCOUNT: &str = "bench-exporter";
 const TIMESTAMP_METRIC: &str = "dexcom_glucose_reading_timestamp_seconds{account=\"";
@@ -165,7 +162,7 @@ async fn main() {
             write_accounts(&config_dir, &names, &base_url),
         ]);
     }
-    let exporter = support::start_exporter(flags).await;
+    let exporter = dexcom_testkit::bench::start_exporter(flags).await;
     let metrics_url = format!("http://{}/metrics", exporter.addr);
     let stop = tokio_util::sync::CancellationToken::new();
 
@@ -337,13 +334,7 @@ async fn main() {
         pct(0.99),
         pct(1.0)
     );
-    let rss = std::fs::read_to_string("/proc/self/status")
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find_map(|l| l.strip_prefix("VmRSS:").map(|v| v.trim().to_owned()))
-        })
-        .unwrap_or_else(|| "n/a".to_owned());
+    let rss = format!("{:.1} MB", dexcom_testkit::bench::rss_mb("self"));
     println!(
         "resident memory of the whole benchmark process (simulator + exporter + baseline): {rss}"
     );

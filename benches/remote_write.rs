@@ -29,11 +29,9 @@ use dexcom_exporter::remote_write::{
 };
 use dexcom_exporter::share::{Reading, Trend};
 use dexcom_exporter::simulator::{AccountSpec, Scenario, Simulator};
+use dexcom_testkit::bench::PASSWORD;
+use dexcom_testkit::prometheus::{KillOnDrop, prometheus_command, wait_until_ready};
 use http_body_util::BodyExt;
-use support::PASSWORD;
-
-#[path = "support/mod.rs"]
-mod support;
 
 struct Args {
     accounts: usize,
@@ -147,7 +145,7 @@ fn series(account: &str, readings: &[Reading]) -> Vec<Series> {
 }
 
 fn rss_mb() -> f64 {
-    support::rss_mb("self")
+    dexcom_testkit::bench::rss_mb("self")
 }
 
 async fn metrics_text(addr: std::net::SocketAddr) -> String {
@@ -210,28 +208,18 @@ async fn throughput(url: &str, readings_total: usize) -> (f64, Duration) {
     (expected / elapsed.as_secs_f64(), elapsed)
 }
 
-async fn start_prometheus(dir: &std::path::Path) -> Option<(std::process::Child, String)> {
-    let port = support::free_port();
-    std::fs::write(
-        dir.join("prometheus.yml"),
-        "storage:\n  tsdb:\n    out_of_order_time_window: 1d\n",
-    )
-    .ok()?;
-    let child = support::prometheus_command(dir, port)?
+async fn start_prometheus(dir: &std::path::Path) -> Option<(KillOnDrop, String)> {
+    let port = dexcom_testkit::free_port();
+    let config = "storage:\n  tsdb:\n    out_of_order_time_window: 1d\n";
+    let child = prometheus_command(&dexcom_testkit::find_tool("prometheus")?, dir, port, config)
         .arg("--web.enable-remote-write-receiver")
         .spawn()
         .ok()?;
+    let child = KillOnDrop(child);
     let base = format!("http://127.0.0.1:{port}");
-    for _ in 0..100 {
-        if reqwest::get(format!("{base}/-/ready"))
-            .await
-            .is_ok_and(|r| r.status().is_success())
-        {
-            return Some((child, format!("{base}/api/v1/write")));
-        }
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
-    None
+    wait_until_ready(&format!("{base}/-/ready"), Duration::from_secs(20))
+        .await
+        .then(|| (child, format!("{base}/api/v1/write")))
 }
 
 /// Starts the exporter on `accounts` of `simulator`, optionally writing to `remote_write`.
@@ -241,14 +229,14 @@ async fn start_exporter(
     base_url: &str,
     interval: Duration,
     remote_write: Option<&str>,
-) -> support::RunningExporter {
-    let mut yaml = support::accounts_yaml(dir, names, base_url, PASSWORD);
+) -> dexcom_testkit::RunningExporter {
+    let mut yaml = dexcom_testkit::bench::accounts_yaml(dir, base_url, names);
     if let Some(url) = remote_write {
         yaml.push_str(&format!("remote_write:\n  - url: {url}\n    name: bench\n"));
     }
     let file = dir.join("accounts.yml");
     std::fs::write(&file, yaml).expect("benchmark setup");
-    support::start_exporter([
+    dexcom_testkit::bench::start_exporter([
         "--config.file".to_owned(),
         file.display().to_string(),
         "--dexcom.reading-interval".to_owned(),
@@ -427,15 +415,14 @@ async fn main() {
     );
     std::fs::create_dir_all(dir.join("prometheus")).expect("benchmark setup");
     match start_prometheus(&dir.join("prometheus")).await {
-        Some((mut child, url)) => {
+        Some((prometheus, url)) => {
             let (rate, took) = throughput(&url, args.samples / 2).await;
             println!(
                 "into Debian's Prometheus (remote-write receiver): {:.0} samples/s ({:.2} s)",
                 rate,
                 took.as_secs_f64()
             );
-            let _ = child.kill();
-            let _ = child.wait();
+            drop(prometheus);
         }
         None => println!("into Prometheus: not installed, skipped"),
     }

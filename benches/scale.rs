@@ -13,10 +13,7 @@ use std::time::{Duration, Instant};
 use dexcom_exporter::config::shard_of;
 use dexcom_exporter::simulator::{AccountSpec, Scenario, Simulator};
 
-#[path = "support/mod.rs"]
-mod support;
-
-const PASSWORD: &str = "scale-password";
+use dexcom_testkit::bench::PASSWORD;
 
 struct Replica {
     child: std::process::Child,
@@ -153,7 +150,7 @@ async fn measure(
         println!(
             "| {} | {owned} | {:.1} MB | {} KB | {:.1} ms | {:.1} ms | {:.2} |",
             replica.index,
-            support::rss_mb(&replica.child.id().to_string()),
+            dexcom_testkit::bench::rss_mb(&replica.child.id().to_string()),
             size / 1024,
             times[times.len() / 2],
             times[times.len() * 99 / 100],
@@ -193,7 +190,7 @@ async fn main() {
         .expect("share");
     let write_config = |file: &str, accounts: &[String]| {
         let path = dir.join(file);
-        let yaml = support::accounts_yaml(&dir, accounts, &share.base_url(), PASSWORD);
+        let yaml = dexcom_testkit::bench::accounts_yaml(&dir, &share.base_url(), accounts);
         std::fs::write(&path, yaml).expect("config");
         path
     };

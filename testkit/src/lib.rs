@@ -1,11 +1,14 @@
 //! What the tests, the fault soak and the benchmarks of `dexcom_exporter` share, written once:
 //! an exporter run in process from command-line flags exactly as `main` parses them (and
 //! started again on the same state directory, as a restart does), an injected environment, a
-//! log sink, the tools on `PATH`, free loopback ports and resident memory; and the fault soak
-//! ([`soak`]), which the CI test runs for a day and the benchmark for a week.
+//! log sink, the tools on `PATH`, free loopback ports, resident memory and accounts files; a
+//! real Prometheus ([`prometheus`]); what only the benchmarks share ([`mod@bench`]); and the fault
+//! soak ([`soak`]), which the CI test runs for a day and the benchmark for a week.
 //!
 //! A dev-only workspace crate: nothing here ships.
 
+pub mod bench;
+pub mod prometheus;
 pub mod soak;
 
 use std::net::SocketAddr;
@@ -205,4 +208,52 @@ pub fn rss_kib(pid: &str) -> u64 {
         .find_map(|l| l.strip_prefix("VmRSS:"))
         .and_then(|v| v.split_whitespace().next()?.parse().ok())
         .unwrap_or(0)
+}
+
+/// The `accounts:` section of a configuration file listing `accounts` (username, password)
+/// against `base_url`, with one password file per distinct password in `dir` (mode 0600, as
+/// the exporter wants it). Callers add other sections, or use [`accounts_file`].
+///
+/// # Panics
+/// When a password file cannot be written.
+pub fn accounts_yaml(dir: &std::path::Path, base_url: &str, accounts: &[(&str, &str)]) -> String {
+    let mut passwords: Vec<&str> = Vec::new();
+    let mut yaml = String::from("accounts:\n");
+    for (username, password) in accounts {
+        let index = match passwords.iter().position(|p| p == password) {
+            Some(index) => index,
+            None => {
+                passwords.push(password);
+                let index = passwords.len() - 1;
+                let file = dir.join(format!("{index}.pw"));
+                std::fs::write(&file, format!("{password}\n")).expect("password file");
+                std::fs::set_permissions(
+                    &file,
+                    std::os::unix::fs::PermissionsExt::from_mode(0o600),
+                )
+                .expect("password file mode");
+                index
+            }
+        };
+        let password_file = dir.join(format!("{index}.pw"));
+        yaml.push_str(&format!(
+            "  - username: {username}\n    password_file: {}\n    base_url: {base_url}\n",
+            password_file.display()
+        ));
+    }
+    yaml
+}
+
+/// Writes [`accounts_yaml`] as `dir/config.yml` (a `--config.file`); returns its path.
+///
+/// # Panics
+/// When a file cannot be written.
+pub fn accounts_file(
+    dir: &std::path::Path,
+    base_url: &str,
+    accounts: &[(&str, &str)],
+) -> std::path::PathBuf {
+    let path = dir.join("config.yml");
+    std::fs::write(&path, accounts_yaml(dir, base_url, accounts)).expect("config file");
+    path
 }

@@ -61,6 +61,9 @@ pub fn client(sim: &RunningSimulator, username: &str, password: &str) -> ShareCl
     .expect("client")
 }
 
+pub use dexcom_testkit::prometheus::{
+    KillOnDrop, prometheus_command, query, repo, wait_until_ready,
+};
 pub use dexcom_testkit::{CapturedLogs, RunningExporter, TestEnv, capture_logs, free_port, in_ci};
 
 /// Parses `args` exactly like the command line (with `env`) and runs the exporter.
@@ -153,21 +156,6 @@ pub fn tool(name: &str) -> Option<std::path::PathBuf> {
         eprintln!("SKIPPED outside CI: {name} is not installed (bash .ci/run installs it)");
     }
     found
-}
-
-/// The repository root.
-pub fn repo() -> std::path::PathBuf {
-    std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-}
-
-/// A child process killed when dropped, so a failing test leaves nothing running.
-pub struct KillOnDrop(pub std::process::Child);
-
-impl Drop for KillOnDrop {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
 }
 
 /// Starts the `dexcom_exporter` binary and waits for its "listening on" log line; returns

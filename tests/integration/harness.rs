@@ -10,6 +10,7 @@ use std::time::Duration;
 use dexcom_exporter::clock::{Clock, SystemClock};
 use dexcom_exporter::share::Endpoint;
 use dexcom_exporter::simulator::{Fault, RequestCounts, RunningSimulator, Scenario};
+pub use dexcom_testkit::accounts_file;
 
 use crate::common::{
     RunningExporter, TestEnv, USERNAME, exporter_args, get, password_env, scenario, start_at,
@@ -158,23 +159,6 @@ pub async fn wait_until(within: Duration, what: &str, mut condition: impl FnMut(
         );
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
-}
-
-/// Writes a `--config.file` listing `accounts` (username, password) against `base_url`, each
-/// with its own password file, into `dir`; returns the file's path.
-pub fn accounts_file(dir: &Path, base_url: &str, accounts: &[(&str, &str)]) -> PathBuf {
-    let mut yaml = String::from("accounts:\n");
-    for (i, (username, password)) in accounts.iter().enumerate() {
-        let password_file = dir.join(format!("{i}.pw"));
-        std::fs::write(&password_file, format!("{password}\n")).unwrap();
-        yaml.push_str(&format!(
-            "  - username: {username}\n    password_file: {}\n    base_url: {base_url}\n",
-            password_file.display()
-        ));
-    }
-    let path = dir.join("config.yml");
-    std::fs::write(&path, yaml).unwrap();
-    path
 }
 
 /// A directory of its own under the system's temporary directory, removed when dropped.

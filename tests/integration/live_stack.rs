@@ -6,7 +6,9 @@
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use crate::common::{KillOnDrop, free_port, repo, start_exporter_process, tool};
+use crate::common::{
+    KillOnDrop, free_port, prometheus_command, query, repo, start_exporter_process, tool,
+};
 use dexcom_exporter::http::{ServeLimits, respond, serve};
 use http_body_util::BodyExt;
 use serde::Deserialize;
@@ -72,23 +74,6 @@ fn dashboard_expressions() -> Vec<(String, String)> {
             (title, expr)
         })
         .collect()
-}
-
-async fn query(prometheus: &str, expr: &str) -> Result<Vec<serde_json::Value>, String> {
-    let response = reqwest::Client::new()
-        .get(format!("{prometheus}/api/v1/query"))
-        .query(&[("query", expr)])
-        .send()
-        .await
-        .map_err(|e| e.to_string())?;
-    let body: serde_json::Value = response.json().await.map_err(|e| e.to_string())?;
-    if body["status"] != "success" {
-        return Err(format!("{expr}: {body}"));
-    }
-    Ok(body["data"]["result"]
-        .as_array()
-        .cloned()
-        .unwrap_or_default())
 }
 
 async fn wait_for(what: &str, within: Duration, mut check: impl AsyncFnMut() -> bool) {
@@ -190,21 +175,9 @@ async fn prometheus_and_alertmanager_against_the_demo() {
         alerts = repo().join("deploy/prometheus/alerts.yml").display(),
         recording = repo().join("deploy/prometheus/recording.yml").display(),
     );
-    std::fs::write(dir.join("prometheus.yml"), prom_config).unwrap();
     let _prometheus = KillOnDrop(
-        std::process::Command::new(prometheus_bin)
-            .arg(format!(
-                "--config.file={}",
-                dir.join("prometheus.yml").display()
-            ))
-            .arg(format!(
-                "--storage.tsdb.path={}",
-                dir.join("prom-data").display()
-            ))
-            .arg(format!("--web.listen-address=127.0.0.1:{prom_port}"))
+        prometheus_command(&prometheus_bin, &dir, prom_port, &prom_config)
             .arg("--web.enable-remote-write-receiver")
-            .stdout(std::process::Stdio::null())
-            .stderr(std::process::Stdio::null())
             .spawn()
             .unwrap(),
     );

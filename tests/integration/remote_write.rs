@@ -11,72 +11,67 @@ use dexcom_exporter::clock::{Clock, ScaledClock, unix_ms};
 use dexcom_exporter::simulator::{GlucoseProfile, Scenario, ServedReading};
 
 use crate::common::{
-    KillOnDrop, PASSWORD, USERNAME, free_port, get, password_env, repo, sample, scenario,
-    spawn_exporter_with_clock, start_at, start_exporter_process_logged, tool,
+    KillOnDrop, PASSWORD, USERNAME, free_port, get, password_env, prometheus_command, query, repo,
+    sample, scenario, spawn_exporter_with_clock, start_at, start_exporter_process_logged, tool,
+    wait_until_ready,
 };
 use crate::harness::ScratchDir;
 
 const ACCOUNT: &str = "publisher@example.com";
 
-/// A store receiving remote write.
+/// A store receiving remote write, restartable (its command spawns it again on the same data).
 struct Store {
     kind: &'static str,
     base: String,
+    ready: String,
     process: Option<KillOnDrop>,
-    args: Vec<String>,
-    binary: std::path::PathBuf,
+    command: std::process::Command,
 }
 
 impl Store {
     /// Prometheus with `--web.enable-remote-write-receiver`, a 1-day out-of-order window, the
     /// shipped recording rules evaluated every second, and nothing to scrape.
     async fn prometheus(dir: &std::path::Path) -> Option<Store> {
-        let binary = tool("prometheus")?;
         let port = free_port();
-        let config = dir.join("prometheus.yml");
-        std::fs::write(
-            &config,
-            format!(
-                "global:\n  evaluation_interval: 1s\nstorage:\n  tsdb:\n    out_of_order_time_window: 1d\nrule_files:\n  - {}\n",
-                repo().join("deploy/prometheus/recording.yml").display()
-            ),
-        )
-        .unwrap();
-        let args = vec![
-            format!("--config.file={}", config.display()),
-            format!("--storage.tsdb.path={}", dir.join("prom-data").display()),
-            format!("--web.listen-address=127.0.0.1:{port}"),
-            "--web.enable-remote-write-receiver".to_owned(),
-        ];
-        Some(Store::launch("prometheus", binary, port, args).await)
+        let config = format!(
+            "global:\n  evaluation_interval: 1s\nstorage:\n  tsdb:\n    out_of_order_time_window: 1d\nrule_files:\n  - {}\n",
+            repo().join("deploy/prometheus/recording.yml").display()
+        );
+        let mut command = prometheus_command(&tool("prometheus")?, dir, port, &config);
+        command.arg("--web.enable-remote-write-receiver");
+        Some(Store::launch("prometheus", port, "/-/ready", command).await)
     }
 
     /// VictoriaMetrics, accepting samples of any age.
     async fn victoria_metrics(dir: &std::path::Path) -> Option<Store> {
-        let binary = tool("victoria-metrics")?;
         let port = free_port();
-        let args = vec![
-            format!("-storageDataPath={}", dir.join("vm-data").display()),
-            format!("-httpListenAddr=127.0.0.1:{port}"),
-            "-retentionPeriod=100y".to_owned(),
-            "-loggerLevel=ERROR".to_owned(),
-        ];
-        Some(Store::launch("victoria-metrics", binary, port, args).await)
+        let mut command = std::process::Command::new(tool("victoria-metrics")?);
+        command
+            .arg(format!(
+                "-storageDataPath={}",
+                dir.join("vm-data").display()
+            ))
+            .arg(format!("-httpListenAddr=127.0.0.1:{port}"))
+            .args(["-retentionPeriod=100y", "-loggerLevel=ERROR"])
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null());
+        Some(Store::launch("victoria-metrics", port, "/health", command).await)
     }
 
-    /// Starts `binary` with `args`, listening on loopback `port`, and waits until it is ready.
+    /// Starts `command`, listening on loopback `port`, and waits until `ready` answers.
     async fn launch(
         kind: &'static str,
-        binary: std::path::PathBuf,
         port: u16,
-        args: Vec<String>,
+        ready: &str,
+        command: std::process::Command,
     ) -> Store {
+        let base = format!("http://127.0.0.1:{port}");
         let mut store = Store {
             kind,
-            base: format!("http://127.0.0.1:{port}"),
+            ready: format!("{base}{ready}"),
+            base,
             process: None,
-            args,
-            binary,
+            command,
         };
         store.start().await;
         store
@@ -87,28 +82,12 @@ impl Store {
     }
 
     async fn start(&mut self) {
-        let child = std::process::Command::new(&self.binary)
-            .args(&self.args)
-            .stdout(std::process::Stdio::null())
-            .stderr(std::process::Stdio::null())
-            .spawn()
-            .unwrap();
-        self.process = Some(KillOnDrop(child));
-        let ready = match self.kind {
-            "prometheus" => format!("{}/-/ready", self.base),
-            _ => format!("{}/health", self.base),
-        };
-        let deadline = Instant::now() + Duration::from_secs(30);
-        loop {
-            if reqwest::get(&ready)
-                .await
-                .is_ok_and(|r| r.status().is_success())
-            {
-                return;
-            }
-            assert!(Instant::now() < deadline, "{} did not start", self.kind);
-            tokio::time::sleep(Duration::from_millis(200)).await;
-        }
+        self.process = Some(KillOnDrop(self.command.spawn().unwrap()));
+        assert!(
+            wait_until_ready(&self.ready, Duration::from_secs(30)).await,
+            "{} did not start",
+            self.kind
+        );
     }
 
     fn stop(&mut self) {
@@ -172,19 +151,7 @@ impl Store {
 
     /// The result of an instant query on Prometheus.
     async fn query(&self, expr: &str) -> Vec<serde_json::Value> {
-        let body: serde_json::Value = reqwest::Client::new()
-            .get(format!("{}/api/v1/query", self.base))
-            .query(&[("query", expr)])
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
-        body["data"]["result"]
-            .as_array()
-            .cloned()
-            .unwrap_or_default()
+        query(&self.base, expr).await.unwrap()
     }
 }
 

@@ -12,7 +12,9 @@ use rcgen::{
     BasicConstraints, CertificateParams, CertifiedIssuer, ExtendedKeyUsagePurpose, IsCa, KeyPair,
 };
 
-use crate::common::{KillOnDrop, USERNAME, capture_logs, free_port, sample, tool};
+use crate::common::{
+    KillOnDrop, USERNAME, capture_logs, free_port, prometheus_command, sample, tool,
+};
 use crate::harness::{ScratchDir, TestApp, wait_until};
 
 const SERVER_NAME: &str = "receiver.dexcom.test";
@@ -112,25 +114,16 @@ impl TlsPrometheus {
             ),
         )
         .unwrap();
-        let config = dir.join("prometheus.yml");
-        std::fs::write(
-            &config,
+        let child = prometheus_command(
+            &binary,
+            dir,
+            port,
             "storage:\n  tsdb:\n    out_of_order_time_window: 1d\n",
         )
+        .arg(format!("--web.config.file={}", web.display()))
+        .arg("--web.enable-remote-write-receiver")
+        .spawn()
         .unwrap();
-        let child = std::process::Command::new(binary)
-            .arg(format!("--config.file={}", config.display()))
-            .arg(format!("--web.config.file={}", web.display()))
-            .arg(format!(
-                "--storage.tsdb.path={}",
-                dir.join("prom-data").display()
-            ))
-            .arg(format!("--web.listen-address=127.0.0.1:{port}"))
-            .arg("--web.enable-remote-write-receiver")
-            .stdout(std::process::Stdio::null())
-            .stderr(std::process::Stdio::null())
-            .spawn()
-            .unwrap();
         let process = KillOnDrop(child);
         // The test's own client: trusts the private CA, shows the client certificate, and
         // reaches 127.0.0.1 under the certificate's name.

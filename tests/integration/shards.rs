@@ -8,26 +8,12 @@ use std::time::{Duration, Instant};
 use dexcom_exporter::config::shard_of;
 use dexcom_exporter::simulator::{AccountSpec, Scenario};
 
-use crate::common::{KillOnDrop, free_port, start, start_exporter_process, tool};
+use crate::common::{
+    KillOnDrop, free_port, prometheus_command, query, start, start_exporter_process, tool,
+};
 use crate::harness::{ScratchDir, accounts_file};
 
 const ACCOUNTS: usize = 30;
-
-async fn query(prometheus: &str, expr: &str) -> Vec<serde_json::Value> {
-    let Ok(response) = reqwest::Client::new()
-        .get(format!("{prometheus}/api/v1/query"))
-        .query(&[("query", expr)])
-        .send()
-        .await
-    else {
-        return Vec::new();
-    };
-    let body: serde_json::Value = response.json().await.unwrap_or_default();
-    body["data"]["result"]
-        .as_array()
-        .cloned()
-        .unwrap_or_default()
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn three_replicas_serve_every_account_exactly_once() {
@@ -65,32 +51,22 @@ async fn three_replicas_serve_every_account_exactly_once() {
         targets.push(addr);
     }
     let port = free_port();
-    let prom_config = dir.path().join("prometheus.yml");
-    std::fs::write(
-        &prom_config,
-        format!(
-            "global:\n  scrape_interval: 1s\nscrape_configs:\n  - job_name: dexcom\n    static_configs:\n      - targets: ['{}', '{}', '{}']\n",
-            targets[0], targets[1], targets[2]
-        ),
-    )
-    .unwrap();
+    let prom_config = format!(
+        "global:\n  scrape_interval: 1s\nscrape_configs:\n  - job_name: dexcom\n    static_configs:\n      - targets: ['{}', '{}', '{}']\n",
+        targets[0], targets[1], targets[2]
+    );
     let _prometheus = KillOnDrop(
-        std::process::Command::new(prometheus_bin)
-            .arg(format!("--config.file={}", prom_config.display()))
-            .arg(format!(
-                "--storage.tsdb.path={}",
-                dir.path().join("data").display()
-            ))
-            .arg(format!("--web.listen-address=127.0.0.1:{port}"))
-            .stdout(std::process::Stdio::null())
-            .stderr(std::process::Stdio::null())
+        prometheus_command(&prometheus_bin, dir.path(), port, &prom_config)
             .spawn()
             .unwrap(),
     );
     let prometheus = format!("http://127.0.0.1:{port}");
     let deadline = Instant::now() + Duration::from_secs(60);
     let up = loop {
-        let up = query(&prometheus, "dexcom_up == 1").await;
+        // Empty until Prometheus is up and has scraped.
+        let up = query(&prometheus, "dexcom_up == 1")
+            .await
+            .unwrap_or_default();
         if up.len() >= ACCOUNTS {
             break up;
         }
@@ -106,7 +82,8 @@ async fn three_replicas_serve_every_account_exactly_once() {
         &prometheus,
         "count by (account) (dexcom_glucose_mg_per_dl) > 1",
     )
-    .await;
+    .await
+    .unwrap();
     assert!(twice.is_empty(), "served by two replicas: {twice:?}");
     for series in &up {
         let account = series["metric"]["account"].as_str().unwrap();
