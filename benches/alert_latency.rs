@@ -1,9 +1,8 @@
 //! Alert latency, end to end, at the real 5-minute cadence: from the moment a reading of an
 //! urgent low reaches Share to the moment Alertmanager delivers `DexcomGlucoseUrgentLow` to a
 //! receiver, through the exporter, Debian's Prometheus (with the shipped `prometheus.yml`
-//! intervals, alerts and recording rules) and Debian's Alertmanager (with the shipped routes;
-//! the receivers swapped for a local webhook, since Pushover and Telegram are on the
-//! internet). Several accounts reach their urgent low at different readings during one run.
+//! intervals, alerts and recording rules) and Debian's Alertmanager (with the shipped file, its
+//! webhooks pointed at a local one, since Pushover and Telegram are on the internet). Several accounts reach their urgent low at different readings during one run.
 //! Baseline, side by side in the same run: a second Prometheus and Alertmanager with the
 //! previous intervals (30 s scrapes and evaluations).
 //!
@@ -17,7 +16,10 @@ use dexcom_exporter::http::{ServeLimits, respond, serve};
 use dexcom_exporter::simulator::{AccountSpec, GlucoseProfile, Scenario, Simulator};
 use dexcom_testkit::bench::PASSWORD;
 use dexcom_testkit::free_port;
-use dexcom_testkit::prometheus::{KillOnDrop, prometheus_command, repo};
+use dexcom_testkit::prometheus::{
+    KillOnDrop, alertmanager_command, prometheus_command, repo, shipped_alertmanager_config,
+    wait_until_ready,
+};
 use http_body_util::BodyExt;
 
 const INTERVAL: Duration = Duration::from_secs(300);
@@ -93,25 +95,24 @@ async fn stack(dir: &std::path::Path, exporter: &str, interval: &str) -> Stack {
         None,
     ));
     let am_port = free_port();
-    let shipped = std::fs::read_to_string(repo().join("deploy/alertmanager/alertmanager.yml"))
-        .expect("alertmanager.yml");
-    let routes = &shipped[..shipped.find("receivers:").expect("receivers")];
-    let am_config = format!(
-        "{routes}receivers:\n  - name: glucose-critical\n    webhook_configs:\n      - url: {hook}\n  - name: glucose-warnings\n    webhook_configs:\n      - url: {hook}\n"
+    let alertmanager = alertmanager_command(
+        &tool("prometheus-alertmanager"),
+        dir,
+        am_port,
+        &shipped_alertmanager_config(&hook),
+    )
+    .spawn()
+    .expect("alertmanager");
+    let alertmanager = KillOnDrop(alertmanager);
+    // A configuration Alertmanager refuses would otherwise read as "no urgent low delivered".
+    assert!(
+        wait_until_ready(
+            &format!("http://127.0.0.1:{am_port}/-/ready"),
+            Duration::from_secs(30)
+        )
+        .await,
+        "Alertmanager did not start with the shipped configuration"
     );
-    std::fs::write(dir.join("alertmanager.yml"), am_config).expect("write");
-    let alertmanager = std::process::Command::new(tool("prometheus-alertmanager"))
-        .arg(format!(
-            "--config.file={}",
-            dir.join("alertmanager.yml").display()
-        ))
-        .arg(format!("--storage.path={}", dir.join("am").display()))
-        .arg(format!("--web.listen-address=127.0.0.1:{am_port}"))
-        .arg("--cluster.listen-address=")
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .expect("alertmanager");
     // The shipped prometheus.yml with its intervals replaced by `interval` and its targets by
     // this run's exporter and Alertmanager.
     let shipped = std::fs::read_to_string(repo().join("deploy/prometheus/prometheus.yml"))
@@ -139,7 +140,7 @@ async fn stack(dir: &std::path::Path, exporter: &str, interval: &str) -> Stack {
         .spawn()
         .expect("prometheus");
     Stack {
-        _children: vec![KillOnDrop(alertmanager), KillOnDrop(prometheus)],
+        _children: vec![alertmanager, KillOnDrop(prometheus)],
         delivered,
     }
 }

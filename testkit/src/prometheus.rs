@@ -1,7 +1,9 @@
-//! The real Prometheus the tests and benchmarks run, started one way: its configuration written
-//! into a scratch directory, its data beside it, listening on a loopback port, quiet, and
-//! killed when its handle drops (so a failing test leaves nothing running). One instant-query
-//! helper reads it back. A caller that needs more (TLS, a restart) adds flags to the command.
+//! The real Prometheus and Alertmanager the tests and benchmarks run, each started one way: its
+//! configuration written into a scratch directory, its data beside it, listening on a loopback
+//! port, quiet, and killed when its handle drops (so a failing test leaves nothing running).
+//! The shipped Alertmanager file is used as shipped, its webhooks pointed at the caller's; one
+//! instant-query helper reads Prometheus back. A caller that needs more (TLS, a restart) adds
+//! flags to the command.
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -40,6 +42,46 @@ pub fn prometheus_command(binary: &Path, dir: &Path, port: u16, config: &str) ->
             dir.join("prom-data").display()
         ))
         .arg(format!("--web.listen-address=127.0.0.1:{port}"))
+        .stdout(Stdio::null())
+        .stderr(Stdio::null());
+    command
+}
+
+/// `deploy/alertmanager/alertmanager.yml` as shipped, with its webhooks pointed at `hook`
+/// (the heartbeat's at `hook/heartbeat`). Every route and receiver stays, so the file is
+/// checked as people install it; the Pushover and Telegram entries cannot reach the internet
+/// here and only the webhooks deliver.
+///
+/// # Panics
+/// When the shipped file is missing or no longer has the webhook URLs this replaces.
+pub fn shipped_alertmanager_config(hook: &str) -> String {
+    const RELAY: &str = "http://127.0.0.1:8000/hook";
+    const HEARTBEAT: &str = "https://hc-ping.com/REPLACE-WITH-YOUR-CHECK-UUID";
+    let shipped = std::fs::read_to_string(repo().join("deploy/alertmanager/alertmanager.yml"))
+        .expect("deploy/alertmanager/alertmanager.yml");
+    assert!(
+        shipped.contains(RELAY) && shipped.contains(HEARTBEAT),
+        "the shipped alertmanager.yml no longer has {RELAY} and {HEARTBEAT}: update the test kit"
+    );
+    shipped
+        .replace(RELAY, hook)
+        .replace(HEARTBEAT, &format!("{hook}/heartbeat"))
+}
+
+/// `binary` (an Alertmanager) reading `config`, written to `dir/alertmanager.yml`, storing in
+/// `dir/am-data`, listening on loopback `port` with clustering off, its output discarded.
+///
+/// # Panics
+/// When `dir/alertmanager.yml` cannot be written.
+pub fn alertmanager_command(binary: &Path, dir: &Path, port: u16, config: &str) -> Command {
+    let config_file = dir.join("alertmanager.yml");
+    std::fs::write(&config_file, config).expect("write alertmanager.yml");
+    let mut command = Command::new(binary);
+    command
+        .arg(format!("--config.file={}", config_file.display()))
+        .arg(format!("--storage.path={}", dir.join("am-data").display()))
+        .arg(format!("--web.listen-address=127.0.0.1:{port}"))
+        .arg("--cluster.listen-address=")
         .stdout(Stdio::null())
         .stderr(Stdio::null());
     command

@@ -7,7 +7,8 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use crate::common::{
-    KillOnDrop, free_port, prometheus_command, query, repo, start_exporter_process, tool,
+    KillOnDrop, alertmanager_command, free_port, prometheus_command, query, repo,
+    shipped_alertmanager_config, start_exporter_process, tool, wait_until_ready,
 };
 use dexcom_exporter::http::{ServeLimits, respond, serve};
 use http_body_util::BodyExt;
@@ -142,30 +143,23 @@ async fn prometheus_and_alertmanager_against_the_demo() {
 
     // Alertmanager with the shipped routing, receivers pointed at our webhook.
     let am_port = free_port();
-    let am_config = std::fs::read_to_string(repo().join("deploy/alertmanager/alertmanager.yml"))
-        .unwrap()
-        .replace(
-            "http://127.0.0.1:8000/hook",
-            &format!("http://{webhook_addr}"),
-        )
-        .replace(
-            "https://hc-ping.com/REPLACE-WITH-YOUR-CHECK-UUID",
-            &format!("http://{webhook_addr}/heartbeat"),
-        );
-    std::fs::write(dir.join("alertmanager.yml"), am_config).unwrap();
     let _alertmanager = KillOnDrop(
-        std::process::Command::new(alertmanager_bin)
-            .arg(format!(
-                "--config.file={}",
-                dir.join("alertmanager.yml").display()
-            ))
-            .arg(format!("--storage.path={}", dir.join("am-data").display()))
-            .arg(format!("--web.listen-address=127.0.0.1:{am_port}"))
-            .arg("--cluster.listen-address=")
-            .stdout(std::process::Stdio::null())
-            .stderr(std::process::Stdio::null())
-            .spawn()
-            .unwrap(),
+        alertmanager_command(
+            &alertmanager_bin,
+            &dir,
+            am_port,
+            &shipped_alertmanager_config(&format!("http://{webhook_addr}")),
+        )
+        .spawn()
+        .unwrap(),
+    );
+    assert!(
+        wait_until_ready(
+            &format!("http://127.0.0.1:{am_port}/-/ready"),
+            Duration::from_secs(30)
+        )
+        .await,
+        "Alertmanager did not start with the shipped configuration"
     );
 
     // Prometheus scraping every second, with the shipped rules, receiving remote write with
