@@ -222,12 +222,24 @@ async fn main() {
             let Some(low) = readings.iter().find(|r| r.mg_per_dl <= 55) else {
                 continue;
             };
-            if let Some((_, at)) = delivered
+            let first = delivered
                 .iter()
                 .filter(|(a, _)| a == account)
-                .min_by_key(|(_, at)| *at)
-            {
-                latencies.push((*at - low.visible_ms) as f64 / 1000.0);
+                .map(|(_, at)| *at)
+                .min();
+            // Per account, so an outlier can be traced to its reading (and the exporter's log).
+            println!(
+                "  {name}: {account}: {} mg/dL at sensor time {} ms, visible after {:.1} s; delivered {}",
+                low.mg_per_dl,
+                low.sensor_ms,
+                (low.visible_ms - low.sensor_ms) as f64 / 1000.0,
+                first.map_or("never".to_owned(), |at| format!(
+                    "{:.1} s after visible",
+                    (at - low.visible_ms) as f64 / 1000.0
+                ))
+            );
+            if let Some(at) = first {
+                latencies.push((at - low.visible_ms) as f64 / 1000.0);
             }
         }
         results.push((name, latencies));
