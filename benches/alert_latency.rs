@@ -17,8 +17,7 @@ use dexcom_exporter::simulator::{AccountSpec, GlucoseProfile, Scenario, Simulato
 use dexcom_testkit::bench::PASSWORD;
 use dexcom_testkit::free_port;
 use dexcom_testkit::prometheus::{
-    KillOnDrop, alertmanager_command, prometheus_command, repo, shipped_alertmanager_config,
-    wait_until_ready,
+    KillOnDrop, prometheus_command, repo, start_shipped_alertmanager,
 };
 use http_body_util::BodyExt;
 
@@ -95,24 +94,8 @@ async fn stack(dir: &std::path::Path, exporter: &str, interval: &str) -> Stack {
         None,
     ));
     let am_port = free_port();
-    let alertmanager = alertmanager_command(
-        &tool("prometheus-alertmanager"),
-        dir,
-        am_port,
-        &shipped_alertmanager_config(&hook),
-    )
-    .spawn()
-    .expect("alertmanager");
-    let alertmanager = KillOnDrop(alertmanager);
-    // A configuration Alertmanager refuses would otherwise read as "no urgent low delivered".
-    assert!(
-        wait_until_ready(
-            &format!("http://127.0.0.1:{am_port}/-/ready"),
-            Duration::from_secs(30)
-        )
-        .await,
-        "Alertmanager did not start with the shipped configuration"
-    );
+    let alertmanager =
+        start_shipped_alertmanager(&tool("prometheus-alertmanager"), dir, am_port, &hook).await;
     // The shipped prometheus.yml with its intervals replaced by `interval` and its targets by
     // this run's exporter and Alertmanager.
     let shipped = std::fs::read_to_string(repo().join("deploy/prometheus/prometheus.yml"))

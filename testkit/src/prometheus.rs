@@ -54,7 +54,7 @@ pub fn prometheus_command(binary: &Path, dir: &Path, port: u16, config: &str) ->
 ///
 /// # Panics
 /// When the shipped file is missing or no longer has the webhook URLs this replaces.
-pub fn shipped_alertmanager_config(hook: &str) -> String {
+fn shipped_alertmanager_config(hook: &str) -> String {
     const RELAY: &str = "http://127.0.0.1:8000/hook";
     const HEARTBEAT: &str = "https://hc-ping.com/REPLACE-WITH-YOUR-CHECK-UUID";
     let shipped = std::fs::read_to_string(repo().join("deploy/alertmanager/alertmanager.yml"))
@@ -73,7 +73,7 @@ pub fn shipped_alertmanager_config(hook: &str) -> String {
 ///
 /// # Panics
 /// When `dir/alertmanager.yml` cannot be written.
-pub fn alertmanager_command(binary: &Path, dir: &Path, port: u16, config: &str) -> Command {
+fn alertmanager_command(binary: &Path, dir: &Path, port: u16, config: &str) -> Command {
     let config_file = dir.join("alertmanager.yml");
     std::fs::write(&config_file, config).expect("write alertmanager.yml");
     let mut command = Command::new(binary);
@@ -85,6 +85,35 @@ pub fn alertmanager_command(binary: &Path, dir: &Path, port: u16, config: &str) 
         .stdout(Stdio::null())
         .stderr(Stdio::null());
     command
+}
+
+/// Alertmanager (`binary`) with the shipped file as shipped, its webhooks pointed at `hook`
+/// (the heartbeat's at `hook/heartbeat`), in `dir` on loopback `port`, ready; killed on drop.
+///
+/// # Panics
+/// When it cannot be spawned, or is not ready within 30 s (it exits on a file it refuses,
+/// which would otherwise read as "no alert delivered").
+pub async fn start_shipped_alertmanager(
+    binary: &Path,
+    dir: &Path,
+    port: u16,
+    hook: &str,
+) -> KillOnDrop {
+    let config = shipped_alertmanager_config(hook);
+    let process = KillOnDrop(
+        alertmanager_command(binary, dir, port, &config)
+            .spawn()
+            .expect("spawn alertmanager"),
+    );
+    assert!(
+        wait_until_ready(
+            &format!("http://127.0.0.1:{port}/-/ready"),
+            Duration::from_secs(30)
+        )
+        .await,
+        "Alertmanager did not start with the shipped configuration"
+    );
+    process
 }
 
 /// Waits until `url` (a readiness endpoint such as `/-/ready`) answers 2xx; false when it

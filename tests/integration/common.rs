@@ -62,8 +62,7 @@ pub fn client(sim: &RunningSimulator, username: &str, password: &str) -> ShareCl
 }
 
 pub use dexcom_testkit::prometheus::{
-    KillOnDrop, alertmanager_command, prometheus_command, query, repo, shipped_alertmanager_config,
-    wait_until_ready,
+    KillOnDrop, prometheus_command, query, repo, start_shipped_alertmanager, wait_until_ready,
 };
 pub use dexcom_testkit::{CapturedLogs, RunningExporter, TestEnv, capture_logs, free_port, in_ci};
 

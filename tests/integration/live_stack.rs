@@ -7,8 +7,8 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use crate::common::{
-    KillOnDrop, alertmanager_command, free_port, prometheus_command, query, repo,
-    shipped_alertmanager_config, start_exporter_process, tool, wait_until_ready,
+    KillOnDrop, free_port, prometheus_command, query, repo, start_exporter_process,
+    start_shipped_alertmanager, tool,
 };
 use dexcom_exporter::http::{ServeLimits, respond, serve};
 use http_body_util::BodyExt;
@@ -143,24 +143,13 @@ async fn prometheus_and_alertmanager_against_the_demo() {
 
     // Alertmanager with the shipped routing, receivers pointed at our webhook.
     let am_port = free_port();
-    let _alertmanager = KillOnDrop(
-        alertmanager_command(
-            &alertmanager_bin,
-            &dir,
-            am_port,
-            &shipped_alertmanager_config(&format!("http://{webhook_addr}")),
-        )
-        .spawn()
-        .unwrap(),
-    );
-    assert!(
-        wait_until_ready(
-            &format!("http://127.0.0.1:{am_port}/-/ready"),
-            Duration::from_secs(30)
-        )
-        .await,
-        "Alertmanager did not start with the shipped configuration"
-    );
+    let _alertmanager = start_shipped_alertmanager(
+        &alertmanager_bin,
+        &dir,
+        am_port,
+        &format!("http://{webhook_addr}"),
+    )
+    .await;
 
     // Prometheus scraping every second, with the shipped rules, receiving remote write with
     // the out-of-order window the README asks for.
