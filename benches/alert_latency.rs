@@ -2,7 +2,8 @@
 //! urgent low reaches Share to the moment Alertmanager delivers `DexcomGlucoseUrgentLow` to a
 //! receiver, through the exporter, Debian's Prometheus (with the shipped `prometheus.yml`
 //! intervals, alerts and recording rules) and Debian's Alertmanager (with the shipped file, its
-//! webhooks pointed at a local one, since Pushover and Telegram are on the internet). Several accounts reach their urgent low at different readings during one run.
+//! webhooks pointed at a local one, since Pushover and Telegram are on the internet). Several
+//! accounts reach their urgent low at different readings during one run.
 //! Baseline, side by side in the same run: a second Prometheus and Alertmanager with the
 //! previous intervals (30 s scrapes and evaluations).
 //!

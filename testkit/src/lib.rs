@@ -220,22 +220,20 @@ pub fn accounts_yaml(dir: &std::path::Path, base_url: &str, accounts: &[(&str, &
     let mut passwords: Vec<&str> = Vec::new();
     let mut yaml = String::from("accounts:\n");
     for (username, password) in accounts {
-        let index = match passwords.iter().position(|p| p == password) {
-            Some(index) => index,
-            None => {
-                passwords.push(password);
-                let index = passwords.len() - 1;
-                let file = dir.join(format!("{index}.pw"));
-                std::fs::write(&file, format!("{password}\n")).expect("password file");
-                std::fs::set_permissions(
-                    &file,
-                    std::os::unix::fs::PermissionsExt::from_mode(0o600),
-                )
-                .expect("password file mode");
-                index
-            }
-        };
+        let first_use = !passwords.contains(password);
+        if first_use {
+            passwords.push(password);
+        }
+        let index = passwords.iter().position(|p| p == password).unwrap_or(0);
         let password_file = dir.join(format!("{index}.pw"));
+        if first_use {
+            std::fs::write(&password_file, format!("{password}\n")).expect("password file");
+            std::fs::set_permissions(
+                &password_file,
+                std::os::unix::fs::PermissionsExt::from_mode(0o600),
+            )
+            .expect("password file mode");
+        }
         yaml.push_str(&format!(
             "  - username: {username}\n    password_file: {}\n    base_url: {base_url}\n",
             password_file.display()

@@ -101,21 +101,8 @@ impl Store {
         let client = reqwest::Client::new();
         match self.kind {
             "prometheus" => {
-                let body: serde_json::Value = client
-                    .get(format!("{}/api/v1/query", self.base))
-                    .query(&[("query", format!("{selector}[3d]"))])
-                    .send()
-                    .await
-                    .unwrap()
-                    .json()
-                    .await
-                    .unwrap();
                 let mut out = Vec::new();
-                for series in body["data"]["result"]
-                    .as_array()
-                    .cloned()
-                    .unwrap_or_default()
-                {
+                for series in self.query(&format!("{selector}[3d]")).await {
                     for pair in series["values"].as_array().cloned().unwrap_or_default() {
                         let seconds = pair[0].as_f64().unwrap();
                         let value: f64 = pair[1].as_str().unwrap().parse().unwrap();
