@@ -22,7 +22,9 @@ use crate::config::{AccountConfig, Config};
 use crate::exporter::{ExporterError, share_client, share_http};
 use crate::metrics::AccountStatus;
 use crate::poll::latest_allowed_ms;
-use crate::share::gate::{FailureKind, Hold, MAX_FAILURES_PER_DAY};
+use crate::share::gate::{
+    FailureKind, Hold, MAX_CONSECUTIVE_FAILURES, MAX_FAILURES_PER_DAY, StoreFaultKind,
+};
 use crate::share::{ErrorReason, Region, ShareError};
 
 /// How long resolving or connecting may take before it counts as failed.
@@ -69,23 +71,41 @@ pub struct ReadingFound {
 pub async fn check(
     config: &Config,
     clock: Arc<dyn Clock>,
+    reset_gate: bool,
 ) -> Result<Vec<AccountCheck>, ExporterError> {
     let http = share_http(config)?;
     let beside_service = config.storage.as_ref().is_some_and(|s| s.read_only());
     let mut found = Vec::with_capacity(config.accounts.len());
     for account in &config.accounts {
-        found.push(check_account(config, &http, account, clock.clone(), beside_service).await);
+        let ask = Ask {
+            clock: clock.clone(),
+            beside_service,
+            reset_gate,
+        };
+        found.push(check_account(config, &http, account, ask).await);
     }
     Ok(found)
+}
+
+/// How one account is checked.
+struct Ask {
+    clock: Arc<dyn Clock>,
+    beside_service: bool,
+    /// `--reset-gate`: forget the failures in a row first.
+    reset_gate: bool,
 }
 
 async fn check_account(
     config: &Config,
     http: &reqwest::Client,
     account: &AccountConfig,
-    clock: Arc<dyn Clock>,
-    beside_service: bool,
+    ask: Ask,
 ) -> AccountCheck {
+    let Ask {
+        clock,
+        beside_service,
+        reset_gate,
+    } = ask;
     let host = account.base_url.host_str().unwrap_or_default().to_owned();
     let port = account.base_url.port_or_known_default().unwrap_or(443);
     let mut finding = AccountCheck {
@@ -110,6 +130,27 @@ async fn check_account(
     let share_clock = ShareClock::new(clock);
     let mut client = share_client(config, http, account, state, share_clock.clone());
     client.check_saved_password().await;
+    if reset_gate {
+        if beside_service {
+            finding.problem = Some(
+                "--reset-gate needs the service stopped: it holds the login gate's memory"
+                    .to_owned(),
+            );
+            finding.causes = vec!["stop the service (`sudo systemctl stop dexcom_exporter`), run `check --reset-gate`, then start it".to_owned()];
+            return finding;
+        }
+        match client.reset_gate().await {
+            Ok(forgotten) => tracing::warn!(
+                account = %account.name,
+                forgotten,
+                "login gate reset: {forgotten} failed logins in a row forgotten; the password is sent now. Dexcom locks an account after about five failures in a row, so if this one fails too, stop and check the password, region and username before trying again"
+            ),
+            Err(fault) => {
+                finding.problem = Some(format!("cannot reset the login gate: {fault}"));
+                return finding;
+            }
+        }
+    }
     if let Some(hold) = client.login_hold() {
         finding.problem = Some(format!(
             "the login gate holds the password until {} ({}), so it was not sent",
@@ -312,6 +353,21 @@ async fn reach(host: &str, port: u16) -> Result<(), (String, Vec<String>)> {
 }
 
 fn held_because(hold: Hold) -> String {
+    match hold.fault {
+        Some(StoreFaultKind::Unwritable) => {
+            return "the state directory cannot be written (a full or read-only disk, or files another user owns), and a login that cannot be counted is not made".to_owned();
+        }
+        Some(StoreFaultKind::Unreadable) => {
+            return "the login gate's state file cannot be read, so its count of failed logins is unknown".to_owned();
+        }
+        None if hold.is_cap() => {
+            return format!(
+                "{} logins failed in a row, one short of Dexcom's lockout: none more until a day after the first, or `dexcom_exporter check --reset-gate` once the cause is fixed",
+                hold.failures_in_a_row
+            );
+        }
+        None => {}
+    }
     match hold.after {
         Some(FailureKind::Rejected) => "Share rejected the password".to_owned(),
         Some(FailureKind::LockedOut) => "Dexcom locked the account".to_owned(),
@@ -327,10 +383,14 @@ fn held_because(hold: Hold) -> String {
 }
 
 fn attempts_left(hold: Hold) -> String {
+    let left_in_a_row = MAX_CONSECUTIVE_FAILURES.saturating_sub(hold.failures_in_a_row);
+    let left_today =
+        u32::try_from(MAX_FAILURES_PER_DAY.saturating_sub(hold.failures_today)).unwrap_or(u32::MAX);
     format!(
-        "{} failed attempts in the last 24 hours; the gate allows {} more today, the next at {} (Dexcom locks an account after a few)",
+        "{} failed attempts in a row ({} in the last 24 hours); the gate allows {} more, the next at {} (Dexcom locks an account after about five in a row)",
+        hold.failures_in_a_row,
         hold.failures_today,
-        MAX_FAILURES_PER_DAY.saturating_sub(hold.failures_today),
+        left_in_a_row.min(left_today),
         humantime::format_rfc3339_seconds(from_unix_ms(hold.until_ms))
     )
 }

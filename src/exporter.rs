@@ -184,10 +184,10 @@ impl Exporter {
         }
         match (&config.storage, demo.is_some()) {
             (Some(dir), _) => {
-                tracing::info!(path = %dir.path().display(), "state directory: login limits survive restarts");
+                tracing::info!(path = %dir.path().display(), found = ?config.storage_source, "state directory: the login gate's memory survives restarts and is shared with `check` and `backfill`");
             }
             (None, false) => tracing::warn!(
-                "no --storage.path (and no $STATE_DIRECTORY): failed login attempts (and what remote write sent) are remembered only until the exporter stops, so the login limits will not survive a restart"
+                "--storage.path=none: failed login attempts (and what remote write sent) are remembered only until the exporter stops, so the login limits will not survive a restart; use it for throwaway runs only"
             ),
             (None, true) => {}
         }
@@ -336,7 +336,18 @@ pub(crate) fn share_client(
     )
     .with_saved_gate(
         config.reading_interval,
-        state.map(|file| file as Arc<dyn crate::share::gate::GateStore>),
+        gate_store(config, account, state.as_deref()),
         clock,
     )
+}
+
+/// The login gate's memory of `account`'s Dexcom identity, in the state directory (none
+/// without one: `--storage.path=none` or `--demo`).
+fn gate_store(
+    config: &Config,
+    account: &AccountConfig,
+    state: Option<&AccountStateFile>,
+) -> Option<Arc<dyn crate::share::gate::GateStore>> {
+    let (dir, file) = (config.storage.as_ref()?, state?);
+    Some(Arc::new(dir.gate(&account.identity(), file)))
 }

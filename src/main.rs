@@ -13,6 +13,9 @@ use dexcom_exporter::{logging, shutdown};
 const EXIT_CONFIG: u8 = 2;
 /// Exit code when the state directory is held by another process.
 const EXIT_STATE_IN_USE: u8 = 3;
+/// Exit code when the state directory cannot be used for now (a full, read-only or failing
+/// disk): `EX_TEMPFAIL`, which the unit restarts (unlike 2, which a person must fix).
+const EXIT_STATE_MAY_PASS: u8 = 75;
 
 fn main() -> ExitCode {
     let mut cli = match Cli::try_parse() {
@@ -44,6 +47,7 @@ fn main() -> ExitCode {
                 error,
                 ConfigError::Storage(dexcom_exporter::StateError::Locked { .. })
             );
+            let may_pass = matches!(&error, ConfigError::Storage(e) if e.may_pass());
             // `check` beside a running service: read what the gate's memory says, send nothing.
             let beside = if in_use && checking {
                 Config::from_cli_with(cli, &ProcessEnvironment, StorageAccess::BesideHolder)
@@ -56,6 +60,8 @@ fn main() -> ExitCode {
                     eprintln!("dexcom_exporter: error: {error}");
                     let code = if in_use && !checking {
                         EXIT_STATE_IN_USE
+                    } else if may_pass {
+                        EXIT_STATE_MAY_PASS
                     } else {
                         EXIT_CONFIG
                     };
@@ -77,7 +83,9 @@ fn main() -> ExitCode {
     let code = runtime.block_on(async {
         match command {
             Some(Command::Backfill { output }) => return run_backfill(config, output).await,
-            Some(Command::Check { output }) => return run_check(config, output).await,
+            Some(Command::Check { output, reset_gate }) => {
+                return run_check(config, output, reset_gate).await;
+            }
             None => {}
         }
         match Exporter::build(config).await {
@@ -99,9 +107,9 @@ fn main() -> ExitCode {
 
 /// `dexcom_exporter check`: the findings on standard output; 0 when every account has a
 /// current reading, 1 otherwise.
-async fn run_check(config: Config, output: CheckOutput) -> ExitCode {
+async fn run_check(config: Config, output: CheckOutput, reset_gate: bool) -> ExitCode {
     let clock = std::sync::Arc::new(dexcom_exporter::clock::SystemClock);
-    match dexcom_exporter::check::check(&config, clock).await {
+    match dexcom_exporter::check::check(&config, clock, reset_gate).await {
         Ok(found) => {
             let text = match output {
                 CheckOutput::Text => dexcom_exporter::check::render_text(&found),

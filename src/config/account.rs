@@ -31,6 +31,14 @@ pub struct AccountConfig {
     pub thresholds: Thresholds,
 }
 
+impl AccountConfig {
+    /// Who Dexcom counts this account's failed logins for: its Share service and login,
+    /// however they are spelt.
+    pub fn identity(&self) -> crate::share::LoginIdentity {
+        crate::share::LoginIdentity::new(&self.base_url, &self.login)
+    }
+}
+
 /// Below this a threshold cannot be meant in mg/dL (Share's lowest reading is 39 mg/dL), and
 /// every mmol/L threshold in use (2 to 25) is: it is explained, not refused as a number.
 const MMOL_LOOKING_BELOW: f64 = 35.0;
@@ -171,9 +179,9 @@ pub(super) fn accounts_from_file(
     }
     let single = file_accounts.len() == 1;
     let mut names = HashSet::new();
-    // (Share service, login) → the entry that has it: one Dexcom login listed twice would get
-    // two login gates and double its failed logins.
-    let mut logins: std::collections::HashMap<(String, String), String> =
+    // Dexcom identity → the entry that has it: one Dexcom login listed twice (however it is
+    // spelt) would send its password from two places and double its failed logins.
+    let mut logins: std::collections::HashMap<crate::share::LoginIdentity, String> =
         std::collections::HashMap::new();
     let mut accounts = Vec::new();
     // Relative password files are next to the configuration file, as Prometheus resolves the
@@ -192,17 +200,12 @@ pub(super) fn accounts_from_file(
         if !names.insert(account.name.clone()) {
             return Err(ConfigError::DuplicateName { name: account.name });
         }
-        let login = match &account.login {
-            crate::share::Login::Username(name) => format!("username {}", name.to_lowercase()),
-            crate::share::Login::AccountId(id) => format!("account ID {id}"),
-        };
-        let service = account.base_url.as_str().to_lowercase();
-        if let Some(first) = logins.insert((service.clone(), login.clone()), account.name.clone()) {
+        let identity = account.identity();
+        if let Some(first) = logins.insert(identity.clone(), account.name.clone()) {
             return Err(ConfigError::DuplicateLogin {
                 first,
                 second: account.name,
-                login,
-                service,
+                identity: identity.to_string(),
             });
         }
         accounts.push(account);

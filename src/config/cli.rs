@@ -26,7 +26,7 @@ pub const DEFAULT_REQUEST_TIMEOUT: &str = "30s";
     name = "dexcom_exporter",
     version,
     max_term_width = 110,
-    after_help = "Exit codes: 0 stopped by SIGINT/SIGTERM; 1 could not start (listen address, TLS backend); 2 bad command line or configuration; 3 the --storage.path is in use by another dexcom_exporter (one process per state directory, so one login gate per Dexcom account)."
+    after_help = "Exit codes: 0 stopped by SIGINT/SIGTERM; 1 could not start (listen address, TLS backend); 2 bad command line or configuration; 3 the --storage.path is in use by another dexcom_exporter (one process per state directory, so one login gate per Dexcom account); 75 the state directory cannot be used for now (a full, read-only or failing disk): the unit restarts it."
 )]
 pub struct Cli {
     /// Address to serve metrics on. Keep it on loopback unless you protect it.
@@ -129,8 +129,12 @@ pub struct Cli {
         value_name = "FILE"
     )]
     pub config_file: Option<PathBuf>,
-    /// Directory for state that must survive a restart (failed login attempts, so a restart
-    /// loop cannot lock the Dexcom account). Default: $STATE_DIRECTORY, which systemd sets.
+    /// Directory for state that must survive a restart (the login gate's memory of failed
+    /// attempts, so neither a restart loop nor `check` can lock the Dexcom account). The same
+    /// for the service, check and backfill. Default: $STATE_DIRECTORY (systemd sets it), else
+    /// /var/lib/dexcom_exporter when it exists (the package's), else
+    /// $XDG_STATE_HOME/dexcom_exporter or ~/.local/state/dexcom_exporter. `none`: keep nothing
+    /// (throwaway runs only).
     #[arg(
         global = true,
         long = "storage.path",
@@ -190,6 +194,13 @@ pub enum Command {
         /// `text` for people, `json` for scripts.
         #[arg(long, value_enum, default_value = "text")]
         output: CheckOutput,
+        /// Forget the failed logins in a row the login gate counts for each account, so the
+        /// next login (this check's) goes at once. Dexcom locks an account after about five
+        /// failed logins in a row and the gate stops at four: reset only after fixing the
+        /// password, region and username, or the next failure may lock the account (and
+        /// silence the Dexcom Follow app). Needs the service stopped.
+        #[arg(long = "reset-gate")]
+        reset_gate: bool,
     },
     /// Print the last 24 hours of readings of every configured account as OpenMetrics text
     /// with sensor timestamps, for `promtool tsdb create-blocks-from openmetrics`: fills

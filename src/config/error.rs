@@ -109,20 +109,19 @@ pub enum ConfigError {
     /// Two accounts with the same label.
     #[error("two accounts are named {name:?}: give each a distinct `name`")]
     DuplicateName { name: String },
-    /// One Dexcom login listed twice (same Share service and username, compared without case,
-    /// or the same account ID).
+    /// One Dexcom login listed twice: the same Share service (however its URL is spelt:
+    /// `localhost` is `127.0.0.1`) and the same username (without case or surrounding spaces),
+    /// or the same account ID.
     #[error(
-        "accounts {first:?} and {second:?} are the same Dexcom login ({login} at {service}): list it once (two entries would keep two login gates for one Dexcom account and double its failed logins)"
+        "accounts {first:?} and {second:?} are the same Dexcom login ({identity}): list it once (two entries would send its password from two places and double its failed logins)"
     )]
     DuplicateLogin {
         /// The first entry's name.
         first: String,
         /// The second entry's name.
         second: String,
-        /// The login they share, as `username …` or `account ID …`.
-        login: String,
-        /// The Share base URL they share.
-        service: String,
+        /// The identity they share, as `username … at …` or `account ID … at …`.
+        identity: String,
     },
     /// An unknown region.
     #[error("account {account:?}: {source}")]
@@ -188,6 +187,12 @@ pub enum ConfigError {
         /// What is wrong and how to fix it.
         problem: String,
     },
+    /// No state directory can be found: no `--storage.path`, no `$STATE_DIRECTORY`, no
+    /// package directory and no home directory.
+    #[error(
+        "no state directory for the login gate's memory: give --storage.path DIR (the service's is /var/lib/dexcom_exporter), or --storage.path=none for a throwaway run that forgets its failed logins"
+    )]
+    NoStorage,
     /// An unusable `--storage.path`.
     #[error(transparent)]
     Storage(#[from] crate::state::StateError),

@@ -17,6 +17,7 @@ mod loopback;
 mod password;
 mod remote_write;
 mod shard;
+mod storage;
 
 use std::net::SocketAddr;
 use std::time::Duration;
@@ -28,6 +29,7 @@ pub use cli::{LogFormat, LogLevel};
 pub use error::ConfigError;
 pub use remote_write::{ClientIdentity, RemoteWriteAuth, RemoteWriteTarget, RemoteWriteTls};
 pub use shard::{Shard, shard_of};
+pub use storage::{NO_STORAGE, PACKAGE_STATE_DIR, StorageSource};
 
 use crate::http::web_config::WebConfig;
 use account::{accounts_from_file, validate_account};
@@ -56,8 +58,11 @@ pub struct Config {
     pub max_age: Duration,
     /// `--demo`: the accounts are the in-process simulator's.
     pub demo: bool,
-    /// The state directory (`--storage.path` or `$STATE_DIRECTORY`); none in demo mode.
+    /// The state directory (`config/storage.rs` says where it is found); none in demo mode
+    /// and with `--storage.path=none`.
     pub(crate) storage: Option<crate::state::StateDir>,
+    /// Where the state directory was found.
+    pub storage_source: Option<StorageSource>,
     /// Remote-write receivers (none: remote write is off).
     pub remote_write: Vec<RemoteWriteTarget>,
     /// Labels added to every pushed series besides `account`, sorted by name.
@@ -82,6 +87,12 @@ pub enum StorageAccess {
 pub trait Environment {
     /// The variable's value, if set and valid UTF-8.
     fn var(&self, name: &str) -> Option<String>;
+
+    /// The package's state directory ([`PACKAGE_STATE_DIR`]) when it exists on this machine.
+    /// `None` by default, so a test environment never finds a real installation's.
+    fn package_state_dir(&self) -> Option<std::path::PathBuf> {
+        None
+    }
 }
 
 /// The process environment.
@@ -91,6 +102,11 @@ pub struct ProcessEnvironment;
 impl Environment for ProcessEnvironment {
     fn var(&self, name: &str) -> Option<String> {
         std::env::var(name).ok()
+    }
+
+    fn package_state_dir(&self) -> Option<std::path::PathBuf> {
+        let dir = std::path::PathBuf::from(PACKAGE_STATE_DIR);
+        dir.is_dir().then_some(dir)
     }
 }
 
@@ -186,15 +202,18 @@ impl Config {
             Some(path) => WebConfig::load(path)?,
             None => WebConfig::default(),
         };
-        let storage_path = cli
-            .storage_path
-            .clone()
-            .or_else(|| env.var("STATE_DIRECTORY").map(std::path::PathBuf::from))
-            .filter(|_| !cli.demo);
+        let storage_path = if cli.demo {
+            None
+        } else {
+            storage::storage_path(cli.storage_path.as_deref(), env)?
+        };
+        let storage_source = storage_path.as_ref().map(|(_, source)| *source);
         let storage = match (storage_path, access) {
             (None, _) => None,
-            (Some(path), StorageAccess::Exclusive) => Some(crate::state::StateDir::open(&path)?),
-            (Some(path), StorageAccess::BesideHolder) => {
+            (Some((path, _)), StorageAccess::Exclusive) => {
+                Some(crate::state::StateDir::open(&path)?)
+            }
+            (Some((path, _)), StorageAccess::BesideHolder) => {
                 Some(crate::state::StateDir::beside_holder(&path))
             }
         };
@@ -235,6 +254,7 @@ impl Config {
             remote_write,
             external_labels,
             storage,
+            storage_source,
             listen_address: cli.listen_address,
             telemetry_path: cli.telemetry_path,
             web,
@@ -276,9 +296,13 @@ mod tests {
         FakeEnv(pairs.iter().map(|(k, v)| (*k, (*v).to_owned())).collect())
     }
 
+    /// The command line `args`, keeping no state unless they name a directory.
     fn cli(args: &[&str]) -> Cli {
         let mut all = vec!["dexcom_exporter"];
         all.extend_from_slice(args);
+        if !args.iter().any(|a| a.starts_with("--storage.path")) {
+            all.push("--storage.path=none");
+        }
         Cli::try_parse_from(all).unwrap()
     }
 

@@ -42,17 +42,7 @@ impl Shard {
 
 /// The shard of the account labelled `name` among `count`.
 pub fn shard_of(name: &str, count: u32) -> u32 {
-    (fnv1a(name.as_bytes()) % u64::from(count.max(1))) as u32
-}
-
-/// FNV-1a, 64 bit.
-fn fnv1a(bytes: &[u8]) -> u64 {
-    let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
-    for byte in bytes {
-        hash ^= u64::from(*byte);
-        hash = hash.wrapping_mul(0x0000_0100_0000_01b3);
-    }
-    hash
+    (crate::share::fnv1a(name.as_bytes()) % u64::from(count.max(1))) as u32
 }
 
 #[cfg(test)]
@@ -62,7 +52,7 @@ mod tests {
     #[test]
     fn the_hash_is_fixed_and_spreads_accounts_evenly() {
         // Fixed values: a change here would move accounts between replicas on upgrade.
-        assert_eq!(fnv1a(b"kid"), 0x3da0_5f19_3638_2f87);
+        assert_eq!(crate::share::fnv1a(b"kid"), 0x3da0_5f19_3638_2f87);
         assert_eq!(shard_of("kid", 3), 0);
         let names: Vec<String> = (0..3000).map(|i| format!("camper-{i:04}")).collect();
         let mut per_shard = [0usize; 3];

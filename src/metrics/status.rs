@@ -106,16 +106,27 @@ pub enum HoldReason {
     Unconfirmed,
     /// The limits on logins per interval, per hour or per day.
     LoginLimit,
+    /// Four failed logins in a row (whatever passwords they carried): nothing more until a day
+    /// after the first, or `check --reset-gate`.
+    FailuresInARow,
+    /// The login gate's memory cannot be saved (a full or read-only disk): a login that cannot
+    /// be counted is not made.
+    StateUnwritable,
+    /// The login gate's memory exists but cannot be read: its count is not forgotten.
+    StateUnreadable,
 }
 
 impl HoldReason {
     /// Every reason, in the order they are served.
-    pub const ALL: [HoldReason; 5] = [
+    pub const ALL: [HoldReason; 8] = [
         HoldReason::None,
         HoldReason::AuthFailed,
         HoldReason::LockedOut,
         HoldReason::Unconfirmed,
         HoldReason::LoginLimit,
+        HoldReason::FailuresInARow,
+        HoldReason::StateUnwritable,
+        HoldReason::StateUnreadable,
     ];
 
     /// The `reason` label.
@@ -126,6 +137,9 @@ impl HoldReason {
             HoldReason::LockedOut => "locked_out",
             HoldReason::Unconfirmed => "unconfirmed",
             HoldReason::LoginLimit => "login_limit",
+            HoldReason::FailuresInARow => "failures_in_a_row",
+            HoldReason::StateUnwritable => "state_unwritable",
+            HoldReason::StateUnreadable => "state_unreadable",
         }
     }
 
@@ -139,6 +153,15 @@ impl HoldReason {
                 "a login of a password Share never accepted ended without an answer"
             }
             HoldReason::LoginLimit => "the login limits were reached",
+            HoldReason::FailuresInARow => {
+                "four logins failed in a row, one short of Dexcom's lockout (held a day from the first, or until `dexcom_exporter check --reset-gate`)"
+            }
+            HoldReason::StateUnwritable => {
+                "the state directory cannot be written (a full or read-only disk?), so a login could not be counted"
+            }
+            HoldReason::StateUnreadable => {
+                "the login gate's state file cannot be read (its owner or format?), so its count of failed logins is unknown"
+            }
         }
     }
 

@@ -13,7 +13,7 @@ use super::schedule::{PollOutcome, Schedule};
 use crate::clock::{Clock, ShareClock, unix_ms};
 use crate::history::History;
 use crate::metrics::{AccountMetrics, AccountStatus, HoldReason, LatestReading, RequestDurations};
-use crate::share::gate::{FailureKind, Hold};
+use crate::share::gate::{FailureKind, Hold, StoreFaultKind};
 use crate::share::{ErrorReason, ReadBatch, Reading, RejectReason, ShareClient, ShareError};
 use crate::state::AccountStateFile;
 
@@ -248,7 +248,10 @@ impl AccountPoller {
                     newest_ms: self.metrics.latest().map(|l| l.reading.timestamp_ms),
                 }
             }
-            Err(ShareError::LoginDeferred { until, .. }) => {
+            Err(
+                ShareError::LoginDeferred { until, .. }
+                | ShareError::StateUnavailable { until, .. },
+            ) => {
                 self.metrics.set_polled_status(AccountStatus::LoginHeld);
                 self.metrics.poll_deferred();
                 tracing::debug!(account = self.metrics.name(), until = %httpdate::fmt_http_date(until), "login deferred by the login gate");
@@ -334,7 +337,7 @@ impl AccountPoller {
     /// Publishes why and until when the gate holds the password (or that it does not).
     fn publish_hold(&self, hold: Option<Hold>) {
         self.metrics
-            .set_hold(hold.map(|h| (hold_reason(h.after), h.until_ms)));
+            .set_hold(hold.map(|h| (hold_reason(&h), h.until_ms)));
     }
 
     /// At start: a hold kept from an earlier run (a rejected password, a login killed
@@ -346,7 +349,7 @@ impl AccountPoller {
         self.publish_hold(Some(hold));
         self.metrics.set_polled_status(AccountStatus::LoginHeld);
         let until = humantime::format_rfc3339_seconds(crate::clock::from_unix_ms(hold.until_ms));
-        let reason = hold_reason(hold.after);
+        let reason = hold_reason(&hold);
         let after = if reason == HoldReason::LoginLimit {
             "the login limits were reached".to_owned()
         } else {
@@ -563,8 +566,14 @@ impl AccountPoller {
 }
 
 /// The metric's word for why the gate holds the password.
-fn hold_reason(after: Option<FailureKind>) -> HoldReason {
-    match after {
+fn hold_reason(hold: &Hold) -> HoldReason {
+    match hold.fault {
+        Some(StoreFaultKind::Unwritable) => return HoldReason::StateUnwritable,
+        Some(StoreFaultKind::Unreadable) => return HoldReason::StateUnreadable,
+        None if hold.is_cap() => return HoldReason::FailuresInARow,
+        None => {}
+    }
+    match hold.after {
         Some(FailureKind::Rejected) => HoldReason::AuthFailed,
         Some(FailureKind::LockedOut) => HoldReason::LockedOut,
         Some(FailureKind::Ambiguous | FailureKind::Unfinished) => HoldReason::Unconfirmed,

@@ -17,7 +17,7 @@ use secrecy::{ExposeSecret, SecretString};
 use uuid::Uuid;
 
 use super::error::{ShareError, redact_excerpt};
-use super::gate::{GateState, GateStore, LoginGate};
+use super::gate::{GateState, GateStore, Hold, LoginGate, StoreFault};
 use super::model::{Reading, WireBatch, parse_wire_readings};
 use super::region::Endpoint;
 use super::{MAX_MINUTES, MAX_ROWS};
@@ -107,6 +107,9 @@ pub struct ShareClient {
     pub(super) observer: Arc<dyn ClientObserver>,
     pub(super) gate: LoginGate,
     pub(super) gate_store: Option<Arc<dyn GateStore>>,
+    /// Set while the gate's memory cannot be read or written: no password leaves until it can
+    /// (fail closed); every login first tries again.
+    pub(super) store_fault: Option<StoreFault>,
     pub(super) clock: Arc<dyn Clock>,
     /// Whether the saved state's fingerprint has been compared with this password yet.
     pub(super) fingerprint_checked: bool,
@@ -150,6 +153,7 @@ impl ShareClient {
             observer: Arc::new(NoObserver),
             gate: LoginGate::new(GateState::default(), DEFAULT_INTERVAL),
             gate_store: None,
+            store_fault: None,
             clock: Arc::new(SystemClock),
             fingerprint_checked: false,
             said_instant_expiry: false,
@@ -171,16 +175,48 @@ impl ShareClient {
         store: Option<Arc<dyn GateStore>>,
         clock: Arc<dyn Clock>,
     ) -> Self {
-        let saved = store.as_ref().and_then(|s| s.load()).unwrap_or_default();
-        let in_flight = saved.in_flight_ms.is_some();
-        self.gate = LoginGate::restore(saved, interval, clock.now_ms());
-        if in_flight && let Some(store) = &store {
-            // The previous run ended mid-login: the count is made once, here.
-            store.save(self.gate.state());
-        }
+        self.gate = LoginGate::new(GateState::default(), interval);
         self.gate_store = store;
         self.clock = clock;
+        self.reload_gate();
         self
+    }
+
+    /// Reads the gate's memory from its store (after a fault: again); on failure the
+    /// password is held (fail closed).
+    pub(super) fn reload_gate(&mut self) {
+        let Some(store) = self.gate_store.clone() else {
+            return;
+        };
+        let interval = self.gate.interval();
+        let saved = match store.load() {
+            Ok(saved) => saved.unwrap_or_default(),
+            Err(fault) => {
+                self.hold_for(fault);
+                return;
+            }
+        };
+        let in_flight = saved.in_flight_ms.is_some();
+        self.gate = LoginGate::restore(saved, interval, self.clock.now_ms());
+        self.fingerprint_checked = false;
+        let saved = if in_flight {
+            // The previous run ended mid-login: the count is made once, here.
+            store.save(self.gate.state())
+        } else {
+            Ok(())
+        };
+        match saved {
+            Ok(()) => self.store_fault = None,
+            Err(fault) => self.hold_for(fault),
+        }
+    }
+
+    /// Holds the password because the gate's memory cannot be kept; said once per episode.
+    pub(super) fn hold_for(&mut self, fault: StoreFault) {
+        if self.store_fault.as_ref().map(StoreFault::kind) != Some(fault.kind()) {
+            tracing::error!(error = %fault, "the password is held until the login gate's memory can be kept: a login that cannot be counted could lock the Dexcom account. Check the state directory: free space, a writable disk, the files' owner (a file written by root is given to the directory's owner)");
+        }
+        self.store_fault = Some(fault);
     }
 
     /// When the next read needs a login and the gate holds it back: the earliest time the
@@ -191,11 +227,43 @@ impl ShareClient {
 
     /// Why and until when the login gate holds the password, when the next read needs a
     /// login it holds back.
-    pub(crate) fn login_hold(&self) -> Option<super::gate::Hold> {
+    pub(crate) fn login_hold(&self) -> Option<Hold> {
         if self.session_id.is_some() {
             return None;
         }
-        self.gate.hold(self.clock.now_ms())
+        let now_ms = self.clock.now_ms();
+        if let Some(fault) = &self.store_fault {
+            // Tried again at the next poll, one interval on.
+            let interval_ms = i64::try_from(self.gate.interval().as_millis()).unwrap_or(i64::MAX);
+            return Some(Hold {
+                until_ms: self
+                    .gate
+                    .next_allowed_ms(now_ms)
+                    .max(now_ms.saturating_add(interval_ms)),
+                after: None,
+                failures_today: 0,
+                failures_in_a_row: self.gate.state().failures_in_a_row,
+                fault: Some(fault.kind()),
+            });
+        }
+        self.gate.hold(now_ms)
+    }
+
+    /// Forgets the identity's failures in a row (`check --reset-gate`) and saves that.
+    ///
+    /// # Errors
+    /// [`StoreFault`] when the state cannot be read or saved.
+    pub async fn reset_gate(&mut self) -> Result<u32, StoreFault> {
+        // Unreadable: the person chose to start afresh, and the file is replaced below.
+        // Unwritable: nothing can be reset.
+        if let Some(fault @ StoreFault::Unwritable { .. }) = &self.store_fault {
+            return Err(fault.clone());
+        }
+        self.store_fault = None;
+        let forgotten = self.gate.state().failures_in_a_row;
+        self.gate.reset_failures();
+        self.save_gate().await?;
+        Ok(forgotten)
     }
 
     /// Logins made so far whose password left the process.

@@ -198,6 +198,17 @@ pub enum ShareError {
         /// The host the redirect pointed at.
         target: String,
     },
+    /// The login gate's memory cannot be read or saved, so the password was not sent (fail
+    /// closed: an attempt that cannot be counted could lock the account).
+    #[error(
+        "the password was not sent: {fault}; fix the state directory (free space, a writable disk, the files' owner); the exporter tries again each reading interval"
+    )]
+    StateUnavailable {
+        /// The next time the exporter tries again.
+        until: std::time::SystemTime,
+        /// What cannot be read or written.
+        fault: super::gate::StoreFault,
+    },
     /// The login gate holds back the password after failed attempts (or too many re-logins).
     #[error("login deferred until {}: {}", httpdate::fmt_http_date(*.until), if *.confirmed { "re-logins are limited to one per reading interval and 12 an hour" } else { "the password failed before and Dexcom locks accounts after repeated failures" })]
     LoginDeferred {
@@ -244,7 +255,9 @@ impl ShareError {
             ShareError::LoginDeferred {
                 confirmed: true, ..
             } => ErrorReason::SessionExpired,
-            ShareError::LoginDeferred { .. } => ErrorReason::AuthFailed,
+            ShareError::LoginDeferred { .. } | ShareError::StateUnavailable { .. } => {
+                ErrorReason::AuthFailed
+            }
             ShareError::Timeout { .. } => ErrorReason::Timeout,
             ShareError::Connection { .. } | ShareError::ClientBuild { .. } => {
                 ErrorReason::Connection

@@ -9,7 +9,7 @@ use uuid::Uuid;
 
 use super::client::{FINGERPRINT_COST, Login, ShareClient};
 use super::error::{ShareError, redact_excerpt};
-use super::gate::{GateClosed, LoginGate, LoginOutcome, LoginPermit};
+use super::gate::{GateClosed, LoginGate, LoginOutcome, LoginPermit, StoreFault};
 use super::region::Endpoint;
 use crate::clock::from_unix_ms;
 
@@ -17,6 +17,21 @@ impl ShareClient {
     pub(super) async fn ensure_session(&mut self) -> Result<SecretString, ShareError> {
         if let Some(session) = &self.session_id {
             return Ok(session.clone());
+        }
+        if self.store_fault.is_some() {
+            // Fail closed until the gate's memory can be kept again: try now.
+            self.reload_gate();
+            if self.store_fault.is_none() {
+                let _ = self.save_gate().await;
+            }
+            if let Some(hold) = self.login_hold().filter(|h| h.fault.is_some())
+                && let Some(fault) = self.store_fault.clone()
+            {
+                return Err(ShareError::StateUnavailable {
+                    until: from_unix_ms(hold.until_ms),
+                    fault,
+                });
+            }
         }
         self.check_fingerprint().await;
         let permit = self
@@ -32,7 +47,9 @@ impl ShareClient {
         } else {
             self.gate.release(permit);
         }
-        self.save_gate().await;
+        // A failure to save what came back is held on to (the next login waits for it); the
+        // answer itself stands.
+        let _ = self.save_gate().await;
         let session = SecretString::from(result?.hyphenated().to_string());
         self.session_id = Some(session.clone());
         Ok(session)
@@ -47,7 +64,9 @@ impl ShareClient {
             (None, Login::AccountId(id)) => *id,
             (None, Login::Username(name)) => {
                 let name = name.clone();
-                self.note_in_flight(permit).await;
+                if let Err(error) = self.note_in_flight(permit).await {
+                    return (Err(error), sent);
+                }
                 let result = self.authenticate(permit, &name).await;
                 sent |= self.record(permit, &result);
                 match result {
@@ -59,17 +78,29 @@ impl ShareClient {
                 }
             }
         };
-        self.note_in_flight(permit).await;
+        if let Err(error) = self.note_in_flight(permit).await {
+            return (Err(error), sent);
+        }
         let result = self.login_by_id(permit, account_id).await;
         sent |= self.record(permit, &result);
         (result, sent)
     }
 
     /// Saves, before the password leaves, that it is about to: a run killed before the answer
-    /// still has the attempt counted by the next one.
-    async fn note_in_flight(&mut self, permit: &LoginPermit) {
+    /// still has the attempt counted by the next one. When that cannot be saved durably the
+    /// password does not leave (fail closed).
+    async fn note_in_flight(&mut self, permit: &LoginPermit) -> Result<(), ShareError> {
         self.gate.begin_request(permit, self.clock.now_ms());
-        self.save_gate().await;
+        match self.save_gate().await {
+            Ok(()) => Ok(()),
+            Err(fault) => {
+                self.gate.abandon_request();
+                let until = self
+                    .login_hold()
+                    .map_or_else(std::time::SystemTime::now, |h| from_unix_ms(h.until_ms));
+                Err(ShareError::StateUnavailable { until, fault })
+            }
+        }
     }
 
     /// Tells the gate how a login request ended; `true` when it may have reached Share.
@@ -118,10 +149,10 @@ impl ShareClient {
     }
 
     /// Saves the gate's state with a fingerprint of this password, off the async workers
-    /// (bcrypt and fsync are slow).
-    async fn save_gate(&mut self) {
+    /// (bcrypt and fsync are slow). A failure holds the password until a save succeeds.
+    pub(super) async fn save_gate(&mut self) -> Result<(), StoreFault> {
         let Some(store) = self.gate_store.clone() else {
-            return;
+            return Ok(());
         };
         if self.gate.state().fingerprint.is_none() {
             let password = self.settings.password.clone();
@@ -136,7 +167,25 @@ impl ShareClient {
             }
         }
         let state = self.gate.state().clone();
-        let _ = tokio::task::spawn_blocking(move || store.save(&state)).await;
+        let path_hint = format!("{store:?}");
+        let saved = tokio::task::spawn_blocking(move || store.save(&state))
+            .await
+            .unwrap_or_else(|error| {
+                Err(StoreFault::Unwritable {
+                    path: path_hint,
+                    detail: error.to_string(),
+                })
+            });
+        match saved {
+            Ok(()) => {
+                self.store_fault = None;
+                Ok(())
+            }
+            Err(fault) => {
+                self.hold_for(fault.clone());
+                Err(fault)
+            }
+        }
     }
 
     async fn authenticate(&self, _permit: &LoginPermit, name: &str) -> Result<Uuid, ShareError> {
@@ -198,7 +247,8 @@ fn login_outcome<T>(result: &Result<T, ShareError>) -> LoginOutcome {
         Err(
             ShareError::InvalidRequest { .. }
             | ShareError::ClientBuild { .. }
-            | ShareError::LoginDeferred { .. },
+            | ShareError::LoginDeferred { .. }
+            | ShareError::StateUnavailable { .. },
         ) => LoginOutcome::NotSent,
         Err(_) => LoginOutcome::Ambiguous,
     }

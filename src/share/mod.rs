@@ -12,6 +12,7 @@ mod client;
 mod date;
 mod error;
 pub(crate) mod gate;
+mod identity;
 mod login;
 mod model;
 mod region;
@@ -22,7 +23,9 @@ pub use client::{ClientObserver, ClientSettings, Login, ReadBatch, ShareClient};
 pub(crate) use client::{USER_AGENT, http_client};
 pub(crate) use date::parse_share_date;
 pub use error::{ErrorReason, ShareError};
-pub use gate::{LOCKOUT_WAIT, STRICT_WAIT};
+pub use gate::{LOCKOUT_WAIT, MAX_CONSECUTIVE_FAILURES, STRICT_WAIT, StoreFault, StoreFaultKind};
+pub(crate) use identity::fnv1a;
+pub use identity::{LoginIdentity, normalise_name};
 pub(crate) use model::MG_PER_DL_PER_MMOL;
 #[cfg(test)]
 pub(crate) use model::parse_wire_readings;

@@ -1,15 +1,15 @@
-//! What must survive a restart, kept in the state directory (`--storage.path`, by default
-//! systemd's `$STATE_DIRECTORY`): per account, the login gate's memory of failed password
-//! attempts and the fingerprint of the password they were made with, the upload delay the
-//! poller learned, and which readings each remote-write receiver acknowledged. Without it, a
-//! crash or restart loop would send a wrong password once per restart and lock the Dexcom
-//! account, and a restart would resend a day of readings.
+//! What must survive a restart, kept in the state directory (`--storage.path`; where it is by
+//! default is `config/storage.rs`'s to say): per Dexcom identity, the login gate's memory of
+//! failed password attempts and the fingerprint of the password they were made with
+//! (`gate-<key>.json`, `gate_file.rs`); per account, the upload delay the poller learned and
+//! which readings each remote-write receiver acknowledged (`account-<name>.json`, the name
+//! percent-encoded). Without it, a crash or restart loop would send a wrong password once per
+//! restart and lock the Dexcom account, and a restart would resend a day of readings.
 //!
-//! One small JSON file per account, `account-<name>.json` (the name percent-encoded), with a
-//! format `version`. Writes are atomic: a temporary file, `fsync`, `rename`, `fsync` of the
-//! directory, so a power cut leaves the old file or the new one, never half of one. A file that
-//! cannot be read or parsed is logged and treated as empty ("no confirmed password"), never as a
-//! reason not to start.
+//! Small JSON files with a format `version`, written atomically and owned by the directory's
+//! owner (`atomic.rs`). The gate's file fails closed (a file it cannot read or write keeps the
+//! password in the process); an account file that cannot be read is logged, its learned delay
+//! and cursors start afresh, and it is not overwritten, so nothing in it is lost.
 
 use std::io::Write as _;
 use std::os::unix::fs::{DirBuilderExt as _, OpenOptionsExt as _};
@@ -19,11 +19,16 @@ use std::sync::atomic::{AtomicBool, Ordering};
 
 use serde::{Deserialize, Serialize};
 
-use crate::share::gate::{GateState, GateStore};
+use crate::share::LoginIdentity;
+use crate::share::gate::GateState;
 
 mod acked;
+mod atomic;
+mod gate_file;
 
 pub use acked::Acked;
+use atomic::{Owner, write_atomically};
+pub use gate_file::GateFile;
 
 /// The file format written now; files of another version are ignored (and replaced).
 pub const FORMAT_VERSION: u32 = 1;
@@ -50,7 +55,7 @@ pub enum StateError {
         holder: String,
     },
     /// The directory cannot be created or is not a directory.
-    #[error("cannot use --storage.path {path}: {source}")]
+    #[error("cannot use --storage.path {path}: {source}{}", if crate::state::atomic::may_pass(source) { " (this may pass: the service is restarted)" } else if source.kind() == std::io::ErrorKind::PermissionDenied { " (another user owns it: run as the service's user, or as root, which gives every file it writes to the directory's owner)" } else { "" })]
     Directory {
         path: PathBuf,
         #[source]
@@ -58,10 +63,23 @@ pub enum StateError {
     },
 }
 
+impl StateError {
+    /// Whether the error may pass by itself (a full, read-only or failing disk), so a service
+    /// should be restarted later rather than wait for a person.
+    pub fn may_pass(&self) -> bool {
+        match self {
+            StateError::Directory { source, .. } => atomic::may_pass(source),
+            StateError::Locked { .. } => false,
+        }
+    }
+}
+
 /// The state directory, locked for as long as any clone of this lives.
 #[derive(Debug, Clone)]
 pub struct StateDir {
     path: PathBuf,
+    /// Who owns the directory: every file written in it is given to them.
+    owner: Owner,
     /// The locked lock file: the lock ends when the last clone is dropped (or the process ends,
     /// however it ends: the kernel drops an advisory lock with its holder). `None` for a
     /// read-only look beside the holder ([`StateDir::beside_holder`]).
@@ -87,7 +105,8 @@ impl StateDir {
         let probe = path.join(".write-test");
         std::fs::write(&probe, b"").map_err(error)?;
         let _ = std::fs::remove_file(&probe);
-        let lock = lock(path).map_err(|e| match e {
+        let owner = Owner::of(path).map_err(error)?;
+        let lock = lock(path, owner).map_err(|e| match e {
             LockFailure::Held(holder) => StateError::Locked {
                 path: path.to_owned(),
                 holder,
@@ -96,6 +115,7 @@ impl StateDir {
         })?;
         Ok(StateDir {
             path: path.to_owned(),
+            owner,
             _lock: Some(std::sync::Arc::new(lock)),
         })
     }
@@ -105,6 +125,7 @@ impl StateDir {
     pub fn beside_holder(path: &Path) -> Self {
         StateDir {
             path: path.to_owned(),
+            owner: Owner::of(path).unwrap_or(Owner::NOBODY),
             _lock: None,
         }
     }
@@ -123,14 +144,35 @@ impl StateDir {
         let path = self
             .path
             .join(format!("account-{}.json", encode_name(name)));
-        let state = read_state(&path, name);
+        let (state, unreadable) = match read_state(&path) {
+            Ok(state) => (state, None),
+            Err(detail) => {
+                tracing::warn!(account = name, path = %path.display(), error = %detail, "cannot read the account's state file: its learned upload delay and remote-write cursors start afresh, and the file is left as it is");
+                (AccountState::default(), Some(detail))
+            }
+        };
         AccountStateFile {
             path,
             account: name.to_owned(),
             state: Mutex::new(state),
+            unreadable,
             said_write_error: AtomicBool::new(false),
             read_only: self.read_only(),
+            owner: self.owner,
         }
+    }
+
+    /// The login gate's file of `identity`; `account` is the entry's own file, whose gate
+    /// section (where earlier versions kept it) is read until the identity's file exists.
+    pub fn gate(&self, identity: &LoginIdentity, account: &AccountStateFile) -> GateFile {
+        let legacy = match &account.unreadable {
+            Some(detail) => Err(format!(
+                "{} (where an earlier version kept it): {detail}",
+                account.path.display()
+            )),
+            None => Ok(account.state.lock().ok().and_then(|s| s.gate.clone())),
+        };
+        GateFile::new(&self.path, identity, self.owner, self.read_only(), legacy)
     }
 }
 
@@ -140,7 +182,7 @@ enum LockFailure {
 }
 
 /// Takes the directory's advisory lock and writes who holds it.
-fn lock(dir: &Path) -> Result<std::fs::File, LockFailure> {
+fn lock(dir: &Path, owner: Owner) -> Result<std::fs::File, LockFailure> {
     use std::io::{Read as _, Seek as _};
     let path = dir.join(LOCK_FILE);
     let mut file = std::fs::OpenOptions::new()
@@ -151,6 +193,7 @@ fn lock(dir: &Path) -> Result<std::fs::File, LockFailure> {
         .mode(0o600)
         .open(&path)
         .map_err(LockFailure::Io)?;
+    owner.adopt(&path).map_err(LockFailure::Io)?;
     match file.try_lock() {
         Ok(()) => {}
         Err(std::fs::TryLockError::WouldBlock) => {
@@ -184,7 +227,9 @@ struct AccountState {
     version: u32,
     /// The account label, for people reading the directory.
     account: String,
-    /// The login gate's memory.
+    /// The login gate's memory, where versions before the gate files kept it (read, for the
+    /// move, never written).
+    #[serde(default, skip_serializing)]
     gate: Option<GateState>,
     /// The upload delay the poller learned (its grace), in ms, so the first reading after a
     /// restart is read as promptly as the last one before it.
@@ -201,12 +246,16 @@ pub struct AccountStateFile {
     path: PathBuf,
     account: String,
     state: Mutex<AccountState>,
+    /// Why the file could not be read: it is then never overwritten.
+    unreadable: Option<String>,
     said_write_error: AtomicBool,
     /// Read beside the directory's holder: never written.
     read_only: bool,
+    owner: Owner,
 }
 
 impl AccountStateFile {
+    /// The file's path.
     #[cfg(test)]
     pub fn path(&self) -> &Path {
         &self.path
@@ -252,7 +301,7 @@ impl AccountStateFile {
 
     /// Writes `state` (already holding the change), logging a failure once per episode.
     fn persist(&self, state: &mut AccountState) {
-        if self.read_only {
+        if self.read_only || self.unreadable.is_some() {
             return;
         }
         state.version = FORMAT_VERSION;
@@ -273,60 +322,27 @@ impl AccountStateFile {
 
     fn write(&self, state: &AccountState) -> std::io::Result<()> {
         let text = serde_json::to_vec_pretty(state).map_err(std::io::Error::other)?;
-        let temporary = self.path.with_extension("json.tmp");
-        {
-            let mut file = std::fs::OpenOptions::new()
-                .write(true)
-                .create(true)
-                .truncate(true)
-                .mode(0o600)
-                .open(&temporary)?;
-            file.write_all(&text)?;
-            file.sync_all()?;
-        }
-        std::fs::rename(&temporary, &self.path)?;
-        if let Some(dir) = self.path.parent() {
-            std::fs::File::open(dir)?.sync_all()?;
-        }
-        Ok(())
+        write_atomically(&self.path, &text, self.owner)
     }
 }
 
-impl GateStore for AccountStateFile {
-    fn load(&self) -> Option<GateState> {
-        self.state.lock().ok()?.gate.clone()
-    }
-
-    fn save(&self, gate: &GateState) {
-        let Ok(mut state) = self.state.lock() else {
-            return;
-        };
-        state.gate = Some(gate.clone());
-        self.persist(&mut state);
-    }
-}
-
-fn read_state(path: &Path, account: &str) -> AccountState {
+/// An account file as saved; a missing one is empty, one that cannot be read or parsed (or of
+/// another format version) is an error saying why.
+fn read_state(path: &Path) -> Result<AccountState, String> {
     let text = match std::fs::read(path) {
         Ok(text) => text,
         Err(error) if error.kind() == std::io::ErrorKind::NotFound => {
-            return AccountState::default();
+            return Ok(AccountState::default());
         }
-        Err(error) => {
-            tracing::warn!(account, path = %path.display(), %error, "cannot read the state file; starting as if no password had been confirmed");
-            return AccountState::default();
-        }
+        Err(error) => return Err(error.to_string()),
     };
     match serde_json::from_slice::<AccountState>(&text) {
-        Ok(state) if state.version == FORMAT_VERSION => state,
-        Ok(state) => {
-            tracing::warn!(account, path = %path.display(), version = state.version, "state file of an unknown format version; starting as if no password had been confirmed");
-            AccountState::default()
-        }
-        Err(error) => {
-            tracing::warn!(account, path = %path.display(), %error, "corrupt state file; starting as if no password had been confirmed");
-            AccountState::default()
-        }
+        Ok(state) if state.version == FORMAT_VERSION => Ok(state),
+        Ok(state) => Err(format!(
+            "format version {} (this exporter reads {FORMAT_VERSION})",
+            state.version
+        )),
+        Err(error) => Err(error.to_string()),
     }
 }
 
@@ -350,6 +366,7 @@ fn encode_name(name: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::share::gate::StoreFault;
 
     fn scratch(name: &str) -> PathBuf {
         let dir = std::env::temp_dir().join(format!("dexcom-state-{}-{name}", std::process::id()));
@@ -357,8 +374,18 @@ mod tests {
         dir
     }
 
+    fn kid() -> LoginIdentity {
+        LoginIdentity::new(
+            &"https://share2.dexcom.com/ShareWebServices/Services/"
+                .parse()
+                .unwrap(),
+            &crate::share::Login::Username("kid@example.com".into()),
+        )
+    }
+
     #[test]
     fn saved_state_is_read_back_by_the_next_run() {
+        use crate::share::gate::GateStore as _;
         let dir = scratch("roundtrip");
         let state = StateDir::open(&dir).unwrap();
         let gate = GateState {
@@ -368,45 +395,126 @@ mod tests {
             not_before_ms: 99,
             ..GateState::default()
         };
-        state.account("kid@example.com").save(&gate);
+        let account = state.account("kid@example.com");
+        state.gate(&kid(), &account).save(&gate).unwrap();
+        account.save_upload_grace(std::time::Duration::from_millis(7250));
         // The next run: this one lets go of the directory first.
         drop(state);
-        let again = StateDir::open(&dir).unwrap().account("kid@example.com");
-        assert_eq!(again.load(), Some(gate));
+        let again = StateDir::open(&dir).unwrap();
+        let account = again.account("kid@example.com");
+        let file = again.gate(&kid(), &account);
+        assert_eq!(file.load(), Ok(Some(gate)));
         assert!(
-            again.path().ends_with("account-kid%40example.com.json"),
+            account.path().ends_with("account-kid%40example.com.json"),
             "{}",
-            again.path().display()
+            account.path().display()
         );
-        let text = std::fs::read_to_string(again.path()).unwrap();
-        assert!(text.contains("\"version\": 1"), "{text}");
-        again.save_upload_grace(std::time::Duration::from_millis(7250));
-        let third = StateDir::open(&dir).unwrap().account("kid@example.com");
         assert_eq!(
-            third.upload_grace(),
+            file.path().file_name().unwrap().to_str().unwrap(),
+            format!("gate-{}.json", kid().file_key())
+        );
+        let text = std::fs::read_to_string(file.path()).unwrap();
+        assert!(text.contains("\"version\": 1"), "{text}");
+        assert!(
+            text.contains("username kid@example.com at https://share2.dexcom.com:443"),
+            "{text}"
+        );
+        assert_eq!(
+            account.upload_grace(),
             Some(std::time::Duration::from_millis(7250))
         );
-        assert_eq!(third.load(), again.load(), "the gate's part is kept");
         std::fs::remove_dir_all(dir).unwrap();
     }
 
     #[test]
-    fn a_corrupt_or_foreign_file_is_ignored_not_fatal() {
+    fn a_gate_kept_in_the_account_file_by_an_earlier_version_is_read_until_moved() {
+        use crate::share::gate::GateStore as _;
+        let dir = scratch("legacy");
+        let state = StateDir::open(&dir).unwrap();
+        let gate = GateState {
+            failures_ms: vec![5],
+            ..GateState::default()
+        };
+        let legacy = serde_json::json!({"version": 1, "account": "kid", "gate": gate});
+        std::fs::write(
+            dir.join("account-kid.json"),
+            serde_json::to_vec(&legacy).unwrap(),
+        )
+        .unwrap();
+        let account = state.account("kid");
+        let file = state.gate(&kid(), &account);
+        assert_eq!(file.load(), Ok(Some(gate.clone())));
+        let moved = GateState {
+            failures_ms: vec![5, 6],
+            ..gate
+        };
+        file.save(&moved).unwrap();
+        assert_eq!(
+            state.gate(&kid(), &state.account("kid")).load(),
+            Ok(Some(moved))
+        );
+        std::fs::remove_dir_all(dir).unwrap();
+    }
+
+    #[test]
+    fn a_gate_file_that_cannot_be_read_fails_closed_and_is_not_overwritten_by_the_account() {
+        use crate::share::gate::GateStore as _;
         let dir = scratch("corrupt");
         let state = StateDir::open(&dir).unwrap();
-        let path = state.account("a").path().to_owned();
+        let account = state.account("a");
+        let path = state.gate(&kid(), &account).path().to_owned();
         for junk in [
             &b"{not json"[..],
             b"",
-            br#"{"version":99,"account":"a","gate":null}"#,
+            br#"{"version":99,"identity":"x","gate":{}}"#,
         ] {
             std::fs::write(&path, junk).unwrap();
-            assert_eq!(state.account("a").load(), None);
+            let loaded = state.gate(&kid(), &account).load();
+            assert!(
+                matches!(loaded, Err(StoreFault::Unreadable { .. })),
+                "{junk:?}: {loaded:?}"
+            );
         }
-        // And it is replaced by the next save.
-        state.account("a").save(&GateState::default());
-        assert_eq!(state.account("a").load(), Some(GateState::default()));
+        // An account file that cannot be read holds the gate too, while no gate file exists,
+        // and is never overwritten.
+        std::fs::remove_file(&path).unwrap();
+        let account_path = dir.join("account-a.json");
+        std::fs::write(&account_path, b"{torn").unwrap();
+        let account = state.account("a");
+        assert!(matches!(
+            state.gate(&kid(), &account).load(),
+            Err(StoreFault::Unreadable { .. })
+        ));
+        account.save_upload_grace(std::time::Duration::from_secs(1));
+        assert_eq!(std::fs::read(&account_path).unwrap(), b"{torn");
         std::fs::remove_dir_all(dir).unwrap();
+    }
+
+    #[test]
+    fn a_gate_that_cannot_be_written_says_so() {
+        use crate::share::gate::GateStore as _;
+        let dir = scratch("unwritable");
+        let state = StateDir::open(&dir).unwrap();
+        let account = state.account("a");
+        let file = state.gate(&kid(), &account);
+        // A directory where the temporary file goes: the write fails, as on a full disk.
+        std::fs::create_dir_all(file.path().with_extension("json.tmp")).unwrap();
+        let saved = file.save(&GateState::default());
+        assert!(
+            matches!(saved, Err(StoreFault::Unwritable { .. })),
+            "{saved:?}"
+        );
+        std::fs::remove_dir_all(dir).unwrap();
+    }
+
+    #[test]
+    fn full_read_only_and_failing_disks_may_pass_permissions_do_not() {
+        use std::io::{Error, ErrorKind};
+        for code in [5, 11, 28, 30] {
+            assert!(atomic::may_pass(&Error::from_raw_os_error(code)), "{code}");
+        }
+        assert!(!atomic::may_pass(&Error::from(ErrorKind::PermissionDenied)));
+        assert!(!atomic::may_pass(&Error::from(ErrorKind::NotADirectory)));
     }
 
     #[test]

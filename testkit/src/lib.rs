@@ -88,6 +88,22 @@ impl Drop for RunningExporter {
     }
 }
 
+/// `args`, with `--storage.path=none` when they name no state directory (and `env` no
+/// `$STATE_DIRECTORY`): an in-process exporter of a test keeps its gate in memory unless the
+/// test gives it a directory, and never finds a real installation's.
+fn with_storage(mut args: Vec<String>, env: &TestEnv) -> Vec<String> {
+    let named = args.iter().any(|a| a.starts_with("--storage.path"))
+        || env.var("STATE_DIRECTORY").is_some()
+        || args.iter().any(|a| a == "--demo");
+    if !named {
+        args.push(format!(
+            "--storage.path={}",
+            dexcom_exporter::config::NO_STORAGE
+        ));
+    }
+    args
+}
+
 /// Parses `args` exactly like the command line (with `env`) and runs the exporter on a
 /// loopback port chosen by the OS, reading time from `clock`.
 ///
@@ -96,9 +112,10 @@ impl Drop for RunningExporter {
 /// benchmark that gets here has a bug.
 pub async fn start(args: Vec<String>, env: TestEnv, clock: Arc<dyn Clock>) -> RunningExporter {
     use clap::Parser;
-    let cli =
-        Cli::try_parse_from(std::iter::once("dexcom_exporter".to_owned()).chain(args.clone()))
-            .expect("valid flags");
+    let cli = Cli::try_parse_from(
+        std::iter::once("dexcom_exporter".to_owned()).chain(with_storage(args.clone(), &env)),
+    )
+    .expect("valid flags");
     let config = Config::from_cli(cli, &env).expect("valid config");
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
         .await

@@ -24,6 +24,7 @@ fn check(
     if let Some(storage) = storage {
         command.arg("--storage.path").arg(storage);
     }
+    crate::common::isolate_state(&mut command);
     if json {
         command.args(["--output", "json"]);
     }

@@ -23,6 +23,7 @@ fn exporter() -> Command {
     ] {
         command.env_remove(var);
     }
+    crate::common::isolate_state(&mut command);
     command
 }
 

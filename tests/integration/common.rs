@@ -173,7 +173,30 @@ pub fn start_exporter_process_logged(
 ) -> (KillOnDrop, String, std::sync::Arc<std::sync::Mutex<String>>) {
     let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_dexcom_exporter"));
     command.args(args).envs(env.iter().copied());
+    isolate_state(&mut command);
     spawn_logged(command)
+}
+
+/// Gives a spawned exporter a state directory of its own (unless the test named one), so no
+/// test finds the developer's `~/.local/state` or a real installation's
+/// `/var/lib/dexcom_exporter`, which every command would otherwise use by default.
+pub fn isolate_state(command: &mut std::process::Command) {
+    let named = command.get_envs().any(|(k, _)| {
+        k == "DEXCOM_EXPORTER_STORAGE_PATH" || k == "STATE_DIRECTORY" || k == "XDG_STATE_HOME"
+    }) || command
+        .get_args()
+        .any(|a| a.to_string_lossy().starts_with("--storage.path"));
+    command.env_remove("STATE_DIRECTORY");
+    if named {
+        return;
+    }
+    static NEXT: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+    let dir = std::env::temp_dir().join(format!(
+        "dexcom-test-state-{}-{}",
+        std::process::id(),
+        NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+    ));
+    command.env("DEXCOM_EXPORTER_STORAGE_PATH", dir);
 }
 
 /// Spawns `command` (an exporter, however started), waits for its "listening on" log line
@@ -230,6 +253,7 @@ pub fn password_file_log(path: &std::path::Path, mode: u32) -> String {
         "a",
         "--dexcom.password-file",
         path.to_str().unwrap(),
+        "--storage.path=none",
     ])
     .unwrap();
     dexcom_exporter::config::Config::from_cli(cli, &TestEnv(vec![])).unwrap();

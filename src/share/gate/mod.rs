@@ -14,9 +14,19 @@
 //! - **Confirmed**: an ambiguous failure is a Share problem, not a password problem, and backs
 //!   off like any transient error; a credential code returns to the strict regime.
 //!
+//! Whatever the regime and whatever passwords they carried, at most
+//! [`MAX_CONSECUTIVE_FAILURES`] failed password-bearing requests in a row reach Share: after
+//! that, nothing more until 24 hours have passed since the first of them, or a person resets
+//! the count (`dexcom_exporter check --reset-gate`). Dexcom (and the project's simulator) locks
+//! an account after about five failures in a row, so the exporter stops one short of it, also
+//! when someone tries one new password after another.
+//!
 //! Logins of a confirmed password (re-logins after session errors) are limited too: at most one
 //! per reading interval and [`MAX_LOGINS_PER_HOUR`] per hour, so a session that Share drops
-//! right after every login costs at most one password a reading.
+//! right after every login costs at most one password a reading; after
+//! [`AMBIGUOUS_BEFORE_BACKOFF`] ambiguous failures in a row the wait grows from
+//! [`AMBIGUOUS_BACKOFF`] (doubling, up to [`MAX_AMBIGUOUS_WAIT`]). Those are a Share problem,
+//! not a password problem, and are not among the failures in a row; a credential code is.
 //!
 //! A login whose requests never connected sent no password: it counts against nothing and is
 //! given back ([`LoginGate::release`]), so an exporter that starts before the network is up
@@ -49,6 +59,17 @@ pub const MAX_WAIT: Duration = Duration::from_secs(6 * 60 * 60);
 pub const MAX_FAILURES_PER_DAY: usize = 8;
 /// Logins (password-bearing request sequences) allowed in any rolling hour.
 pub const MAX_LOGINS_PER_HOUR: usize = 12;
+/// Failed password-bearing requests in a row (whatever passwords they carried) after which
+/// nothing is sent until a day has passed since the first of them: one short of Share's lockout.
+pub const MAX_CONSECUTIVE_FAILURES: u32 = 4;
+/// How long a run of [`MAX_CONSECUTIVE_FAILURES`] holds the password, from its first failure.
+pub const CONSECUTIVE_HOLD: Duration = Duration::from_secs(24 * 60 * 60);
+/// Ambiguous failures in a row of a confirmed password's logins before their wait grows.
+pub const AMBIGUOUS_BEFORE_BACKOFF: u32 = 3;
+/// The first grown wait after [`AMBIGUOUS_BEFORE_BACKOFF`] ambiguous failures in a row.
+pub const AMBIGUOUS_BACKOFF: Duration = Duration::from_secs(10 * 60);
+/// The longest wait between a confirmed password's ambiguous re-logins.
+pub const MAX_AMBIGUOUS_WAIT: Duration = Duration::from_secs(60 * 60);
 
 const DAY_MS: i64 = 24 * 60 * 60 * 1000;
 const HOUR_MS: i64 = 60 * 60 * 1000;
@@ -103,6 +124,17 @@ pub struct GateState {
     /// Runs in a row that ended mid-login with a confirmed password.
     #[serde(default)]
     pub unfinished_in_a_row: u32,
+    /// Failed password-bearing requests in a row, whatever passwords they carried (a changed
+    /// password does not reset it; a success or `check --reset-gate` does).
+    #[serde(default)]
+    pub failures_in_a_row: u32,
+    /// When the first of those failures was, Unix ms: the run holds until a day after it.
+    #[serde(default)]
+    pub first_failure_in_a_row_ms: Option<i64>,
+    /// Ambiguous failures in a row of a confirmed password's logins (not held against the
+    /// password, but their wait grows).
+    #[serde(default)]
+    pub ambiguous_in_a_row: u32,
 }
 
 /// What a failed password-bearing request was.
@@ -129,14 +161,75 @@ pub struct Hold {
     pub after: Option<FailureKind>,
     /// Failed password-bearing requests in the last 24 hours.
     pub failures_today: usize,
+    /// Failed password-bearing requests in a row.
+    pub failures_in_a_row: u32,
+    /// Set when the wait is because the gate's memory cannot be kept (fail closed), not
+    /// because of a failure.
+    pub fault: Option<StoreFaultKind>,
+}
+
+impl Hold {
+    /// Whether this hold is the cap on failures in a row (only a day or a person ends it).
+    pub fn is_cap(&self) -> bool {
+        self.fault.is_none() && self.failures_in_a_row >= MAX_CONSECUTIVE_FAILURES
+    }
+}
+
+/// Why the gate's memory cannot be kept. Either way the password stays in the process: an
+/// attempt that cannot be counted, or a count that cannot be read, must not reach Share.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum StoreFault {
+    /// The state file exists but cannot be read or parsed (permissions, a newer format, a
+    /// damaged disk): reading it as empty would forget the failures it counts.
+    #[error("the login gate's state file {path} cannot be read ({detail})")]
+    Unreadable {
+        /// The file.
+        path: String,
+        /// What went wrong.
+        detail: String,
+    },
+    /// The attempt cannot be recorded durably (write, `fsync` or rename failed: a full or
+    /// read-only disk, an I/O error, a directory the process may not write).
+    #[error("the login gate's state file {path} cannot be written ({detail})")]
+    Unwritable {
+        /// The file.
+        path: String,
+        /// What went wrong.
+        detail: String,
+    },
+}
+
+impl StoreFault {
+    /// Which of the two it is.
+    pub fn kind(&self) -> StoreFaultKind {
+        match self {
+            StoreFault::Unreadable { .. } => StoreFaultKind::Unreadable,
+            StoreFault::Unwritable { .. } => StoreFaultKind::Unwritable,
+        }
+    }
+}
+
+/// [`StoreFault`] without its detail, as a hold carries it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StoreFaultKind {
+    /// The state file cannot be read.
+    Unreadable,
+    /// The state file cannot be written.
+    Unwritable,
 }
 
 /// Where a gate's state is kept between runs.
 pub trait GateStore: Send + Sync + std::fmt::Debug {
-    /// The saved state, if any (a corrupt or unreadable one is `None`, logged by the store).
-    fn load(&self) -> Option<GateState>;
-    /// Saves the state; failures are logged by the store, never fatal.
-    fn save(&self, state: &GateState);
+    /// The saved state (`None`: none was ever saved).
+    ///
+    /// # Errors
+    /// [`StoreFault::Unreadable`] when a saved state exists but cannot be read or parsed.
+    fn load(&self) -> Result<Option<GateState>, StoreFault>;
+    /// Saves the state durably (written, `fsync`ed, renamed into place).
+    ///
+    /// # Errors
+    /// [`StoreFault`] when it cannot: the caller must not send the password.
+    fn save(&self, state: &GateState) -> Result<(), StoreFault>;
 }
 
 /// Why the gate is closed, and until when.
@@ -180,6 +273,7 @@ impl LoginGate {
     pub fn restore(mut state: GateState, interval: Duration, now_ms: i64) -> Self {
         let max_wait_ms = i64::try_from(MAX_WAIT.as_millis()).unwrap_or(i64::MAX);
         state.not_before_ms = state.not_before_ms.min(now_ms.saturating_add(max_wait_ms));
+        state.first_failure_in_a_row_ms = state.first_failure_in_a_row_ms.map(|t| t.min(now_ms));
         for times in [&mut state.failures_ms, &mut state.logins_ms] {
             for t in times.iter_mut() {
                 *t = (*t).min(now_ms);
@@ -216,14 +310,35 @@ impl LoginGate {
         GateState {
             failures_ms: self.state.failures_ms.clone(),
             logins_ms: self.state.logins_ms.clone(),
+            failures_in_a_row: self.state.failures_in_a_row,
+            first_failure_in_a_row_ms: self.state.first_failure_in_a_row_ms,
             ..GateState::default()
         }
+    }
+
+    /// Forgets the failures in a row and the waits they set (`check --reset-gate`, a person's
+    /// decision): the next login may go at once, and the day's count starts again.
+    pub fn reset_failures(&mut self) {
+        self.state.failures_in_a_row = 0;
+        self.state.first_failure_in_a_row_ms = None;
+        self.state.consecutive_failures = 0;
+        self.state.ambiguous_in_a_row = 0;
+        self.state.not_before_ms = 0;
+        self.state.failures_ms.clear();
+        self.state.in_flight_ms = None;
+        self.state.unfinished_in_a_row = 0;
     }
 
     /// Notes that a password-bearing request is about to be sent at `now_ms`; the caller
     /// saves the state before sending it.
     pub fn begin_request(&mut self, _permit: &LoginPermit, now_ms: i64) {
         self.state.in_flight_ms = Some(now_ms);
+    }
+
+    /// Takes back the note of a request that will not be sent after all (its note could not
+    /// be saved, so the password stays in the process).
+    pub fn abandon_request(&mut self) {
+        self.state.in_flight_ms = None;
     }
 
     /// Why and until when the gate holds the password at `now_ms`; `None` when a login may
@@ -234,6 +349,8 @@ impl LoginGate {
             until_ms,
             after: self.state.last_failure.filter(|_| !self.state.confirmed),
             failures_today: in_window(&self.state.failures_ms, now_ms, DAY_MS).len(),
+            failures_in_a_row: self.state.failures_in_a_row,
+            fault: None,
         })
     }
 
@@ -260,6 +377,12 @@ impl LoginGate {
     /// The earliest Unix ms at which a login may start (`now_ms` or earlier when it may now).
     pub fn next_allowed_ms(&self, now_ms: i64) -> i64 {
         let mut at = self.state.not_before_ms;
+        if self.state.failures_in_a_row >= MAX_CONSECUTIVE_FAILURES {
+            // Saved times are clamped to `now_ms` on restore, so a wrong clock cannot make
+            // this longer than a day.
+            let first = self.state.first_failure_in_a_row_ms.unwrap_or(now_ms);
+            at = at.max(first.saturating_add(ms(CONSECUTIVE_HOLD)));
+        }
         if !self.state.confirmed {
             let recent = in_window(&self.state.failures_ms, now_ms, DAY_MS);
             if recent.len() >= MAX_FAILURES_PER_DAY {
@@ -322,6 +445,9 @@ impl LoginGate {
             LoginOutcome::Accepted => {
                 self.state.confirmed = true;
                 self.state.consecutive_failures = 0;
+                self.state.failures_in_a_row = 0;
+                self.state.first_failure_in_a_row_ms = None;
+                self.state.ambiguous_in_a_row = 0;
                 self.state.not_before_ms = 0;
                 self.state.last_failure = None;
                 self.state.unfinished_in_a_row = 0;
@@ -342,11 +468,36 @@ impl LoginGate {
                 self.state.last_failure = Some(FailureKind::Ambiguous);
                 self.fail(now_ms, STRICT_WAIT);
             }
-            LoginOutcome::Ambiguous => {}
+            LoginOutcome::Ambiguous => {
+                // A confirmed password: a Share problem, not a password problem, so not one of
+                // the failures in a row; but a third in a row makes re-logins wait longer and
+                // longer (up to an hour, so a Share that comes back is read within one).
+                self.state.ambiguous_in_a_row = self.state.ambiguous_in_a_row.saturating_add(1);
+                if self.state.ambiguous_in_a_row >= AMBIGUOUS_BEFORE_BACKOFF {
+                    let doublings =
+                        (self.state.ambiguous_in_a_row - AMBIGUOUS_BEFORE_BACKOFF).min(16);
+                    let wait = AMBIGUOUS_BACKOFF
+                        .saturating_mul(1u32 << doublings)
+                        .min(MAX_AMBIGUOUS_WAIT);
+                    self.state.not_before_ms = self
+                        .state
+                        .not_before_ms
+                        .max(now_ms.saturating_add(ms(wait)));
+                }
+            }
         }
     }
 
+    /// One more failed password-bearing request in a row, whatever it carried.
+    fn count_in_a_row(&mut self, now_ms: i64) {
+        if self.state.failures_in_a_row == 0 {
+            self.state.first_failure_in_a_row_ms = Some(now_ms);
+        }
+        self.state.failures_in_a_row = self.state.failures_in_a_row.saturating_add(1);
+    }
+
     fn fail(&mut self, now_ms: i64, least: Duration) {
+        self.count_in_a_row(now_ms);
         self.state.failures_ms.push(now_ms);
         self.state.consecutive_failures = self.state.consecutive_failures.saturating_add(1);
         let doublings = self.state.consecutive_failures.saturating_sub(1).min(16);
@@ -371,6 +522,10 @@ impl LoginGate {
     }
 }
 
+fn ms(d: Duration) -> i64 {
+    i64::try_from(d.as_millis()).unwrap_or(i64::MAX)
+}
+
 /// The entries of `times` (oldest first) within `window` before `now_ms`.
 fn in_window(times: &[i64], now_ms: i64, window: i64) -> &[i64] {
     let start = now_ms.saturating_sub(window);
@@ -379,148 +534,13 @@ fn in_window(times: &[i64], now_ms: i64, window: i64) -> &[i64] {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    const MIN: i64 = 60_000;
-    const INTERVAL: Duration = Duration::from_secs(300);
-
-    fn attempt(gate: &mut LoginGate, now: i64, outcome: LoginOutcome) -> Result<(), GateClosed> {
-        let permit = gate.open(now)?;
-        gate.record(&permit, now, outcome);
-        Ok(())
-    }
-
-    #[test]
-    fn every_failure_of_an_unconfirmed_password_waits_29_minutes() {
-        for outcome in [
-            LoginOutcome::Rejected,
-            LoginOutcome::Ambiguous,
-            LoginOutcome::LockedOut,
-        ] {
-            let mut gate = LoginGate::new(GateState::default(), INTERVAL);
-            attempt(&mut gate, 0, outcome).unwrap();
-            assert!(gate.next_allowed_ms(0) >= 29 * MIN, "{outcome:?}");
-            assert!(gate.open(29 * MIN - 1).is_err(), "{outcome:?}");
-        }
-    }
-
-    #[test]
-    fn a_lockout_waits_an_hour_and_shares_the_ladder() {
-        let mut gate = LoginGate::new(GateState::default(), INTERVAL);
-        attempt(&mut gate, 0, LoginOutcome::Rejected).unwrap();
-        let next = gate.next_allowed_ms(0);
-        attempt(&mut gate, next, LoginOutcome::LockedOut).unwrap();
-        assert!(gate.next_allowed_ms(next) >= next + 60 * MIN);
-        assert_eq!(gate.state().consecutive_failures, 2);
-    }
-
-    #[test]
-    fn at_most_eight_failures_in_any_day() {
-        let mut gate = LoginGate::new(GateState::default(), INTERVAL);
-        let mut now = 0;
-        let mut sent = Vec::new();
-        while now < 2 * DAY_MS {
-            now = gate.next_allowed_ms(now).max(now);
-            attempt(&mut gate, now, LoginOutcome::Rejected).unwrap();
-            sent.push(now);
-            // The ladder resets its growth only on success; keep it short to test the cap.
-            gate.state.consecutive_failures = 0;
-            gate.state.not_before_ms = now + 29 * MIN;
-        }
-        for (i, t) in sent.iter().enumerate() {
-            let in_day = sent[i..].iter().take_while(|u| **u < t + DAY_MS).count();
-            assert!(in_day <= MAX_FAILURES_PER_DAY, "{in_day} failures from {t}");
-        }
-    }
-
-    #[test]
-    fn confirmed_password_rides_out_a_share_outage_but_not_a_rejection() {
-        let mut gate = LoginGate::new(GateState::default(), INTERVAL);
-        attempt(&mut gate, 0, LoginOutcome::Accepted).unwrap();
-        assert!(gate.confirmed());
-        // Session lost; a re-login during an outage: ambiguous, not held against the password.
-        attempt(&mut gate, 5 * MIN, LoginOutcome::Ambiguous).unwrap();
-        assert_eq!(
-            gate.next_allowed_ms(5 * MIN),
-            10 * MIN,
-            "one login per interval"
-        );
-        attempt(&mut gate, 10 * MIN, LoginOutcome::Rejected).unwrap();
-        assert!(!gate.confirmed());
-        assert!(gate.next_allowed_ms(10 * MIN) >= 39 * MIN);
-        // Back in the strict regime: an ambiguous answer now counts.
-        attempt(&mut gate, 39 * MIN, LoginOutcome::Ambiguous).unwrap();
-        assert!(gate.next_allowed_ms(39 * MIN) >= 39 * MIN + 58 * MIN);
-    }
-
-    #[test]
-    fn relogins_at_most_one_per_interval_and_twelve_an_hour() {
-        let mut gate = LoginGate::new(GateState::default(), Duration::from_secs(60));
-        let mut now = 0;
-        let mut logins = Vec::new();
-        while now < 3 * HOUR_MS {
-            now = gate.next_allowed_ms(now).max(now);
-            attempt(&mut gate, now, LoginOutcome::Accepted).unwrap();
-            logins.push(now);
-            now += 1;
-        }
-        for pair in logins.windows(2) {
-            assert!(pair[1] - pair[0] >= MIN);
-        }
-        for (i, t) in logins.iter().enumerate() {
-            let in_hour = logins[i..].iter().take_while(|u| **u < t + HOUR_MS).count();
-            assert!(in_hour <= MAX_LOGINS_PER_HOUR);
-        }
-    }
-
-    #[test]
-    fn not_sent_costs_nothing() {
-        let mut gate = LoginGate::new(GateState::default(), INTERVAL);
-        let permit = gate.open(0).unwrap();
-        gate.record(&permit, 0, LoginOutcome::NotSent);
-        assert_eq!(gate.state().failures_ms, Vec::<i64>::new());
-        assert_eq!(
-            gate.next_allowed_ms(0),
-            5 * MIN,
-            "until it is given back, the per-interval login limit holds"
-        );
-        gate.release(permit);
-        assert_eq!(gate.state().logins_ms, Vec::<i64>::new());
-        assert!(
-            gate.next_allowed_ms(0) <= 0,
-            "a login that sent nothing leaves the next one free"
-        );
-        attempt(&mut gate, MIN, LoginOutcome::Ambiguous).unwrap();
-        let permit = gate.open(31 * MIN).unwrap();
-        gate.release(permit);
-        assert_eq!(
-            gate.state().logins_ms,
-            vec![MIN],
-            "a sent login still counts"
-        );
-        assert_eq!(gate.state().failures_ms, vec![MIN]);
-        assert!(gate.next_allowed_ms(31 * MIN) <= 31 * MIN);
-    }
-
-    #[test]
-    fn a_wait_survives_a_restart_but_the_interval_limit_does_not() {
-        let mut gate = LoginGate::new(GateState::default(), INTERVAL);
-        attempt(&mut gate, 0, LoginOutcome::Rejected).unwrap();
-        let restarted = LoginGate::new(gate.state().clone(), INTERVAL);
-        assert_eq!(restarted.next_allowed_ms(MIN), gate.state().not_before_ms);
-        let mut ok = LoginGate::new(GateState::default(), INTERVAL);
-        attempt(&mut ok, 0, LoginOutcome::Accepted).unwrap();
-        let restarted = LoginGate::new(ok.state().clone(), INTERVAL);
-        assert!(
-            restarted.next_allowed_ms(MIN) <= MIN,
-            "a confirmed restart logs in at once"
-        );
-    }
-}
+mod tests;
 
 #[cfg(test)]
 mod restarts;
+
+#[cfg(test)]
+mod cap;
 
 #[cfg(test)]
 mod properties;
