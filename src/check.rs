@@ -357,6 +357,10 @@ fn held_because(hold: Hold) -> String {
         Some(StoreFaultKind::Unwritable) => {
             return "the state directory cannot be written (a full or read-only disk, or files another user owns), and a login that cannot be counted is not made".to_owned();
         }
+        Some(StoreFaultKind::Duplicate) => {
+            return "Share says another configured entry is the same Dexcom account: list it once"
+                .to_owned();
+        }
         Some(StoreFaultKind::Unreadable) => {
             return "the login gate's state file cannot be read, so its count of failed logins is unknown".to_owned();
         }

@@ -182,14 +182,9 @@ impl Exporter {
                 );
             }
         }
-        match (&config.storage, demo.is_some()) {
-            (Some(dir), _) => {
-                tracing::info!(path = %dir.path().display(), found = ?config.storage_source, "state directory: the login gate's memory survives restarts and is shared with `check` and `backfill`");
-            }
-            (None, false) => tracing::warn!(
-                "--storage.path=none: failed login attempts (and what remote write sent) are remembered only until the exporter stops, so the login limits will not survive a restart; use it for throwaway runs only"
-            ),
-            (None, true) => {}
+        // Without one (--storage.path=none) it was said at WARN where it was read.
+        if let Some(dir) = &config.storage {
+            tracing::info!(path = %dir.path().display(), found = ?config.storage_source, "state directory: the login gate's memory survives restarts and is shared with `check` and `backfill`");
         }
         let web = Arc::new(LiveWebConfig::new(config.web));
         let tls = web.tls_source();

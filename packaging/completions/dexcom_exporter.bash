@@ -217,7 +217,7 @@ _dexcom_exporter() {
             return 0
             ;;
         dexcom_exporter__subcmd__check)
-            opts="-h --output --web.listen-address --web.telemetry-path --web.config.file --log.level --log.format --dexcom.username --dexcom.account-id --dexcom.region --dexcom.base-url --dexcom.password-file --dexcom.reading-interval --dexcom.request-timeout --glucose.max-age --config.file --storage.path --remote-write.url --shard.index --shard.count --demo --help"
+            opts="-h --output --reset-gate --web.listen-address --web.telemetry-path --web.config.file --log.level --log.format --dexcom.username --dexcom.account-id --dexcom.region --dexcom.base-url --dexcom.password-file --dexcom.reading-interval --dexcom.request-timeout --glucose.max-age --config.file --storage.path --remote-write.url --shard.index --shard.count --demo --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0

@@ -208,6 +208,11 @@ impl Config {
             storage::storage_path(cli.storage_path.as_deref(), env)?
         };
         let storage_source = storage_path.as_ref().map(|(_, source)| *source);
+        if storage_path.is_none() && !cli.demo {
+            tracing::warn!(
+                "--storage.path=none: failed login attempts (and what remote write sent) are remembered only until this process stops, and no other command sees them; use it for throwaway runs only"
+            );
+        }
         let storage = match (storage_path, access) {
             (None, _) => None,
             (Some((path, _)), StorageAccess::Exclusive) => {

@@ -114,11 +114,13 @@ pub enum HoldReason {
     StateUnwritable,
     /// The login gate's memory exists but cannot be read: its count is not forgotten.
     StateUnreadable,
+    /// Share resolved this entry's login to an account another entry logs in as.
+    DuplicateLogin,
 }
 
 impl HoldReason {
     /// Every reason, in the order they are served.
-    pub const ALL: [HoldReason; 8] = [
+    pub const ALL: [HoldReason; 9] = [
         HoldReason::None,
         HoldReason::AuthFailed,
         HoldReason::LockedOut,
@@ -127,6 +129,7 @@ impl HoldReason {
         HoldReason::FailuresInARow,
         HoldReason::StateUnwritable,
         HoldReason::StateUnreadable,
+        HoldReason::DuplicateLogin,
     ];
 
     /// The `reason` label.
@@ -140,6 +143,7 @@ impl HoldReason {
             HoldReason::FailuresInARow => "failures_in_a_row",
             HoldReason::StateUnwritable => "state_unwritable",
             HoldReason::StateUnreadable => "state_unreadable",
+            HoldReason::DuplicateLogin => "duplicate_login",
         }
     }
 
@@ -161,6 +165,9 @@ impl HoldReason {
             }
             HoldReason::StateUnreadable => {
                 "the login gate's state file cannot be read (its owner or format?), so its count of failed logins is unknown"
+            }
+            HoldReason::DuplicateLogin => {
+                "Share says another configured entry is the same Dexcom account: list it once"
             }
         }
     }

@@ -570,6 +570,7 @@ fn hold_reason(hold: &Hold) -> HoldReason {
     match hold.fault {
         Some(StoreFaultKind::Unwritable) => return HoldReason::StateUnwritable,
         Some(StoreFaultKind::Unreadable) => return HoldReason::StateUnreadable,
+        Some(StoreFaultKind::Duplicate) => return HoldReason::DuplicateLogin,
         None if hold.is_cap() => return HoldReason::FailuresInARow,
         None => {}
     }

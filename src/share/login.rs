@@ -18,6 +18,14 @@ impl ShareClient {
         if let Some(session) = &self.session_id {
             return Ok(session.clone());
         }
+        if let Some(fault @ StoreFault::Duplicate { .. }) = &self.store_fault {
+            // For good: another entry is this account.
+            let until = from_unix_ms(self.clock.now_ms().saturating_add(24 * 3_600_000));
+            return Err(ShareError::StateUnavailable {
+                until,
+                fault: fault.clone(),
+            });
+        }
         if self.store_fault.is_some() {
             // Fail closed until the gate's memory can be kept again: try now.
             self.reload_gate();
@@ -72,6 +80,9 @@ impl ShareClient {
                 match result {
                     Ok(id) => {
                         self.account_id = Some(id);
+                        if let Err(error) = self.resolved(id).await {
+                            return (Err(error), sent);
+                        }
                         id
                     }
                     Err(error) => return (Err(error), sent),
@@ -84,6 +95,36 @@ impl ShareClient {
         let result = self.login_by_id(permit, account_id).await;
         sent |= self.record(permit, &result);
         (result, sent)
+    }
+
+    /// Share resolved the login name to `id`: the gate becomes that ID's, shared with every
+    /// other spelling of the account (and refused when another entry is that account).
+    async fn resolved(&mut self, id: Uuid) -> Result<(), ShareError> {
+        let Some(store) = self.gate_store.clone() else {
+            return Ok(());
+        };
+        let state = self.gate.state().clone();
+        let merged = tokio::task::spawn_blocking(move || store.resolved(id, &state))
+            .await
+            .unwrap_or_else(|error| {
+                Err(StoreFault::Unwritable {
+                    path: "the state directory".into(),
+                    detail: error.to_string(),
+                })
+            });
+        match merged {
+            Ok(state) => {
+                self.gate.replace_state(state);
+                Ok(())
+            }
+            Err(fault) => {
+                self.hold_for(fault.clone());
+                let until = self
+                    .login_hold()
+                    .map_or_else(std::time::SystemTime::now, |h| from_unix_ms(h.until_ms));
+                Err(ShareError::StateUnavailable { until, fault })
+            }
+        }
     }
 
     /// Saves, before the password leaves, that it is about to: a run killed before the answer

@@ -80,6 +80,8 @@ pub struct StateDir {
     path: PathBuf,
     /// Who owns the directory: every file written in it is given to them.
     owner: Owner,
+    /// Which entry of this process has each Dexcom identity.
+    claims: gate_file::Claims,
     /// The locked lock file: the lock ends when the last clone is dropped (or the process ends,
     /// however it ends: the kernel drops an advisory lock with its holder). `None` for a
     /// read-only look beside the holder ([`StateDir::beside_holder`]).
@@ -116,6 +118,7 @@ impl StateDir {
         Ok(StateDir {
             path: path.to_owned(),
             owner,
+            claims: gate_file::Claims::default(),
             _lock: Some(std::sync::Arc::new(lock)),
         })
     }
@@ -126,6 +129,7 @@ impl StateDir {
         StateDir {
             path: path.to_owned(),
             owner: Owner::of(path).unwrap_or(Owner::NOBODY),
+            claims: gate_file::Claims::default(),
             _lock: None,
         }
     }
@@ -172,7 +176,15 @@ impl StateDir {
             )),
             None => Ok(account.state.lock().ok().and_then(|s| s.gate.clone())),
         };
-        GateFile::new(&self.path, identity, self.owner, self.read_only(), legacy)
+        GateFile::new(
+            &self.path,
+            &account.account,
+            identity,
+            self.owner,
+            self.read_only(),
+            legacy,
+            self.claims.clone(),
+        )
     }
 }
 

@@ -89,7 +89,7 @@ async fn a_rejected_password_names_the_region_first_and_a_held_one_is_not_sent_a
     // In the order of likelihood: region, publisher, username form, attempts left.
     assert!(at("1. the region") < at("2. these must be the publisher's"));
     assert!(at("2. these must be") < at("3. username, e-mail or phone"));
-    assert!(text.contains("the gate allows 7 more today"), "{text}");
+    assert!(text.contains("the gate allows 3 more"), "{text}");
     assert!(text.contains("ous (shareous1.dexcom.com)"), "{text}");
     assert!(!text.contains("not-the-password"));
     assert_eq!(sim.simulator.request_counts(USERNAME).authenticate, 1);

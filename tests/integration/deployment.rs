@@ -254,9 +254,10 @@ async fn the_single_account_unit_runs_as_a_dynamic_user_would() {
     let state: Vec<_> = std::fs::read_dir(dir.path().join("state"))
         .unwrap()
         .filter_map(Result::ok)
-        .filter(|e| e.file_name().to_string_lossy().starts_with("account-"))
+        .filter(|e| e.file_name().to_string_lossy().starts_with("gate-"))
         .collect();
-    assert_eq!(state.len(), 1, "one account's state file");
+    // The username's file points at the account ID Share resolved it to, whose file holds it.
+    assert_eq!(state.len(), 2, "the login's gate files");
     assert!(!logs.lock().unwrap().contains("s3cret"));
 }
 
@@ -341,9 +342,10 @@ async fn the_several_accounts_drop_in_runs_as_a_dynamic_user_would() {
     let state = std::fs::read_dir(dir.path().join("state"))
         .unwrap()
         .filter_map(Result::ok)
-        .filter(|e| e.file_name().to_string_lossy().starts_with("account-"))
+        .filter(|e| e.file_name().to_string_lossy().starts_with("gate-"))
         .count();
-    assert_eq!(state, 2, "each account's state file");
+    // grandpa's account ID, and kid's: its username points at the ID Share resolved it to.
+    assert_eq!(state, 3, "each Dexcom identity's gate file");
     // The premise: the service's user cannot read the files behind the credentials.
     let peek = std::process::Command::new("setpriv")
         .args([
@@ -358,5 +360,98 @@ async fn the_several_accounts_drop_in_runs_as_a_dynamic_user_would() {
     assert!(
         !peek.status.success(),
         "uid {NOBODY} read /etc/dexcom_exporter"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_check_run_as_root_before_the_service_leaves_a_gate_the_service_reads() {
+    use std::os::unix::fs::MetadataExt as _;
+    if !can_switch_users() {
+        return;
+    }
+    let dir = ScratchDir::new();
+    std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+    let defaults =
+        std::fs::read_to_string(repo().join("deploy/dexcom_exporter.env.example")).unwrap();
+    let username = key_values(&defaults)
+        .into_iter()
+        .find(|(k, _)| k == "DEXCOM_USERNAME")
+        .map(|(_, v)| v)
+        .unwrap();
+    let sim = start(Scenario {
+        reading_interval: Duration::from_secs(1),
+        accounts: vec![AccountSpec::new(&username, "the right password")],
+        ..Scenario::default()
+    })
+    .await;
+    // The state directory as systemd left it for the dynamic user, and a mistyped password.
+    let state = dir.path().join("state");
+    std::fs::create_dir_all(&state).unwrap();
+    owned_by_nobody(&state, 0o700);
+    let etc = root_only_etc(dir.path());
+    std::fs::write(etc.join("password"), "a mistyped password\n").unwrap();
+    // `sudo dexcom_exporter check --storage.path /var/lib/dexcom_exporter`, service stopped.
+    let output = std::process::Command::new(binary())
+        .args(["check", "--dexcom.username", &username, "--dexcom.base-url"])
+        .arg(sim.base_url())
+        .arg("--storage.path")
+        .arg(&state)
+        .env_clear()
+        .env("PATH", "/usr/bin:/bin")
+        .env("DEXCOM_PASSWORD", "a mistyped password")
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(1), "{output:?}");
+    assert_eq!(sim.simulator.request_counts(&username).authenticate, 1);
+    for entry in std::fs::read_dir(&state).unwrap() {
+        let entry = entry.unwrap();
+        let meta = entry.metadata().unwrap();
+        assert_eq!(
+            (meta.uid(), meta.gid()),
+            (NOBODY, NOBODY),
+            "{} is the service's to read",
+            entry.path().display()
+        );
+    }
+    // Then the service, as its own user, on the same directory: it reads the gate's memory and
+    // holds the refused password instead of sending it again.
+    let unit = std::fs::read_to_string(repo().join("deploy/dexcom_exporter.service")).unwrap();
+    let settings = service_settings(&[&unit]);
+    let base_url = sim.base_url();
+    let (_service, addr, logs) = run_as_the_unit(
+        dir.path(),
+        &settings,
+        &etc,
+        &defaults,
+        &[
+            ("DEXCOM_EXPORTER_WEB_LISTEN_ADDRESS", "127.0.0.1:0"),
+            ("DEXCOM_BASE_URL", &base_url),
+        ],
+    );
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let held =
+        format!("dexcom_login_hold_reason{{account=\"{username}\",reason=\"auth_failed\"}} 1");
+    loop {
+        let (_, body) = get(&format!("http://{addr}/metrics")).await;
+        if body.contains(&held) {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "not held:\n{body}\nlog:\n{}",
+            logs.lock().unwrap()
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert_eq!(
+        sim.simulator.request_counts(&username).authenticate,
+        1,
+        "the refused password is not sent again by the service"
+    );
+    assert!(
+        !logs.lock().unwrap().contains("cannot read"),
+        "{}",
+        logs.lock().unwrap()
     );
 }

@@ -14,6 +14,7 @@ mod deploy;
 mod deployment;
 mod exporter;
 mod fault_matrix;
+mod gate_paths;
 mod history;
 mod kubernetes;
 mod landing;

@@ -197,6 +197,17 @@ pub enum StoreFault {
         /// What went wrong.
         detail: String,
     },
+    /// Share resolved this login to an account that another entry of this process logs in
+    /// as already (an e-mail and a username of one account): two would double its failures.
+    #[error(
+        "Share says this is the same Dexcom account as {other:?} ({identity}): list it once; this entry stops logging in"
+    )]
+    Duplicate {
+        /// The other entry's account label.
+        other: String,
+        /// The identity they share.
+        identity: String,
+    },
 }
 
 impl StoreFault {
@@ -205,6 +216,7 @@ impl StoreFault {
         match self {
             StoreFault::Unreadable { .. } => StoreFaultKind::Unreadable,
             StoreFault::Unwritable { .. } => StoreFaultKind::Unwritable,
+            StoreFault::Duplicate { .. } => StoreFaultKind::Duplicate,
         }
     }
 }
@@ -216,6 +228,8 @@ pub enum StoreFaultKind {
     Unreadable,
     /// The state file cannot be written.
     Unwritable,
+    /// Another entry logs in as the same Dexcom account.
+    Duplicate,
 }
 
 /// Where a gate's state is kept between runs.
@@ -230,6 +244,15 @@ pub trait GateStore: Send + Sync + std::fmt::Debug {
     /// # Errors
     /// [`StoreFault`] when it cannot: the caller must not send the password.
     fn save(&self, state: &GateState) -> Result<(), StoreFault>;
+    /// Share resolved the login to the account ID `id`: from now on the gate is that ID's,
+    /// shared with every spelling that resolves to it. Returns the state to go on with:
+    /// `state` with what the ID's gate already counted.
+    ///
+    /// # Errors
+    /// [`StoreFault`] when that cannot be kept, or another entry is that account.
+    fn resolved(&self, _id: uuid::Uuid, state: &GateState) -> Result<GateState, StoreFault> {
+        Ok(state.clone())
+    }
 }
 
 /// Why the gate is closed, and until when.
@@ -333,6 +356,11 @@ impl LoginGate {
     /// saves the state before sending it.
     pub fn begin_request(&mut self, _permit: &LoginPermit, now_ms: i64) {
         self.state.in_flight_ms = Some(now_ms);
+    }
+
+    /// Goes on from `state` (the same identity's memory, merged from another spelling's).
+    pub fn replace_state(&mut self, state: GateState) {
+        self.state = state;
     }
 
     /// Takes back the note of a request that will not be sent after all (its note could not
