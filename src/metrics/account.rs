@@ -186,10 +186,12 @@ impl AccountMetrics {
         self.next_login.set(until_ms as f64 / 1000.0);
     }
 
-    /// Why the gate holds the password at `now_ms` ([`HoldReason::None`] once the hold is over).
+    /// Why the gate holds the password at `now_ms` ([`HoldReason::None`] once the hold is over;
+    /// a hold that lasts until its cause is fixed lasts until a poll finds it gone).
     pub fn hold_at(&self, now_ms: i64) -> HoldReason {
-        if self.hold_until_ms.load(Ordering::Acquire) > now_ms {
-            self.hold.hold()
+        let reason = self.hold.hold();
+        if reason.lasts_until_fixed() || self.hold_until_ms.load(Ordering::Acquire) > now_ms {
+            reason
         } else {
             HoldReason::None
         }

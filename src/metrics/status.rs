@@ -172,6 +172,15 @@ impl HoldReason {
         }
     }
 
+    /// Whether the hold lasts until its cause is fixed (the state directory, a duplicate
+    /// entry), not until a time: it is retried each interval, and shown until then.
+    pub fn lasts_until_fixed(self) -> bool {
+        matches!(
+            self,
+            HoldReason::StateUnwritable | HoldReason::StateUnreadable | HoldReason::DuplicateLogin
+        )
+    }
+
     fn index(self) -> u8 {
         index_in(&Self::ALL, self)
     }

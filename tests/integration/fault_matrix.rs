@@ -80,6 +80,22 @@ async fn start_cases() -> Vec<Case> {
     .await;
     let held = held.restart().await;
 
+    // The state directory cannot take the gate's file (row 7 of issue 22: a full or read-only
+    // disk; here the file's temporary name is taken by a directory, so every write of it
+    // fails): the password is never sent, and that is said.
+    let unwritable =
+        TestApp::start_with(options(&[]).with_state_dir().before_start(|base, dir| {
+            let identity = dexcom_exporter::share::LoginIdentity::new(
+                &base.parse().unwrap(),
+                &dexcom_exporter::share::Login::Username(crate::common::USERNAME.into()),
+            );
+            let blocker = dir
+                .join("state")
+                .join(format!("gate-{}.json.tmp", identity.file_key()));
+            std::fs::create_dir_all(blocker).unwrap();
+        }))
+        .await;
+
     let mut no_follower = options(&[]);
     no_follower.scenario.accounts[0].has_follower = false;
     let no_follower = TestApp::start_with(no_follower).await;
@@ -109,6 +125,10 @@ async fn start_cases() -> Vec<Case> {
         Case {
             name: "no_follower",
             app: no_follower,
+        },
+        Case {
+            name: "unwritable",
+            app: unwritable,
         },
         Case {
             name: "behind",
@@ -179,8 +199,12 @@ fn expected(
     const KID: Option<&str> = Some(crate::common::USERNAME);
     // A held login is said at once; the catch-all comes within 20 minutes of the fault.
     let mut out = vec![("DexcomShareLoginFailing", "warning", "held", KID)];
+    if minute >= 3 {
+        out.push(("DexcomLoginStateFailing", "warning", "unwritable", KID));
+    }
     if minute >= 18 {
         out.extend([
+            ("DexcomNoGlucoseValue", "critical", "unwritable", KID),
             ("DexcomNoGlucoseValue", "critical", "held", KID),
             ("DexcomNoGlucoseValue", "critical", "no_follower", KID),
             ("DexcomShareClockSkew", "warning", "behind", None),

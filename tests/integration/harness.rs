@@ -33,6 +33,8 @@ pub struct AppOptions {
     pub env: TestEnv,
     /// The exporter's flags, given the simulator's base URL and the scratch directory.
     pub args: ArgsFn,
+    /// Run on the scratch directory before the exporter starts (files a fault needs there).
+    pub before_start: Option<Box<dyn FnOnce(&str, &Path)>>,
 }
 
 impl AppOptions {
@@ -47,6 +49,7 @@ impl AppOptions {
             exporter_clock: None,
             faults: Vec::new(),
             env: password_env(),
+            before_start: None,
             args: Box::new(move |base, _| {
                 let mut args: Vec<String> = exporter_args(base, &cadence)
                     .into_iter()
@@ -60,6 +63,13 @@ impl AppOptions {
 }
 
 impl AppOptions {
+    /// The same, running `prepare` (given the simulator's base URL and the scratch directory)
+    /// before the exporter starts.
+    pub fn before_start(mut self, prepare: impl FnOnce(&str, &Path) + 'static) -> Self {
+        self.before_start = Some(Box::new(prepare));
+        self
+    }
+
     /// The same, with `--storage.path` in the scratch directory (`state/`): the login gate's
     /// memory kept across a [`TestApp::restart`].
     pub fn with_state_dir(mut self) -> Self {
@@ -97,6 +107,9 @@ impl TestApp {
             sim.simulator.inject(fault, endpoint, times);
         }
         let args = (options.args)(&sim.base_url(), dir.path());
+        if let Some(prepare) = options.before_start {
+            prepare(&sim.base_url(), dir.path());
+        }
         let clock = options.exporter_clock.unwrap_or(options.clock);
         let exporter = dexcom_testkit::start(args, options.env, clock).await;
         TestApp { sim, exporter, dir }
