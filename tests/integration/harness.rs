@@ -19,6 +19,9 @@ use crate::common::{
 /// Builds the exporter's flags from the simulator's base URL and the scratch directory.
 pub type ArgsFn = Box<dyn FnOnce(&str, &Path) -> Vec<String>>;
 
+/// Prepares the scratch directory (given the simulator's base URL) before the exporter starts.
+pub type PrepareFn = Box<dyn FnOnce(&str, &Path)>;
+
 /// What a [`TestApp`] starts.
 pub struct AppOptions {
     /// The simulator's accounts and cadence.
@@ -34,7 +37,7 @@ pub struct AppOptions {
     /// The exporter's flags, given the simulator's base URL and the scratch directory.
     pub args: ArgsFn,
     /// Run on the scratch directory before the exporter starts (files a fault needs there).
-    pub before_start: Option<Box<dyn FnOnce(&str, &Path)>>,
+    pub before_start: Option<PrepareFn>,
 }
 
 impl AppOptions {
