@@ -41,6 +41,13 @@ fn spawn(config: &std::path::Path, interval: &str, index: u32, count: u32) -> Re
             &count.to_string(),
         ])
         .args(["--log.format", "text"])
+        // Each replica's own state directory beside its configuration, never the default one
+        // (a real installation's /var/lib/dexcom_exporter, or the user's own).
+        .arg(format!(
+            "--storage.path={}",
+            config.with_extension(format!("state-{index}")).display()
+        ))
+        .env_remove("STATE_DIRECTORY")
         .stderr(std::process::Stdio::piped())
         .spawn()
         .expect("exporter");
