@@ -177,6 +177,19 @@ pub fn start_exporter_process_logged(
     spawn_logged(command)
 }
 
+/// Whether this process is root, which `what` needs: in CI it must be (a test that cannot run
+/// there fails); elsewhere the test says it is skipped.
+pub fn root_for(what: &str) -> bool {
+    let root = std::fs::metadata("/proc/self")
+        .map(|m| std::os::unix::fs::MetadataExt::uid(&m) == 0)
+        .unwrap_or(false);
+    if !root {
+        assert!(!in_ci(), "{what} need root in CI");
+        eprintln!("SKIPPED outside CI: not root, for {what}");
+    }
+    root
+}
+
 /// Gives a spawned exporter a state directory of its own (unless the test named one), so no
 /// test finds the developer's `~/.local/state` or a real installation's
 /// `/var/lib/dexcom_exporter`, which every command would otherwise use by default.

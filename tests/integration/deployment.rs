@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 use dexcom_exporter::share::Region;
 use dexcom_exporter::simulator::{AccountSpec, Scenario};
 
-use crate::common::{KillOnDrop, get, in_ci, repo, spawn_logged, start};
+use crate::common::{KillOnDrop, get, repo, spawn_logged, start};
 use crate::harness::ScratchDir;
 
 const NOBODY: u32 = 65534;
@@ -172,14 +172,58 @@ fn run_as_the_unit(
 
 /// Whether this process may switch users (root, as in CI).
 fn can_switch_users() -> bool {
-    let root = std::fs::metadata("/proc/self")
-        .map(|m| std::os::unix::fs::MetadataExt::uid(&m) == 0)
-        .unwrap_or(false);
-    if !root {
-        assert!(!in_ci(), "the deployment tests need root in CI");
-        eprintln!("SKIPPED outside CI: not root, cannot run as uid {NOBODY}");
-    }
-    root
+    crate::common::root_for("the deployment tests, which run the service as uid 65534")
+}
+
+/// The shipped single-account unit run as [`run_as_the_unit`] does, with what a user changes
+/// for a test: the port, and Share played by `sim`.
+fn run_the_shipped_unit(
+    dir: &ScratchDir,
+    etc: &Path,
+    defaults: &str,
+    sim: &dexcom_exporter::simulator::RunningSimulator,
+) -> (KillOnDrop, String, std::sync::Arc<std::sync::Mutex<String>>) {
+    let unit = std::fs::read_to_string(repo().join("deploy/dexcom_exporter.service")).unwrap();
+    let settings = service_settings(&[&unit]);
+    let base_url = sim.base_url();
+    run_as_the_unit(
+        dir.path(),
+        &settings,
+        etc,
+        defaults,
+        &[
+            ("DEXCOM_EXPORTER_WEB_LISTEN_ADDRESS", "127.0.0.1:0"),
+            ("DEXCOM_BASE_URL", &base_url),
+        ],
+    )
+}
+
+/// A scratch directory others may enter, the shipped environment file, its account's username
+/// and a simulator (readings every second) where that account has `password`.
+async fn single_account(
+    password: &str,
+) -> (
+    ScratchDir,
+    String,
+    String,
+    dexcom_exporter::simulator::RunningSimulator,
+) {
+    let dir = ScratchDir::new();
+    std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+    let defaults =
+        std::fs::read_to_string(repo().join("deploy/dexcom_exporter.env.example")).unwrap();
+    let username = key_values(&defaults)
+        .into_iter()
+        .find(|(k, _)| k == "DEXCOM_USERNAME")
+        .map(|(_, v)| v)
+        .unwrap();
+    let sim = start(Scenario {
+        reading_interval: Duration::from_secs(1),
+        accounts: vec![AccountSpec::new(&username, password)],
+        ..Scenario::default()
+    })
+    .await;
+    (dir, defaults, username, sim)
 }
 
 /// A directory only root can enter, standing for `/etc/dexcom_exporter`.
@@ -218,37 +262,10 @@ async fn the_single_account_unit_runs_as_a_dynamic_user_would() {
     if !can_switch_users() {
         return;
     }
-    let dir = ScratchDir::new();
-    std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
-    let defaults =
-        std::fs::read_to_string(repo().join("deploy/dexcom_exporter.env.example")).unwrap();
-    let username = key_values(&defaults)
-        .into_iter()
-        .find(|(k, _)| k == "DEXCOM_USERNAME")
-        .map(|(_, v)| v)
-        .unwrap();
-    let sim = start(Scenario {
-        reading_interval: Duration::from_secs(1),
-        accounts: vec![AccountSpec::new(&username, "s3cret unit password")],
-        ..Scenario::default()
-    })
-    .await;
+    let (dir, defaults, username, sim) = single_account("s3cret unit password").await;
     let etc = root_only_etc(dir.path());
     std::fs::write(etc.join("password"), "s3cret unit password\n").unwrap();
-    let unit = std::fs::read_to_string(repo().join("deploy/dexcom_exporter.service")).unwrap();
-    let settings = service_settings(&[&unit]);
-    let base_url = sim.base_url();
-    let (_service, addr, logs) = run_as_the_unit(
-        dir.path(),
-        &settings,
-        &etc,
-        &defaults,
-        // What a user changes for a test: the port, and Share played by the simulator.
-        &[
-            ("DEXCOM_EXPORTER_WEB_LISTEN_ADDRESS", "127.0.0.1:0"),
-            ("DEXCOM_BASE_URL", &base_url),
-        ],
-    );
+    let (_service, addr, logs) = run_the_shipped_unit(&dir, &etc, &defaults, &sim);
     wait_for_accounts(&addr, &[&username], &logs).await;
     // The login gate's memory went to the state directory.
     let state: Vec<_> = std::fs::read_dir(dir.path().join("state"))
@@ -369,21 +386,7 @@ async fn a_check_run_as_root_before_the_service_leaves_a_gate_the_service_reads(
     if !can_switch_users() {
         return;
     }
-    let dir = ScratchDir::new();
-    std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
-    let defaults =
-        std::fs::read_to_string(repo().join("deploy/dexcom_exporter.env.example")).unwrap();
-    let username = key_values(&defaults)
-        .into_iter()
-        .find(|(k, _)| k == "DEXCOM_USERNAME")
-        .map(|(_, v)| v)
-        .unwrap();
-    let sim = start(Scenario {
-        reading_interval: Duration::from_secs(1),
-        accounts: vec![AccountSpec::new(&username, "the right password")],
-        ..Scenario::default()
-    })
-    .await;
+    let (dir, defaults, username, sim) = single_account("the right password").await;
     // The state directory as systemd left it for the dynamic user, and a mistyped password.
     let state = dir.path().join("state");
     std::fs::create_dir_all(&state).unwrap();
@@ -415,19 +418,7 @@ async fn a_check_run_as_root_before_the_service_leaves_a_gate_the_service_reads(
     }
     // Then the service, as its own user, on the same directory: it reads the gate's memory and
     // holds the refused password instead of sending it again.
-    let unit = std::fs::read_to_string(repo().join("deploy/dexcom_exporter.service")).unwrap();
-    let settings = service_settings(&[&unit]);
-    let base_url = sim.base_url();
-    let (_service, addr, logs) = run_as_the_unit(
-        dir.path(),
-        &settings,
-        &etc,
-        &defaults,
-        &[
-            ("DEXCOM_EXPORTER_WEB_LISTEN_ADDRESS", "127.0.0.1:0"),
-            ("DEXCOM_BASE_URL", &base_url),
-        ],
-    );
+    let (_service, addr, logs) = run_the_shipped_unit(&dir, &etc, &defaults, &sim);
     let deadline = Instant::now() + Duration::from_secs(20);
     let held =
         format!("dexcom_login_hold_reason{{account=\"{username}\",reason=\"auth_failed\"}} 1");

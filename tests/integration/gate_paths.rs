@@ -11,21 +11,14 @@ use std::path::Path;
 use std::process::{Command, Output};
 use std::time::{Duration, Instant};
 
-use crate::common::{PASSWORD, USERNAME, get, in_ci, sample, scenario, start};
+use crate::common::{PASSWORD, USERNAME, get, sample, scenario, start};
 use crate::harness::ScratchDir;
 
 const BINARY: &str = env!("CARGO_BIN_EXE_dexcom_exporter");
 
 /// Whether this process is root, which a private mount namespace needs.
 fn root() -> bool {
-    let root = std::fs::metadata("/proc/self")
-        .map(|m| std::os::unix::fs::MetadataExt::uid(&m) == 0)
-        .unwrap_or(false);
-    if !root {
-        assert!(!in_ci(), "the gate-path tests need root in CI");
-        eprintln!("SKIPPED outside CI: not root, no private mount namespace");
-    }
-    root
+    crate::common::root_for("the gate-path tests, which run in private mount namespaces")
 }
 
 /// The binary as a person types it: only `PATH` and `env` in its environment; in a mount
