@@ -208,8 +208,20 @@ impl AccountPoller {
         }
     }
 
-    /// One read of Share, published into the metrics.
+    /// One poll: a read of Share, published into the metrics. When a day read came back full
+    /// of readings uploaded twice (so short of 24 hours), the rest of the day is read at once,
+    /// with the rows for each twice: history and remote write have the whole day from the
+    /// start, not from the next reading on.
     pub async fn poll_once(&mut self) -> PollOutcome {
+        let outcome = self.read_once().await;
+        if self.day_incomplete && matches!(outcome, PollOutcome::Success { .. }) {
+            return self.read_once().await;
+        }
+        outcome
+    }
+
+    /// One read of Share, published into the metrics.
+    async fn read_once(&mut self) -> PollOutcome {
         let (minutes, max_count) = self.read_size(self.clock.now_ms());
         let result = self.client.latest_batch(minutes, max_count).await;
         let hold = self.client.login_hold();

@@ -17,6 +17,8 @@ use crate::harness::{TestApp, wait_until};
 /// ms, value).
 #[derive(Debug, Clone)]
 pub(crate) struct Received {
+    /// The request's path and query.
+    pub(crate) uri: String,
     pub(crate) headers: Vec<(String, String)>,
     pub(crate) samples: Vec<(String, String, i64, f64)>,
 }
@@ -55,6 +57,7 @@ pub(crate) async fn receiver(script: Script) -> Receiver {
                     "x-prometheus-remote-write-version",
                     "user-agent",
                     "authorization",
+                    "x-scope-orgid",
                 ]
                 .iter()
                 .map(|name| {
@@ -69,9 +72,11 @@ pub(crate) async fn receiver(script: Script) -> Receiver {
                     )
                 })
                 .collect();
+                let uri = request.uri().to_string();
                 let body = request.into_body().collect().await.unwrap().to_bytes();
                 let raw = snap::raw::Decoder::new().decompress_vec(&body).unwrap();
                 let got = Received {
+                    uri,
                     headers,
                     samples: decode(&raw),
                 };
