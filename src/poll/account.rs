@@ -63,7 +63,7 @@ pub struct AccountPoller {
     /// the rows, so a day still fits in one read.
     repeats_uploads: bool,
     /// The day read came back full before reaching 24 hours back (repeated uploads used up
-    /// its rows): the next read is a day read again, with the rows to cover it.
+    /// its rows): the next read, at once, is a day read again, with the rows to cover it.
     day_incomplete: bool,
     /// The failure episode under way: since when (Unix ms), failed polls in it, and when the
     /// log last said so.

@@ -32,6 +32,19 @@ pub(crate) struct Receiver {
     stop: tokio_util::sync::CancellationToken,
 }
 
+impl Receiver {
+    /// The requests received after the first `skip` (those the script refused).
+    pub(crate) fn after(&self, skip: usize) -> Vec<Received> {
+        self.received
+            .lock()
+            .unwrap()
+            .iter()
+            .skip(skip)
+            .cloned()
+            .collect()
+    }
+}
+
 impl Drop for Receiver {
     fn drop(&mut self) {
         self.stop.cancel();
@@ -181,16 +194,7 @@ async fn requests_follow_the_protocol_and_5xx_is_retried_until_taken() {
     let history = app.exporter.histories[0].clone();
     wait_until(Duration::from_secs(20), "every reading taken", || {
         let held: Vec<i64> = history.snapshot().iter().map(|r| r.timestamp_ms).collect();
-        let got = glucose_times(
-            &receiver
-                .received
-                .lock()
-                .unwrap()
-                .iter()
-                .skip(3)
-                .cloned()
-                .collect::<Vec<_>>(),
-        );
+        let got = glucose_times(&receiver.after(3));
         !held.is_empty() && held.iter().all(|t| got.contains(t))
     })
     .await;

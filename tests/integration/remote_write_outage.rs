@@ -164,16 +164,5 @@ async fn readings_expiring_while_a_request_is_retried_fire_the_shipped_alert() {
         rules = repo().join("deploy/prometheus/alerts.yml").display(),
         values = values.join(" "),
     );
-    let dir = crate::harness::ScratchDir::new();
-    let file = dir.path().join("remote_write_outage_test.yml");
-    std::fs::write(&file, &yaml).unwrap();
-    let (ok, text) = crate::common::run_tool(
-        &promtool,
-        &[
-            std::ffi::OsStr::new("test"),
-            std::ffi::OsStr::new("rules"),
-            file.as_os_str(),
-        ],
-    );
-    assert!(ok, "promtool test rules failed:\n{text}\n{yaml}");
+    crate::common::promtool_test_rules(&promtool, "remote_write_outage_test.yml", &yaml);
 }

@@ -12,9 +12,12 @@ use crate::common::{USERNAME, capture_logs, sample};
 use crate::harness::{TestApp, wait_until};
 use crate::remote_write_faults::{Received, glucose_times, receiver, remote_labels};
 
-/// The app with its account and a `remote_write:` section (`section`, given the scratch
-/// directory to put credential files in) in one `--config.file`.
-async fn start_with_remote_write(section: impl FnOnce(&Path) -> String + 'static) -> TestApp {
+/// The app with its account and a `remote_write:` section in one `--config.file`: `secret` is
+/// written to a file (mode 0600) whose path `section` is given.
+async fn start_with_remote_write(
+    secret: &'static str,
+    section: impl FnOnce(&Path) -> String + 'static,
+) -> TestApp {
     let mut options = crate::harness::AppOptions::new(Duration::from_millis(500), &[]);
     let args = std::mem::replace(&mut options.args, Box::new(|_, _| Vec::new()));
     options.args = Box::new(move |base, dir| {
@@ -23,7 +26,7 @@ async fn start_with_remote_write(section: impl FnOnce(&Path) -> String + 'static
             &config,
             format!(
                 "accounts:\n  - username: {USERNAME}\n    base_url: {base}\nremote_write:\n{}",
-                section(dir)
+                section(&secret_file(dir, secret))
             ),
         )
         .unwrap();
@@ -36,12 +39,28 @@ async fn start_with_remote_write(section: impl FnOnce(&Path) -> String + 'static
     TestApp::start_with(options).await
 }
 
-/// Writes `secret` to `name` in `dir`, mode 0600, and returns its path.
-fn secret_file(dir: &Path, name: &str, secret: &str) -> std::path::PathBuf {
-    let path = dir.join(name);
+/// Writes `secret` to a file in `dir`, mode 0600, and returns its path.
+fn secret_file(dir: &Path, secret: &str) -> std::path::PathBuf {
+    let path = dir.join("secret");
     std::fs::write(&path, format!("{secret}\n")).unwrap();
     std::fs::set_permissions(&path, std::os::unix::fs::PermissionsExt::from_mode(0o600)).unwrap();
     path
+}
+
+/// The requests held (refused for credentials or URL) as `scrape` counts them for `labels`,
+/// after checking that none of the held readings was counted as failed.
+fn held_requests(scrape: &str, labels: &str) -> f64 {
+    assert_eq!(
+        sample(scrape, "dexcom_remote_storage_samples_failed_total", labels),
+        Some(0.0),
+        "a held request drops nothing"
+    );
+    sample(
+        scrape,
+        "dexcom_remote_storage_requests_unauthorized_total",
+        labels,
+    )
+    .unwrap()
 }
 
 /// Whether every reading held is among the glucose samples of `taken`.
@@ -76,8 +95,7 @@ async fn refused_credentials_hold_the_readings_until_a_fixed_token_file_is_taken
     }))
     .await;
     let url = receiver.url.clone();
-    let app = start_with_remote_write(move |dir| {
-        let token = secret_file(dir, "token", "wrong-token");
+    let app = start_with_remote_write("wrong-token", move |token| {
         format!(
             "  - url: {url}\n    authorization:\n      credentials_file: {}\n",
             token.display()
@@ -89,7 +107,7 @@ async fn refused_credentials_hold_the_readings_until_a_fixed_token_file_is_taken
         receiver.received.lock().unwrap().len() >= 3
     })
     .await;
-    let token = app.dir_path().join("token");
+    let token = app.dir_path().join("secret");
     std::fs::write(&token, "right-token\n").unwrap();
     wait_until(
         Duration::from_secs(30),
@@ -107,22 +125,7 @@ async fn refused_credentials_hold_the_readings_until_a_fixed_token_file_is_taken
         },
     )
     .await;
-    let scrape = app.scrape().await;
-    assert_eq!(
-        sample(
-            &scrape,
-            "dexcom_remote_storage_samples_failed_total",
-            &labels
-        ),
-        Some(0.0),
-        "a credential refusal drops nothing"
-    );
-    let refused = sample(
-        &scrape,
-        "dexcom_remote_storage_requests_unauthorized_total",
-        &labels,
-    )
-    .unwrap();
+    let refused = held_requests(&app.scrape().await, &labels);
     assert!(refused >= 3.0, "{refused}");
     let text = logs.text();
     assert_eq!(
@@ -257,37 +260,11 @@ async fn a_404_or_a_redirect_holds_the_readings_until_the_receiver_takes_them() 
     )
     .await;
     wait_until(Duration::from_secs(30), "every reading taken", || {
-        let taken: Vec<Received> = receiver
-            .received
-            .lock()
-            .unwrap()
-            .iter()
-            .skip(3)
-            .cloned()
-            .collect();
-        all_taken(&app, &taken)
+        all_taken(&app, &receiver.after(3))
     })
     .await;
-    let scrape = app.scrape().await;
-    let labels = remote_labels(&receiver);
-    assert_eq!(
-        sample(
-            &scrape,
-            "dexcom_remote_storage_samples_failed_total",
-            &labels
-        ),
-        Some(0.0),
-        "a 404 or a redirect drops nothing"
-    );
-    assert_eq!(
-        sample(
-            &scrape,
-            "dexcom_remote_storage_requests_unauthorized_total",
-            &labels
-        ),
-        Some(3.0),
-        "three requests held"
-    );
+    let held = held_requests(&app.scrape().await, &remote_labels(&receiver));
+    assert_eq!(held, 3.0, "three requests held");
     let text = logs.text();
     assert_eq!(
         text.matches("answers that nothing is there").count(),
@@ -336,8 +313,7 @@ async fn credentials_a_receiver_echoes_are_taken_out_of_the_log() {
     }))
     .await;
     let url = format!("{}?api_key=qu3ry-k3y&bare-s3cr3t", receiver.url);
-    let app = start_with_remote_write(move |dir| {
-        let password = secret_file(dir, "password", "pa55-s3cr3t");
+    let app = start_with_remote_write("pa55-s3cr3t", move |password| {
         format!(
             "  - url: {url}\n    headers:\n      X-Scope-OrgID: tenant-s3cr3t\n    basic_auth:\n      username: dexcom\n      password_file: {}\n",
             password.display()
