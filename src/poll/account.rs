@@ -208,16 +208,13 @@ impl AccountPoller {
         }
     }
 
-    /// One poll: a read of Share, published into the metrics. When a day read came back full
-    /// of readings uploaded twice (so short of 24 hours), the rest of the day is read at once,
-    /// with the rows for each twice: history and remote write have the whole day from the
-    /// start, not from the next reading on.
+    /// One poll: a read of Share, and a second at once for the rest of the day when a day read
+    /// came back full of twins, so history and remote write have the day from the start.
     pub async fn poll_once(&mut self) -> PollOutcome {
-        let outcome = self.read_once().await;
-        if self.day_incomplete && matches!(outcome, PollOutcome::Success { .. }) {
-            return self.read_once().await;
+        match self.read_once().await {
+            PollOutcome::Success { .. } if self.day_incomplete => self.read_once().await,
+            outcome => outcome,
         }
-        outcome
     }
 
     /// One read of Share, published into the metrics.
