@@ -63,7 +63,7 @@ pub struct AccountPoller {
     /// the rows, so a day still fits in one read.
     repeats_uploads: bool,
     /// The day read came back full before reaching 24 hours back (repeated uploads used up
-    /// its rows): the next read, at once, is a day read again, with the rows to cover it.
+    /// its rows): the next read is a day read again, with the rows to cover it.
     day_incomplete: bool,
     /// The failure episode under way: since when (Unix ms), failed polls in it, and when the
     /// log last said so.
@@ -208,8 +208,7 @@ impl AccountPoller {
         }
     }
 
-    /// One poll: a read of Share, and a second at once for the rest of the day when a day read
-    /// came back full of twins, so history and remote write have the day from the start.
+    /// One poll; a day read cut short by twins is followed at once by the rest of the day.
     pub async fn poll_once(&mut self) -> PollOutcome {
         match self.read_once().await {
             PollOutcome::Success { .. } if self.day_incomplete => self.read_once().await,
