@@ -125,14 +125,15 @@ pub struct RemoteWriteTarget {
 impl RemoteWriteTarget {
     /// The URL as labels, logs and errors show it: a query's values may be credentials (some
     /// hosted receivers document `?api_key=…`), so each is `<redacted>`; the names stay, so a
-    /// person can still tell which URL it is.
+    /// person can still tell which URL it is. A bare item (`?s3cr3t`) is itself the secret,
+    /// and is `<redacted>` whole.
     pub fn shown_url(&self) -> String {
         redacted_url(&self.url)
     }
 }
 
-/// `url` with every query value replaced by `<redacted>` (and no user info, which is refused
-/// anyway, nor fragment).
+/// `url` with every query value, and every bare query item, replaced by `<redacted>` (and no
+/// user info, which is refused anyway, nor fragment).
 pub fn redacted_url(url: &reqwest::Url) -> String {
     let mut shown = url.clone();
     let _ = shown.set_username("");
@@ -147,7 +148,7 @@ pub fn redacted_url(url: &reqwest::Url) -> String {
         .map(|pair| match pair.split_once('=') {
             Some((name, _)) => format!("{name}=<redacted>"),
             None if pair.is_empty() => String::new(),
-            None => format!("{pair}=<redacted>"),
+            None => "<redacted>".to_owned(),
         })
         .collect();
     shown.set_query(None);
@@ -442,6 +443,25 @@ mod tests {
         );
         assert_eq!(t.name, "mimir");
         assert_eq!(t.timeout, DEFAULT_REMOTE_TIMEOUT);
+    }
+
+    #[test]
+    fn a_bare_query_token_is_redacted_whole() {
+        for (url, shown) in [
+            (
+                "https://hosted.example/write?s3cr3t",
+                "https://hosted.example/write?<redacted>",
+            ),
+            (
+                "https://hosted.example/write?tenant=t1&s3cr3t",
+                "https://hosted.example/write?tenant=<redacted>&<redacted>",
+            ),
+        ] {
+            let t = parse(&format!("url: {url}\n")).unwrap();
+            assert_eq!(t.shown_url(), shown);
+            assert!(!format!("{t:?}").contains("s3cr3t"));
+            assert!(t.url.query().unwrap().ends_with("s3cr3t"), "still sent");
+        }
     }
 
     #[test]

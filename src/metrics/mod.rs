@@ -324,7 +324,7 @@ impl Metrics {
         );
         registry.register(
             "dexcom_remote_storage_requests_unauthorized",
-            "Remote-write requests the receiver refused for their credentials (HTTP 401, 403); the samples are held and sent again once it takes them",
+            "Remote-write requests the receiver refused for their credentials (HTTP 401, 403) or their URL (404, a 3xx redirect, not followed); the samples are held and sent again once it takes them",
             f.rw_unauthorized.clone(),
         );
         registry.register(

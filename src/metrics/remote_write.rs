@@ -67,7 +67,8 @@ impl RemoteWriteMetrics {
         self.dropped.inc_by(samples as u64);
     }
 
-    /// One request refused for its credentials (401, 403); its samples are held.
+    /// One request refused for its credentials (401, 403) or its URL (404, 3xx); its samples
+    /// are held.
     pub fn unauthorized(&self) {
         self.unauthorized.inc();
     }

@@ -208,8 +208,16 @@ impl AccountPoller {
         }
     }
 
-    /// One read of Share, published into the metrics.
+    /// One poll; a day read cut short by twins is followed at once by the rest of the day.
     pub async fn poll_once(&mut self) -> PollOutcome {
+        match self.read_once().await {
+            PollOutcome::Success { .. } if self.day_incomplete => self.read_once().await,
+            outcome => outcome,
+        }
+    }
+
+    /// One read of Share, published into the metrics.
+    async fn read_once(&mut self) -> PollOutcome {
         let (minutes, max_count) = self.read_size(self.clock.now_ms());
         let result = self.client.latest_batch(minutes, max_count).await;
         let hold = self.client.login_hold();

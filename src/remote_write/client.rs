@@ -1,6 +1,7 @@
 //! One remote-write request and the meaning of its answer: the standard headers, the
 //! configured authentication and TLS, and the classification that decides what the sender
-//! does next (retry, split, or give up and count).
+//! does next (retry, split, hold, or give up and count). The answer's text is shown only
+//! through `scrub.rs`, without the credentials sent.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -12,6 +13,7 @@ use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, Server
 use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
 use secrecy::ExposeSecret;
 
+use super::scrub::Secrets;
 use crate::config::{RemoteWriteAuth, RemoteWriteTarget, RemoteWriteTls};
 
 /// The most of an error answer kept for the log.
@@ -58,10 +60,12 @@ pub enum SendError {
         /// The receiver's message.
         detail: String,
     },
-    /// The receiver refused the credentials (401, 403): not a fault of the samples. They are
-    /// held and sent again with backoff, the credential files read again before each try.
+    /// The receiver refused who sent the request (401, 403: the credentials) or where it went
+    /// (404, or a 3xx redirect, which is not followed so credentials never go elsewhere): not
+    /// a fault of the samples. They are held and sent again with backoff, the credential files
+    /// read again before each try.
     #[error("HTTP {status}: {detail}")]
-    Unauthorized {
+    Held {
         status: u16,
         /// The receiver's message.
         detail: String,
@@ -228,19 +232,26 @@ impl WriteClient {
             .and_then(|v| v.to_str().ok())
             .and_then(|v| v.trim().parse::<u64>().ok())
             .map(Duration::from_secs);
-        let text = read_capped(&mut response, MAX_ANSWER_BYTES).await;
-        let detail: String = text
-            .split_whitespace()
-            .collect::<Vec<_>>()
-            .join(" ")
+        let (text, cut) = read_capped(&mut response, MAX_ANSWER_BYTES).await;
+        // The receiver's words decide what is done; only what is left of them once every
+        // credential sent is taken out is shown.
+        let collapse = |text: &str| text.split_whitespace().collect::<Vec<_>>().join(" ");
+        let lower = collapse(&text).to_ascii_lowercase();
+        let too_old = NEVER_AGAIN.iter().any(|s| lower.contains(s));
+        let secrets = Secrets::of(&self.target, auth.as_ref());
+        let text = if cut {
+            secrets.without_cut_tail(&text)
+        } else {
+            text
+        };
+        let detail: String = secrets
+            .scrub(&collapse(&secrets.scrub(&text)))
             .chars()
             .take(MAX_DETAIL_CHARS)
             .collect();
-        let lower = detail.to_ascii_lowercase();
-        let too_old = NEVER_AGAIN.iter().any(|s| lower.contains(s));
         let code = status.as_u16();
         Err(match code {
-            401 | 403 => SendError::Unauthorized {
+            300..=399 | 401 | 403 | 404 => SendError::Held {
                 status: code,
                 detail,
             },
@@ -264,9 +275,9 @@ impl WriteClient {
     }
 }
 
-/// The first `cap` bytes of an answer's body as text; the rest is never read (the connection
-/// is dropped with it).
-async fn read_capped(response: &mut reqwest::Response, cap: usize) -> String {
+/// The first `cap` bytes of an answer's body as text, and whether the cap cut it; the rest is
+/// never read (the connection is dropped with it).
+async fn read_capped(response: &mut reqwest::Response, cap: usize) -> (String, bool) {
     let mut kept = Vec::new();
     while kept.len() < cap {
         match response.chunk().await {
@@ -277,7 +288,9 @@ async fn read_capped(response: &mut reqwest::Response, cap: usize) -> String {
             Ok(None) | Err(_) => break,
         }
     }
-    String::from_utf8_lossy(&kept).into_owned()
+    // A body of exactly `cap` bytes counts as cut: what followed it was not looked at.
+    let cut = kept.len() >= cap;
+    (String::from_utf8_lossy(&kept).into_owned(), cut)
 }
 
 /// Whether the receiver's TLS alert says it wanted (another) client certificate.

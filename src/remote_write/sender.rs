@@ -9,10 +9,13 @@
 //! per episode. The addition: a receiver refuses a *whole* request when one sample in it is
 //! older than it accepts (Prometheus answers 500 "too old sample"), so such a request is split
 //! in halves until the samples it refuses stand alone; those are counted as dropped, the rest
-//! arrive. And one difference: a 401 or 403 is the credentials' fault, not the samples', so the
-//! readings are held and retried (backing off to [`MAX_UNAUTHORIZED_BACKOFF`], the credential
-//! files read again each time) and arrive once the receiver takes them, without a restart.
-//! Readings that leave the 24-hour history before any answer took them are counted as expired.
+//! arrive. And one difference: a 401 or 403 is the credentials' fault, and a 404 or a 3xx the
+//! URL's, not the samples', so the readings are held and retried (backing off to
+//! [`MAX_UNAUTHORIZED_BACKOFF`], the credential files read again each time) and arrive once the
+//! receiver takes them, without a restart for credentials.
+//! Readings that leave the 24-hour history before any answer took them are counted as expired:
+//! between requests, and during the pauses of a request being retried (the history is looked at
+//! again whenever it gains a reading), so a day-long outage counts each one as it goes.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -143,7 +146,9 @@ impl Sender {
             // older is refused too, and dropped without being sent.
             let mut known_old: std::collections::HashMap<usize, i64> =
                 std::collections::HashMap::new();
-            while let Some(part) = work.pop() {
+            while let Some(mut part) = work.pop() {
+                // Readings that expired while the part waited are counted already, and gone.
+                part.retain(|(account, r)| !self.accounts[*account].acked.is_done(r.timestamp_ms));
                 let (old, part): (Part, Part) = part.into_iter().partition(|(account, r)| {
                     known_old
                         .get(account)
@@ -182,20 +187,24 @@ impl Sender {
                         let pause = retry_after.unwrap_or(backoff).min(MAX_SEND_BACKOFF * 10);
                         backoff = (backoff * 2).min(MAX_SEND_BACKOFF);
                         work.push(part);
-                        if !self.pause_or_stop(pause, &touched, &shutdown).await {
+                        if !self
+                            .pause_or_stop(pause, &touched, &changed, &shutdown)
+                            .await
+                        {
                             return;
                         }
                     }
-                    Err(SendError::Unauthorized { status, detail }) => {
+                    Err(SendError::Held { status, detail }) => {
                         self.metrics.unauthorized();
-                        if self.starts("unauthorized") {
-                            tracing::error!(remote_name = %self.client.target().name, url = %self.client.target().shown_url(), status, error = %detail, pending = part.len() * 2, "the remote-write receiver refuses the credentials; the readings are held and sent again (backing off to 5 minutes, credential files read again before each try) once it takes them: check basic_auth, authorization or the tenant headers");
-                        }
+                        self.say_held(status, &detail, part.len() * 2);
                         let pause = unauthorized_backoff;
                         unauthorized_backoff =
                             (unauthorized_backoff * 2).min(MAX_UNAUTHORIZED_BACKOFF);
                         work.push(part);
-                        if !self.pause_or_stop(pause, &touched, &shutdown).await {
+                        if !self
+                            .pause_or_stop(pause, &touched, &changed, &shutdown)
+                            .await
+                        {
                             return;
                         }
                         self.client.reread_credentials();
@@ -236,19 +245,46 @@ impl Sender {
     }
 
     /// Waits `pause` before the next try; `false` when `shutdown` came first (what was
-    /// acknowledged so far is saved: a slow receiver must not hold the shutdown).
+    /// acknowledged so far is saved: a slow receiver must not hold the shutdown). Each time a
+    /// history gains a reading meanwhile (and so may lose its oldest), the pending readings are
+    /// looked at again: those that left unsent are counted as expired, and the pending gauge
+    /// follows.
     async fn pause_or_stop(
-        &self,
+        &mut self,
         pause: Duration,
         touched: &[usize],
+        changed: &Notify,
         shutdown: &CancellationToken,
     ) -> bool {
-        tokio::select! {
-            () = shutdown.cancelled() => {
-                self.save(touched).await;
-                false
+        let until = tokio::time::Instant::now() + pause;
+        loop {
+            let notified = changed.notified();
+            tokio::pin!(notified);
+            notified.as_mut().enable();
+            let pending = self.pending().len();
+            self.metrics.set_pending(pending * 2);
+            tokio::select! {
+                () = shutdown.cancelled() => {
+                    self.save(touched).await;
+                    return false;
+                }
+                () = tokio::time::sleep_until(until) => return true,
+                () = &mut notified => {}
             }
-            () = tokio::time::sleep(pause) => true,
+        }
+    }
+
+    /// Says, once per episode, that the receiver refuses the requests for who sent them or
+    /// where they went (`status` 401/403, or 404/3xx) and that the readings are held.
+    fn say_held(&mut self, status: u16, detail: &str, pending: usize) {
+        let target = self.client.target();
+        let (name, url) = (target.name.clone(), target.shown_url());
+        if matches!(status, 401 | 403) {
+            if self.starts("unauthorized") {
+                tracing::error!(remote_name = %name, url = %url, status, error = %detail, pending, "the remote-write receiver refuses the credentials; the readings are held and sent again (backing off to 5 minutes, credential files read again before each try) once it takes them: check basic_auth, authorization or the tenant headers");
+            }
+        } else if self.starts("misdirected") {
+            tracing::error!(remote_name = %name, url = %url, status, error = %detail, pending, "the remote-write receiver answers that nothing is there (404) or that it moved (3xx, not followed, so credentials never go elsewhere); the readings are held and sent again (backing off to 5 minutes): check the url (e.g. /api/v1/write for Prometheus, /api/v1/push for Mimir) and restart");
         }
     }
 
@@ -383,7 +419,10 @@ impl Sender {
     }
 
     fn recovered(&mut self) {
-        if matches!(self.failing, Some("recoverable" | "unauthorized")) {
+        if matches!(
+            self.failing,
+            Some("recoverable" | "unauthorized" | "misdirected")
+        ) {
             self.failing = None;
             tracing::info!(remote_name = %self.client.target().name, "the remote-write receiver takes samples again");
         }

@@ -32,6 +32,7 @@ pub(crate) use model::parse_wire_readings;
 pub use model::{Reading, ReadingError, RejectReason, Trend, WireBatch, mg_per_dl_to_mmol_per_l};
 pub(crate) use region::NIL_UUID;
 pub use region::{Endpoint, InvalidRegion, Region};
+pub(crate) use transport::scrub_secret;
 
 /// Largest `minutes` window the readings endpoint serves (24 hours).
 pub const MAX_MINUTES: u32 = 1440;

@@ -225,7 +225,13 @@ impl ShareClient {
 /// every JSON string literal whose decoded value holds it (any escape: `\/`, `\u0070`,
 /// surrogate pairs), the literal then written back with the password replaced.
 pub(crate) fn scrub_password(text: &str, password: &str) -> String {
-    if password.is_empty() {
+    scrub_secret(text, password, "<password>")
+}
+
+/// `text` with `secret` replaced by `marker` in every form [`scrub_password`] knows; remote
+/// write uses it for the credentials a receiver may echo.
+pub(crate) fn scrub_secret(text: &str, secret: &str, marker: &str) -> String {
+    if secret.is_empty() {
         return text.to_owned();
     }
     let mut out = String::with_capacity(text.len());
@@ -240,8 +246,8 @@ pub(crate) fn scrub_password(text: &str, password: &str) -> String {
         };
         let segment = &literal[..=end];
         match serde_json::from_str::<String>(segment) {
-            Ok(decoded) if decoded.contains(password) => {
-                let clean = decoded.replace(password, "<password>");
+            Ok(decoded) if decoded.contains(secret) => {
+                let clean = decoded.replace(secret, marker);
                 out.push_str(&serde_json::to_string(&clean).unwrap_or_default());
             }
             _ => out.push_str(segment),
@@ -249,11 +255,11 @@ pub(crate) fn scrub_password(text: &str, password: &str) -> String {
         rest = &literal[end + 1..];
     }
     out.push_str(rest);
-    let mut out = out.replace(password, "<password>");
-    let escaped = serde_json::to_string(password).unwrap_or_default();
+    let mut out = out.replace(secret, marker);
+    let escaped = serde_json::to_string(secret).unwrap_or_default();
     let escaped = escaped.trim_matches('"');
-    if !escaped.is_empty() && escaped != password {
-        out = out.replace(escaped, "<password>");
+    if !escaped.is_empty() && escaped != secret {
+        out = out.replace(escaped, marker);
     }
     out
 }

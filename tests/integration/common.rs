@@ -273,6 +273,30 @@ pub fn password_file_log(path: &std::path::Path, mode: u32) -> String {
     logs.text()
 }
 
+/// Runs `promtool test rules` on `yaml` (a rule test file, written as `name`); on failure the
+/// input is kept in the temporary directory and the test fails with promtool's output.
+pub fn promtool_test_rules(promtool: &std::path::Path, name: &str, yaml: &str) {
+    let dir = crate::harness::ScratchDir::new();
+    let file = dir.path().join(name);
+    std::fs::write(&file, yaml).unwrap();
+    let (ok, text) = run_tool(
+        promtool,
+        &[
+            std::ffi::OsStr::new("test"),
+            std::ffi::OsStr::new("rules"),
+            file.as_os_str(),
+        ],
+    );
+    if !ok {
+        let kept = std::env::temp_dir().join(name);
+        let _ = std::fs::copy(&file, &kept);
+        panic!(
+            "promtool test rules failed (input kept in {}):\n{text}",
+            kept.display()
+        );
+    }
+}
+
 /// Runs `program` with `args` in the repository; whether it succeeded, and its output.
 pub fn run_tool(program: &std::path::Path, args: &[&std::ffi::OsStr]) -> (bool, String) {
     let output = std::process::Command::new(program)

@@ -315,23 +315,5 @@ async fn every_fault_pages_someone_and_a_healthy_account_none() {
             ));
         }
     }
-    let dir = crate::harness::ScratchDir::new();
-    let file = dir.path().join("fault_matrix_test.yml");
-    std::fs::write(&file, &yaml).unwrap();
-    let (ok, text) = crate::common::run_tool(
-        &promtool,
-        &[
-            std::ffi::OsStr::new("test"),
-            std::ffi::OsStr::new("rules"),
-            file.as_os_str(),
-        ],
-    );
-    if !ok {
-        let kept = std::env::temp_dir().join("fault_matrix_test.yml");
-        let _ = std::fs::copy(&file, &kept);
-        panic!(
-            "promtool test rules failed (input kept in {}):\n{text}",
-            kept.display()
-        );
-    }
+    crate::common::promtool_test_rules(&promtool, "fault_matrix_test.yml", &yaml);
 }

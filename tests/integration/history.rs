@@ -201,3 +201,40 @@ async fn readings_uploaded_twice_count_once_and_the_day_is_still_read_in_full() 
     );
     app.stop().await;
 }
+
+/// The first start after a reboot with readings uploaded twice, at the real 5-minute cadence:
+/// the first day read (288 rows) holds only 12 hours of twins, and the rest of the day is read
+/// at once (a second read of 576 rows), not a reading later; the history (and so remote write)
+/// holds the whole day within seconds of the start.
+#[tokio::test]
+async fn with_twins_the_whole_day_is_held_within_seconds_of_a_start() {
+    let interval = Duration::from_secs(300);
+    let mut options = crate::harness::AppOptions::new(interval, &[]);
+    options.scenario.accounts[0].repeated_uploads = true;
+    let app = TestApp::start_with(options).await;
+    let history = app.exporter.histories[0].clone();
+    let metrics = app.exporter.metrics.clone();
+    wait_until(Duration::from_secs(10), "the first poll", || {
+        metrics.accounts_awaiting_first_poll() == 0
+    })
+    .await;
+    // The next reading is minutes away: only a read at once can fill the day now.
+    wait_until(Duration::from_secs(5), "the whole day held", || {
+        history.snapshot().len() >= 287
+    })
+    .await;
+    let held = history.snapshot();
+    let span_h = (held[0].timestamp_ms - held[held.len() - 1].timestamp_ms) as f64 / 3.6e6;
+    let log = app.sim.simulator.read_log(USERNAME);
+    eprintln!(
+        "{} readings spanning {span_h:.1} h after {} reads (first {:?}, last {:?})",
+        held.len(),
+        log.reads,
+        log.first_read,
+        log.last_read
+    );
+    assert!(span_h > 23.5, "the history spans {span_h:.1} h");
+    assert_eq!(log.reads, 2, "one read of 288 rows, one of 576");
+    assert_eq!(log.last_read.map(|r| r.1), Some(576));
+    app.stop().await;
+}

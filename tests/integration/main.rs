@@ -23,6 +23,7 @@ mod manual;
 mod pydexcom;
 mod remote_write;
 mod remote_write_faults;
+mod remote_write_outage;
 mod remote_write_refusals;
 mod remote_write_tls;
 mod safety;

@@ -17,6 +17,8 @@ use crate::harness::{TestApp, wait_until};
 /// ms, value).
 #[derive(Debug, Clone)]
 pub(crate) struct Received {
+    /// The request's path and query.
+    pub(crate) uri: String,
     pub(crate) headers: Vec<(String, String)>,
     pub(crate) samples: Vec<(String, String, i64, f64)>,
 }
@@ -28,6 +30,19 @@ pub(crate) struct Receiver {
     pub(crate) url: String,
     pub(crate) received: Arc<Mutex<Vec<Received>>>,
     stop: tokio_util::sync::CancellationToken,
+}
+
+impl Receiver {
+    /// The requests received after the first `skip` (those the script refused).
+    pub(crate) fn after(&self, skip: usize) -> Vec<Received> {
+        self.received
+            .lock()
+            .unwrap()
+            .iter()
+            .skip(skip)
+            .cloned()
+            .collect()
+    }
 }
 
 impl Drop for Receiver {
@@ -55,6 +70,7 @@ pub(crate) async fn receiver(script: Script) -> Receiver {
                     "x-prometheus-remote-write-version",
                     "user-agent",
                     "authorization",
+                    "x-scope-orgid",
                 ]
                 .iter()
                 .map(|name| {
@@ -69,9 +85,11 @@ pub(crate) async fn receiver(script: Script) -> Receiver {
                     )
                 })
                 .collect();
+                let uri = request.uri().to_string();
                 let body = request.into_body().collect().await.unwrap().to_bytes();
                 let raw = snap::raw::Decoder::new().decompress_vec(&body).unwrap();
                 let got = Received {
+                    uri,
                     headers,
                     samples: decode(&raw),
                 };
@@ -176,16 +194,7 @@ async fn requests_follow_the_protocol_and_5xx_is_retried_until_taken() {
     let history = app.exporter.histories[0].clone();
     wait_until(Duration::from_secs(20), "every reading taken", || {
         let held: Vec<i64> = history.snapshot().iter().map(|r| r.timestamp_ms).collect();
-        let got = glucose_times(
-            &receiver
-                .received
-                .lock()
-                .unwrap()
-                .iter()
-                .skip(3)
-                .cloned()
-                .collect::<Vec<_>>(),
-        );
+        let got = glucose_times(&receiver.after(3));
         !held.is_empty() && held.iter().all(|t| got.contains(t))
     })
     .await;
