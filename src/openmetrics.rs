@@ -7,7 +7,7 @@
 use std::io::Write;
 use std::sync::Arc;
 
-use crate::remote_write::{READING_SERIES, reading_labels};
+use crate::metrics::{READING_SERIES, reading_labels};
 use crate::share::Reading;
 
 /// The history a running exporter holds (every account's last 24 hours), in the same

@@ -14,6 +14,7 @@ pub mod labels;
 mod process;
 mod readings;
 mod remote_write;
+mod series;
 mod status;
 
 use std::sync::Arc;
@@ -33,6 +34,7 @@ use labels::{
 use readings::ReadingCollector;
 pub use readings::is_current;
 pub use remote_write::RemoteWriteMetrics;
+pub(crate) use series::{READING_SERIES, reading_labels};
 pub use status::{AccountStatus, HoldReason};
 
 use crate::clock::Clock;

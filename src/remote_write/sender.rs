@@ -25,9 +25,9 @@ use tokio_util::sync::CancellationToken;
 
 use super::client::{SendError, WriteClient};
 use super::encode::{Series, compress, write_request};
-use super::series::{READING_SERIES, reading_labels};
 use crate::history::History;
 use crate::metrics::RemoteWriteMetrics;
+use crate::metrics::{READING_SERIES, reading_labels};
 use crate::share::Reading;
 use crate::state::AccountStateFile;
 use crate::state::Acked;

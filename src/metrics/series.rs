@@ -1,8 +1,10 @@
 //! The series a reading is written as, outside the scraped gauges: one sample per reading at
 //! its sensor time in `dexcom_reading_glucose_mg_per_dl` and `dexcom_reading_trend` (contracts
 //! in DESIGN.md: never the scraped gauges' names), labelled `account` plus the external labels.
-//! Remote write and the `backfill` subcommand both write them from here, so the recording
-//! rules for exact statistics read either the same way.
+//! Remote write, the `backfill` subcommand and the history served as OpenMetrics text all
+//! write them from here, so the recording rules for exact statistics read each the same way.
+//! They live with the metrics (below both `remote_write` and `openmetrics`) because they are
+//! metric names and labels, contracts like the scraped gauges' names.
 
 use crate::share::Reading;
 
