@@ -431,6 +431,9 @@ fn rejected_causes(account: &AccountConfig, hold: Option<Hold>) -> Vec<String> {
     causes
 }
 
+/// What `check` says when Cloudflare, in front of Share, answered in Share's place.
+const EDGE_REFUSED: &str = "Dexcom's web front (Cloudflare) refused this request: this is not your password; the Dexcom Follow app may still work; this exporter will retry.";
+
 fn failure_causes(account: &AccountConfig, error: &ShareError, hold: Option<Hold>) -> Vec<String> {
     match error.reason() {
         ErrorReason::AuthFailed => rejected_causes(account, hold),
@@ -453,6 +456,9 @@ fn failure_causes(account: &AccountConfig, error: &ShareError, hold: Option<Hold
             "the network is slow or a firewall silently drops the traffic".to_owned(),
             "Dexcom Share is slow right now: try again in a few minutes".to_owned(),
         ],
+        ErrorReason::EdgeChallenge | ErrorReason::EdgeRateLimited | ErrorReason::EdgeError => {
+            vec![EDGE_REFUSED.to_owned()]
+        }
         ErrorReason::RateLimited | ErrorReason::ServerError => vec![
             "Dexcom Share has a problem right now (this is not your setup): try again in a few minutes".to_owned(),
         ],

@@ -261,7 +261,7 @@ impl Metrics {
         );
         registry.register(
             "dexcom_poll_errors",
-            "Failed polls of Dexcom Share by reason: auth_failed, locked_out, session_expired, rate_limited, server_error, timeout, connection, invalid_response",
+            "Failed polls of Dexcom Share by reason: auth_failed, locked_out, session_expired, rate_limited, server_error, timeout, connection, invalid_response, edge_challenge, edge_rate_limited, edge_error (edge_*: Dexcom's web front, Cloudflare, answered in Share's place)",
             f.poll_errors.clone(),
         );
         registry.register(

@@ -11,8 +11,10 @@
 //! Failures never poll faster. How long a credential failure (a rejected password, a lockout)
 //! waits is not decided here: the login gate (`share/gate.rs`) is the one owner of every wait
 //! before the password may leave again, and the poller sleeps until it opens; this schedule
-//! only never comes back sooner than an interval. Everything else backs off
-//! exponentially with jitter up to one interval, and `Retry-After` is honoured.
+//! only never comes back sooner than an interval. A challenge or rate limit from Dexcom's web
+//! front (Cloudflare) also waits at least an interval: asking again sooner is what such an
+//! edge counts against an address. Everything else backs off exponentially with jitter up to
+//! one interval, and `Retry-After` is honoured.
 
 use std::time::Duration;
 
@@ -184,6 +186,11 @@ impl Schedule {
             ErrorReason::AuthFailed | ErrorReason::LockedOut => {
                 self.jittered(Duration::from_secs_f64(self.interval_ms / 1000.0))
             }
+            ErrorReason::EdgeChallenge | ErrorReason::EdgeRateLimited => {
+                self.transient_failures += 1;
+                let interval = self.jittered(Duration::from_secs_f64(self.interval_ms / 1000.0));
+                retry_after.map_or(interval, |asked| asked.min(MAX_RETRY_WAIT).max(interval))
+            }
             _ => {
                 self.transient_failures += 1;
                 let interval = Duration::from_secs_f64(self.interval_ms / 1000.0);
@@ -336,6 +343,35 @@ mod tests {
                 assert!((5 * MINUTE..=5 * MINUTE + 30_000).contains(&next), "{next}");
             }
         }
+    }
+
+    #[test]
+    fn an_edge_challenge_or_rate_limit_never_retries_sooner_than_an_interval() {
+        for reason in [ErrorReason::EdgeChallenge, ErrorReason::EdgeRateLimited] {
+            let mut s = Schedule::new(Duration::from_secs(300), 7);
+            for retry_after in [
+                None,
+                Some(Duration::from_secs(1)),
+                Some(Duration::from_secs(900)),
+            ] {
+                for _ in 0..20 {
+                    let wait = s.next_poll(
+                        PollOutcome::Failed {
+                            reason,
+                            retry_after,
+                        },
+                        0,
+                    );
+                    assert!(wait >= 5 * MINUTE, "{reason}: {wait} ms");
+                    if let Some(asked) = retry_after {
+                        assert!(wait >= i64::try_from(asked.as_millis()).unwrap());
+                    }
+                }
+            }
+        }
+        // An origin error through the edge is transient: the first retry comes sooner.
+        let mut s = Schedule::new(Duration::from_secs(300), 7);
+        assert!(s.next_poll(fail(ErrorReason::EdgeError), 0) < 5 * MINUTE);
     }
 
     #[test]

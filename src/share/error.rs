@@ -5,6 +5,11 @@
 //! failures). Each variant maps to one [`ErrorReason`], the `reason` label of
 //! `dexcom_poll_errors_total`. Error text never contains the password or a session ID: server
 //! messages are passed through [`redact_excerpt`] first.
+//!
+//! Share sits behind Cloudflare, which answers some requests itself (a challenge page, its 1015
+//! rate-limit page, its 52x origin errors): those are [`ShareError::Edge`], never a verdict on
+//! the password, with reasons of their own (`edge_challenge`, `edge_rate_limited`,
+//! `edge_error`) so a person can tell the web front from Share and from their own setup.
 
 use std::fmt;
 use std::time::Duration;
@@ -30,11 +35,19 @@ pub enum ErrorReason {
     Connection,
     /// Share answered, but not in a form we understand.
     InvalidResponse,
+    /// Dexcom's web front (Cloudflare) answered with a challenge for browsers (`cf-mitigated:
+    /// challenge`, "Just a moment…"); never retried sooner than an interval.
+    EdgeChallenge,
+    /// Dexcom's web front (Cloudflare) is rate limiting this address (its error 1015 page).
+    EdgeRateLimited,
+    /// Dexcom's web front (Cloudflare) failed to get Share's answer: its 52x origin errors, or
+    /// any 5xx whose body is not Share's JSON.
+    EdgeError,
 }
 
 impl ErrorReason {
     /// Every reason, so that counters can start at zero for each.
-    pub const ALL: [ErrorReason; 8] = [
+    pub const ALL: [ErrorReason; 11] = [
         ErrorReason::AuthFailed,
         ErrorReason::LockedOut,
         ErrorReason::SessionExpired,
@@ -43,6 +56,9 @@ impl ErrorReason {
         ErrorReason::Timeout,
         ErrorReason::Connection,
         ErrorReason::InvalidResponse,
+        ErrorReason::EdgeChallenge,
+        ErrorReason::EdgeRateLimited,
+        ErrorReason::EdgeError,
     ];
 
     /// The label value (`auth_failed`, `locked_out`, …).
@@ -56,12 +72,71 @@ impl ErrorReason {
             ErrorReason::Timeout => "timeout",
             ErrorReason::Connection => "connection",
             ErrorReason::InvalidResponse => "invalid_response",
+            ErrorReason::EdgeChallenge => "edge_challenge",
+            ErrorReason::EdgeRateLimited => "edge_rate_limited",
+            ErrorReason::EdgeError => "edge_error",
         }
     }
 
     /// Whether the failure concerns the credentials, which must never be retried quickly.
     pub fn is_credential_failure(self) -> bool {
         matches!(self, ErrorReason::AuthFailed | ErrorReason::LockedOut)
+    }
+
+    /// Whether Dexcom's web front (Cloudflare), not Share, answered.
+    pub fn is_edge(self) -> bool {
+        matches!(
+            self,
+            ErrorReason::EdgeChallenge | ErrorReason::EdgeRateLimited | ErrorReason::EdgeError
+        )
+    }
+}
+
+/// What Dexcom's web front (Cloudflare) answered on its own, in place of Share.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum EdgeAnswer {
+    /// A challenge page for browsers: HTTP 403 "Just a moment…", or any answer with
+    /// `cf-mitigated: challenge`.
+    Challenge,
+    /// Its rate-limit page, error 1015 (HTTP 429, sometimes 403).
+    RateLimited,
+    /// It could not get Share's answer: 520–526, or another 5xx whose body is not Share's JSON.
+    Failed,
+}
+
+impl EdgeAnswer {
+    /// The reason this answer is counted under.
+    pub fn reason(self) -> ErrorReason {
+        match self {
+            EdgeAnswer::Challenge => ErrorReason::EdgeChallenge,
+            EdgeAnswer::RateLimited => ErrorReason::EdgeRateLimited,
+            EdgeAnswer::Failed => ErrorReason::EdgeError,
+        }
+    }
+}
+
+/// What Cloudflare's own status codes mean, in words (its documented 52x errors).
+fn edge_status_words(status: u16) -> &'static str {
+    match status {
+        520 => "Share's servers gave it an answer it could not use",
+        521 => "Share's servers refused its connection",
+        522 => "its connection to Share's servers timed out",
+        523 => "it could not route to Share's servers",
+        524 => "Share's servers took too long to answer",
+        525 => "its TLS handshake with Share's servers failed",
+        526 => "Share's servers showed it an invalid certificate",
+        _ => "the page it served is not Share's answer",
+    }
+}
+
+fn edge_text(answer: EdgeAnswer, status: u16, retry_after: Option<Duration>) -> String {
+    match answer {
+        EdgeAnswer::Challenge => format!("a challenge page meant for browsers (HTTP {status})"),
+        EdgeAnswer::RateLimited => format!(
+            "its rate-limit page, error 1015 (HTTP {status}){}",
+            retry_after_text(retry_after)
+        ),
+        EdgeAnswer::Failed => format!("HTTP {status}: {}", edge_status_words(status)),
     }
 }
 
@@ -132,7 +207,23 @@ pub enum ShareError {
         /// How long the server asked us to wait, if it said.
         retry_after: Option<Duration>,
     },
-    /// Share failed on its side: an unknown error code, a 5xx, an HTML or empty error body.
+    /// Dexcom's web front (Cloudflare) answered on its own: a challenge, its rate limit, or an
+    /// origin error. Not a verdict on the password.
+    #[error(
+        "Dexcom's web front (Cloudflare) answered {endpoint} with {}, not Share's answer",
+        edge_text(*.answer, *.status, *.retry_after)
+    )]
+    Edge {
+        /// The endpoint asked.
+        endpoint: Endpoint,
+        /// What the web front answered.
+        answer: EdgeAnswer,
+        /// The HTTP status.
+        status: u16,
+        /// How long it asked us to wait, if it said.
+        retry_after: Option<Duration>,
+    },
+    /// Share failed on its side: an unknown error code, or a JSON error body without one.
     #[error("Dexcom Share failed on {endpoint}: HTTP {status}{}: {detail}", code_text(code.as_deref()))]
     Server {
         /// The endpoint that failed.
@@ -251,6 +342,7 @@ impl ShareError {
             | ShareError::InvalidResponse { .. }
             | ShareError::InvalidRequest { .. } => ErrorReason::InvalidResponse,
             ShareError::RateLimited { .. } => ErrorReason::RateLimited,
+            ShareError::Edge { answer, .. } => answer.reason(),
             ShareError::Server { .. } | ShareError::Redirected { .. } => ErrorReason::ServerError,
             ShareError::LoginDeferred {
                 confirmed: true, ..
@@ -268,7 +360,9 @@ impl ShareError {
     /// How long the server asked us to wait, for rate limiting.
     pub fn retry_after(&self) -> Option<Duration> {
         match self {
-            ShareError::RateLimited { retry_after, .. } => *retry_after,
+            ShareError::RateLimited { retry_after, .. } | ShareError::Edge { retry_after, .. } => {
+                *retry_after
+            }
             _ => None,
         }
     }

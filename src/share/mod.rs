@@ -22,7 +22,7 @@ mod trend;
 pub use client::{ClientObserver, ClientSettings, Login, ReadBatch, ShareClient};
 pub(crate) use client::{USER_AGENT, http_client};
 pub(crate) use date::parse_share_date;
-pub use error::{ErrorReason, ShareError};
+pub use error::{EdgeAnswer, ErrorReason, ShareError};
 pub use gate::{LOCKOUT_WAIT, MAX_CONSECUTIVE_FAILURES, STRICT_WAIT, StoreFault, StoreFaultKind};
 pub(crate) use identity::fnv1a;
 pub use identity::{LoginIdentity, normalise_name};

@@ -9,7 +9,7 @@ use secrecy::ExposeSecret;
 use serde::Deserialize;
 
 use super::client::{MAX_BODY_BYTES, ShareClient};
-use super::error::{ShareError, redact_excerpt};
+use super::error::{EdgeAnswer, ShareError, redact_excerpt};
 use super::region::Endpoint;
 
 /// An answer from Share: its status, body (at most [`MAX_BODY_BYTES`]) and clock.
@@ -18,7 +18,12 @@ pub(super) struct Answer {
     pub(super) bytes: bytes::Bytes,
     pub(super) date: Option<std::time::SystemTime>,
     pub(super) retry_after: Option<Duration>,
+    /// Cloudflare's `cf-mitigated` header was set: it challenged the request.
+    pub(super) cf_mitigated: bool,
 }
+
+/// Cloudflare's header on an answer it gave in place of the origin's (a challenge).
+const CF_MITIGATED: &str = "cf-mitigated";
 
 /// The JSON fault envelope of Share errors.
 #[derive(Deserialize)]
@@ -99,6 +104,7 @@ impl ShareClient {
             .get(RETRY_AFTER)
             .and_then(|v| v.to_str().ok())
             .and_then(parse_retry_after);
+        let cf_mitigated = response.headers().contains_key(CF_MITIGATED);
         let too_large = || ShareError::InvalidResponse {
             endpoint,
             detail: format!("the answer is larger than {} KiB", MAX_BODY_BYTES / 1024),
@@ -125,13 +131,25 @@ impl ShareClient {
             bytes: bytes.freeze(),
             date,
             retry_after,
+            cf_mitigated,
         })
     }
 
     /// Turns a non-2xx answer into an error. The body is scrubbed of the password first: a
     /// server or proxy that echoes the request must not put it into a log line.
     fn classify(&self, endpoint: Endpoint, answer: Answer) -> ShareError {
-        if answer.status.as_u16() == 429 {
+        let status = answer.status.as_u16();
+        // Share answers its errors in JSON; Cloudflare's own pages are HTML or plain text.
+        let json = serde_json::from_slice::<serde_json::Value>(&answer.bytes).is_ok();
+        if let Some(edge) = edge_answer(status, answer.cf_mitigated, json, &answer.bytes) {
+            return ShareError::Edge {
+                endpoint,
+                answer: edge,
+                status,
+                retry_after: answer.retry_after,
+            };
+        }
+        if status == 429 {
             return ShareError::RateLimited {
                 endpoint,
                 retry_after: answer.retry_after,
@@ -278,6 +296,37 @@ fn string_literal_end(text: &str) -> Option<usize> {
     None
 }
 
+/// What Cloudflare answered on its own, if the answer is its and not Share's: `cf-mitigated`
+/// on any answer, a 403 challenge page, its 1015 rate-limit page (429 or 403), its 520–526
+/// origin errors, and any other 5xx whose body is not JSON (Share answers its own errors in
+/// JSON). Judged before anything else, so none of them can read as a verdict on the password.
+fn edge_answer(status: u16, cf_mitigated: bool, json: bool, body: &[u8]) -> Option<EdgeAnswer> {
+    let text = String::from_utf8_lossy(&body[..body.len().min(16 * 1024)]).to_ascii_lowercase();
+    let cloudflare_page = text.contains("cloudflare");
+    if cf_mitigated {
+        return Some(EdgeAnswer::Challenge);
+    }
+    if matches!(status, 403 | 429)
+        && cloudflare_page
+        && (text.contains("error code: 1015")
+            || text.contains("error 1015")
+            || text.contains("rate limited"))
+    {
+        return Some(EdgeAnswer::RateLimited);
+    }
+    if status == 403
+        && (text.contains("just a moment")
+            || text.contains("challenge-platform")
+            || text.contains("cf_chl"))
+    {
+        return Some(EdgeAnswer::Challenge);
+    }
+    if (520..=526).contains(&status) || (status >= 500 && !json) {
+        return Some(EdgeAnswer::Failed);
+    }
+    None
+}
+
 /// `Retry-After` as delay-seconds; an HTTP date is turned into the time left until then.
 fn parse_retry_after(value: &str) -> Option<Duration> {
     let value = value.trim();
@@ -364,10 +413,60 @@ mod tests {
                     bytes: bytes::Bytes::from(body.to_owned()),
                     date: None,
                     retry_after: None,
+                    cf_mitigated: false,
                 },
             );
             let text = error.to_string();
             assert!(!text.contains("p\"w") && !text.contains("p\\\"w"), "{text}");
+        }
+    }
+
+    #[test]
+    fn cloudflare_s_own_answers_are_told_from_share_s() {
+        let share_fault = br#"{"Code":"AccountPasswordInvalid","Message":"x"}"#;
+        let cases: [(u16, bool, bool, &[u8], Option<EdgeAnswer>); 9] = [
+            (
+                403,
+                false,
+                false,
+                b"<title>Just a moment...</title>",
+                Some(EdgeAnswer::Challenge),
+            ),
+            (429, true, false, b"", Some(EdgeAnswer::Challenge)),
+            (
+                429,
+                false,
+                false,
+                b"<h1>Error 1015</h1> Cloudflare",
+                Some(EdgeAnswer::RateLimited),
+            ),
+            (
+                403,
+                false,
+                false,
+                b"error code: 1015 cloudflare",
+                Some(EdgeAnswer::RateLimited),
+            ),
+            (
+                522,
+                false,
+                false,
+                b"<html>cloudflare</html>",
+                Some(EdgeAnswer::Failed),
+            ),
+            (503, false, false, b"", Some(EdgeAnswer::Failed)),
+            // Share's own answers, and pages that are not Cloudflare's.
+            (500, false, true, share_fault, None),
+            (429, false, false, b"Too Many Requests", None),
+            (403, false, false, b"<html>Access denied</html>", None),
+        ];
+        for (status, cf_mitigated, json, body, expected) in cases {
+            assert_eq!(
+                edge_answer(status, cf_mitigated, json, body),
+                expected,
+                "{status} {}",
+                String::from_utf8_lossy(body)
+            );
         }
     }
 

@@ -1,13 +1,27 @@
 //! The faults a test can inject into the simulator's next answers: what Share, or something
-//! in front of it, has been seen to answer when things go wrong.
+//! in front of it, has been seen to answer when things go wrong. Cloudflare's own answers
+//! (challenge, rate limit, origin errors) are built in `edge.rs`.
 
 use std::time::Duration;
 
 /// A fault to inject into upcoming requests.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Fault {
-    /// An HTML 502 page (Cloudflare outage style).
+    /// An HTML 502 page (Cloudflare outage style): a 5xx whose body is not Share's JSON.
     Html500,
+    /// Cloudflare's managed challenge: HTTP 403, an HTML "Just a moment..." page and
+    /// `cf-mitigated: challenge`.
+    EdgeChallenge,
+    /// Cloudflare's error 1015 rate-limit page, with this status (429, or 403).
+    EdgeRateLimited {
+        /// The HTTP status.
+        status: u16,
+    },
+    /// One of Cloudflare's origin errors, 520–526, as its HTML page.
+    EdgeOriginError {
+        /// The HTTP status.
+        status: u16,
+    },
     /// HTTP 200 with an empty body.
     EmptyBody200,
     /// HTTP 500 with a JSON body that is not a Share fault envelope (no `Code`).

@@ -12,7 +12,7 @@ use uuid::Uuid;
 
 use super::params::{NotAString, Params, query_params};
 use super::scenario::AuthErrorStyle;
-use super::{Fault, SessionRecord, Simulator, wire};
+use super::{Fault, SessionRecord, Simulator, edge, wire};
 use crate::http::serve::{HttpResponse, respond};
 use crate::share::{Endpoint, NIL_UUID};
 
@@ -147,6 +147,9 @@ impl Simulator {
     fn fault_response(&self, fault: Fault) -> HttpResponse {
         match fault {
             Fault::Html500 => respond(502, "text/html", wire::HTML_BAD_GATEWAY),
+            Fault::EdgeChallenge => edge::challenge(),
+            Fault::EdgeRateLimited { status } => edge::rate_limited(status),
+            Fault::EdgeOriginError { status } => edge::origin_error(status),
             Fault::EmptyBody200 => respond(200, "application/json", ""),
             Fault::JsonWithoutCode => respond(500, "application/json", wire::JSON_WITHOUT_CODE),
             Fault::RateLimited { retry_after } => {

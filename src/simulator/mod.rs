@@ -7,6 +7,7 @@
 //! many requests each account made) is available through [`Simulator`]'s methods.
 
 mod cli;
+mod edge;
 mod fault;
 mod glucose;
 mod http;

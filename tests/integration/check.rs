@@ -144,6 +144,47 @@ async fn no_follower_says_sharing() {
     sim.stop().await;
 }
 
+/// Cloudflare's own answers, on the login and on the read: `check` says it was the web front,
+/// not the password, and that the exporter will retry.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_edge_answer_says_cloudflare_refused_and_not_the_password() {
+    use dexcom_exporter::share::Endpoint;
+    use dexcom_exporter::simulator::Fault;
+    let cases = [
+        (Fault::EdgeChallenge, Endpoint::Authenticate),
+        (
+            Fault::EdgeRateLimited { status: 429 },
+            Endpoint::ReadGlucose,
+        ),
+        (
+            Fault::EdgeOriginError { status: 522 },
+            Endpoint::ReadGlucose,
+        ),
+    ];
+    for (fault, endpoint) in cases {
+        let sim = start(scenario(Duration::from_secs(300))).await;
+        sim.simulator.inject(fault.clone(), Some(endpoint), 1);
+        let base = sim.base_url();
+        let (code, text) = tokio::task::spawn_blocking(move || check(&base, PASSWORD, None, false))
+            .await
+            .unwrap();
+        assert_eq!(code, 1, "{fault:?}: {text}");
+        assert!(
+            text.contains("FAIL  ")
+                && text.contains(
+                    "1. Dexcom's web front (Cloudflare) refused this request: this is not your \
+                     password; the Dexcom Follow app may still work; this exporter will retry."
+                ),
+            "{fault:?}: {text}"
+        );
+        assert!(
+            !text.contains("the region") && !text.contains("publisher's"),
+            "{text}"
+        );
+        sim.stop().await;
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn no_network_names_the_host_and_what_to_check() {
     // Nothing listens on this port: connection refused.

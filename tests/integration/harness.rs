@@ -7,7 +7,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
-use dexcom_exporter::clock::{Clock, SystemClock};
+use dexcom_exporter::clock::{Clock, ManualClock, SystemClock};
 use dexcom_exporter::share::Endpoint;
 use dexcom_exporter::simulator::{Fault, RequestCounts, RunningSimulator, Scenario};
 pub use dexcom_testkit::accounts_file;
@@ -163,6 +163,31 @@ impl TestApp {
         sim.stop().await;
         drop(dir);
     }
+}
+
+/// The simulator and the exporter (polling every 500 ms) on one stopped clock, with `env` as the environment; the
+/// poller waits in that clock's time, so the test decides when backoffs end.
+pub async fn start_on_stopped_clock(
+    env: TestEnv,
+    faults: Vec<(Fault, Option<Endpoint>, u32)>,
+) -> (TestApp, Arc<ManualClock>) {
+    let clock = ManualClock::now_system();
+    let mut options = AppOptions::new(Duration::from_millis(500), &[]);
+    options.clock = clock.clone();
+    options.env = env;
+    options.faults = faults;
+    (TestApp::start_with(options).await, clock)
+}
+
+/// Waits until the one poller has gone back to sleep and returns how long it waits.
+pub async fn poller_wait(clock: &ManualClock) -> Duration {
+    wait_until(Duration::from_secs(10), "the poller sleeps", || {
+        clock.sleepers().len() == 1
+    })
+    .await;
+    clock.sleepers()[0]
+        .duration_since(clock.now())
+        .unwrap_or_default()
 }
 
 /// Waits until `condition` holds, checking every 10 ms; panics with `what` after `within`.

@@ -12,6 +12,7 @@ mod cli;
 mod clock;
 mod deploy;
 mod deployment;
+mod edge;
 mod exporter;
 mod fault_matrix;
 mod gate_paths;

@@ -349,9 +349,9 @@ async fn read_answered_with(fault: Fault) -> (RunningSimulator, ShareClient, Sha
 }
 
 #[tokio::test]
-async fn html_500_is_a_server_error() {
+async fn cloudflare_s_html_502_is_the_edge_failing() {
     let (sim, _client, err) = read_answered_with(Fault::Html500).await;
-    assert_eq!(err.reason(), ErrorReason::ServerError);
+    assert_eq!(err.reason(), ErrorReason::EdgeError);
     assert!(err.to_string().contains("502"), "{err}");
     assert_eq!(sim.simulator.request_counts(USERNAME), counts(1, 1, 2));
     sim.stop().await;
@@ -507,7 +507,8 @@ async fn sends_json_headers_and_a_named_user_agent() {
     let mut client =
         ShareClient::new(settings(&base, Login::Username(USERNAME.into()), PASSWORD)).unwrap();
     let err = client.latest_readings(10, 1).await.unwrap_err();
-    assert_eq!(err.reason(), ErrorReason::ServerError);
+    // An empty 500 is not Share's JSON: the edge (or something before Share) failed.
+    assert_eq!(err.reason(), ErrorReason::EdgeError);
     let request = capture.await.unwrap();
     assert!(
         request.starts_with("post /sharewebservices/services/general/authenticatepublisheraccount"),
