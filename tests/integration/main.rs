@@ -27,6 +27,7 @@ mod remote_write_faults;
 mod remote_write_outage;
 mod remote_write_refusals;
 mod remote_write_tls;
+mod replay;
 mod safety;
 mod serve;
 mod shards;
