@@ -164,10 +164,14 @@ async fn an_edge_answer_says_cloudflare_refused_and_not_the_password() {
     for (fault, endpoint) in cases {
         let sim = start(scenario(Duration::from_secs(300))).await;
         sim.simulator.inject(fault.clone(), Some(endpoint), 1);
-        let base = sim.base_url();
-        let (code, text) = tokio::task::spawn_blocking(move || check(&base, PASSWORD, None, false))
-            .await
-            .unwrap();
+        // A state directory of its own: the gate's memory is per Dexcom identity, and every
+        // simulator on loopback is the same host.
+        let state = ScratchDir::new();
+        let (base, dir) = (sim.base_url(), state.path().join("state"));
+        let (code, text) =
+            tokio::task::spawn_blocking(move || check(&base, PASSWORD, Some(&dir), false))
+                .await
+                .unwrap();
         assert_eq!(code, 1, "{fault:?}: {text}");
         assert!(
             text.contains("FAIL  ")
