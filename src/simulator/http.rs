@@ -26,7 +26,16 @@ pub(super) async fn handle(
     request: Request<Incoming>,
     shutdown: CancellationToken,
 ) -> HttpResponse {
+    let endpoint =
+        strip_prefix_ignore_case(request.uri().path(), SERVICES_PREFIX).and_then(|rest| {
+            Endpoint::ALL
+                .into_iter()
+                .find(|e| e.path().eq_ignore_ascii_case(rest))
+        });
     let mut response = route(&sim, request, shutdown).await;
+    if let Some(endpoint) = endpoint {
+        wire::as_share_sends(&mut response, endpoint);
+    }
     if let Ok(date) =
         hyper::header::HeaderValue::from_str(&httpdate::fmt_http_date(sim.clock.now()))
     {
@@ -99,18 +108,9 @@ fn strip_prefix_ignore_case<'a>(text: &'a str, prefix: &str) -> Option<&'a str> 
         .then(|| &text[prefix.len()..])
 }
 
+/// One of Share's JSON answers; `handle` adds the headers Share sends with it.
 fn json(status: u16, body: String) -> HttpResponse {
-    let mut response = respond(status, "application/json; charset=utf-8", body);
-    let headers = response.headers_mut();
-    headers.insert(
-        hyper::header::CACHE_CONTROL,
-        hyper::header::HeaderValue::from_static("no-cache, no-store, max-age=0, must-revalidate"),
-    );
-    headers.insert(
-        "x-content-type-options",
-        hyper::header::HeaderValue::from_static("nosniff"),
-    );
-    response
+    respond(status, "application/json", body)
 }
 
 impl Simulator {

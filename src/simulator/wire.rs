@@ -1,7 +1,14 @@
 //! Share's wire format as the simulator writes it: readings in the current or the legacy
-//! format, and the HTTP 500 fault envelope with its `SubCode` in either style.
+//! format, the HTTP 500 fault envelope with its `SubCode` in either style, and the headers
+//! and framing Share's JSON answers arrive with through Cloudflare (as recorded in 2025,
+//! `tests/fixtures/share-recorded/`).
 
 use std::time::SystemTime;
+
+use hyper::header::{HeaderName, HeaderValue};
+
+use crate::http::serve::HttpResponse;
+use crate::share::Endpoint;
 
 use super::ServedReading;
 use super::scenario::SubCodeStyle;
@@ -126,6 +133,55 @@ fn xml_escape(text: &str) -> String {
         .replace('"', "&quot;")
         .replace('<', "&lt;")
         .replace('>', "&gt;")
+}
+
+/// Gives one of Share's JSON answers the headers and framing recorded from `share2` in 2025:
+/// Cloudflare's (`Server: cloudflare`, `CF-RAY`, `cf-cache-status`, HSTS, `vary`) and
+/// Share's `x-trace-id` and `nosniff` on every answer; `no-cache` and the other
+/// anti-caching and framing headers on the login endpoints only; and the readings endpoint's
+/// successes chunked, without `Content-Length` (its errors carry one, like every login
+/// answer). Answers that are not JSON (fault pages, Cloudflare's own) are left as they are.
+pub(super) fn as_share_sends(response: &mut HttpResponse, endpoint: Endpoint) {
+    let json = response
+        .headers()
+        .get(hyper::header::CONTENT_TYPE)
+        .is_some_and(|v| v.as_bytes().starts_with(b"application/json"));
+    if !json {
+        return;
+    }
+    let ok = response.status().is_success();
+    let headers = response.headers_mut();
+    let mut set = |name: &'static str, value: &str| {
+        if let Ok(value) = HeaderValue::from_str(value) {
+            headers.insert(HeaderName::from_static(name), value);
+        }
+    };
+    set("server", "cloudflare");
+    set("cf-ray", "8f0e0d0c0b0a0908-EWR");
+    set("cf-cache-status", "DYNAMIC");
+    set(
+        "strict-transport-security",
+        "max-age=15780000; includeSubDomains; preload",
+    );
+    set(
+        "vary",
+        "Origin, Access-Control-Request-Method, Access-Control-Request-Headers",
+    );
+    set("x-trace-id", &uuid::Uuid::new_v4().to_string());
+    set("x-content-type-options", "nosniff");
+    if endpoint.is_login() {
+        set(
+            "cache-control",
+            "no-cache, no-store, max-age=0, must-revalidate",
+        );
+        set("expires", "0");
+        set("pragma", "no-cache");
+        set("x-frame-options", "DENY");
+        set("x-xss-protection", "0");
+    } else if ok {
+        // hyper frames a body chunked when the response says so, and then sends no length.
+        set("transfer-encoding", "chunked");
+    }
 }
 
 /// An error body in JSON that carries no Share `Code` (a framework's default error page).

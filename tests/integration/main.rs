@@ -22,6 +22,7 @@ mod landing;
 mod live_stack;
 mod manual;
 mod pydexcom;
+mod recorded_wire;
 mod remote_write;
 mod remote_write_faults;
 mod remote_write_outage;

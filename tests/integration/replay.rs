@@ -28,13 +28,13 @@ const RECORDED_DATE_S: u64 = 1_745_081_166;
 /// The first `Date` of the latest-reading recording, 2025-04-19 16:46:05 UTC.
 const LATEST_DATE_S: u64 = 1_745_081_165;
 
-fn recording(name: &str) -> PathBuf {
+pub(crate) fn recording(name: &str) -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
         .join("tests/fixtures/share-recorded/pydexcom")
         .join(name)
 }
 
-fn replies(names: &[&str]) -> Vec<RecordedReply> {
+pub(crate) fn replies(names: &[&str]) -> Vec<RecordedReply> {
     names.iter().flat_map(|n| load(&recording(n))).collect()
 }
 
