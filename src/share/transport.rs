@@ -424,7 +424,9 @@ mod tests {
     #[test]
     fn cloudflare_s_own_answers_are_told_from_share_s() {
         let share_fault = br#"{"Code":"AccountPasswordInvalid","Message":"x"}"#;
-        let cases: [(u16, bool, bool, &[u8], Option<EdgeAnswer>); 9] = [
+        // Status, cf-mitigated, JSON body, body, what it is.
+        type Case<'a> = (u16, bool, bool, &'a [u8], Option<EdgeAnswer>);
+        let cases: [Case; 9] = [
             (
                 403,
                 false,

@@ -91,6 +91,36 @@ async fn assert_answers_alike(what: &str, recorded: &RecordedReply, answer: reqw
     }
 }
 
+const AUTHENTICATE: &str = "General/AuthenticatePublisherAccount";
+const LOGIN_BY_ID: &str = "General/LoginPublisherAccountById";
+const READ: &str = "Publisher/ReadPublisherLatestGlucoseValues";
+
+/// The body of a login by name.
+fn by_name(name: &str, password: &str) -> String {
+    serde_json::json!({"accountName": name, "password": password, "applicationId": APP_ID})
+        .to_string()
+}
+
+/// The body of a login by account ID.
+fn by_id(id: &str, password: &str) -> String {
+    serde_json::json!({"accountId": id, "password": password, "applicationId": APP_ID}).to_string()
+}
+
+/// Logs in by name, then by ID: the account ID and a session ID.
+async fn log_in(sim: &RunningSimulator, name: &str, password: &str) -> (String, String) {
+    let id: String = post(sim, AUTHENTICATE, "", by_name(name, password))
+        .await
+        .json()
+        .await
+        .unwrap();
+    let session: String = post(sim, LOGIN_BY_ID, "", by_id(&id, password))
+        .await
+        .json()
+        .await
+        .unwrap();
+    (id, session)
+}
+
 #[tokio::test]
 async fn the_simulator_answers_as_share_did_in_the_recordings() {
     let mut spec = scenario(Duration::from_secs(300));
@@ -99,109 +129,47 @@ async fn the_simulator_answers_as_share_did_in_the_recordings() {
     without_follower.has_follower = false;
     spec.accounts.push(without_follower);
     let sim = start(spec).await;
-    let authenticate = |name: &str, password: &str| {
-        serde_json::json!({"accountName": name, "password": password, "applicationId": APP_ID})
-            .to_string()
-    };
-    let wrong = post(
-        &sim,
-        "General/AuthenticatePublisherAccount",
-        "",
-        authenticate(USERNAME, "wrong"),
-    )
-    .await;
-    let rejected = recorded(
-        "login/us-name-real-pw-wrong.yaml",
-        "General/AuthenticatePublisherAccount",
-    );
-    assert_answers_alike("a wrong password", &rejected, wrong).await;
-
-    let answer = post(
-        &sim,
-        "General/AuthenticatePublisherAccount",
-        "",
-        authenticate(USERNAME, PASSWORD),
-    )
-    .await;
-    let accepted = recorded(
-        "login/us-name-real-pw-real.yaml",
-        "General/AuthenticatePublisherAccount",
-    );
-    let account_id: String = {
-        let text = answer.text().await.unwrap();
-        serde_json::from_str(&text).unwrap()
-    };
-    let again = post(
-        &sim,
-        "General/AuthenticatePublisherAccount",
-        "",
-        authenticate(USERNAME, PASSWORD),
-    )
-    .await;
-    assert_answers_alike("the account ID", &accepted, again).await;
-
-    let by_id = |id: &str, password: &str| {
-        serde_json::json!({"accountId": id, "password": password, "applicationId": APP_ID})
-            .to_string()
-    };
-    let login = recorded(
-        "login/us-id-real-pw-real.yaml",
-        "General/LoginPublisherAccountById",
-    );
-    let answer = post(
-        &sim,
-        "General/LoginPublisherAccountById",
-        "",
-        by_id(&account_id, PASSWORD),
-    )
-    .await;
-    assert_answers_alike("a session ID", &login, answer).await;
-
-    let read = "Publisher/ReadPublisherLatestGlucoseValues";
     let query = |session: &str| format!("?sessionId={session}&minutes=1440&maxCount=1");
-    let unknown = post(&sim, read, &query(UNKNOWN_SESSION), "{}".into()).await;
-    let not_found = recorded(
-        "readings/get-current-glucose-reading-session-expired.yaml",
-        read,
-    );
-    assert_answers_alike("an unknown session", &not_found, unknown).await;
-
-    let session: String = {
-        let answer = post(
-            &sim,
-            "General/LoginPublisherAccountById",
-            "",
-            by_id(&account_id, PASSWORD),
-        )
-        .await;
-        serde_json::from_str(&answer.text().await.unwrap()).unwrap()
-    };
-    let reading = post(&sim, read, &query(&session), "{}".into()).await;
-    let recorded_reading = recorded("readings/get-latest-glucose-reading.yaml", read);
-    assert_answers_alike("a reading", &recorded_reading, reading).await;
-
-    let nobody_id: String = {
-        let answer = post(
-            &sim,
-            "General/AuthenticatePublisherAccount",
-            "",
-            authenticate("nobody", "pw-of-nobody"),
-        )
-        .await;
-        serde_json::from_str(&answer.text().await.unwrap()).unwrap()
-    };
-    let nobody_session: String = {
-        let answer = post(
-            &sim,
-            "General/LoginPublisherAccountById",
-            "",
-            by_id(&nobody_id, "pw-of-nobody"),
-        )
-        .await;
-        serde_json::from_str(&answer.text().await.unwrap()).unwrap()
-    };
-    let empty = post(&sim, read, &query(&nobody_session), "{}".into()).await;
-    let recorded_empty = recorded("readings/get-glucose-readings-0-10.yaml", read);
-    assert_answers_alike("an empty list", &recorded_empty, empty).await;
+    let (account_id, session) = log_in(&sim, USERNAME, PASSWORD).await;
+    let (_, nobody_session) = log_in(&sim, "nobody", "pw-of-nobody").await;
+    let cases = [
+        (
+            "a wrong password",
+            ("login/us-name-real-pw-wrong.yaml", AUTHENTICATE),
+            (AUTHENTICATE, String::new(), by_name(USERNAME, "wrong")),
+        ),
+        (
+            "the account ID",
+            ("login/us-name-real-pw-real.yaml", AUTHENTICATE),
+            (AUTHENTICATE, String::new(), by_name(USERNAME, PASSWORD)),
+        ),
+        (
+            "a session ID",
+            ("login/us-id-real-pw-real.yaml", LOGIN_BY_ID),
+            (LOGIN_BY_ID, String::new(), by_id(&account_id, PASSWORD)),
+        ),
+        (
+            "an unknown session",
+            (
+                "readings/get-current-glucose-reading-session-expired.yaml",
+                READ,
+            ),
+            (READ, query(UNKNOWN_SESSION), "{}".to_owned()),
+        ),
+        (
+            "a reading",
+            ("readings/get-latest-glucose-reading.yaml", READ),
+            (READ, query(&session), "{}".to_owned()),
+        ),
+        (
+            "an empty list",
+            ("readings/get-glucose-readings-0-10.yaml", READ),
+            (READ, query(&nobody_session), "{}".to_owned()),
+        ),
+    ];
+    for (what, (file, recorded_endpoint), (endpoint, query, body)) in cases {
+        let answer = post(&sim, endpoint, &query, body).await;
+        assert_answers_alike(what, &recorded(file, recorded_endpoint), answer).await;
+    }
     sim.stop().await;
 }

@@ -300,24 +300,39 @@ async fn the_exporter_holds_every_recorded_rejection_after_one_request() {
     }
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn the_exporter_shows_the_2025_reading_aged_by_share_s_clock() {
-    let server = ReplayServer::start(replies(&[
-        "readings/dexcom.yaml",
-        "readings/get-latest-glucose-reading.yaml",
-    ]))
-    .await;
+/// The replay of pydexcom's shared login and the readings recording `readings`, and the
+/// exporter on it (logging in by the real account's ID); the account's label.
+async fn exporter_on_readings(
+    readings: &str,
+) -> (ReplayServer, crate::common::RunningExporter, String) {
+    let server = ReplayServer::start(replies(&["readings/dexcom.yaml", readings])).await;
     let login = Login::AccountId(REAL_ACCOUNT_ID.parse().unwrap());
     let exporter = exporter_on(&server, &login).await;
-    let acc = account(&login);
-    let scrape = crate::common::scrape_until(&exporter, Duration::from_secs(10), |s| {
-        sample(s, "dexcom_glucose_mg_per_dl", &acc).map(|_| s.to_owned())
+    (server, exporter, account(&login))
+}
+
+/// Scrapes until the account shows a value, asserts it is the recorded 224 mg/dL, and returns
+/// the scrape.
+async fn shows_the_recorded_reading(
+    exporter: &crate::common::RunningExporter,
+    acc: &str,
+) -> String {
+    let scrape = crate::common::scrape_until(exporter, Duration::from_secs(10), |s| {
+        sample(s, "dexcom_glucose_mg_per_dl", acc).map(|_| s.to_owned())
     })
     .await;
     assert_eq!(
-        sample(&scrape, "dexcom_glucose_mg_per_dl", &acc),
+        sample(&scrape, "dexcom_glucose_mg_per_dl", acc),
         Some(224.0)
     );
+    scrape
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_exporter_shows_the_2025_reading_aged_by_share_s_clock() {
+    let (server, exporter, acc) =
+        exporter_on_readings("readings/get-latest-glucose-reading.yaml").await;
+    let scrape = shows_the_recorded_reading(&exporter, &acc).await;
     assert_eq!(sample(&scrape, "dexcom_glucose_trend", &acc), Some(4.0));
     assert_eq!(
         sample(&scrape, "dexcom_glucose_reading_timestamp_seconds", &acc),
@@ -350,14 +365,7 @@ async fn the_exporter_logs_in_again_once_when_a_recorded_session_ends() {
     let host = ScaledClock::new(UNIX_EPOCH + Duration::from_secs(RECORDED_DATE_S), 1.0);
     let exporter = exporter_at(&server, &login, Arc::new(host)).await;
     let acc = account(&login);
-    let scrape = crate::common::scrape_until(&exporter, Duration::from_secs(10), |s| {
-        sample(s, "dexcom_glucose_mg_per_dl", &acc).map(|_| s.to_owned())
-    })
-    .await;
-    assert_eq!(
-        sample(&scrape, "dexcom_glucose_mg_per_dl", &acc),
-        Some(224.0)
-    );
+    let scrape = shows_the_recorded_reading(&exporter, &acc).await;
     let expired = format!("{acc},reason=\"session_expired\"");
     assert_eq!(
         sample(&scrape, "dexcom_poll_errors_total", &expired),
@@ -384,14 +392,8 @@ async fn the_exporter_logs_in_again_once_when_a_recorded_session_ends() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_exporter_says_no_readings_for_a_recorded_empty_list() {
-    let server = ReplayServer::start(replies(&[
-        "readings/dexcom.yaml",
-        "readings/get-glucose-readings-0-10.yaml",
-    ]))
-    .await;
-    let login = Login::AccountId(REAL_ACCOUNT_ID.parse().unwrap());
-    let exporter = exporter_on(&server, &login).await;
-    let acc = account(&login);
+    let (server, exporter, acc) =
+        exporter_on_readings("readings/get-glucose-readings-0-10.yaml").await;
     let status = format!("{acc},status=\"no_readings\"");
     let scrape = crate::common::scrape_until(&exporter, Duration::from_secs(10), |s| {
         (sample(s, "dexcom_account_status", &status) == Some(1.0)).then(|| s.to_owned())
