@@ -351,6 +351,38 @@ async fn the_exporter_shows_the_2025_reading_aged_by_share_s_clock() {
     exporter.stop().await;
 }
 
+/// The two logins Share accepted (by ID; by name, then ID), each with a readings recording not
+/// used elsewhere: the exporter shows the recorded reading after exactly those requests.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_exporter_logs_in_through_each_recorded_accepted_login() {
+    let flows = [
+        (
+            "login/us-id-real-pw-real.yaml",
+            "readings/get-current-glucose-reading.yaml",
+            Login::AccountId(REAL_ACCOUNT_ID.parse().unwrap()),
+            0,
+        ),
+        (
+            "login/us-name-real-pw-real.yaml",
+            "readings/get-glucose-readings-1-10.yaml",
+            Login::Username("u$ern@me".into()),
+            1,
+        ),
+    ];
+    for (login_file, readings, login, authentications) in flows {
+        let server = ReplayServer::start(replies(&[login_file, readings])).await;
+        let exporter = exporter_on(&server, &login).await;
+        shows_the_recorded_reading(&exporter, &account(&login)).await;
+        assert_eq!(
+            server.requests(AUTHENTICATE),
+            authentications,
+            "{login_file}"
+        );
+        assert_eq!(server.requests(LOGIN_BY_ID), 1, "{login_file}");
+        exporter.stop().await;
+    }
+}
+
 /// Share ended the session right after the login that made it (`SessionIdNotFound`, as
 /// recorded): the exporter logs in again once, at the next poll, and shows the reading. The
 /// host's clock agrees with Share's recorded one here; a host clock far from Share's is the
