@@ -160,6 +160,7 @@ async fn an_edge_answer_says_cloudflare_refused_and_not_the_password() {
             Fault::EdgeOriginError { status: 522 },
             Endpoint::ReadGlucose,
         ),
+        (Fault::Html500, Endpoint::LoginById),
     ];
     for (fault, endpoint) in cases {
         let sim = start(scenario(Duration::from_secs(300))).await;

@@ -96,7 +96,13 @@ async fn an_edge_answer_shows_share_failing_and_a_challenge_never_retries_sooner
             "edge_rate_limited",
             true,
         ),
+        (
+            Fault::EdgeRateLimited { status: 403 },
+            "edge_rate_limited",
+            true,
+        ),
         (Fault::EdgeOriginError { status: 522 }, "edge_error", false),
+        (Fault::Html500, "edge_error", false),
     ];
     for (fault, reason, at_least_an_interval) in cases {
         let (app, clock) = start_on_stopped_clock(

@@ -135,6 +135,10 @@ async fn any_failed_login_of_an_unconfirmed_password_holds_the_next_for_29_minut
         // Cloudflare's own answers: the password left, so each counts like any other.
         ("Cloudflare challenge", Fault::EdgeChallenge),
         ("Cloudflare 1015", Fault::EdgeRateLimited { status: 429 }),
+        (
+            "Cloudflare 1015 as 403",
+            Fault::EdgeRateLimited { status: 403 },
+        ),
         ("Cloudflare 522", Fault::EdgeOriginError { status: 522 }),
         ("401 from a web firewall", firewall_page(401)),
         ("403 from a web firewall", firewall_page(403)),
