@@ -24,7 +24,8 @@ pub enum AccountStatus {
     LoginHeld,
     /// Share refused the credentials at the last login.
     LoginFailing,
-    /// Polls of Share fail (server errors, timeouts, no connection, rate limiting).
+    /// Polls of Share fail (server errors, timeouts, no connection, rate limiting, and
+    /// Cloudflare's own answers in front of Share: the `edge_*` reasons).
     ShareFailing,
     /// The newest readings are dated ahead of Share's clock (the phone's clock is wrong), so
     /// they are refused.
@@ -76,7 +77,9 @@ impl AccountStatus {
                 "login held back to protect the Dexcom account from a lockout"
             }
             AccountStatus::LoginFailing => "Dexcom Share refuses the login",
-            AccountStatus::ShareFailing => "Dexcom Share cannot be reached or keeps failing",
+            AccountStatus::ShareFailing => {
+                "Dexcom Share, or its web front (Cloudflare), cannot be reached or keeps failing; not a password problem"
+            }
             AccountStatus::ClockSkew => {
                 "readings are dated in the future: check the clock of the phone running the Dexcom app"
             }
