@@ -106,7 +106,14 @@ async fn check_account(
         beside_service,
         reset_gate,
     } = ask;
-    let host = account.base_url.host_str().unwrap_or_default().to_owned();
+    // The bare host: an IPv6 literal without its brackets, as the resolver wants it.
+    let host = account
+        .base_url
+        .host_str()
+        .unwrap_or_default()
+        .trim_start_matches('[')
+        .trim_end_matches(']')
+        .to_owned();
     let port = account.base_url.port_or_known_default().unwrap_or(443);
     let mut finding = AccountCheck {
         account: account.name.clone(),
@@ -366,7 +373,7 @@ fn held_because(hold: Hold) -> String {
         }
         None if hold.is_cap() => {
             return format!(
-                "{} logins failed in a row, one short of Dexcom's lockout: none more until a day after the first, or `dexcom_exporter check --reset-gate` once the cause is fixed",
+                "{} logins failed in a row (the gate stops at {MAX_CONSECUTIVE_FAILURES}, one short of Dexcom's lockout): none more until a day after the last one let out, or `dexcom_exporter check --reset-gate` once the cause is fixed",
                 hold.failures_in_a_row
             );
         }
@@ -397,6 +404,21 @@ fn attempts_left(hold: Hold) -> String {
         left_in_a_row.min(left_today),
         humantime::format_rfc3339_seconds(from_unix_ms(hold.until_ms))
     )
+}
+
+/// Why the gate's memory cannot be kept, and what to do: never the password's fault.
+fn state_causes(fault: &crate::share::StoreFault) -> Vec<String> {
+    match fault {
+        crate::share::StoreFault::Duplicate { other, .. } => vec![format!(
+            "the configuration lists this Dexcom account twice (here and as {other:?}): remove one entry"
+        )],
+        _ => vec![
+            "the disk is full: free some space (`df -h`)".to_owned(),
+            "the disk is read-only or failing (`dmesg`, `mount`)".to_owned(),
+            "the state directory's files belong to another user: run `check` with sudo, or restart the service (`sudo systemctl restart dexcom_exporter`), which gives them back to it".to_owned(),
+            "nothing was sent, so this did not count against the Dexcom account".to_owned(),
+        ],
+    }
 }
 
 /// The causes of a rejected password, most likely first.
@@ -435,6 +457,9 @@ fn rejected_causes(account: &AccountConfig, hold: Option<Hold>) -> Vec<String> {
 const EDGE_REFUSED: &str = "Dexcom's web front (Cloudflare) refused this request: this is not your password; the Dexcom Follow app may still work; this exporter will retry.";
 
 fn failure_causes(account: &AccountConfig, error: &ShareError, hold: Option<Hold>) -> Vec<String> {
+    if let ShareError::StateUnavailable { fault, .. } = error {
+        return state_causes(fault);
+    }
     match error.reason() {
         ErrorReason::AuthFailed => rejected_causes(account, hold),
         ErrorReason::LockedOut => vec![

@@ -106,7 +106,15 @@ impl Environment for ProcessEnvironment {
 
     fn package_state_dir(&self) -> Option<std::path::PathBuf> {
         let dir = std::path::PathBuf::from(PACKAGE_STATE_DIR);
-        dir.is_dir().then_some(dir)
+        match std::fs::symlink_metadata(&dir) {
+            // There, even when this user may not look inside (the service's, under
+            // DynamicUser=): opening it then says so, instead of quietly keeping a gate apart.
+            Ok(_) => Some(dir),
+            Err(error) if error.kind() != std::io::ErrorKind::NotFound => Some(dir),
+            // Root, before the service ever started: the service's directory, made now, so a
+            // `sudo dexcom_exporter check` counts where the service will look.
+            Err(_) => storage::running_as_root().then_some(dir),
+        }
     }
 }
 

@@ -4,8 +4,9 @@
 //!
 //! In order: `--storage.path` (`none` for a throwaway run, said at WARN), systemd's
 //! `$STATE_DIRECTORY` (the shipped unit's `StateDirectory=`), the package's
-//! `/var/lib/dexcom_exporter` when it exists (so `sudo dexcom_exporter check` uses the
-//! service's gate), then the user's own state directory (`$XDG_STATE_HOME/dexcom_exporter`, or
+//! `/var/lib/dexcom_exporter` when it exists, even unreadable (so `sudo dexcom_exporter check`
+//! uses the service's gate, and a user who may not is told so), or always for root (made
+//! before the service's first start, where it will look), then the user's own state directory (`$XDG_STATE_HOME/dexcom_exporter`, or
 //! `~/.local/state/dexcom_exporter`). With none of them a command refuses to run: it would send
 //! a password with no memory of the attempts before it.
 
@@ -30,6 +31,13 @@ pub enum StorageSource {
     Package,
     /// The user's own state directory.
     User,
+}
+
+/// Whether this process runs as root (its `/proc/self` belongs to uid 0).
+pub(super) fn running_as_root() -> bool {
+    std::fs::metadata("/proc/self")
+        .map(|m| std::os::unix::fs::MetadataExt::uid(&m) == 0)
+        .unwrap_or(false)
 }
 
 /// The state directory to use and where it came from; `None` for `--storage.path=none`.

@@ -110,6 +110,8 @@ pub struct ShareClient {
     /// Set while the gate's memory cannot be read or written: no password leaves until it can
     /// (fail closed); every login first tries again.
     pub(super) store_fault: Option<StoreFault>,
+    /// The fault the log has said, so an episode is said once, not at every retry.
+    pub(super) said_fault: Option<super::gate::StoreFaultKind>,
     pub(super) clock: Arc<dyn Clock>,
     /// Whether the saved state's fingerprint has been compared with this password yet.
     pub(super) fingerprint_checked: bool,
@@ -154,6 +156,7 @@ impl ShareClient {
             gate: LoginGate::new(GateState::default(), DEFAULT_INTERVAL),
             gate_store: None,
             store_fault: None,
+            said_fault: None,
             clock: Arc::new(SystemClock),
             fingerprint_checked: false,
             said_instant_expiry: false,
@@ -206,14 +209,21 @@ impl ShareClient {
             Ok(())
         };
         match saved {
-            Ok(()) => self.store_fault = None,
+            // A duplicate is for the life of the process; a file read again is no longer
+            // unreadable (an unwritable one is cleared only by a save that succeeds).
+            Ok(()) => {
+                if matches!(self.store_fault, Some(StoreFault::Unreadable { .. })) {
+                    self.store_fault = None;
+                }
+            }
             Err(fault) => self.hold_for(fault),
         }
     }
 
     /// Holds the password because the gate's memory cannot be kept; said once per episode.
     pub(super) fn hold_for(&mut self, fault: StoreFault) {
-        if self.store_fault.as_ref().map(StoreFault::kind) != Some(fault.kind()) {
+        if self.said_fault != Some(fault.kind()) {
+            self.said_fault = Some(fault.kind());
             tracing::error!(error = %fault, "the password is held until the login gate's memory can be kept: a login that cannot be counted could lock the Dexcom account. Check the state directory: free space, a writable disk, the files' owner (a file written by root is given to the directory's owner)");
         }
         self.store_fault = Some(fault);

@@ -291,9 +291,7 @@ pub enum ShareError {
     },
     /// The login gate's memory cannot be read or saved, so the password was not sent (fail
     /// closed: an attempt that cannot be counted could lock the account).
-    #[error(
-        "the password was not sent: {fault}; fix the state directory (free space, a writable disk, the files' owner); the exporter tries again each reading interval"
-    )]
+    #[error("the password was not sent: {fault}{}", if matches!(fault, super::gate::StoreFault::Duplicate { .. }) { "" } else { "; fix the state directory (free space, a writable disk, the files' owner); the exporter tries again each reading interval" })]
     StateUnavailable {
         /// The next time the exporter tries again.
         until: std::time::SystemTime,

@@ -29,7 +29,11 @@ impl ShareClient {
         if self.store_fault.is_some() {
             // Fail closed until the gate's memory can be kept again: try now.
             self.reload_gate();
-            if self.store_fault.is_none() {
+            if !matches!(
+                self.store_fault,
+                Some(StoreFault::Unreadable { .. } | StoreFault::Duplicate { .. })
+            ) {
+                // Read back (or never unreadable): can it be saved now?
                 let _ = self.save_gate().await;
             }
             if let Some(hold) = self.login_hold().filter(|h| h.fault.is_some())
@@ -219,7 +223,15 @@ impl ShareClient {
             });
         match saved {
             Ok(()) => {
-                self.store_fault = None;
+                if let Some(StoreFault::Unwritable { .. }) = self.store_fault.take() {
+                    self.said_fault = None;
+                    tracing::info!("the login gate's memory is saved again: logins may go");
+                } else if let Some(fault) = self.store_fault.take() {
+                    // Unreadable was replaced by this save; a duplicate stays.
+                    if matches!(fault, StoreFault::Duplicate { .. }) {
+                        self.store_fault = Some(fault);
+                    }
+                }
                 Ok(())
             }
             Err(fault) => {

@@ -1,7 +1,9 @@
 //! Writing one state file so that a power cut leaves the old file or the new one, never half of
 //! one, and so that a file written by root (`sudo dexcom_exporter check`) stays readable by the
 //! service's own user: a temporary file, `fsync`, owner set to the directory's, `rename`, `fsync`
-//! of the directory. Every step's failure is returned: the login gate must not send a password
+//! of the directory. No step follows a link: the directory belongs to the service's user, and
+//! a link it planted must not lead root's writes (or its `chown`) to another file. Every
+//! step's failure is returned: the login gate must not send a password
 //! whose attempt could not be recorded.
 
 use std::io::Write as _;
@@ -39,7 +41,7 @@ impl Owner {
         if meta.uid() == self.uid && meta.gid() == self.gid {
             return Ok(());
         }
-        match std::os::unix::fs::chown(path, Some(self.uid), Some(self.gid)) {
+        match std::os::unix::fs::lchown(path, Some(self.uid), Some(self.gid)) {
             Err(error) if error.kind() == std::io::ErrorKind::PermissionDenied => Ok(()),
             other => other,
         }
@@ -50,10 +52,16 @@ impl Owner {
 pub(crate) fn write_atomically(path: &Path, bytes: &[u8], owner: Owner) -> std::io::Result<()> {
     let temporary = path.with_extension("json.tmp");
     {
+        // Made anew: O_EXCL fails on anything in its place, a link included, instead of
+        // following it. A temporary file left by a crash is removed first (unlink removes a
+        // link itself, never its target).
+        match std::fs::remove_file(&temporary) {
+            Err(error) if error.kind() != std::io::ErrorKind::NotFound => return Err(error),
+            _ => {}
+        }
         let mut file = std::fs::OpenOptions::new()
             .write(true)
-            .create(true)
-            .truncate(true)
+            .create_new(true)
             .mode(0o600)
             .open(&temporary)?;
         file.write_all(bytes)?;

@@ -53,6 +53,8 @@ pub struct GateFile {
     /// The identity whose file is read and written now: the configured one, or the account ID
     /// Share resolved it to.
     current: Mutex<LoginIdentity>,
+    /// The account ID the configured name resolved to, kept in its file by every save of it.
+    pointer: Mutex<Option<Uuid>>,
     owner: Owner,
     /// Read beside the directory's holder: never written.
     read_only: bool,
@@ -76,6 +78,7 @@ impl GateFile {
             account: account.to_owned(),
             configured: identity.clone(),
             current: Mutex::new(identity.clone()),
+            pointer: Mutex::new(None),
             owner,
             read_only,
             legacy,
@@ -174,6 +177,12 @@ impl GateFile {
         }
     }
 
+    fn set_pointer(&self, id: Uuid) {
+        if let Ok(mut pointer) = self.pointer.lock() {
+            *pointer = Some(id);
+        }
+    }
+
     /// Reads and writes `identity`'s file from now on.
     fn switch_to(&self, identity: LoginIdentity) {
         if let Ok(mut current) = self.current.lock() {
@@ -211,6 +220,7 @@ impl GateStore for GateFile {
             return Ok(Some(contents.gate));
         };
         // Resolved before: the gate is the account ID's.
+        self.set_pointer(id);
         let resolved = self.configured.with_account_id(id);
         self.claim(&resolved)?;
         let gate = self.read(&resolved)?.map_or(contents.gate, |c| c.gate);
@@ -219,7 +229,13 @@ impl GateStore for GateFile {
     }
 
     fn save(&self, gate: &GateState) -> Result<(), StoreFault> {
-        self.write(&self.current(), gate, None)
+        let current = self.current();
+        let pointer = if current == self.configured {
+            self.pointer.lock().ok().and_then(|p| *p)
+        } else {
+            None
+        };
+        self.write(&current, gate, pointer)
     }
 
     fn resolved(&self, id: Uuid, state: &GateState) -> Result<GateState, StoreFault> {
@@ -230,13 +246,20 @@ impl GateStore for GateFile {
         if self.current() == resolved {
             return Ok(state.clone());
         }
-        self.claim(&resolved)?;
+        if let Err(duplicate) = self.claim(&resolved) {
+            // The pointer still goes down (and stays, through every later save), so the next
+            // run refuses this entry before it sends anything (its load claims the ID too).
+            self.set_pointer(id);
+            self.write(&self.configured, state, Some(id))?;
+            return Err(duplicate);
+        }
         let state = match self.read(&resolved)? {
             Some(known) => merged(state.clone(), &known.gate),
             None => state.clone(),
         };
         // The ID's file first: the pointer never names a file that does not hold the gate.
         self.write(&resolved, &state, None)?;
+        self.set_pointer(id);
         self.write(&self.configured, &state, Some(id))?;
         self.switch_to(resolved);
         Ok(state)

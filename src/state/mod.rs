@@ -98,14 +98,29 @@ impl StateDir {
             path: path.to_owned(),
             source,
         };
+        // There but closed to this user (the service's, under DynamicUser=): say so, rather
+        // than the "file exists" that creating it would answer.
+        if let Err(denied) = std::fs::metadata(path)
+            && denied.kind() == std::io::ErrorKind::PermissionDenied
+        {
+            return Err(error(denied));
+        }
         std::fs::DirBuilder::new()
             .recursive(true)
             .mode(0o700)
             .create(path)
             .map_err(error)?;
         // Fail at start, not at the first failed login, when it cannot be written.
+        // Made anew (O_EXCL, which no link can redirect): a link planted under this name by
+        // whoever owns the directory must not make root truncate another file.
         let probe = path.join(".write-test");
-        std::fs::write(&probe, b"").map_err(error)?;
+        let _ = std::fs::remove_file(&probe);
+        std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .open(&probe)
+            .map_err(error)?;
         let _ = std::fs::remove_file(&probe);
         let owner = Owner::of(path).map_err(error)?;
         let lock = lock(path, owner).map_err(|e| match e {
@@ -203,6 +218,8 @@ fn lock(dir: &Path, owner: Owner) -> Result<std::fs::File, LockFailure> {
         .create(true)
         .truncate(false)
         .mode(0o600)
+        // A link in its place is refused, not followed (see `atomic.rs`).
+        .custom_flags(libc::O_NOFOLLOW)
         .open(&path)
         .map_err(LockFailure::Io)?;
     owner.adopt(&path).map_err(LockFailure::Io)?;

@@ -21,15 +21,32 @@ fn root() -> bool {
     crate::common::root_for("the gate-path tests, which run in private mount namespaces")
 }
 
+/// Who types the command.
+#[derive(Clone, Copy)]
+enum Who {
+    Root,
+    /// An ordinary user (uid 65534), whose home must be theirs.
+    Nobody,
+}
+
 /// The binary as a person types it: only `PATH` and `env` in its environment; in a mount
-/// namespace where `/var/lib` is an empty tmpfs and, when `disk` is given, a small tmpfs is at
+/// namespace where `/var/lib` is `machine` (a scratch directory standing for this machine's,
+/// empty or holding what a test put there) and, when `disk` is given, a small tmpfs is at
 /// `disk.0` after the shell line `disk.1` ran there (`$D` is the mount point).
-fn typed(args: &[&str], env: &[(&str, &str)], disk: Option<(&Path, &str)>) -> Command {
-    let mut script = "mount -t tmpfs tmpfs /var/lib".to_owned();
+fn typed_by(
+    who: Who,
+    machine: &Path,
+    args: &[&str],
+    env: &[(&str, &str)],
+    disk: Option<(&Path, &str)>,
+) -> Command {
+    std::fs::create_dir_all(machine).unwrap();
+    let mut script = "mount --bind \"$VARLIB\" /var/lib".to_owned();
     let mut command = Command::new("unshare");
     command
         .env_clear()
         .env("PATH", "/usr/sbin:/usr/bin:/sbin:/bin")
+        .env("VARLIB", machine)
         .envs(env.iter().copied());
     if let Some((dir, setup)) = disk {
         std::fs::create_dir_all(dir).unwrap();
@@ -37,7 +54,12 @@ fn typed(args: &[&str], env: &[(&str, &str)], disk: Option<(&Path, &str)>) -> Co
         script.push_str(setup);
         command.env("D", dir);
     }
-    script.push_str(" && cd / && exec \"$0\" \"$@\"");
+    script.push_str(match who {
+        Who::Root => " && cd / && exec \"$0\" \"$@\"",
+        Who::Nobody => {
+            " && cd / && exec setpriv --reuid=65534 --regid=65534 --clear-groups \"$0\" \"$@\""
+        }
+    });
     command
         .args([
             "--mount",
@@ -52,6 +74,18 @@ fn typed(args: &[&str], env: &[(&str, &str)], disk: Option<(&Path, &str)>) -> Co
     command
 }
 
+/// [`typed_by`] root, on a machine of its own (an empty `/var/lib`).
+fn typed(args: &[&str], env: &[(&str, &str)], disk: Option<(&Path, &str)>) -> Command {
+    let machine = std::env::temp_dir().join(format!(
+        "dexcom-gate-paths-{}-{}",
+        std::process::id(),
+        NEXT_MACHINE.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+    ));
+    typed_by(Who::Root, &machine, args, env, disk)
+}
+
+static NEXT_MACHINE: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+
 fn run(command: &mut Command) -> (Option<i32>, String, String) {
     let Output {
         status,
@@ -65,11 +99,24 @@ fn run(command: &mut Command) -> (Option<i32>, String, String) {
     )
 }
 
-/// `dexcom_exporter check` typed with `username` and `password` at the simulator `base`, with
-/// `home` as the person's home directory and nothing naming a state directory.
-fn check_typed(base: &str, username: &str, password: &str, home: &Path) -> (Option<i32>, String) {
-    let home = home.to_str().unwrap();
-    let (code, stdout, stderr) = run(&mut typed(
+/// `dexcom_exporter check` typed by `who` with `username` and `password` at the simulator
+/// `base`, on `machine` (see [`typed_by`]), with `machine/home` as the person's home directory
+/// and nothing naming a state directory.
+fn check_typed(
+    who: Who,
+    machine: &Path,
+    base: &str,
+    username: &str,
+    password: &str,
+) -> (Option<i32>, String) {
+    let home = machine.join("home");
+    std::fs::create_dir_all(&home).unwrap();
+    if matches!(who, Who::Nobody) {
+        std::os::unix::fs::chown(&home, Some(65534), Some(65534)).unwrap();
+    }
+    let (code, stdout, stderr) = run(&mut typed_by(
+        who,
+        machine,
         &[
             "check",
             "--dexcom.username",
@@ -77,7 +124,10 @@ fn check_typed(base: &str, username: &str, password: &str, home: &Path) -> (Opti
             "--dexcom.base-url",
             base,
         ],
-        &[("HOME", home), ("DEXCOM_PASSWORD", password)],
+        &[
+            ("HOME", home.to_str().unwrap()),
+            ("DEXCOM_PASSWORD", password),
+        ],
         None,
     ));
     (code, format!("{stdout}{stderr}"))
@@ -88,37 +138,74 @@ async fn check_typed_without_storage_path_remembers_the_last_attempt() {
     if !root() {
         return;
     }
-    let sim = start(scenario(Duration::from_secs(300))).await;
-    let home = ScratchDir::new();
-    let base = sim.base_url();
-    let home_path = home.path().to_owned();
-    tokio::task::spawn_blocking(move || {
-        for run in 0..5 {
-            let (code, text) = check_typed(&base, USERNAME, "wrong", &home_path);
-            assert_eq!(code, Some(1), "run {run}: {text}");
-            if run > 0 {
-                assert!(
-                    text.contains("holds the password until"),
-                    "run {run}: {text}"
-                );
+    for who in [Who::Root, Who::Nobody] {
+        let sim = start(scenario(Duration::from_secs(300))).await;
+        let machine = ScratchDir::new();
+        let (base, machine_path) = (sim.base_url(), machine.path().to_owned());
+        tokio::task::spawn_blocking(move || {
+            for run in 0..5 {
+                let (code, text) = check_typed(who, &machine_path, &base, USERNAME, "wrong");
+                assert_eq!(code, Some(1), "run {run}: {text}");
+                if run > 0 {
+                    assert!(
+                        text.contains("holds the password until"),
+                        "run {run}: {text}"
+                    );
+                }
             }
-        }
-        // The corrected password is tried at once.
-        let (code, text) = check_typed(&base, USERNAME, PASSWORD, &home_path);
-        assert_eq!(code, Some(0), "{text}");
-    })
-    .await
+            // The corrected password is tried at once.
+            let (code, text) = check_typed(who, &machine_path, &base, USERNAME, PASSWORD);
+            assert_eq!(code, Some(0), "{text}");
+        })
+        .await
+        .unwrap();
+        assert_eq!(
+            sim.simulator.request_counts(USERNAME).authenticate,
+            2,
+            "one wrong password in five runs, then the right one"
+        );
+        // Root: where the service will look, made before its first start; a user: their own.
+        let kept = match who {
+            Who::Root => machine.path().join("dexcom_exporter"),
+            Who::Nobody => machine.path().join("home/.local/state/dexcom_exporter"),
+        };
+        assert!(kept.is_dir(), "{}", kept.display());
+        sim.stop().await;
+    }
+}
+
+#[test]
+fn a_user_who_may_not_read_the_services_directory_is_told_not_given_a_gate_of_their_own() {
+    if !root() {
+        return;
+    }
+    // As systemd lays out a DynamicUser= state directory: a link into a root-only directory.
+    let machine = ScratchDir::new();
+    let private = machine.path().join("private");
+    std::fs::create_dir_all(private.join("dexcom_exporter")).unwrap();
+    std::fs::set_permissions(
+        &private,
+        std::os::unix::fs::PermissionsExt::from_mode(0o700),
+    )
     .unwrap();
-    assert_eq!(
-        sim.simulator.request_counts(USERNAME).authenticate,
-        2,
-        "one wrong password in five runs, then the right one"
+    std::os::unix::fs::symlink(
+        "private/dexcom_exporter",
+        machine.path().join("dexcom_exporter"),
+    )
+    .unwrap();
+    let (code, text) = check_typed(
+        Who::Nobody,
+        machine.path(),
+        "http://127.0.0.1:9/",
+        "kid",
+        "pw",
     );
+    assert_eq!(code, Some(2), "{text}");
     assert!(
-        home.path().join(".local/state/dexcom_exporter").is_dir(),
-        "the user's own state directory"
+        text.contains("/var/lib/dexcom_exporter") && text.contains("Permission denied"),
+        "{text}"
     );
-    sim.stop().await;
+    assert!(!machine.path().join("home/.local/state").exists());
 }
 
 #[test]
@@ -126,7 +213,11 @@ fn with_nowhere_to_keep_the_gate_a_command_refuses_and_none_is_said() {
     if !root() {
         return;
     }
-    let (code, _, stderr) = run(&mut typed(
+    // A user with no home on a machine without the package's directory.
+    let machine = ScratchDir::new();
+    let (code, _, stderr) = run(&mut typed_by(
+        Who::Nobody,
+        machine.path(),
         &[
             "check",
             "--dexcom.username",
@@ -166,8 +257,8 @@ async fn one_login_spelt_several_ways_has_one_gate() {
         return;
     }
     let sim = start(scenario(Duration::from_secs(300))).await;
-    let home = ScratchDir::new();
-    let (base, home_path) = (sim.base_url(), home.path().to_owned());
+    let machine = ScratchDir::new();
+    let (base, machine_path) = (sim.base_url(), machine.path().to_owned());
     let spellings = [
         format!(" {} ", USERNAME.to_uppercase()),
         USERNAME.to_owned(),
@@ -177,7 +268,7 @@ async fn one_login_spelt_several_ways_has_one_gate() {
     tokio::task::spawn_blocking(move || {
         for (i, name) in spellings.iter().enumerate() {
             let base = if i == 2 { &other_host } else { &base };
-            let (code, text) = check_typed(base, name, "wrong", &home_path);
+            let (code, text) = check_typed(Who::Root, &machine_path, base, name, "wrong");
             assert_eq!(code, Some(1), "{name:?}: {text}");
         }
     })
@@ -226,11 +317,17 @@ async fn six_guesses_stop_at_four_and_a_person_can_reset() {
         return;
     }
     let sim = start(scenario(Duration::from_secs(300))).await;
-    let home = ScratchDir::new();
-    let (base, home_path) = (sim.base_url(), home.path().to_owned());
+    let machine = ScratchDir::new();
+    let (base, machine_path) = (sim.base_url(), machine.path().to_owned());
     tokio::task::spawn_blocking(move || {
         for guess in 1..=6 {
-            let (code, text) = check_typed(&base, USERNAME, &format!("guess {guess}"), &home_path);
+            let (code, text) = check_typed(
+                Who::Root,
+                &machine_path,
+                &base,
+                USERNAME,
+                &format!("guess {guess}"),
+            );
             assert_eq!(code, Some(1), "guess {guess}: {text}");
             assert!(!text.contains("locked"), "guess {guess}: {text}");
             if guess > 4 {
@@ -241,11 +338,12 @@ async fn six_guesses_stop_at_four_and_a_person_can_reset() {
             }
         }
         // Even the right password waits: the cap is the account's, not a password's.
-        let (code, text) = check_typed(&base, USERNAME, PASSWORD, &home_path);
+        let (code, text) = check_typed(Who::Root, &machine_path, &base, USERNAME, PASSWORD);
         assert_eq!(code, Some(1), "{text}");
         // A person resets it, and is told what that risks.
-        let home = home_path.to_str().unwrap();
-        let (code, stdout, stderr) = run(&mut typed(
+        let (code, stdout, stderr) = run(&mut typed_by(
+            Who::Root,
+            &machine_path,
             &[
                 "check",
                 "--reset-gate",
@@ -254,7 +352,7 @@ async fn six_guesses_stop_at_four_and_a_person_can_reset() {
                 "--dexcom.base-url",
                 &base,
             ],
-            &[("HOME", home), ("DEXCOM_PASSWORD", PASSWORD)],
+            &[("DEXCOM_PASSWORD", PASSWORD)],
             None,
         ));
         assert_eq!(code, Some(0), "{stdout}{stderr}");
@@ -398,4 +496,60 @@ fn a_read_only_disk_at_boot_exits_with_a_code_the_unit_restarts() {
         "75 is restarted"
     );
     assert_eq!(value("StartLimitIntervalSec"), "0", "never given up");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_username_and_an_email_of_one_account_in_one_file_the_second_sends_nothing() {
+    if !root() {
+        return;
+    }
+    let mut spec = scenario(Duration::from_secs(300));
+    spec.accounts[0].aliases = vec!["pub".to_owned()];
+    let sim = start(spec).await;
+    let machine = ScratchDir::new();
+    let dir = ScratchDir::new();
+    let file = dir.path().join("accounts.yml");
+    std::fs::write(
+        &file,
+        format!(
+            "accounts:\n  - name: a\n    username: {USERNAME}\n    password_file: a.pw\n    base_url: {base}\n  - name: b\n    username: pub\n    password_file: b.pw\n    base_url: {base}\n",
+            base = sim.base_url(),
+        ),
+    )
+    .unwrap();
+    let passwords = |password: &str| {
+        for name in ["a.pw", "b.pw"] {
+            let path = dir.path().join(name);
+            std::fs::write(&path, password).unwrap();
+            std::fs::set_permissions(&path, std::os::unix::fs::PermissionsExt::from_mode(0o600))
+                .unwrap();
+        }
+    };
+    let check = |machine: &Path| {
+        let (_, stdout, stderr) = run(&mut typed_by(
+            Who::Root,
+            machine,
+            &["check", "--config.file", file.to_str().unwrap()],
+            &[],
+            None,
+        ));
+        format!("{stdout}{stderr}")
+    };
+    // Both log in once: Share resolves both names to one account ID; the second is told.
+    passwords(PASSWORD);
+    let text = check(machine.path());
+    assert!(text.contains("same Dexcom account as \"a\""), "{text}");
+    // Then a wrong password in both files, four runs: the second entry sends nothing, and the
+    // first one wrong password (the gate then holds it), never a lockout.
+    passwords("wrong");
+    for run in 0..4 {
+        let text = check(machine.path());
+        assert!(!text.to_lowercase().contains("locked"), "run {run}: {text}");
+    }
+    assert_eq!(
+        sim.simulator.request_counts(USERNAME).authenticate,
+        2 + 1,
+        "both names once, then one wrong password"
+    );
+    sim.stop().await;
 }

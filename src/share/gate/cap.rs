@@ -73,8 +73,11 @@ fn every_kind_of_failure_counts_in_the_row_and_a_success_ends_it() {
     }
     assert_eq!(gate.state().failures_in_a_row, 3);
     gate = LoginGate::new(gate.for_new_password(), INTERVAL);
-    let permit = gate.open(10 * MIN).unwrap();
-    gate.record(&permit, 10 * MIN, LoginOutcome::Accepted);
+    // After the lockout answer, even a new password waits its hour.
+    let now = gate.next_allowed_ms(10 * MIN);
+    assert!(now >= 2 * MIN + 60 * MIN);
+    let permit = gate.open(now).unwrap();
+    gate.record(&permit, now, LoginOutcome::Accepted);
     assert_eq!(gate.state().failures_in_a_row, 0);
     assert_eq!(gate.state().first_failure_in_a_row_ms, None);
 }
@@ -122,4 +125,36 @@ fn a_confirmed_passwords_ambiguous_relogins_slow_down_after_three_in_a_row() {
     let permit = gate.open(now).unwrap();
     gate.record(&permit, now, LoginOutcome::Accepted);
     assert_eq!(gate.state().ambiguous_in_a_row, 0);
+}
+
+#[test]
+fn after_the_days_hold_one_attempt_a_day_gets_out_and_a_lockout_wait_outlives_a_new_password() {
+    let mut gate = LoginGate::new(GateState::default(), INTERVAL);
+    hammer(&mut gate, LoginOutcome::Rejected, 0, DAY_MS - 1);
+    // A day on, new passwords one after another: one gets out, then a day's hold again.
+    let mut sent = Vec::new();
+    for guess in 0..10 {
+        let now = DAY_MS + guess * MIN;
+        gate = LoginGate::new(gate.for_new_password(), INTERVAL);
+        if let Ok(permit) = gate.open(now) {
+            gate.record(&permit, now, LoginOutcome::LockedOut);
+            sent.push(now);
+        }
+    }
+    assert_eq!(
+        sent,
+        vec![DAY_MS],
+        "one attempt after the day, then held again"
+    );
+    let hold = gate.hold(DAY_MS + 10 * MIN).unwrap();
+    assert!(hold.is_cap() && hold.until_ms == 2 * DAY_MS, "{hold:?}");
+    // Below the cap: a lockout answer's hour is kept when the password changes.
+    let mut gate = LoginGate::new(GateState::default(), INTERVAL);
+    let permit = gate.open(0).unwrap();
+    gate.record(&permit, 0, LoginOutcome::LockedOut);
+    let gate = LoginGate::new(gate.for_new_password(), INTERVAL);
+    assert!(
+        gate.next_allowed_ms(MIN) >= 60 * MIN,
+        "the lockout's hour stays"
+    );
 }

@@ -330,11 +330,15 @@ impl LoginGate {
     /// A state for a different password of the same Dexcom account: tried at once, but the
     /// day's failures and the hour's logins still count (they are the account's).
     pub fn for_new_password(&self) -> GateState {
+        // A lockout is the account's, whatever password comes next: its wait stays.
+        let locked = self.state.last_failure == Some(FailureKind::LockedOut);
         GateState {
             failures_ms: self.state.failures_ms.clone(),
             logins_ms: self.state.logins_ms.clone(),
             failures_in_a_row: self.state.failures_in_a_row,
             first_failure_in_a_row_ms: self.state.first_failure_in_a_row_ms,
+            not_before_ms: if locked { self.state.not_before_ms } else { 0 },
+            last_failure: self.state.last_failure.filter(|_| locked),
             ..GateState::default()
         }
     }
@@ -518,7 +522,11 @@ impl LoginGate {
 
     /// One more failed password-bearing request in a row, whatever it carried.
     fn count_in_a_row(&mut self, now_ms: i64) {
-        if self.state.failures_in_a_row == 0 {
+        if self.state.failures_in_a_row == 0
+            || self.state.failures_in_a_row >= MAX_CONSECUTIVE_FAILURES
+        {
+            // The first of a run, or the one let out after a day's hold: the next day's hold
+            // counts from it, so beyond the cap at most one attempt a day gets out.
             self.state.first_failure_in_a_row_ms = Some(now_ms);
         }
         self.state.failures_in_a_row = self.state.failures_in_a_row.saturating_add(1);
