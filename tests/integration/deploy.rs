@@ -145,6 +145,7 @@ fn alerts_have_the_contracted_names_and_severities() {
             "DexcomGlucoseRisingFast",
             "DexcomSignalLoss",
             "DexcomShareLoginFailing",
+            "DexcomLoginStateFailing",
             "DexcomShareUnavailable",
             "DexcomExporterDown",
             "DexcomNoGlucoseValue",
