@@ -17,7 +17,7 @@ use std::time::Duration;
 
 use serde::Serialize;
 
-use crate::clock::{Clock, ShareClock, from_unix_ms};
+use crate::clock::{Clock, from_unix_ms, unix_ms};
 use crate::config::{AccountConfig, Config};
 use crate::exporter::{ExporterError, share_client, share_http};
 use crate::metrics::AccountStatus;
@@ -134,8 +134,8 @@ async fn check_account(
         .storage
         .as_ref()
         .map(|dir| Arc::new(dir.account(&account.name)));
-    let share_clock = ShareClock::new(clock);
-    let mut client = share_client(config, http, account, state, share_clock.clone());
+    // The gate on the host's clock, as the service has it: its saved times are in that clock.
+    let mut client = share_client(config, http, account, state, clock.clone());
     client.check_saved_password().await;
     if reset_gate {
         if beside_service {
@@ -209,7 +209,9 @@ async fn check_account(
     finding.password_sent = client.logins_sent() > logins_before;
     match result {
         Ok(read) => {
-            let now_ms = share_clock.now_ms();
+            // Share's time from the answer's own Date (one read, so no other to compare it with),
+            // the host's clock when it sent none.
+            let now_ms = read.server_date.map_or_else(|| clock.now_ms(), unix_ms);
             let latest_allowed = latest_allowed_ms(&read, now_ms);
             let newest = read
                 .batch

@@ -104,9 +104,10 @@ impl Exporter {
         clock: Arc<dyn Clock>,
     ) -> Result<Self, ExporterError> {
         let demo = crate::demo::start_demo_if_asked(&mut config).await?;
-        // Every judgement of time is made on Share's clock, which answers correct.
-        let share_clock = crate::clock::ShareClock::new(clock);
-        let clock: Arc<dyn Clock> = share_clock.clone();
+        // One Share clock per Share host, estimated from its answers; the metrics (ages on the
+        // monotonic clock, login holds on the wall clock) and the login gates (saved times on
+        // the wall clock) stay on the host's clock.
+        let share_clocks = crate::clock::ShareClocks::new(clock.clone());
         let metrics = Arc::new(Metrics::new(
             config
                 .accounts
@@ -158,7 +159,7 @@ impl Exporter {
                     p.metrics,
                     metrics.request_durations(),
                     config.reading_interval,
-                    share_clock.clone(),
+                    share_clocks.for_url(&p.config.base_url),
                     p.state,
                     p.history,
                 )
@@ -309,8 +310,9 @@ pub(crate) fn share_http(config: &Config) -> Result<reqwest::Client, ExporterErr
     .map_err(ExporterError::HttpClient)
 }
 
-/// The Share client of `account` on the shared pool `http`, its login gate on `clock` and
-/// kept in `state`.
+/// The Share client of `account` on the shared pool `http`, its login gate on the host's
+/// `clock` (wall clock for what it saves, monotonic for its in-process limit) and kept in
+/// `state`.
 pub(crate) fn share_client(
     config: &Config,
     http: &reqwest::Client,

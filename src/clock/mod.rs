@@ -1,13 +1,21 @@
 //! The one time source: what time it is and how to wait, behind one trait, so that tests and
-//! the fault soak can stop time or run it faster than the wall clock and every part of the
-//! exporter (schedule, ages, withdrawal, login limits) follows the same time.
+//! the fault soak can stop time, step the host's clock or run it faster than the wall clock and
+//! every part of the exporter (schedule, ages, withdrawal, login limits) follows.
+//!
+//! Every clock gives two readings: the host's **wall clock** ([`Clock::now`], which a person,
+//! NTP or a boot without a real-time clock can step either way) and a **monotonic** one
+//! ([`Clock::monotonic`], which only ever runs forward at the rate of real time). Spans the
+//! exporter measures inside one process (a reading's age since its answer arrived, the wait to
+//! the next poll, the one-login-per-interval limit) and every [`Clock::sleep`] use the
+//! monotonic reading, so a step of the wall clock moves none of them. The wall clock is for what
+//! must outlive the process (the login gate's saved times) and what is shown as a date.
 //!
 //! Three clocks: [`SystemClock`] (production: the OS clock and tokio's timer), [`ManualClock`]
-//! (stands still until a test moves it; sleepers wake when it passes their deadline, and a test
-//! can see who sleeps until when) and [`ScaledClock`] (runs a fixed factor faster than the wall
-//! clock, for soaks and benchmarks that want hours of simulated time with real HTTP in between).
-//! On top of any of them, `ShareClock` (`share.rs`) corrects the host's time to Share's, as
-//! Share's `Date` headers show it: the time every judgement of the exporter is made in.
+//! (stands still until a test moves it; sleepers wake when its monotonic time passes their
+//! deadline, a test can step its wall clock alone, and see who sleeps until when) and
+//! [`ScaledClock`] (runs a fixed factor faster than the wall clock, for soaks and benchmarks
+//! that want hours of simulated time with real HTTP in between). `ShareClock` (`share.rs`) estimates Share's time, one per Share host, from the `Date`
+//! of its answers, robustly: one odd answer moves nothing.
 //!
 //! Only waits that are part of the exporter's *behaviour* go through the clock (when to poll
 //! next). Network deadlines (request and header timeouts, shutdown drain) stay on tokio's timer:
@@ -23,22 +31,32 @@ use tokio::sync::watch;
 
 mod share;
 
-pub(crate) use share::{ShareClock, SignedDuration};
+pub(crate) use share::{ShareClock, ShareClocks, SignedDuration};
 
 /// A wait handed out by a [`Clock`].
 pub type Sleep = Pin<Box<dyn Future<Output = ()> + Send + 'static>>;
 
-/// A source of the current wall-clock time and of waits measured in that time.
+/// A source of the host's wall-clock time, of a monotonic time and of waits measured in the
+/// monotonic time.
 pub trait Clock: Send + Sync + 'static {
-    /// The current time.
+    /// The host's wall-clock time (may be stepped either way).
     fn now(&self) -> SystemTime;
 
-    /// Completes once `duration` of this clock's time has passed.
+    /// Time since an arbitrary origin fixed for the life of the clock; never steps, never runs
+    /// backwards, whatever happens to the wall clock.
+    fn monotonic(&self) -> Duration;
+
+    /// Completes once `duration` of this clock's monotonic time has passed.
     fn sleep(&self, duration: Duration) -> Sleep;
 
-    /// The current time in milliseconds since the Unix epoch.
+    /// The current wall-clock time in milliseconds since the Unix epoch.
     fn now_ms(&self) -> i64 {
         unix_ms(self.now())
+    }
+
+    /// [`Clock::monotonic`] in whole milliseconds.
+    fn monotonic_ms(&self) -> i64 {
+        i64::try_from(self.monotonic().as_millis()).unwrap_or(i64::MAX)
     }
 }
 
@@ -52,9 +70,19 @@ impl std::fmt::Debug for dyn Clock {
 #[derive(Debug, Clone, Copy, Default)]
 pub struct SystemClock;
 
+/// The origin of [`SystemClock::monotonic`]: the first time any code asked for it. On tokio's
+/// clock, so tests that pause tokio's time see it stand still with their sleeps.
+static MONOTONIC_ORIGIN: std::sync::OnceLock<tokio::time::Instant> = std::sync::OnceLock::new();
+
 impl Clock for SystemClock {
     fn now(&self) -> SystemTime {
         SystemTime::now()
+    }
+
+    fn monotonic(&self) -> Duration {
+        MONOTONIC_ORIGIN
+            .get_or_init(tokio::time::Instant::now)
+            .elapsed()
     }
 
     fn sleep(&self, duration: Duration) -> Sleep {
@@ -62,10 +90,16 @@ impl Clock for SystemClock {
     }
 }
 
-/// A clock that stands still until it is moved; sleepers wake when it reaches their deadline.
+/// A clock that stands still until it is moved; sleepers wake when its monotonic time reaches
+/// their deadline. [`ManualClock::advance`] moves both readings (time passes);
+/// [`ManualClock::set_ms`] steps the wall clock alone (a person or NTP setting it).
 #[derive(Debug)]
 pub struct ManualClock {
-    now_ms: watch::Sender<i64>,
+    /// The monotonic time, in ms since the clock was made.
+    mono_ms: watch::Sender<i64>,
+    /// The wall clock minus the monotonic time, in ms.
+    wall_offset_ms: std::sync::atomic::AtomicI64,
+    /// Pending waits: id and monotonic deadline.
     sleepers: Arc<Mutex<Vec<(u64, i64)>>>,
     next_id: AtomicU64,
 }
@@ -74,7 +108,8 @@ impl ManualClock {
     /// A clock standing at `start`.
     pub fn starting_at(start: SystemTime) -> Arc<Self> {
         Arc::new(ManualClock {
-            now_ms: watch::Sender::new(unix_ms(start)),
+            mono_ms: watch::Sender::new(0),
+            wall_offset_ms: std::sync::atomic::AtomicI64::new(unix_ms(start)),
             sleepers: Arc::default(),
             next_id: AtomicU64::new(0),
         })
@@ -85,19 +120,23 @@ impl ManualClock {
         Self::starting_at(SystemTime::now())
     }
 
-    /// Moves the clock to `ms` since the epoch (backwards too: a clock can be corrected).
+    /// Steps the wall clock to `ms` since the epoch (backwards too: a clock can be corrected).
+    /// No time passes: the monotonic time and every sleeper stay where they are.
     pub fn set_ms(&self, ms: i64) {
-        self.now_ms.send_replace(ms);
+        let mono = *self.mono_ms.borrow();
+        self.wall_offset_ms
+            .store(ms.saturating_sub(mono), Ordering::Relaxed);
     }
 
-    /// Moves the clock forward by `by`.
+    /// Lets `by` pass: both the wall clock and the monotonic time move forward.
     pub fn advance(&self, by: Duration) {
         let by = i64::try_from(by.as_millis()).unwrap_or(i64::MAX);
-        self.now_ms.send_modify(|now| *now = now.saturating_add(by));
+        self.mono_ms
+            .send_modify(|now| *now = now.saturating_add(by));
     }
 
-    /// The deadlines of the waits pending now, earliest first, so a test can tell that a task
-    /// has gone back to sleep and until when.
+    /// The deadlines of the waits pending now, earliest first, on the wall clock as it stands,
+    /// so a test can tell that a task has gone back to sleep and until when.
     pub fn sleepers(&self) -> Vec<SystemTime> {
         let mut deadlines: Vec<i64> = self
             .sleepers
@@ -105,18 +144,27 @@ impl ManualClock {
             .map(|s| s.iter().map(|(_, at)| *at).collect())
             .unwrap_or_default();
         deadlines.sort_unstable();
-        deadlines.into_iter().map(from_unix_ms).collect()
+        let offset = self.wall_offset_ms.load(Ordering::Relaxed);
+        deadlines
+            .into_iter()
+            .map(|at| from_unix_ms(at.saturating_add(offset)))
+            .collect()
     }
 }
 
 impl Clock for ManualClock {
     fn now(&self) -> SystemTime {
-        from_unix_ms(*self.now_ms.borrow())
+        let mono = *self.mono_ms.borrow();
+        from_unix_ms(mono.saturating_add(self.wall_offset_ms.load(Ordering::Relaxed)))
+    }
+
+    fn monotonic(&self) -> Duration {
+        Duration::from_millis(u64::try_from(*self.mono_ms.borrow()).unwrap_or(0))
     }
 
     fn sleep(&self, duration: Duration) -> Sleep {
         let wait = i64::try_from(duration.as_millis()).unwrap_or(i64::MAX);
-        let deadline = self.now_ms.borrow().saturating_add(wait);
+        let deadline = self.mono_ms.borrow().saturating_add(wait);
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
         if let Ok(mut sleepers) = self.sleepers.lock() {
             sleepers.push((id, deadline));
@@ -125,7 +173,7 @@ impl Clock for ManualClock {
             sleepers: self.sleepers.clone(),
             id,
         };
-        let mut now = self.now_ms.subscribe();
+        let mut now = self.mono_ms.subscribe();
         Box::pin(async move {
             let _registration = registration;
             // Err: the clock is gone, so no time will ever pass.
@@ -173,7 +221,11 @@ impl ScaledClock {
 
 impl Clock for ScaledClock {
     fn now(&self) -> SystemTime {
-        self.origin + self.started.elapsed().mul_f64(self.factor)
+        self.origin + self.monotonic()
+    }
+
+    fn monotonic(&self) -> Duration {
+        self.started.elapsed().mul_f64(self.factor)
     }
 
     fn sleep(&self, duration: Duration) -> Sleep {

@@ -92,7 +92,7 @@ pub fn render(
     histories: &[std::sync::Arc<History>],
     telemetry_path: &str,
 ) -> String {
-    let now_ms = metrics.now_ms();
+    let now = (metrics.now_ms(), metrics.monotonic_ms());
     let mut cards = String::new();
     for (index, account) in metrics.accounts().iter().enumerate() {
         let history = histories.get(index).map(|h| h.snapshot());
@@ -101,7 +101,7 @@ pub fn render(
             account,
             history.as_deref().map(Vec::as_slice).unwrap_or_default(),
             metrics.max_age(),
-            now_ms,
+            now,
         );
     }
     if metrics.accounts().is_empty() {
@@ -125,12 +125,12 @@ fn card(
     account: &AccountMetrics,
     history: &[Reading],
     max_age: Duration,
-    now_ms: i64,
+    (now_ms, mono_ms): (i64, i64),
 ) {
     let thresholds = account.thresholds();
     let name = escape(account.name());
     let latest = account.latest();
-    let current = latest.filter(|l| is_current(l.reading.timestamp_ms, now_ms, max_age));
+    let current = latest.filter(|l| is_current(l.age_ms(mono_ms), max_age));
     let band = current.map(|l| Band::of(l.reading.mg_per_dl, thresholds));
     let class = band.map_or("none", |b| b.describe().0);
     let _ = write!(
@@ -161,7 +161,7 @@ fn card(
             let _ = write!(
                 out,
                 "<div class=\"value\">– <span class=\"unit\">no current reading</span></div><div class=\"bad\">last reading {} ago: older than {}</div>",
-                age_text(now_ms - l.reading.timestamp_ms),
+                age_text(l.age_ms(mono_ms)),
                 humantime::format_duration(max_age)
             );
         }
@@ -173,10 +173,10 @@ fn card(
         let _ = write!(
             out,
             "<div class=\"small\">read {} ago</div>",
-            age_text(now_ms - l.reading.timestamp_ms)
+            age_text(l.age_ms(mono_ms))
         );
     }
-    let status = account.status_at(now_ms, max_age);
+    let status = account.status_at(mono_ms, max_age);
     let share = match status {
         AccountStatus::Ok if account.is_up() => {
             "<div class=\"small\">Share polling: healthy</div>".to_owned()
@@ -207,7 +207,12 @@ fn card(
         ),
     };
     out.push_str(&share);
-    chart(out, account.name(), history, thresholds, now_ms);
+    // The chart's "now" is Share's, as the newest reading's answer dates it: the host's wall
+    // clock may be hours off.
+    let share_now_ms = latest.map_or(now_ms, |l| {
+        l.reading.timestamp_ms.saturating_add(l.age_ms(mono_ms))
+    });
+    chart(out, account.name(), history, thresholds, share_now_ms);
     out.push_str("</section>");
 }
 
@@ -374,6 +379,10 @@ mod tests {
         account.set_latest(LatestReading {
             reading: readings[0],
             delta_mg_per_dl: None,
+            arrival: crate::metrics::Arrival {
+                share_ms: now,
+                mono_ms: clock.monotonic_ms(),
+            },
         });
         account.poll_succeeded(clock.now());
         render(&metrics, &[history], "/metrics")

@@ -60,6 +60,41 @@ pub struct LatestReading {
     pub reading: Reading,
     /// Change from the previous reading, when that one was one interval earlier.
     pub delta_mg_per_dl: Option<i32>,
+    /// When the answer that carried it arrived: what its age is counted from.
+    pub arrival: Arrival,
+}
+
+/// When a Share answer arrived, in the two clocks a reading's age is made of: Share's time
+/// then (the answer's `Date`, as its host's robust estimate has it, see `ShareClock`) and
+/// the host's monotonic time then. No process-wide offset and no wall clock step after it moves
+/// the age of what the answer carried.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Arrival {
+    /// Share's time when the answer arrived, Unix ms.
+    pub share_ms: i64,
+    /// The host's monotonic time when it arrived, ms ([`crate::clock::Clock::monotonic`]).
+    pub mono_ms: i64,
+}
+
+impl Arrival {
+    /// An answer that arrived at the host's monotonic time `at`, Share's time then `share_ms`.
+    pub fn new(share_ms: i64, at: std::time::Duration) -> Self {
+        Arrival {
+            share_ms,
+            mono_ms: i64::try_from(at.as_millis()).unwrap_or(i64::MAX),
+        }
+    }
+}
+
+impl LatestReading {
+    /// The reading's age at the host's monotonic time `mono_ms`: Share's time when its answer
+    /// arrived minus the sensor time, plus the monotonic time since.
+    pub fn age_ms(&self, mono_ms: i64) -> i64 {
+        self.arrival
+            .share_ms
+            .saturating_sub(self.reading.timestamp_ms)
+            .saturating_add(mono_ms.saturating_sub(self.arrival.mono_ms))
+    }
 }
 
 /// The live state of one account, written by its poller and read by scrapes.
@@ -86,8 +121,8 @@ pub struct AccountMetrics {
     /// Why the gate holds the password, and until when (Unix ms).
     hold: StatusCell,
     hold_until_ms: AtomicI64,
-    /// Shared by every account: Share's clock is one clock.
-    clock_skew: FloatGauge,
+    /// Shared by every account, one series per Share host.
+    clock_skew: Family<super::labels::OriginLabels, FloatGauge>,
 }
 
 impl AccountMetrics {
@@ -166,13 +201,13 @@ impl AccountMetrics {
         self.polled_status.status()
     }
 
-    /// The status shown at `now_ms`: `ok` while the newest reading is younger than `max_age`
-    /// (the one rule of [`super::is_current`]), else what the last poll found. `/metrics` and
-    /// the landing page both ask here.
-    pub fn status_at(&self, now_ms: i64, max_age: std::time::Duration) -> AccountStatus {
+    /// The status shown at the host's monotonic time `mono_ms`: `ok` while the newest reading
+    /// is current (the one rule of [`super::is_current`]), else what the last poll found.
+    /// `/metrics` and the landing page both ask here.
+    pub fn status_at(&self, mono_ms: i64, max_age: std::time::Duration) -> AccountStatus {
         let current = self
             .latest()
-            .is_some_and(|l| super::is_current(l.reading.timestamp_ms, now_ms, max_age));
+            .is_some_and(|l| super::is_current(l.age_ms(mono_ms), max_age));
         super::status::shown_status(current, self.polled_status())
     }
 
@@ -197,9 +232,13 @@ impl AccountMetrics {
         }
     }
 
-    /// Records the measured offset of Share's clock from the host's.
-    pub fn set_share_clock_skew(&self, skew: crate::clock::SignedDuration) {
-        self.clock_skew.set(skew.as_secs_f64());
+    /// Records the estimated offset of the clock of the Share host at `origin` from the host's.
+    pub fn set_share_clock_skew(&self, origin: &str, skew: crate::clock::SignedDuration) {
+        self.clock_skew
+            .get_or_create(&super::labels::OriginLabels {
+                origin: origin.to_owned(),
+            })
+            .set(skew.as_secs_f64());
     }
 
     /// Records a poll the login gate deferred: the account has been looked at, so readiness

@@ -56,6 +56,14 @@ pub struct ThresholdLabels {
     pub level: &'static str,
 }
 
+/// `{origin}`: one Share host, as scheme, host and port (`https://share2.dexcom.com`): each has
+/// its own clock.
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct OriginLabels {
+    /// The Share host's origin.
+    pub origin: String,
+}
+
 /// `{endpoint}`: one Share endpoint (no account: latency is a property of Share).
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct EndpointLabels {

@@ -26,7 +26,7 @@ use prometheus_client::metrics::histogram::Histogram;
 use prometheus_client::registry::Registry;
 
 use account::FloatGauge;
-pub use account::{AccountMetrics, LatestReading, Thresholds};
+pub use account::{AccountMetrics, Arrival, LatestReading, Thresholds};
 use labels::{
     AccountLabels, BuildInfoLabels, EndpointLabels, ErrorLabels, RejectLabels, RemoteLabels,
     ThresholdLabels,
@@ -76,7 +76,7 @@ struct Families {
     rw_expired: Family<RemoteLabels, Counter>,
     request_duration: DurationFamily,
     build_info: Family<BuildInfoLabels, FloatGauge>,
-    clock_skew: FloatGauge,
+    clock_skew: Family<labels::OriginLabels, FloatGauge>,
 }
 
 impl Families {
@@ -102,7 +102,7 @@ impl Families {
             rw_expired: Family::default(),
             request_duration: Family::new_with_constructor(duration_histogram),
             build_info: Family::default(),
-            clock_skew: FloatGauge::default(),
+            clock_skew: Family::default(),
         }
     }
 }
@@ -220,9 +220,14 @@ impl Metrics {
         self.max_age
     }
 
-    /// The current time from the clock the metrics use, in Unix milliseconds.
+    /// The host's wall-clock time, in Unix milliseconds (login holds are in it).
     pub fn now_ms(&self) -> i64 {
         self.clock.now_ms()
+    }
+
+    /// The host's monotonic time, in milliseconds (reading ages are counted in it).
+    pub fn monotonic_ms(&self) -> i64 {
+        self.clock.monotonic_ms()
     }
 
     /// The request-duration histogram, for the pollers' observers.
@@ -341,7 +346,7 @@ impl Metrics {
         );
         registry.register(
             "dexcom_share_clock_skew_seconds",
-            "Dexcom Share's clock (its Date header, smoothed over answers) minus this host's clock; reading ages, staleness and the schedule use Share's clock, so a wrong host clock changes no value, but fix it (NTP)",
+            "Dexcom Share's clock (the median over its last 15 answers' Date headers) minus this host's wall clock, per Share host; reading ages come from Share's answers and the monotonic clock, so a wrong host clock changes no value, but fix it (NTP)",
             f.clock_skew.clone(),
         );
         registry.register(
@@ -428,6 +433,10 @@ mod tests {
                 trend: Trend::SingleDown,
             },
             delta_mg_per_dl: Some(-9),
+            arrival: Arrival {
+                share_ms: now,
+                mono_ms: SystemClock.monotonic_ms(),
+            },
         };
         let metrics = Metrics::new(
             [("kid".to_owned(), Thresholds::default())],

@@ -1,8 +1,9 @@
 //! The one custom collector: the series of each account's newest reading, which the library's
 //! own metric types cannot serve because they depend on the time of the scrape. The value,
-//! trend and delta are withdrawn once the reading is older than `--glucose.max-age`, so a stale
-//! number can never pass for a current one; the age is computed from the injected clock when
-//! scraped. The `process_*` metrics, also read at scrape time, follow.
+//! trend and delta are withdrawn once the reading is older than `--glucose.max-age` (or dated
+//! ahead of the answer that carried it), so a stale number can never pass for a current one;
+//! the age is that answer's Share time minus the sensor time plus the monotonic time since it
+//! arrived, computed when scraped. The `process_*` metrics, also read at scrape time, follow.
 
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
@@ -20,12 +21,18 @@ use crate::clock::Clock;
 pub(super) const CACHED: &str =
     "Cached from the last poll of Dexcom Share, which follows the sensor's 5-minute cadence";
 
-/// Whether a reading taken at `reading_ms` still shows its value at `now_ms`: value and trend
-/// are withdrawn once it is older than `max_age`. The one rule for `/metrics` and the landing
-/// page.
-pub fn is_current(reading_ms: i64, now_ms: i64, max_age: Duration) -> bool {
+/// How far below zero a reading's age may be and still count as current: Share's `Date` has a
+/// resolution of a second and is stamped while the answer is on its way. A reading more ahead
+/// of the answer that carried it than this is not a value anyone can trust as "now".
+pub const NEGATIVE_AGE_TOLERANCE: Duration = Duration::from_secs(5);
+
+/// Whether a reading of age `age_ms` ([`LatestReading::age_ms`]) still shows its value: value
+/// and trend are withdrawn once it is older than `max_age`, and while it is dated more than
+/// [`NEGATIVE_AGE_TOLERANCE`] ahead. The one rule for `/metrics` and the landing page.
+pub fn is_current(age_ms: i64, max_age: Duration) -> bool {
     let max_age_ms = i64::try_from(max_age.as_millis()).unwrap_or(i64::MAX);
-    now_ms.saturating_sub(reading_ms) <= max_age_ms
+    let tolerance_ms = i64::try_from(NEGATIVE_AGE_TOLERANCE.as_millis()).unwrap_or(0);
+    (-tolerance_ms..=max_age_ms).contains(&age_ms)
 }
 
 /// Collects the reading series of every account at scrape time.
@@ -77,16 +84,17 @@ fn state_set<S: Copy + PartialEq, L: prometheus_client::encoding::EncodeLabelSet
 impl Collector for ReadingCollector {
     fn encode(&self, mut encoder: DescriptorEncoder) -> Result<(), std::fmt::Error> {
         let now_ms = self.clock.now_ms();
+        let mono_ms = self.clock.monotonic_ms();
         let latest: Vec<(&AccountMetrics, LatestReading)> = self
             .accounts
             .iter()
             .filter_map(|a| a.latest().map(|l| (a.as_ref(), l)))
             .collect();
-        let age_ms = |l: &LatestReading| now_ms.saturating_sub(l.reading.timestamp_ms);
+        let age_ms = |l: &LatestReading| l.age_ms(mono_ms);
         let fresh = || {
             latest
                 .iter()
-                .filter(|(_, l)| is_current(l.reading.timestamp_ms, now_ms, self.max_age))
+                .filter(|(_, l)| is_current(l.age_ms(mono_ms), self.max_age))
         };
 
         gauge(
@@ -133,7 +141,7 @@ impl Collector for ReadingCollector {
             "Why the account shows or lacks a current glucose value, as a state set: 1 for the current status, 0 for the others (ok, starting, stale, no_readings, readings_rejected, login_held, login_failing, share_failing, clock_skew)",
             &self.accounts,
             &AccountStatus::ALL,
-            |account| account.status_at(now_ms, self.max_age),
+            |account| account.status_at(mono_ms, self.max_age),
             |account, status| StatusLabels {
                 account: account.name().to_owned(),
                 status: status.as_str(),

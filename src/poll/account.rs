@@ -7,12 +7,12 @@ use std::time::Duration;
 use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 
-use super::intake::{covered_from, drop_repeated_uploads, latest_allowed_ms};
+use super::intake::{covered_from, drop_repeated_uploads, latest_allowed_at};
 use super::observer::Observer;
 use super::schedule::{PollOutcome, Schedule};
 use crate::clock::{Clock, ShareClock, unix_ms};
 use crate::history::History;
-use crate::metrics::{AccountMetrics, AccountStatus, HoldReason, LatestReading, RequestDurations};
+use crate::metrics::{AccountMetrics, AccountStatus, Arrival, HoldReason, LatestReading};
 use crate::share::gate::{FailureKind, Hold, StoreFaultKind};
 use crate::share::{ErrorReason, ReadBatch, Reading, RejectReason, ShareClient, ShareError};
 use crate::state::AccountStateFile;
@@ -44,7 +44,7 @@ pub struct AccountPoller {
     metrics: Arc<AccountMetrics>,
     schedule: Schedule,
     interval: Duration,
-    /// Share's clock: every age, read size and poll time is judged by it.
+    /// Its Share host's clock: reads and polls aimed in its time, every wait monotonic.
     clock: Arc<ShareClock>,
     last_reason: Option<ErrorReason>,
     said_empty: bool,
@@ -87,7 +87,7 @@ impl AccountPoller {
     pub fn new(
         client: ShareClient,
         metrics: Arc<AccountMetrics>,
-        durations: Arc<RequestDurations>,
+        durations: Arc<crate::metrics::RequestDurations>,
         interval: Duration,
         clock: Arc<ShareClock>,
         state: Option<Arc<AccountStateFile>>,
@@ -196,8 +196,8 @@ impl AccountPoller {
             let mut next_ms = self.schedule.next_poll(outcome, now_ms);
             self.save_grace_if_moved().await;
             if let Some(gate) = self.client.login_not_before() {
-                // The next poll needs a login: not before the gate opens.
-                next_ms = next_ms.max(unix_ms(gate));
+                // The next poll needs a login: not before the gate opens (in host wall time).
+                next_ms = next_ms.max(self.clock.host_to_share_ms(unix_ms(gate)));
             }
             let wait =
                 Duration::from_millis(u64::try_from(next_ms.saturating_sub(now_ms)).unwrap_or(0));
@@ -236,13 +236,14 @@ impl AccountPoller {
                 }
                 let covered_from = self.covered_from(&read, minutes, max_count);
                 let rows = read.batch.readings.len() + read.batch.rejected.len();
-                let readings = self.accept(read);
+                let arrival = Arrival::new(self.clock.share_ms_at(read.answered), read.answered);
+                let readings = self.accept(read, arrival.share_ms);
                 let readings = self.without_repeats(readings, minutes, max_count, rows);
                 self.remember(&readings, covered_from);
                 self.metrics
                     .set_polled_status(self.read_status(rows, readings.len()));
                 if let Some(newest) = readings.first().copied() {
-                    self.publish(newest, readings.get(1).copied());
+                    self.publish(newest, readings.get(1).copied(), arrival);
                 } else if self.metrics.latest().is_none() && !self.said_empty {
                     // Once: an empty list is a steady state (no follower), not news every poll.
                     self.said_empty = true;
@@ -264,7 +265,7 @@ impl AccountPoller {
                 self.metrics.poll_deferred();
                 tracing::debug!(account = self.metrics.name(), until = %httpdate::fmt_http_date(until), "login deferred by the login gate");
                 PollOutcome::Deferred {
-                    until_ms: unix_ms(until),
+                    until_ms: self.clock.host_to_share_ms(unix_ms(until)),
                 }
             }
             Err(error) => {
@@ -375,8 +376,8 @@ impl AccountPoller {
     }
 
     /// The readings that may be published, newest first: rows the parser skipped and readings
-    /// dated ahead of Share's clock are counted by reason and logged once per episode.
-    fn accept(&mut self, read: ReadBatch) -> Vec<Reading> {
+    /// dated ahead of `arrival_ms` (its host's Share time then) are counted and logged once.
+    fn accept(&mut self, read: ReadBatch, arrival_ms: i64) -> Vec<Reading> {
         let mut reasons: Vec<RejectReason> = Vec::new();
         for rejected in &read.batch.rejected {
             let reason = rejected.reject_reason();
@@ -385,9 +386,7 @@ impl AccountPoller {
                 tracing::warn!(account = self.metrics.name(), %reason, error = %rejected, "skipping a reading Share served");
             }
         }
-        let now_ms = self.clock.now_ms();
-        let reference_ms = read.server_date.map_or(now_ms, unix_ms);
-        let latest_allowed = latest_allowed_ms(&read, now_ms);
+        let latest_allowed = latest_allowed_at(arrival_ms);
         let mut accepted = Vec::with_capacity(read.batch.readings.len());
         for reading in read.batch.readings {
             if reading.timestamp_ms <= latest_allowed {
@@ -403,7 +402,7 @@ impl AccountPoller {
             }
             if self.starts_episode(&mut reasons, RejectReason::Future) {
                 let ahead = Duration::from_secs(
-                    u64::try_from(reading.timestamp_ms.saturating_sub(reference_ms) / 1000)
+                    u64::try_from(reading.timestamp_ms.saturating_sub(arrival_ms) / 1000)
                         .unwrap_or(u64::MAX),
                 );
                 tracing::warn!(
@@ -478,7 +477,7 @@ impl AccountPoller {
         !self.rejecting.contains(&reason)
     }
 
-    fn publish(&self, newest: Reading, previous: Option<Reading>) {
+    fn publish(&self, newest: Reading, previous: Option<Reading>, arrival: Arrival) {
         let repeat_ms = duration_ms(self.interval / REPEAT_SHARE);
         if self.metrics.latest().is_some_and(|l| {
             l.reading.timestamp_ms >= newest.timestamp_ms
@@ -499,6 +498,7 @@ impl AccountPoller {
         self.metrics.set_latest(LatestReading {
             reading: newest,
             delta_mg_per_dl,
+            arrival,
         });
     }
 

@@ -11,12 +11,18 @@ use crate::share::{ReadBatch, Reading};
 /// before it is rejected: a phone with a wrong clock must not freeze the value.
 pub const FUTURE_TOLERANCE: Duration = Duration::from_secs(3 * 60);
 
-/// The newest sensor time a reading of `read` may carry: Share's clock (ours, `now_ms`, when
-/// Share sent no `Date`) plus [`FUTURE_TOLERANCE`]. Later ones are rejected.
+/// The newest sensor time a reading of `read` may carry: Share's clock as the answer's own
+/// `Date` says (ours, `now_ms`, when Share sent no `Date`) plus [`FUTURE_TOLERANCE`]. Later
+/// ones are rejected. For one-off reads (`check`, `backfill`), which have no other answer to
+/// weigh it against.
 pub fn latest_allowed_ms(read: &ReadBatch, now_ms: i64) -> i64 {
-    read.server_date
-        .map_or(now_ms, unix_ms)
-        .saturating_add(i64::try_from(FUTURE_TOLERANCE.as_millis()).unwrap_or(i64::MAX))
+    latest_allowed_at(read.server_date.map_or(now_ms, unix_ms))
+}
+
+/// The newest sensor time a reading may carry when Share's time was `share_ms` as its answer
+/// arrived: [`FUTURE_TOLERANCE`] later.
+pub fn latest_allowed_at(share_ms: i64) -> i64 {
+    share_ms.saturating_add(i64::try_from(FUTURE_TOLERANCE.as_millis()).unwrap_or(i64::MAX))
 }
 
 /// `readings` (newest first) without second uploads: going from the oldest, a reading within

@@ -1,6 +1,6 @@
 //! What a poller hears of its client's requests: logins and reads counted into the account's
-//! metrics, request latency timed, and Share's `Date` taken into Share's clock, with a word in
-//! the log when this host's clock differs from it.
+//! metrics, request latency timed, and Share's `Date` taken into the clock of its Share host,
+//! with a word in the log when this host's clock differs from it.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -10,9 +10,9 @@ use crate::clock::ShareClock;
 use crate::metrics::{AccountMetrics, RequestDurations};
 use crate::share::{ClientObserver, Endpoint};
 
-/// How far this host's clock may differ from Share's before the log says so. Every judgement
-/// uses Share's clock, so this is advice (other services on the host trust its clock), not a
-/// fault in what the exporter shows.
+/// How far this host's clock may differ from Share's before the log says so. Ages come from
+/// Share's answers and the monotonic clock, so this is advice (other services on the host trust
+/// its clock), not a fault in what the exporter shows.
 const CLOCK_SKEW_TOLERANCE: Duration = Duration::from_secs(30);
 
 /// Counts requests and logins of one account into its metrics, and measures Share's clock.
@@ -53,12 +53,16 @@ impl ClientObserver for Observer {
         }
     }
 
-    /// Share's `Date` corrects the clock every judgement is made in; a host clock that
-    /// differs is said once per episode by each account's poller.
-    fn server_date(&self, date: SystemTime, sent: SystemTime, answered: SystemTime) {
+    /// Share's `Date` is one sample of its host's clock; the skew (the median of the last
+    /// answers, see `ShareClock`) is published for the host, and a host clock that differs is
+    /// said once per episode by each account's poller.
+    fn server_date(&self, date: SystemTime, sent: Duration, answered: Duration) {
         self.clock.observe(date, sent, answered);
-        let offset = self.clock.offset();
-        self.account.set_share_clock_skew(offset);
+        let Some(offset) = self.clock.offset() else {
+            return;
+        };
+        self.account
+            .set_share_clock_skew(self.clock.origin(), offset);
         let skew = offset.magnitude();
         let skewed = skew > CLOCK_SKEW_TOLERANCE;
         if skewed && !self.said_skew.swap(true, Ordering::Relaxed) {
@@ -66,7 +70,7 @@ impl ClientObserver for Observer {
             tracing::warn!(
                 account = self.account.name(),
                 skew = %humantime::format_duration(skew),
-                "this host's clock is {} {} Dexcom Share's: reading ages and the schedule use Share's clock, so values are unaffected, but fix the host's clock (check NTP, e.g. `timedatectl`)",
+                "this host's clock is {} {} Dexcom Share's: reading ages come from Share's answers and the schedule runs on the monotonic clock, so values are unaffected, but fix the host's clock (check NTP, e.g. `timedatectl`)",
                 humantime::format_duration(skew),
                 if offset.as_ms() < 0 { "ahead of" } else { "behind" }
             );

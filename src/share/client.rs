@@ -41,6 +41,9 @@ pub struct ReadBatch {
     pub batch: WireBatch,
     /// Share's `Date` header, if it sent one.
     pub server_date: Option<std::time::SystemTime>,
+    /// When the answer arrived, on the client's monotonic clock ([`crate::clock::Clock::monotonic`]):
+    /// with Share's time then, it dates the readings the answer carried.
+    pub answered: Duration,
 }
 
 /// The `User-Agent` sent to Share: the exporter's name and version.
@@ -81,14 +84,8 @@ pub trait ClientObserver: Send + Sync {
     /// A request to `endpoint` finished (successfully or not) after `elapsed`.
     fn request_finished(&self, endpoint: Endpoint, elapsed: Duration);
     /// Share answered with this `Date` header to a request sent at `sent` and answered at
-    /// `answered` (both on the client's clock): Share's clock, to compare with ours.
-    fn server_date(
-        &self,
-        _date: std::time::SystemTime,
-        _sent: std::time::SystemTime,
-        _answered: std::time::SystemTime,
-    ) {
-    }
+    /// `answered` (both on the client's monotonic clock): Share's clock, to compare with ours.
+    fn server_date(&self, _date: std::time::SystemTime, _sent: Duration, _answered: Duration) {}
 }
 
 struct NoObserver;
@@ -164,13 +161,13 @@ impl ShareClient {
         }
     }
 
-    /// Puts the login gate on `clock` and the sensor cadence `interval`, kept in memory only
+    /// Puts the login gate on the host's `clock` and the sensor cadence `interval`, kept in memory only
     /// (a client without a state directory, as in the tests).
     pub fn with_gate(self, interval: Duration, clock: Arc<dyn Clock>) -> Self {
         self.with_saved_gate(interval, None, clock)
     }
 
-    /// Puts the login gate on `clock` and the sensor cadence `interval`, starting from what
+    /// Puts the login gate on the host's `clock` and the sensor cadence `interval`, starting from what
     /// `store` saved (if anything) and saving every change there.
     pub(crate) fn with_saved_gate(
         mut self,
@@ -241,14 +238,15 @@ impl ShareClient {
         if self.session_id.is_some() {
             return None;
         }
-        let now_ms = self.clock.now_ms();
+        let now = self.gate_now();
+        let now_ms = now.wall_ms;
         if let Some(fault) = &self.store_fault {
             // Tried again at the next poll, one interval on.
             let interval_ms = i64::try_from(self.gate.interval().as_millis()).unwrap_or(i64::MAX);
             return Some(Hold {
                 until_ms: self
                     .gate
-                    .next_allowed_ms(now_ms)
+                    .next_allowed_ms(now)
                     .max(now_ms.saturating_add(interval_ms)),
                 after: None,
                 failures_today: 0,
@@ -256,7 +254,16 @@ impl ShareClient {
                 fault: Some(fault.kind()),
             });
         }
-        self.gate.hold(now_ms)
+        self.gate.hold(now)
+    }
+
+    /// Now, for the login gate: the host's wall clock (what its saved times are in) and the
+    /// monotonic clock (what its in-process limit is in).
+    pub(super) fn gate_now(&self) -> super::gate::GateNow {
+        super::gate::GateNow {
+            wall_ms: self.clock.now_ms(),
+            mono_ms: self.clock.monotonic_ms(),
+        }
     }
 
     /// Forgets the identity's failures in a row (`check --reset-gate`) and saves that.
@@ -365,6 +372,7 @@ impl ShareClient {
         Ok(ReadBatch {
             batch,
             server_date: answer.date,
+            answered: answer.answered,
         })
     }
 }

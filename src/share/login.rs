@@ -48,7 +48,7 @@ impl ShareClient {
         self.check_fingerprint().await;
         let permit = self
             .gate
-            .open(self.clock.now_ms())
+            .open(self.gate_now())
             .map_err(|closed| self.deferred(closed))?;
         let (result, sent) = self.login(&permit).await;
         if sent {

@@ -17,6 +17,8 @@ pub(super) struct Answer {
     pub(super) status: reqwest::StatusCode,
     pub(super) bytes: bytes::Bytes,
     pub(super) date: Option<std::time::SystemTime>,
+    /// When it arrived, on the client's monotonic clock.
+    pub(super) answered: Duration,
     pub(super) retry_after: Option<Duration>,
     /// Cloudflare's `cf-mitigated` header was set: it challenged the request.
     pub(super) cf_mitigated: bool,
@@ -69,12 +71,12 @@ impl ShareClient {
             .post(url)
             .query(query)
             .json(&body.unwrap_or_else(|| serde_json::json!({})));
-        let sent = self.clock.now();
+        let sent = self.clock.monotonic();
         let mut response = request
             .send()
             .await
             .map_err(|e| self.transport_error(endpoint, e))?;
-        let answered = self.clock.now();
+        let answered = self.clock.monotonic();
         let status = response.status();
         let date = response
             .headers()
@@ -130,6 +132,7 @@ impl ShareClient {
             status,
             bytes: bytes.freeze(),
             date,
+            answered,
             retry_after,
             cf_mitigated,
         })
@@ -412,6 +415,7 @@ mod tests {
                     status: reqwest::StatusCode::BAD_REQUEST,
                     bytes: bytes::Bytes::from(body.to_owned()),
                     date: None,
+                    answered: Duration::ZERO,
                     retry_after: None,
                     cf_mitigated: false,
                 },

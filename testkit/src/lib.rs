@@ -2,13 +2,15 @@
 //! an exporter run in process from command-line flags exactly as `main` parses them (and
 //! started again on the same state directory, as a restart does), an injected environment, a
 //! log sink, the tools on `PATH`, free loopback ports, resident memory and accounts files; a
-//! real Prometheus ([`prometheus`]); Share's recorded replies replayed ([`replay`]); what
-//! only the benchmarks share ([`mod@bench`]); and the fault
+//! real Prometheus ([`prometheus`]); Share's recorded replies replayed ([`replay`]); wrong
+//! clocks, of the host and of Share's answers ([`clock`]); what only the benchmarks share
+//! ([`mod@bench`]); and the fault
 //! soak ([`soak`]), which the CI test runs for a day and the benchmark for a week.
 //!
 //! A dev-only workspace crate: nothing here ships.
 
 pub mod bench;
+pub mod clock;
 pub mod prometheus;
 pub mod replay;
 pub mod soak;

@@ -2,40 +2,15 @@
 //! the exporter judges time by Share's clock, so an hour or days off changes nothing a user
 //! sees, and the log says once which way the host's clock is off.
 
-use std::sync::Arc;
-use std::time::{Duration, SystemTime};
+use std::time::Duration;
 
-use dexcom_exporter::clock::{Clock, Sleep};
+use dexcom_testkit::clock::OffClock;
 
 use crate::common::{CapturedLogs, capture_logs, sample};
 use crate::harness::{AppOptions, TestApp};
 
 const ACCOUNT: &str = "account=\"publisher@example.com\"";
 const SECOND: Duration = Duration::from_secs(1);
-
-/// The system clock, off by a fixed amount: a host whose clock is behind (a Raspberry Pi
-/// without a real-time clock before NTP syncs) sees every reading dated in its future. The
-/// simulator keeps the true time.
-#[derive(Debug)]
-struct SkewedClock {
-    ahead: bool,
-    by: Duration,
-}
-
-impl Clock for SkewedClock {
-    fn now(&self) -> SystemTime {
-        let now = SystemTime::now();
-        if self.ahead {
-            now + self.by
-        } else {
-            now - self.by
-        }
-    }
-
-    fn sleep(&self, duration: Duration) -> Sleep {
-        Box::pin(tokio::time::sleep(duration))
-    }
-}
 
 /// The simulator, and the exporter polling it at a 1 s cadence on a clock off by `by`, with
 /// its log captured (for as long as the returned guard lives).
@@ -45,7 +20,8 @@ async fn start_on_skewed_clock(
 ) -> (TestApp, CapturedLogs, tracing::subscriber::DefaultGuard) {
     let (guard, logs) = capture_logs();
     let mut options = AppOptions::new(SECOND, &[]);
-    options.exporter_clock = Some(Arc::new(SkewedClock { ahead, by }));
+    let by_ms = i64::try_from(by.as_millis()).unwrap();
+    options.exporter_clock = Some(OffClock::system(if ahead { by_ms } else { -by_ms }));
     (TestApp::start_with(options).await, logs, guard)
 }
 
@@ -92,8 +68,9 @@ async fn a_wrong_host_clock_changes_nothing_a_user_sees(ahead: bool, by: Duratio
     assert_eq!(sample(&scrape, "dexcom_account_status", &ok), Some(1.0));
     let skew: f64 = scrape
         .lines()
-        .find_map(|l| l.strip_prefix("dexcom_share_clock_skew_seconds "))
-        .and_then(|v| v.trim().parse().ok())
+        .find(|l| l.starts_with("dexcom_share_clock_skew_seconds{origin="))
+        .and_then(|l| l.rsplit_once(' '))
+        .and_then(|(_, v)| v.trim().parse().ok())
         .unwrap();
     let expected = if ahead {
         -by.as_secs_f64()

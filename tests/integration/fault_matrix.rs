@@ -8,12 +8,13 @@
 //! alert time. Timestamps and ages on `/metrics` are scaled the same way; a clock skew is not
 //! (it is an offset, not a span). Login waits are not scaled: a held login stays held.
 
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime};
 
-use dexcom_exporter::clock::{Clock, Sleep, unix_ms};
+use dexcom_exporter::clock::unix_ms;
 use dexcom_exporter::share::Endpoint;
 use dexcom_exporter::simulator::Fault;
+use dexcom_testkit::clock::{DateProxy, OffClock};
 
 use crate::common::{TestEnv, capture_logs, get, repo, tool};
 use crate::harness::{AppOptions, TestApp, wait_until};
@@ -28,22 +29,10 @@ const MINUTES: usize = 70;
 const SENSOR_STOPS_AT: usize = 10;
 /// The minute from which Share answers every read of the `share_down` case with an error.
 const SHARE_DOWN_AT: usize = 5;
-
-/// The system clock off by a fixed amount: a host that booted without a real-time clock.
-#[derive(Debug)]
-struct OffClock {
-    by_ms: i64,
-}
-
-impl Clock for OffClock {
-    fn now(&self) -> SystemTime {
-        dexcom_exporter::clock::from_unix_ms(unix_ms(SystemTime::now()) + self.by_ms)
-    }
-
-    fn sleep(&self, duration: Duration) -> Sleep {
-        Box::pin(tokio::time::sleep(duration))
-    }
-}
+/// Every this many minutes one answer of the `odd_date` case has a `Date` two hours off.
+const ODD_EVERY: usize = 7;
+/// Every this many minutes Share ends the sessions of the `relogin_*` cases.
+const EXPIRE_EVERY: usize = 10;
 
 /// One fault, and the exporter living under it; its name is its `instance` label.
 struct Case {
@@ -57,28 +46,49 @@ fn options(extra: &[&str]) -> AppOptions {
     AppOptions::new(Duration::from_secs(1), &args)
 }
 
-async fn start_cases() -> Vec<Case> {
-    let well = TestApp::start_with(options(&[])).await;
-
-    // A wrong password, then a restart (a reboot, an upgrade): the gate's kept memory holds
-    // the password back, and must still say why.
+/// An exporter with a wrong password, restarted `restarts` times (a reboot, an upgrade, a crash
+/// loop) on its state directory, its host clock `off_ms` off Share's: the gate's kept memory
+/// holds the password back, and must still say why.
+async fn held_after_restarts(restarts: usize, off_ms: i64) -> TestApp {
     let mut held = options(&[]).with_state_dir();
     held.env = TestEnv(vec![("DEXCOM_PASSWORD", "not the password".to_owned())]);
-    let held = TestApp::start_with(held).await;
-    wait_until(
-        Duration::from_secs(10),
-        "the wrong password refused",
-        || {
-            held.sim
-                .simulator
-                .request_counts(crate::common::USERNAME)
-                .authenticate
-                >= 1
-                && held.exporter.metrics.accounts_awaiting_first_poll() == 0
-        },
-    )
-    .await;
-    let held = held.restart().await;
+    held.exporter_clock = Some(OffClock::system(off_ms));
+    let mut held = TestApp::start_with(held).await;
+    for _ in 0..restarts {
+        wait_until(
+            Duration::from_secs(10),
+            "the wrong password refused",
+            || {
+                held.counts().authenticate >= 1
+                    && held.exporter.metrics.accounts_awaiting_first_poll() == 0
+            },
+        )
+        .await;
+        held = held.restart().await;
+    }
+    held
+}
+
+/// An exporter reading Share through a [`DateProxy`], which can make one answer's `Date` odd.
+async fn through_date_proxy() -> (TestApp, DateProxy) {
+    let slot: Arc<Mutex<Option<DateProxy>>> = Arc::default();
+    let mut odd = options(&[]);
+    let args = std::mem::replace(&mut odd.args, Box::new(|_, _| Vec::new()));
+    let kept = slot.clone();
+    odd.args = Box::new(move |base, dir| {
+        let proxy = DateProxy::start(base);
+        let through = proxy.base_url();
+        *kept.lock().unwrap() = Some(proxy);
+        args(&through, dir)
+    });
+    let app = TestApp::start_with(odd).await;
+    let proxy = slot.lock().unwrap().take().unwrap();
+    (app, proxy)
+}
+
+async fn start_cases() -> (Vec<Case>, DateProxy) {
+    let well = TestApp::start_with(options(&[])).await;
+    let held = held_after_restarts(1, 0).await;
 
     // The state directory cannot take the gate's file (row 7 of issue 22: a full or read-only
     // disk; here the file's temporary name is taken by a directory, so every write of it
@@ -101,11 +111,11 @@ async fn start_cases() -> Vec<Case> {
     let no_follower = TestApp::start_with(no_follower).await;
 
     let mut behind = options(&[]);
-    behind.exporter_clock = Some(Arc::new(OffClock { by_ms: -3_600_000 }));
+    behind.exporter_clock = Some(OffClock::system(-3_600_000));
     let behind = TestApp::start_with(behind).await;
 
     let mut ahead = options(&[]);
-    ahead.exporter_clock = Some(Arc::new(OffClock { by_ms: 3_600_000 }));
+    ahead.exporter_clock = Some(OffClock::system(3_600_000));
     let ahead = TestApp::start_with(ahead).await;
 
     // Share answers every read with an HTML error page, from SHARE_DOWN_AT.
@@ -113,40 +123,39 @@ async fn start_cases() -> Vec<Case> {
 
     let sensor_stops = TestApp::start_with(options(&[])).await;
 
-    vec![
-        Case {
-            name: "well",
-            app: well,
-        },
-        Case {
-            name: "held",
-            app: held,
-        },
-        Case {
-            name: "no_follower",
-            app: no_follower,
-        },
-        Case {
-            name: "unwritable",
-            app: unwritable,
-        },
-        Case {
-            name: "behind",
-            app: behind,
-        },
-        Case {
-            name: "ahead",
-            app: ahead,
-        },
-        Case {
-            name: "share_down",
-            app: share_down,
-        },
-        Case {
-            name: "sensor_stops",
-            app: sensor_stops,
-        },
-    ]
+    // Issue 22, row 1: now and then one answer's Date two hours off.
+    let (odd_date, proxy) = through_date_proxy().await;
+    // Row 2: the host's clock an hour off Share's, and Share ending sessions now and then.
+    let mut relogin_ahead = options(&[]);
+    relogin_ahead.exporter_clock = Some(OffClock::system(3_600_000));
+    let relogin_ahead = TestApp::start_with(relogin_ahead).await;
+    let mut relogin_behind = options(&[]);
+    relogin_behind.exporter_clock = Some(OffClock::system(-3_600_000));
+    let relogin_behind = TestApp::start_with(relogin_behind).await;
+    // Row 3: a wrong password and three restarts on a host a day off Share's.
+    let restarts_behind = held_after_restarts(3, -86_400_000).await;
+    let restarts_ahead = held_after_restarts(3, 86_400_000).await;
+
+    let cases = [
+        ("well", well),
+        ("held", held),
+        ("no_follower", no_follower),
+        ("unwritable", unwritable),
+        ("behind", behind),
+        ("ahead", ahead),
+        ("share_down", share_down),
+        ("sensor_stops", sensor_stops),
+        ("odd_date", odd_date),
+        ("relogin_ahead", relogin_ahead),
+        ("relogin_behind", relogin_behind),
+        ("restarts_behind", restarts_behind),
+        ("restarts_ahead", restarts_ahead),
+    ];
+    let cases = cases
+        .into_iter()
+        .map(|(name, app)| Case { name, app })
+        .collect();
+    (cases, proxy)
 }
 
 /// One series of promtool input: its text and its value at each minute (`None`: absent).
@@ -170,7 +179,7 @@ fn add_scrape(series: &mut SeriesValues, instance: &str, scrape: &str, minute: u
             continue;
         };
         let (name, labels) = match series_text.split_once('{') {
-            Some((name, rest)) => (name, rest.trim_end_matches('}').to_owned()),
+            Some((name, rest)) => (name, share_origin(rest.trim_end_matches('}'))),
             None => (series_text, String::new()),
         };
         if name.ends_with("_timestamp_seconds") && value > 1e9 {
@@ -187,6 +196,48 @@ fn add_scrape(series: &mut SeriesValues, instance: &str, scrape: &str, minute: u
     }
 }
 
+/// `labels` with a Share host's `origin` (a loopback port that changes every run) named
+/// `share`, so the expectations can name it.
+fn share_origin(labels: &str) -> String {
+    labels
+        .split(',')
+        .map(|l| {
+            if l.starts_with("origin=") {
+                "origin=\"share\""
+            } else {
+                l
+            }
+        })
+        .collect::<Vec<_>>()
+        .join(",")
+}
+
+/// What a scrape of the `odd_date` case at `minute` shows wrong: its status not `ok`, its age
+/// beyond a few minutes of alert time, or a clock skew.
+fn odd_date_faults(scrape: &str, minute: usize) -> Vec<String> {
+    let mut wrong = Vec::new();
+    let account = format!("account=\"{}\"", crate::common::USERNAME);
+    let ok = format!("{account},status=\"ok\"");
+    if crate::common::sample(scrape, "dexcom_account_status", &ok) != Some(1.0) {
+        wrong.push(format!("minute {minute}: status not ok"));
+    }
+    let age = crate::common::sample(scrape, "dexcom_glucose_reading_age_seconds", &account);
+    if age.is_none_or(|a| !(-1.0..=4.0).contains(&a)) {
+        wrong.push(format!("minute {minute}: age {age:?} s"));
+    }
+    for line in scrape.lines() {
+        if let Some(skew) = line.strip_prefix("dexcom_share_clock_skew_seconds")
+            && skew
+                .rsplit_once(' ')
+                .and_then(|(_, v)| v.parse::<f64>().ok())
+                .is_none_or(|v| v.abs() >= 0.01)
+        {
+            wrong.push(format!("minute {minute}: {line}"));
+        }
+    }
+    wrong
+}
+
 /// The alerts expected to fire at `minute`, as (alertname, severity, instance, account).
 fn expected(
     minute: usize,
@@ -198,18 +249,26 @@ fn expected(
 )> {
     const KID: Option<&str> = Some(crate::common::USERNAME);
     // A held login is said at once; the catch-all comes within 20 minutes of the fault.
-    let mut out = vec![("DexcomShareLoginFailing", "warning", "held", KID)];
+    let held = ["held", "restarts_behind", "restarts_ahead"];
+    let mut out: Vec<_> = held
+        .iter()
+        .map(|h| ("DexcomShareLoginFailing", "warning", *h, KID))
+        .collect();
     if minute >= 3 {
         out.push(("DexcomLoginStateFailing", "warning", "unwritable", KID));
     }
     if minute >= 18 {
-        out.extend([
-            ("DexcomNoGlucoseValue", "critical", "unwritable", KID),
-            ("DexcomNoGlucoseValue", "critical", "held", KID),
-            ("DexcomNoGlucoseValue", "critical", "no_follower", KID),
-            ("DexcomShareClockSkew", "warning", "behind", None),
-            ("DexcomShareClockSkew", "warning", "ahead", None),
-        ]);
+        out.push(("DexcomNoGlucoseValue", "critical", "unwritable", KID));
+        out.extend(
+            held.iter()
+                .map(|h| ("DexcomNoGlucoseValue", "critical", *h, KID)),
+        );
+        out.push(("DexcomNoGlucoseValue", "critical", "no_follower", KID));
+        // Real and lasting skews fire (one per Share host); the odd answers of `odd_date` do
+        // not, and the re-logins after sessions end keep the values of `relogin_*` current.
+        for skewed in ["behind", "ahead", "relogin_ahead", "relogin_behind"] {
+            out.push(("DexcomShareClockSkew", "warning", skewed, None));
+        }
     }
     // Share down from minute 5, the sensor stopped at minute 10: the specific alerts, and the
     // catch-all under them (Alertmanager inhibits it while they fire).
@@ -231,7 +290,7 @@ async fn every_fault_pages_someone_and_a_healthy_account_none() {
         return;
     };
     let (_logging, logs) = capture_logs();
-    let cases = start_cases().await;
+    let (cases, proxy) = start_cases().await;
     // One held account does not hold the pod unready: its deferred poll counts.
     let held = &cases.iter().find(|c| c.name == "held").unwrap().app;
     let deadline = std::time::Instant::now() + Duration::from_secs(5);
@@ -250,6 +309,9 @@ async fn every_fault_pages_someone_and_a_healthy_account_none() {
     let mut ticks = tokio::time::interval(MINUTE);
     ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
     let (mut sensor_stopped, mut share_failed) = (false, false);
+    // Rows 1–2 of issue 22, seen scrape by scrape: what each scrape of `odd_date` showed wrong
+    // (none may), and the minutes at which odd answers were sent and sessions ended.
+    let (mut odd_seen, mut last_odd, mut last_expiry) = (Vec::new(), 0, 0);
     loop {
         ticks.tick().await;
         let minute = (started.elapsed().as_secs_f64() / MINUTE.as_secs_f64()).round() as usize;
@@ -270,10 +332,52 @@ async fn every_fault_pages_someone_and_a_healthy_account_none() {
                 1_000_000,
             );
         }
-        for case in &cases {
-            let (_, scrape) = get(&case.app.url("/metrics")).await;
+        if minute >= last_odd + ODD_EVERY {
+            // One answer two hours off, ahead and behind in turn.
+            last_odd = minute;
+            let sign = if (minute / ODD_EVERY).is_multiple_of(2) {
+                1
+            } else {
+                -1
+            };
+            proxy.shift_next(1, sign * 7_200_000);
+        }
+        if minute >= last_expiry + EXPIRE_EVERY {
+            last_expiry = minute;
+            for name in ["relogin_ahead", "relogin_behind"] {
+                case(name).sim.simulator.expire_sessions();
+            }
+        }
+        // All cases at once: one after the other, a dozen scrapes on a busy machine can take
+        // longer than a minute of alert time.
+        let mut scrapes = tokio::task::JoinSet::new();
+        for (index, case) in cases.iter().enumerate() {
+            let url = case.app.url("/metrics");
+            scrapes.spawn(async move { (index, get(&url).await.1) });
+        }
+        let mut scraped = vec![String::new(); cases.len()];
+        while let Some(Ok((index, scrape))) = scrapes.join_next().await {
+            scraped[index] = scrape;
+        }
+        for (case, scrape) in cases.iter().zip(scraped) {
+            if case.name == "odd_date" && minute >= 3 {
+                odd_seen.extend(odd_date_faults(&scrape, minute));
+            }
             add_scrape(&mut series, case.name, &scrape, minute, start);
         }
+    }
+    assert!(proxy.shifted() >= 5, "{} odd answers sent", proxy.shifted());
+    assert!(
+        odd_seen.is_empty(),
+        "odd answers moved what a user sees: {odd_seen:?}"
+    );
+    for name in ["restarts_behind", "restarts_ahead"] {
+        let case = &cases.iter().find(|c| c.name == name).unwrap().app;
+        assert_eq!(
+            case.counts().authenticate,
+            1,
+            "{name}: the wrong password sent again after a restart"
+        );
     }
     let log = logs.text();
     for case in cases {
@@ -309,7 +413,10 @@ async fn every_fault_pages_someone_and_a_healthy_account_none() {
             "      - expr: 'ALERTS{{alertstate=\"firing\",alertname!~\"Watchdog|DexcomGlucose.*\"}}'\n        eval_time: {minute}m\n        exp_samples:\n"
         ));
         for (alert, severity, instance, account) in expected(minute) {
-            let account = account.map_or_else(String::new, |a| format!(",account=\"{a}\""));
+            let mut account = account.map_or_else(String::new, |a| format!(",account=\"{a}\""));
+            if alert == "DexcomShareClockSkew" {
+                account.push_str(",origin=\"share\"");
+            }
             yaml.push_str(&format!(
                 "          - labels: 'ALERTS{{alertname=\"{alert}\",alertstate=\"firing\",severity=\"{severity}\",job=\"dexcom\",instance=\"{instance}\"{account}}}'\n            value: 1\n"
             ));

@@ -10,6 +10,7 @@ mod backfill;
 mod check;
 mod cli;
 mod clock;
+mod clock_faults;
 mod deploy;
 mod deployment;
 mod edge;

@@ -1,6 +1,6 @@
 //! The fault soak's short version: one simulated day at 720 times the wall clock (two
 //! minutes, so a busy CI machine's scheduling jitter stays small in simulated time), with its
-//! goals asserted. `cargo bench --bench soak` runs the long one and prints the same
+//! goals asserted, the host's clock stepped an hour and a day each way among the faults. `cargo bench --bench soak` runs the long one and prints the same
 //! figures.
 
 use dexcom_testkit::soak::{SoakOptions, run};
@@ -21,6 +21,12 @@ fn one_simulated_day_of_faults_locks_nothing_and_loses_nothing() {
         report.unexpected_error_lines
     );
     assert_eq!(report.lockouts, 0, "{report}");
+    // The host's clock stepped an hour ahead and back, a day behind and back: no value older
+    // than --glucose.max-age shown, and every age shown true (within a busy machine's scrape
+    // latency in simulated time, where an hour or a day off would be plain).
+    assert_eq!(report.host_clock_steps, 4, "{report}");
+    assert_eq!(report.values_older_than_max_age, 0, "{report}");
+    assert!(report.max_age_error_seconds <= 300.0, "{report}");
     assert!(
         report.password_attempts_wrong >= 2,
         "the phase was exercised: {report}"

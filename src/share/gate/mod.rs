@@ -42,8 +42,15 @@
 //! [`MAX_FAILURES_PER_DAY`]. What is read back from the state file is clamped to what this
 //! ladder can produce, so a file written under a wrong clock cannot hold logins longer.
 //!
-//! The gate is pure: time comes in as Unix milliseconds and the state ([`GateState`]) is plain
-//! data, persisted between runs by whoever holds a [`GateStore`].
+//! The gate is pure: time comes in as milliseconds ([`GateNow`]) and the state ([`GateState`])
+//! is plain data, persisted between runs by whoever holds a [`GateStore`].
+//!
+//! Which clock each time is in: every time in [`GateState`] (failures, logins, waits, the
+//! request in flight) is the **host's wall clock** in Unix ms, the one clock that survives a
+//! restart, whatever Share's `Date` says, and is clamped on load ([`LoginGate::restore`]). The
+//! one-login-per-interval limit lives only in the process and is kept on the host's
+//! **monotonic** clock ([`GateNow::mono_ms`]), so a wall clock stepped either way neither holds
+//! a re-login longer nor lets two through in one interval.
 
 use std::time::Duration;
 
@@ -262,10 +269,33 @@ pub struct GateClosed {
     pub until_ms: i64,
 }
 
+/// Now, as the gate reads it: the host's wall clock, for everything saved, and the host's
+/// monotonic clock, for the in-process per-interval limit.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct GateNow {
+    /// The host's wall clock, Unix ms.
+    pub wall_ms: i64,
+    /// The host's monotonic clock, ms ([`crate::clock::Clock::monotonic`]).
+    pub mono_ms: i64,
+}
+
+/// A plain Unix ms is a moment at which both clocks read the same (the gate's own tests, and
+/// callers with no wall clock steps to fear).
+impl From<i64> for GateNow {
+    fn from(ms: i64) -> Self {
+        GateNow {
+            wall_ms: ms,
+            mono_ms: ms,
+        }
+    }
+}
+
 /// Proof that the gate allowed a login to start; the requests of that login need it.
 #[derive(Debug)]
 pub struct LoginPermit {
     opened_ms: i64,
+    /// When it was opened on the monotonic clock.
+    opened_mono_ms: i64,
     /// The per-interval limit's previous value, restored when the login sends nothing.
     previous_login_ms: Option<i64>,
 }
@@ -275,8 +305,9 @@ pub struct LoginPermit {
 pub struct LoginGate {
     state: GateState,
     interval_ms: i64,
-    /// When this process last started a login: the one-per-interval limit. Not persisted, so a
-    /// deliberate restart reads at once (the hourly limit is persisted and still applies).
+    /// When this process last started a login, on the monotonic clock: the one-per-interval
+    /// limit. Not persisted, so a deliberate restart reads at once (the hourly limit is
+    /// persisted and still applies).
     last_login_ms: Option<i64>,
 }
 
@@ -373,10 +404,12 @@ impl LoginGate {
         self.state.in_flight_ms = None;
     }
 
-    /// Why and until when the gate holds the password at `now_ms`; `None` when a login may
-    /// start.
-    pub fn hold(&self, now_ms: i64) -> Option<Hold> {
-        let until_ms = self.next_allowed_ms(now_ms);
+    /// Why and until when (wall clock) the gate holds the password at `now`; `None` when a
+    /// login may start.
+    pub fn hold(&self, now: impl Into<GateNow>) -> Option<Hold> {
+        let now = now.into();
+        let now_ms = now.wall_ms;
+        let until_ms = self.next_allowed_ms(now);
         (until_ms > now_ms).then(|| Hold {
             until_ms,
             after: self.state.last_failure.filter(|_| !self.state.confirmed),
@@ -406,8 +439,11 @@ impl LoginGate {
         self.state.confirmed
     }
 
-    /// The earliest Unix ms at which a login may start (`now_ms` or earlier when it may now).
-    pub fn next_allowed_ms(&self, now_ms: i64) -> i64 {
+    /// The earliest Unix ms (wall clock) at which a login may start (`now`'s or earlier when it
+    /// may now).
+    pub fn next_allowed_ms(&self, now: impl Into<GateNow>) -> i64 {
+        let now = now.into();
+        let now_ms = now.wall_ms;
         let mut at = self.state.not_before_ms;
         if self.state.failures_in_a_row >= MAX_CONSECUTIVE_FAILURES {
             // Saved times are clamped to `now_ms` on restore, so a wrong clock cannot make
@@ -423,7 +459,11 @@ impl LoginGate {
             }
         }
         if let Some(last) = self.last_login_ms {
-            at = at.max(last.saturating_add(self.interval_ms));
+            // Monotonic: the interval left, then placed on the wall clock.
+            let left = last
+                .saturating_add(self.interval_ms)
+                .saturating_sub(now.mono_ms);
+            at = at.max(now_ms.saturating_add(left));
         }
         let logins = in_window(&self.state.logins_ms, now_ms, HOUR_MS);
         if logins.len() >= MAX_LOGINS_PER_HOUR {
@@ -433,20 +473,23 @@ impl LoginGate {
         at
     }
 
-    /// Starts a login at `now_ms`, or says until when it must wait.
+    /// Starts a login at `now`, or says until when it must wait.
     ///
     /// # Errors
     /// [`GateClosed`] while a limit holds.
-    pub fn open(&mut self, now_ms: i64) -> Result<LoginPermit, GateClosed> {
-        let until_ms = self.next_allowed_ms(now_ms);
+    pub fn open(&mut self, now: impl Into<GateNow>) -> Result<LoginPermit, GateClosed> {
+        let now = now.into();
+        let now_ms = now.wall_ms;
+        let until_ms = self.next_allowed_ms(now);
         if until_ms > now_ms {
             return Err(GateClosed { until_ms });
         }
         self.prune(now_ms);
-        let previous_login_ms = self.last_login_ms.replace(now_ms);
+        let previous_login_ms = self.last_login_ms.replace(now.mono_ms);
         self.state.logins_ms.push(now_ms);
         Ok(LoginPermit {
             opened_ms: now_ms,
+            opened_mono_ms: now.mono_ms,
             previous_login_ms,
         })
     }
@@ -463,7 +506,7 @@ impl LoginGate {
         {
             self.state.logins_ms.remove(i);
         }
-        if self.last_login_ms == Some(permit.opened_ms) {
+        if self.last_login_ms == Some(permit.opened_mono_ms) {
             self.last_login_ms = permit.previous_login_ms;
         }
     }
@@ -580,3 +623,6 @@ mod cap;
 
 #[cfg(test)]
 mod properties;
+
+#[cfg(test)]
+mod clock_steps;

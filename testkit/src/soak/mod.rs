@@ -1,9 +1,12 @@
 //! The fault soak: the exporter against the simulator on one clock that runs hundreds of times
 //! faster than the wall clock, for simulated days, with faults injected at random: session
 //! expiry, HTML 5xx, 429 with `Retry-After`, timeouts, empty, oversized, future-dated and
-//! malformed answers, sensor gaps, a wrong-password phase, and abrupt restarts on the same
-//! state directory. Shared by the CI test (`tests/integration/soak.rs`, one simulated day) and
-//! the benchmark (`benches/soak.rs`, a week by hand).
+//! malformed answers, sensor gaps, a wrong-password phase, abrupt restarts on the same
+//! state directory, and the host's wall clock stepped an hour ahead and back and a day behind
+//! and back (twice a simulated week, each once in the first day; the day behind spans the
+//! wrong-password phase of the first day). Share's clock is never stepped: every value shown
+//! is checked against it. Shared by the CI test (`tests/integration/soak.rs`, one simulated
+//! day) and the benchmark (`benches/soak.rs`, a week by hand).
 //!
 //! Each exporter instance runs on a runtime of its own, so a restart can stop it the way a
 //! SIGKILL does: `shutdown_background` drops every task where it stands, no shutdown path
@@ -18,6 +21,8 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant, SystemTime};
 
 use dexcom_exporter::clock::{Clock, ScaledClock};
+
+use crate::clock::OffClock;
 use dexcom_exporter::share::Endpoint;
 use dexcom_exporter::simulator::{AccountSpec, Fault, Scenario, Simulator};
 
@@ -27,6 +32,23 @@ const INTERVAL: Duration = Duration::from_secs(300);
 const INTERVAL_MS: i64 = 300_000;
 const HOUR_MS: i64 = 3_600_000;
 const DAY_MS: i64 = 24 * HOUR_MS;
+/// `--glucose.max-age`, the exporter's default.
+const MAX_AGE_MS: i64 = 20 * 60_000;
+/// How late a scrape's answer may be read, in simulated time, before what it showed is judged
+/// (at 720×, 80 ms of a busy machine's wall time).
+const SCRAPE_SLACK_MS: i64 = 60_000;
+/// The host clock's steps repeat with this period: twice a simulated week.
+const CLOCK_CYCLE_MS: i64 = 84 * HOUR_MS;
+
+/// How far the host's wall clock is off Share's at `elapsed_ms` into the soak: an hour ahead
+/// from hour 3 to 7 of each cycle, a day behind from hour 9 to 15, right otherwise.
+fn host_clock_off_ms(elapsed_ms: i64) -> i64 {
+    match elapsed_ms.rem_euclid(CLOCK_CYCLE_MS) / HOUR_MS {
+        3..7 => HOUR_MS,
+        9..15 => -DAY_MS,
+        _ => 0,
+    }
+}
 
 use instance::{Exporters, THREAD_PREFIX, soak_runtime};
 pub use report::SoakReport;
@@ -136,6 +158,9 @@ pub fn run(options: SoakOptions) -> SoakReport {
         ..Scenario::default()
     };
     let simulator = Simulator::with_clock(scenario, clock.clone()).unwrap();
+    // The exporter's host: Share's clock, its wall clock stepped now and then.
+    let host = OffClock::new(clock.clone(), 0);
+    let host_clock: Arc<dyn Clock> = host.clone();
     let running = driver
         .block_on(simulator.start("127.0.0.1:0".parse().unwrap()))
         .unwrap();
@@ -152,6 +177,7 @@ pub fn run(options: SoakOptions) -> SoakReport {
     let mut soak = Soak {
         sim: running.simulator.clone(),
         clock: &clock,
+        host: &host,
         driver: &driver,
         http: reqwest::Client::new(),
         logs,
@@ -159,7 +185,7 @@ pub fn run(options: SoakOptions) -> SoakReport {
         exporters: Exporters {
             base_url: &base_url,
             state: &state,
-            clock: &clock,
+            clock: &host_clock,
             dispatch: &dispatch,
             current: None,
             kills: 0,
@@ -200,7 +226,10 @@ pub fn run(options: SoakOptions) -> SoakReport {
 /// What the driver did and saw so far.
 struct Soak<'a> {
     sim: Arc<Simulator>,
+    /// Share's clock (and the simulator's).
     clock: &'a Arc<dyn Clock>,
+    /// The exporter's host clock: Share's, its wall clock stepped by [`host_clock_off_ms`].
+    host: &'a Arc<OffClock>,
     driver: &'a tokio::runtime::Runtime,
     http: reqwest::Client,
     logs: crate::CapturedLogs,
@@ -240,6 +269,11 @@ impl Soak<'_> {
     fn step(&mut self) {
         let now = self.clock.now_ms();
         let day_hour = (now - self.start_ms).rem_euclid(DAY_MS) / HOUR_MS;
+        let off = host_clock_off_ms(now - self.start_ms);
+        if off != self.host.off_ms() {
+            self.host.step(off - self.host.off_ms());
+            self.report.host_clock_steps += 1;
+        }
         self.scrape(now);
         self.note_password_attempts();
         self.note_error_lines();
@@ -286,7 +320,9 @@ impl Soak<'_> {
         }) else {
             return;
         };
-        self.looked.push(self.clock.now_ms());
+        let answered = self.clock.now_ms();
+        self.looked.push(answered);
+        self.judge_age(&body, now, answered);
         if let Some(t) = sample(&body, "dexcom_glucose_reading_timestamp_seconds") {
             self.seen.insert((t * 1000.0).round() as i64);
             // Back: a (re)start's disturbance ends once it serves a new reading.
@@ -305,6 +341,27 @@ impl Soak<'_> {
             self.report.lockouts += (lockouts - self.lockouts_seen) as u64;
         }
         self.lockouts_seen = lockouts;
+    }
+
+    /// Judges a scrape asked for at `asked` and answered at `answered` (Share's time) against
+    /// Share's clock: no value older than `--glucose.max-age` may be shown, and the age shown
+    /// must be the reading's true age, whatever the host's clock says.
+    fn judge_age(&mut self, body: &str, asked: i64, answered: i64) {
+        let Some(taken) = sample(body, "dexcom_glucose_reading_timestamp_seconds") else {
+            return;
+        };
+        let taken_ms = (taken * 1000.0).round() as i64;
+        if sample(body, "dexcom_glucose_mg_per_dl").is_some()
+            && asked - taken_ms > MAX_AGE_MS + SCRAPE_SLACK_MS
+        {
+            self.report.values_older_than_max_age += 1;
+        }
+        if let Some(age) = sample(body, "dexcom_glucose_reading_age_seconds") {
+            let (earliest, latest) = (asked - taken_ms, answered - taken_ms);
+            let shown = (age * 1000.0).round() as i64;
+            let error = (earliest - shown).max(shown - latest).max(0) as f64 / 1000.0;
+            self.report.max_age_error_seconds = self.report.max_age_error_seconds.max(error);
+        }
     }
 
     /// Password attempts of the wrong-password phase, timed where Share received them, not

@@ -20,6 +20,14 @@ pub struct SoakReport {
     pub min_minutes_between_wrong_attempts: Option<f64>,
     pub max_wrong_attempts_in_24h: usize,
     pub lockouts: u64,
+    /// Times the host's wall clock was stepped (an hour or a day, either way).
+    pub host_clock_steps: usize,
+    /// Scrapes that showed a value whose reading was older than `--glucose.max-age` by Share's
+    /// clock (beyond the scrape's own latency).
+    pub values_older_than_max_age: usize,
+    /// The largest difference between the age shown and the reading's true age (by Share's
+    /// clock, between the moment a scrape was asked for and answered), in seconds.
+    pub max_age_error_seconds: f64,
     pub rss_start_kib: u64,
     pub rss_end_kib: u64,
     pub panics: u64,
@@ -58,6 +66,11 @@ impl std::fmt::Display for SoakReport {
                 .map_or("-".to_owned(), |m| format!("{m:.1}")),
             self.max_wrong_attempts_in_24h,
             self.lockouts
+        )?;
+        writeln!(
+            f,
+            "host clock steps: {}; values shown older than --glucose.max-age: {}; largest error of the age shown: {:.1} s",
+            self.host_clock_steps, self.values_older_than_max_age, self.max_age_error_seconds
         )?;
         writeln!(
             f,
