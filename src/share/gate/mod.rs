@@ -43,18 +43,15 @@
 //! ladder can produce, so a file written under a wrong clock cannot hold logins longer.
 //!
 //! The gate is pure: time comes in as milliseconds ([`GateNow`]) and the state ([`GateState`])
-//! is plain data, persisted between runs by whoever holds a [`GateStore`].
-//!
-//! Which clock each time is in: every time in [`GateState`] (failures, logins, waits, the
-//! request in flight) is the **host's wall clock** in Unix ms, the one clock that survives a
-//! restart, whatever Share's `Date` says, and is clamped on load ([`LoginGate::restore`]). The
-//! one-login-per-interval limit lives only in the process and is kept on the host's
-//! **monotonic** clock ([`GateNow::mono_ms`]), so a wall clock stepped either way neither holds
-//! a re-login longer nor lets two through in one interval.
+//! is plain data, persisted between runs by whoever holds a [`GateStore`]. Which clock each
+//! time is in: [`GateNow`].
 
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
+
+mod now;
+pub use now::GateNow;
 
 /// Least wait after a failed password-bearing request while the password is not confirmed.
 pub const STRICT_WAIT: Duration = Duration::from_secs(29 * 60);
@@ -267,27 +264,6 @@ pub trait GateStore: Send + Sync + std::fmt::Debug {
 pub struct GateClosed {
     /// The earliest Unix ms at which a login may start.
     pub until_ms: i64,
-}
-
-/// Now, as the gate reads it: the host's wall clock, for everything saved, and the host's
-/// monotonic clock, for the in-process per-interval limit.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct GateNow {
-    /// The host's wall clock, Unix ms.
-    pub wall_ms: i64,
-    /// The host's monotonic clock, ms ([`crate::clock::Clock::monotonic`]).
-    pub mono_ms: i64,
-}
-
-/// A plain Unix ms is a moment at which both clocks read the same (the gate's own tests, and
-/// callers with no wall clock steps to fear).
-impl From<i64> for GateNow {
-    fn from(ms: i64) -> Self {
-        GateNow {
-            wall_ms: ms,
-            mono_ms: ms,
-        }
-    }
 }
 
 /// Proof that the gate allowed a login to start; the requests of that login need it.
