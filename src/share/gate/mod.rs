@@ -281,9 +281,8 @@ pub struct LoginPermit {
 pub struct LoginGate {
     state: GateState,
     interval_ms: i64,
-    /// When this process last started a login, on the monotonic clock: the one-per-interval
-    /// limit. Not persisted, so a deliberate restart reads at once (the hourly limit is
-    /// persisted and still applies).
+    /// When this process last started a login (monotonic): the one-per-interval limit. Not
+    /// persisted, so a restart reads at once (the hourly limit is persisted and still applies).
     last_login_ms: Option<i64>,
 }
 
@@ -384,12 +383,11 @@ impl LoginGate {
     /// login may start.
     pub fn hold(&self, now: impl Into<GateNow>) -> Option<Hold> {
         let now = now.into();
-        let now_ms = now.wall_ms;
         let until_ms = self.next_allowed_ms(now);
-        (until_ms > now_ms).then(|| Hold {
+        (until_ms > now.wall_ms).then(|| Hold {
             until_ms,
             after: self.state.last_failure.filter(|_| !self.state.confirmed),
-            failures_today: in_window(&self.state.failures_ms, now_ms, DAY_MS).len(),
+            failures_today: in_window(&self.state.failures_ms, now.wall_ms, DAY_MS).len(),
             failures_in_a_row: self.state.failures_in_a_row,
             fault: None,
         })
@@ -415,8 +413,7 @@ impl LoginGate {
         self.state.confirmed
     }
 
-    /// The earliest Unix ms (wall clock) at which a login may start (`now`'s or earlier when it
-    /// may now).
+    /// The earliest Unix ms (wall clock) at which a login may start (earlier: it may now).
     pub fn next_allowed_ms(&self, now: impl Into<GateNow>) -> i64 {
         let now = now.into();
         let now_ms = now.wall_ms;
@@ -436,9 +433,7 @@ impl LoginGate {
         }
         if let Some(last) = self.last_login_ms {
             // Monotonic: the interval left, then placed on the wall clock.
-            let left = last
-                .saturating_add(self.interval_ms)
-                .saturating_sub(now.mono_ms);
+            let left = last.saturating_add(self.interval_ms) - now.mono_ms;
             at = at.max(now_ms.saturating_add(left));
         }
         let logins = in_window(&self.state.logins_ms, now_ms, HOUR_MS);
@@ -599,6 +594,3 @@ mod cap;
 
 #[cfg(test)]
 mod properties;
-
-#[cfg(test)]
-mod clock_steps;
