@@ -104,8 +104,12 @@ impl DateProxy {
             .ascii_serialization();
         let shift = Arc::new(Shift::default());
         let shutdown = CancellationToken::new();
+        // A fresh connection per request and a deadline: a pooled connection the simulator
+        // closed, or a stuck one, is a 502 at once, never a hang the exporter must time out.
         let http = reqwest::Client::builder()
             .no_proxy()
+            .pool_max_idle_per_host(0)
+            .timeout(Duration::from_secs(5))
             .build()
             .expect("HTTP client");
         let (token, state) = (shutdown.clone(), shift.clone());
