@@ -40,6 +40,21 @@ const SCRAPE_SLACK_MS: i64 = 60_000;
 /// The host clock's steps repeat with this period: twice a simulated week.
 const CLOCK_CYCLE_MS: i64 = 84 * HOUR_MS;
 
+/// Makes `dir` immutable (nothing in it can be created, renamed or removed, by root neither)
+/// or not, with `chattr` (e2fsprogs).
+///
+/// # Panics
+/// When `chattr` fails: the soak's read-only hour needs root and a file system that has the
+/// attribute.
+fn set_immutable(dir: &std::path::Path, on: bool) {
+    let status = std::process::Command::new("chattr")
+        .arg(if on { "+i" } else { "-i" })
+        .arg(dir)
+        .status()
+        .expect("chattr (e2fsprogs) runs");
+    assert!(status.success(), "chattr {on} {}", dir.display());
+}
+
 /// How far the host's wall clock is off Share's at `elapsed_ms` into the soak: an hour ahead
 /// from hour 3 to 7 of each cycle, a day behind from hour 9 to 15, right otherwise.
 fn host_clock_off_ms(elapsed_ms: i64) -> i64 {
@@ -48,6 +63,12 @@ fn host_clock_off_ms(elapsed_ms: i64) -> i64 {
         9..15 => -DAY_MS,
         _ => 0,
     }
+}
+
+/// Whether the state directory cannot be written at `elapsed_ms` into the soak: from hour 17
+/// to 18 of each cycle (never during a day's wrong-password phase, hours 10 to 14).
+fn state_read_only(elapsed_ms: i64) -> bool {
+    elapsed_ms.rem_euclid(CLOCK_CYCLE_MS) / HOUR_MS == 17
 }
 
 use instance::{Exporters, THREAD_PREFIX, soak_runtime};
@@ -205,6 +226,7 @@ pub fn run(options: SoakOptions) -> SoakReport {
         gap_until: None,
         lockouts_seen: 0.0,
         plan: Vec::new(),
+        read_only_since: None,
         starting: None,
     };
     soak.exporters.restart(PASSWORD);
@@ -260,6 +282,9 @@ struct Soak<'a> {
     lockouts_seen: f64,
     /// The faults still to inject in this round, each kind once.
     plan: Vec<SoakFault>,
+    /// While the state directory cannot be written: Share's password-bearing requests when
+    /// it turned so.
+    read_only_since: Option<(i64, u64)>,
     /// A kill or restart not yet followed by a new reading: (when, newest reading then, s).
     starting: Option<(i64, f64)>,
 }
@@ -287,12 +312,17 @@ impl Soak<'_> {
             self.restart_at = None;
         }
         self.wrong_password_phase(now, day_hour);
+        self.state_directory(now);
         if self.gap_until.is_some_and(|until| now >= until) {
             self.sim.end_gap(USER);
             self.gap_until = None;
         }
         // About one a simulated hour, outside the wrong-password phase.
-        if now >= self.next_event_ms && self.wrong_phase.is_none() && self.restart_at.is_none() {
+        if now >= self.next_event_ms
+            && self.wrong_phase.is_none()
+            && self.restart_at.is_none()
+            && self.read_only_since.is_none()
+        {
             self.next_event_ms = now + HOUR_MS / 2 + self.rng.i64(0..HOUR_MS);
             self.report.faults_injected += 1;
             // Every kind in turn, in a shuffled order, so a day holds each at least twice.
@@ -387,10 +417,40 @@ impl Soak<'_> {
         // Taken, not kept: the driver's memory must not grow with the log.
         let text = String::from_utf8_lossy(&std::mem::take(&mut *all)).into_owned();
         for line in text.lines().filter(|l| l.contains(" ERROR ")) {
-            let expected = self.wrong_phase.is_some() || line.contains("refused the login");
+            let expected = self.wrong_phase.is_some()
+                || line.contains("refused the login")
+                || (self.read_only_since.is_some()
+                    && (line.contains("the password is held")
+                        || line.contains("cannot write the state file")));
             if !expected {
                 self.report.unexpected_error_lines.push(line.to_owned());
             }
+        }
+    }
+
+    /// An hour a cycle the state directory cannot be written (immutable, which root too
+    /// obeys), and Share ends the session: the re-login must wait until it can be counted.
+    fn state_directory(&mut self, now: i64) {
+        let due = state_read_only(now - self.start_ms);
+        let passwords = || {
+            let counts = self.sim.request_counts(USER);
+            counts.authenticate + counts.login
+        };
+        match (due, self.read_only_since) {
+            (true, None) if self.restart_at.is_none() && self.exporters.current.is_some() => {
+                set_immutable(self.exporters.state, true);
+                self.read_only_since = Some((now, passwords()));
+                self.sim.expire_sessions();
+                self.disturb(now, 60);
+            }
+            (false, Some((since, before))) => {
+                set_immutable(self.exporters.state, false);
+                self.report.passwords_while_read_only += passwords() - before;
+                self.report.state_read_only_hours += (now - since) as f64 / HOUR_MS as f64;
+                self.read_only_since = None;
+                self.disturbed_until_a_new_reading(now);
+            }
+            _ => {}
         }
     }
 
@@ -498,6 +558,9 @@ impl Soak<'_> {
 
     /// Stops the exporter and counts: readings missed, password attempts, re-logins.
     fn finish(mut self) -> SoakReport {
+        if self.read_only_since.take().is_some() {
+            set_immutable(self.exporters.state, false);
+        }
         let mut report = std::mem::take(&mut self.report);
         report.rss_end_kib = rss_kib();
         if let Some((from, _)) = self.starting {

@@ -22,6 +22,11 @@ pub struct SoakReport {
     pub lockouts: u64,
     /// Times the host's wall clock was stepped (an hour or a day, either way).
     pub host_clock_steps: usize,
+    /// Simulated hours the state directory could not be written (`chattr +i`, as root).
+    pub state_read_only_hours: f64,
+    /// Password-bearing requests Share received while the state directory could not be
+    /// written: a login that cannot be counted must not be made.
+    pub passwords_while_read_only: u64,
     /// Scrapes that showed a value whose reading was older than `--glucose.max-age` by Share's
     /// clock (beyond the scrape's own latency).
     pub values_older_than_max_age: usize,
@@ -71,6 +76,11 @@ impl std::fmt::Display for SoakReport {
             f,
             "host clock steps: {}; values shown older than --glucose.max-age: {}; largest error of the age shown: {:.1} s",
             self.host_clock_steps, self.values_older_than_max_age, self.max_age_error_seconds
+        )?;
+        writeln!(
+            f,
+            "state directory read-only: {:.1} h, password-bearing requests meanwhile: {}",
+            self.state_read_only_hours, self.passwords_while_read_only
         )?;
         writeln!(
             f,
