@@ -1,0 +1,581 @@
+//! `dexcom_exporter drill`: the whole alarm chain, end to end, in one command a parent runs.
+//!
+//! A chain that is wrong in any link fails silently at night: a target Prometheus does not
+//! read, rules that are not loaded, an Alertmanager nobody sends to, a placeholder left in its
+//! file, a route that reaches no phone, a token that is refused. `amtool check-config` passes
+//! all of these and `amtool alert add` exits 0 when delivery fails. So `drill` asks Prometheus
+//! and Alertmanager what they run, sends a test alert through each route that can ring (an
+//! urgent low, "the glucose cannot be seen"), watches Alertmanager's own notification counters
+//! to learn whether each integration took it, ends the alerts and watches the all-clear go out
+//! too. One line per step in words a parent understands; exit 0 when the chain works, 1 when
+//! something would not ring, 2 when Prometheus or Alertmanager cannot be reached.
+//!
+//! Everything goes through the two base URLs given, and nothing here knows the exporter's
+//! own configuration: the drill needs no Dexcom account.
+
+mod api;
+mod routing;
+
+use std::collections::BTreeMap;
+use std::time::{Duration, Instant, SystemTime};
+
+use serde::Serialize;
+use serde_json::Value;
+
+pub use api::DrillError;
+use api::{Apis, Counters};
+use routing::{AlertmanagerConfig, Integration};
+
+/// The alerting rule groups of the shipped `alerts.yml`: without them nothing fires.
+const ALERT_GROUPS: [&str; 4] = [
+    "dexcom-glucose",
+    "dexcom-exporter",
+    "dexcom-remote-write",
+    "alerting-chain",
+];
+/// How long past a route's own wait a notification may take to be counted.
+const SLACK: Duration = Duration::from_secs(20);
+/// The test alerts last this long unless ended first (so an interrupted drill ends by itself).
+const TEST_ALERT_LIFETIME: Duration = Duration::from_secs(600);
+
+/// What to drill: where Prometheus and Alertmanager answer.
+#[derive(Debug, Clone)]
+pub struct DrillSettings {
+    /// Prometheus's base URL (`http://127.0.0.1:9090`).
+    pub prometheus_url: String,
+    /// Alertmanager's base URL (`http://127.0.0.1:9093`).
+    pub alertmanager_url: String,
+}
+
+/// One step of the drill and what it found.
+#[derive(Debug, Clone, Serialize)]
+pub struct Step {
+    /// A short stable name for scripts (`prometheus`, `urgent_low_sent`, ...).
+    pub step: &'static str,
+    /// Whether this link of the chain works.
+    pub ok: bool,
+    /// What it found, in one line.
+    pub says: String,
+}
+
+/// Every step, and the exit code they add up to.
+#[derive(Debug, Clone, Serialize)]
+pub struct Report {
+    /// `works`, `would_not_ring` or `unreachable`.
+    pub outcome: &'static str,
+    /// 0 the chain works, 1 something would not ring, 2 Prometheus or Alertmanager cannot be
+    /// reached.
+    pub exit_code: u8,
+    /// The steps in the order they ran.
+    pub steps: Vec<Step>,
+}
+
+/// Runs the drill on a runtime of its own, prints it (`json`: one document at the end; else a
+/// line per step as it happens) and returns the exit code.
+pub fn run(settings: &DrillSettings, json: bool) -> u8 {
+    let runtime = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(runtime) => runtime,
+        Err(error) => {
+            eprintln!("dexcom_exporter: error: cannot start the async runtime: {error}");
+            return 1;
+        }
+    };
+    let report = runtime.block_on(drill(settings, &mut |step| {
+        if !json {
+            println!("{}", render_line(step));
+        }
+    }));
+    if json {
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&report).unwrap_or_default()
+        );
+    }
+    report.exit_code
+}
+
+/// One step as a line: `ok` or `PROBLEM`, then what it found.
+pub fn render_line(step: &Step) -> String {
+    format!(
+        "{:<8} {}",
+        if step.ok { "ok" } else { "PROBLEM" },
+        step.says
+    )
+}
+
+/// The drill itself; `on_step` sees each step as soon as it is known.
+pub async fn drill(settings: &DrillSettings, on_step: &mut dyn FnMut(&Step)) -> Report {
+    let mut steps = Vec::new();
+    let mut record = |step: &'static str, ok: bool, says: String| {
+        let step = Step { step, ok, says };
+        on_step(&step);
+        steps.push(step);
+    };
+    match chain(settings, &mut record).await {
+        Ok(()) => {}
+        Err(error) => record("reach", false, error.to_string()),
+    }
+    let (outcome, exit_code) = if steps.iter().any(|s| s.step == "reach") {
+        ("unreachable", 2)
+    } else if steps.iter().all(|s| s.ok) {
+        ("works", 0)
+    } else {
+        ("would_not_ring", 1)
+    };
+    Report {
+        outcome,
+        exit_code,
+        steps,
+    }
+}
+
+async fn chain(
+    settings: &DrillSettings,
+    record: &mut dyn FnMut(&'static str, bool, String),
+) -> Result<(), DrillError> {
+    let apis = Apis::new(&settings.prometheus_url, &settings.alertmanager_url)?;
+    let build = apis.prometheus("status/buildinfo").await?;
+    record(
+        "prometheus",
+        true,
+        format!(
+            "Prometheus answers at {} (version {})",
+            settings.prometheus_url,
+            build["version"].as_str().unwrap_or("unknown")
+        ),
+    );
+    let status = apis.alertmanager_status().await?;
+    record(
+        "alertmanager",
+        true,
+        format!(
+            "Alertmanager answers at {} (version {})",
+            apis.alertmanager_url(),
+            status["versionInfo"]["version"]
+                .as_str()
+                .unwrap_or("unknown")
+        ),
+    );
+    prometheus_side(&apis, record).await?;
+    let text = status["config"]["original"].as_str().unwrap_or_default();
+    let config = match AlertmanagerConfig::parse(text) {
+        Ok(config) => config,
+        Err(error) => {
+            record(
+                "alertmanager_config",
+                false,
+                format!("Alertmanager's running configuration cannot be read: {error}"),
+            );
+            return Ok(());
+        }
+    };
+    config_checks(&config, record);
+    send_and_end(&apis, &config, record).await
+}
+
+/// Prometheus: the exporter and Alertmanager scraped, the rules loaded, Watchdog firing,
+/// Alertmanager attached.
+async fn prometheus_side(
+    apis: &Apis,
+    record: &mut dyn FnMut(&'static str, bool, String),
+) -> Result<(), DrillError> {
+    let targets = apis.prometheus("targets?state=active").await?;
+    let active = targets["activeTargets"].as_array().cloned().unwrap_or_default();
+    let job = |name: &str| -> Vec<&Value> {
+        active
+            .iter()
+            .filter(|t| t["labels"]["job"].as_str() == Some(name))
+            .collect()
+    };
+    let exporter = job("dexcom");
+    let down: Vec<String> = exporter
+        .iter()
+        .filter(|t| t["health"].as_str() != Some("up"))
+        .map(|t| {
+            format!(
+                "{} ({})",
+                t["scrapeUrl"].as_str().unwrap_or("?"),
+                t["lastError"].as_str().filter(|e| !e.is_empty()).unwrap_or("not read yet")
+            )
+        })
+        .collect();
+    match (exporter.len(), down.is_empty()) {
+        (0, _) => record(
+            "exporter_target",
+            false,
+            "Prometheus does not read the exporter: no job \"dexcom\" in its scrape_configs"
+                .to_owned(),
+        ),
+        (_, false) => record(
+            "exporter_target",
+            false,
+            format!("Prometheus cannot read the exporter: {}", down.join("; ")),
+        ),
+        (n, true) => record(
+            "exporter_target",
+            true,
+            format!("Prometheus reads the exporter ({n} target{} up)", plural(n)),
+        ),
+    }
+    let am_scraped = job("alertmanager")
+        .iter()
+        .any(|t| t["health"].as_str() == Some("up"));
+    record(
+        "alertmanager_target",
+        am_scraped,
+        if am_scraped {
+            "Prometheus reads Alertmanager's own metrics, so a broken phone channel is told".to_owned()
+        } else {
+            "Prometheus does not read Alertmanager (job \"alertmanager\"): a broken phone channel would be told to nobody".to_owned()
+        },
+    );
+
+    let rules = apis.prometheus("rules").await?;
+    let loaded: Vec<&str> = rules["groups"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|g| g["name"].as_str())
+        .collect();
+    let missing: Vec<&str> = ALERT_GROUPS
+        .iter()
+        .copied()
+        .filter(|g| !loaded.contains(g))
+        .collect();
+    record(
+        "rules",
+        missing.is_empty(),
+        if missing.is_empty() {
+            "Prometheus has the alert rules loaded".to_owned()
+        } else {
+            format!(
+                "Prometheus lacks the alert rule groups {} (rule_files: alerts.yml)",
+                missing.join(", ")
+            )
+        },
+    );
+
+    let alerts = apis.prometheus("alerts").await?;
+    let watchdog = alerts["alerts"].as_array().into_iter().flatten().any(|a| {
+        a["labels"]["alertname"].as_str() == Some("Watchdog")
+            && a["state"].as_str() == Some("firing")
+    });
+    record(
+        "watchdog",
+        watchdog,
+        if watchdog {
+            "Watchdog is firing: Prometheus evaluates the rules".to_owned()
+        } else {
+            "Watchdog is not firing: Prometheus is not evaluating the alert rules".to_owned()
+        },
+    );
+
+    let attached = apis.prometheus("alertmanagers").await?;
+    let urls: Vec<&str> = attached["activeAlertmanagers"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|a| a["url"].as_str())
+        .collect();
+    let ours = urls.iter().any(|u| same_place(u, apis.alertmanager_url()));
+    record(
+        "attached",
+        ours,
+        if ours {
+            "Prometheus sends its alerts to this Alertmanager".to_owned()
+        } else if urls.is_empty() {
+            "Prometheus sends its alerts to no Alertmanager (alerting: in prometheus.yml)".to_owned()
+        } else {
+            format!(
+                "Prometheus sends its alerts to {}, not to {}",
+                urls.join(", "),
+                apis.alertmanager_url()
+            )
+        },
+    );
+    Ok(())
+}
+
+/// Whether Prometheus's `url` for an Alertmanager (`http://127.0.0.1:9093/api/v2/alerts`)
+/// is the one at `base`, counting the loopback names as one.
+fn same_place(url: &str, base: &str) -> bool {
+    fn authority(url: &str) -> String {
+        let rest = url.split_once("://").map_or(url, |(_, r)| r);
+        let authority = rest.split('/').next().unwrap_or_default();
+        authority
+            .replace("localhost", "127.0.0.1")
+            .replace("[::1]", "127.0.0.1")
+    }
+    authority(url) == authority(base)
+}
+
+fn plural(n: usize) -> &'static str {
+    if n == 1 { "" } else { "s" }
+}
+
+/// What the running configuration shows without sending anything.
+fn config_checks(config: &AlertmanagerConfig, record: &mut dyn FnMut(&'static str, bool, String)) {
+    let placeholders = config.placeholders();
+    record(
+        "placeholders",
+        placeholders.is_empty(),
+        if placeholders.is_empty() {
+            "No REPLACE- placeholder is left where Alertmanager shows it (tokens are tested by sending)".to_owned()
+        } else {
+            format!(
+                "Placeholders left in alertmanager.yml: {}",
+                placeholders.join("; ")
+            )
+        },
+    );
+    let silent = config.silent_routes();
+    record(
+        "routes",
+        silent.is_empty(),
+        if silent.is_empty() {
+            "Every route reaches at least one integration".to_owned()
+        } else {
+            format!(
+                "These alerts reach no phone (their receiver has no integration): {}",
+                silent.join("; ")
+            )
+        },
+    );
+    let heartbeat = config.heartbeat_receivers();
+    record(
+        "heartbeat",
+        !heartbeat.is_empty(),
+        if heartbeat.is_empty() {
+            "No heartbeat: Watchdog goes to no webhook, so if this machine stops nobody is paged"
+                .to_owned()
+        } else {
+            format!(
+                "Watchdog goes to a heartbeat service (receiver {})",
+                heartbeat.join(", ")
+            )
+        },
+    );
+    let loud = config.loud_endings();
+    record(
+        "quiet_endings",
+        loud.is_empty(),
+        if loud.is_empty() {
+            "An all-clear is sent quietly".to_owned()
+        } else {
+            format!(
+                "An all-clear would ring like the alarm: Pushover in {}",
+                loud.join(", ")
+            )
+        },
+    );
+}
+
+/// A test alert: its labels, its annotations and what a parent calls it.
+struct TestAlert {
+    step: &'static str,
+    what: &'static str,
+    labels: BTreeMap<String, String>,
+    annotations: BTreeMap<String, String>,
+}
+
+fn test_alerts() -> [TestAlert; 2] {
+    let alert = |step, what, alertname: &str, severity: &str, summary: &str| TestAlert {
+        step,
+        what,
+        labels: BTreeMap::from([
+            ("alertname".to_owned(), alertname.to_owned()),
+            ("severity".to_owned(), severity.to_owned()),
+            ("account".to_owned(), "drill".to_owned()),
+            ("instance".to_owned(), "drill".to_owned()),
+            ("job".to_owned(), "dexcom".to_owned()),
+        ]),
+        annotations: BTreeMap::from([
+            ("summary".to_owned(), summary.to_owned()),
+            (
+                "description".to_owned(),
+                "A test by dexcom_exporter drill; no reading is involved. Acknowledge it."
+                    .to_owned(),
+            ),
+        ]),
+    };
+    [
+        alert(
+            "urgent_low_sent",
+            "The urgent-low alarm",
+            "DexcomGlucoseUrgentLow",
+            "critical",
+            "drill: test of the urgent-low alarm",
+        ),
+        alert(
+            "unseen_sent",
+            "The \"glucose cannot be seen\" alarm",
+            "DexcomSignalLoss",
+            "warning",
+            "drill: test of the \"glucose cannot be seen\" alarm",
+        ),
+    ]
+}
+
+/// Sends each test alert, then ends them all, watching the counters.
+async fn send_and_end(
+    apis: &Apis,
+    config: &AlertmanagerConfig,
+    record: &mut dyn FnMut(&'static str, bool, String),
+) -> Result<(), DrillError> {
+    let alerts = test_alerts();
+    let mut ending: BTreeMap<String, usize> = BTreeMap::new();
+    let mut ending_wait = Duration::ZERO;
+    let mut sent = Vec::new();
+    for alert in &alerts {
+        let destinations = config.destinations(&alert.labels);
+        let receivers: Vec<&str> = destinations.iter().map(|d| d.receiver.as_str()).collect();
+        let integrations: Vec<Integration> = receivers
+            .iter()
+            .flat_map(|r| config.integrations(r))
+            .collect();
+        if integrations.is_empty() {
+            record(
+                alert.step,
+                false,
+                format!(
+                    "{} reaches nobody: receiver {} has no integration",
+                    alert.what,
+                    receivers.join(", ")
+                ),
+            );
+            continue;
+        }
+        let wait = destinations
+            .iter()
+            .map(|d| d.group_wait)
+            .max()
+            .unwrap_or_default();
+        let before = apis.counters().await?;
+        apis.post_alerts(
+            &[(alert.labels.clone(), alert.annotations.clone())],
+            SystemTime::now() + TEST_ALERT_LIFETIME,
+        )
+        .await?;
+        sent.push((alert.labels.clone(), alert.annotations.clone()));
+        let expected = count(integrations.iter());
+        let (ok, says) = watch(apis, &before, &expected, wait + SLACK).await?;
+        record(
+            alert.step,
+            ok,
+            format!("{} (to {}): {says}", alert.what, receivers.join(", ")),
+        );
+        for (kind, n) in count(integrations.iter().filter(|i| i.send_resolved)) {
+            *ending.entry(kind).or_default() += n;
+        }
+        ending_wait = ending_wait.max(
+            destinations
+                .iter()
+                .map(|d| d.group_interval)
+                .max()
+                .unwrap_or_default(),
+        );
+    }
+    if sent.is_empty() {
+        return Ok(());
+    }
+    let before = apis.counters().await?;
+    apis.post_alerts(&sent, SystemTime::now()).await?;
+    if ending.is_empty() {
+        record(
+            "all_clear",
+            true,
+            "The test alerts are ended (no integration is told of an ending)".to_owned(),
+        );
+        return Ok(());
+    }
+    let (ok, says) = watch(apis, &before, &ending, ending_wait + SLACK).await?;
+    let quiet = config.loud_endings().is_empty();
+    record(
+        "all_clear",
+        ok,
+        format!(
+            "The all-clear went out{}: {says}",
+            if quiet { " quietly" } else { "" }
+        ),
+    );
+    Ok(())
+}
+
+fn count<'a>(integrations: impl Iterator<Item = &'a Integration>) -> BTreeMap<String, usize> {
+    let mut out = BTreeMap::new();
+    for integration in integrations {
+        *out.entry(integration.kind.clone()).or_default() += 1;
+    }
+    out
+}
+
+/// Waits (at most `within`) until each integration kind in `expected` has made that many
+/// attempts more than in `before`; says per kind whether they were accepted.
+async fn watch(
+    apis: &Apis,
+    before: &Counters,
+    expected: &BTreeMap<String, usize>,
+    within: Duration,
+) -> Result<(bool, String), DrillError> {
+    let deadline = Instant::now() + within;
+    let mut after = apis.counters().await?;
+    let delta = |after: &Counters, kind: &str| {
+        let (a0, f0) = before.get(kind).copied().unwrap_or_default();
+        let (a1, f1) = after.get(kind).copied().unwrap_or_default();
+        (a1.saturating_sub(a0), f1.saturating_sub(f0))
+    };
+    while Instant::now() < deadline
+        && expected
+            .iter()
+            .any(|(kind, n)| (delta(&after, kind).0 as usize) < *n)
+    {
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        after = apis.counters().await?;
+    }
+    let mut ok = true;
+    let mut parts = Vec::new();
+    for (kind, n) in expected {
+        let (attempts, failed) = delta(&after, kind);
+        let part = if failed > 0 {
+            ok = false;
+            format!("{kind} FAILED ({failed} of {attempts} refused; Alertmanager's log says why)")
+        } else if (attempts as usize) < *n {
+            ok = false;
+            format!("{kind} not sent within {}s", within.as_secs())
+        } else {
+            format!("{kind} accepted")
+        };
+        parts.push(part);
+    }
+    Ok((ok, parts.join(", ")))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_alert_groups_are_the_shipped_ones() {
+        let shipped = include_str!("../../deploy/prometheus/alerts.yml");
+        let names: Vec<&str> = shipped
+            .lines()
+            .filter_map(|l| l.strip_prefix("  - name: "))
+            .collect();
+        assert_eq!(names, ALERT_GROUPS);
+    }
+
+    #[test]
+    fn loopback_names_are_one_place() {
+        assert!(same_place(
+            "http://127.0.0.1:9093/api/v2/alerts",
+            "http://localhost:9093"
+        ));
+        assert!(!same_place(
+            "http://127.0.0.1:9094/api/v2/alerts",
+            "http://127.0.0.1:9093/"
+        ));
+    }
+}
