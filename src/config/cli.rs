@@ -223,10 +223,18 @@ pub enum Command {
     /// cannot be reached.
     Drill {
         /// Prometheus's address.
-        #[arg(long = "prometheus.url", default_value = "http://127.0.0.1:9090", value_name = "URL")]
+        #[arg(
+            long = "prometheus.url",
+            default_value = "http://127.0.0.1:9090",
+            value_name = "URL"
+        )]
         prometheus_url: String,
         /// Alertmanager's address.
-        #[arg(long = "alertmanager.url", default_value = "http://127.0.0.1:9093", value_name = "URL")]
+        #[arg(
+            long = "alertmanager.url",
+            default_value = "http://127.0.0.1:9093",
+            value_name = "URL"
+        )]
         alertmanager_url: String,
         /// `text` (a line per step, as it happens) for people, `json` for scripts.
         #[arg(long, value_enum, default_value = "text")]

@@ -14,6 +14,7 @@
 //! own configuration: the drill needs no Dexcom account.
 
 mod api;
+mod logged;
 mod routing;
 
 use std::collections::BTreeMap;
@@ -183,7 +184,10 @@ async fn prometheus_side(
     record: &mut dyn FnMut(&'static str, bool, String),
 ) -> Result<(), DrillError> {
     let targets = apis.prometheus("targets?state=active").await?;
-    let active = targets["activeTargets"].as_array().cloned().unwrap_or_default();
+    let active = targets["activeTargets"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default();
     let job = |name: &str| -> Vec<&Value> {
         active
             .iter()
@@ -198,7 +202,10 @@ async fn prometheus_side(
             format!(
                 "{} ({})",
                 t["scrapeUrl"].as_str().unwrap_or("?"),
-                t["lastError"].as_str().filter(|e| !e.is_empty()).unwrap_or("not read yet")
+                t["lastError"]
+                    .as_str()
+                    .filter(|e| !e.is_empty())
+                    .unwrap_or("not read yet")
             )
         })
         .collect();
@@ -227,7 +234,8 @@ async fn prometheus_side(
         "alertmanager_target",
         am_scraped,
         if am_scraped {
-            "Prometheus reads Alertmanager's own metrics, so a broken phone channel is told".to_owned()
+            "Prometheus reads Alertmanager's own metrics, so a broken phone channel is told"
+                .to_owned()
         } else {
             "Prometheus does not read Alertmanager (job \"alertmanager\"): a broken phone channel would be told to nobody".to_owned()
         },
@@ -287,7 +295,8 @@ async fn prometheus_side(
         if ours {
             "Prometheus sends its alerts to this Alertmanager".to_owned()
         } else if urls.is_empty() {
-            "Prometheus sends its alerts to no Alertmanager (alerting: in prometheus.yml)".to_owned()
+            "Prometheus sends its alerts to no Alertmanager (alerting: in prometheus.yml)"
+                .to_owned()
         } else {
             format!(
                 "Prometheus sends its alerts to {}, not to {}",
@@ -429,6 +438,7 @@ async fn send_and_end(
     let mut ending: BTreeMap<String, usize> = BTreeMap::new();
     let mut ending_wait = Duration::ZERO;
     let mut sent = Vec::new();
+    let mut not_told: Vec<String> = Vec::new();
     for alert in &alerts {
         let destinations = config.destinations(&alert.labels);
         let receivers: Vec<&str> = destinations.iter().map(|d| d.receiver.as_str()).collect();
@@ -461,15 +471,20 @@ async fn send_and_end(
         .await?;
         sent.push((alert.labels.clone(), alert.annotations.clone()));
         let expected = count(integrations.iter());
-        let (ok, says) = watch(apis, &before, &expected, wait + SLACK).await?;
+        let (refused, says) = watch(apis, &before, &expected, wait + SLACK).await?;
         record(
             alert.step,
-            ok,
+            refused.is_empty(),
             format!("{} (to {}): {says}", alert.what, receivers.join(", ")),
         );
-        for (kind, n) in count(integrations.iter().filter(|i| i.send_resolved)) {
+        // Alertmanager tells an ending only where it told the alarm.
+        let told = integrations
+            .iter()
+            .filter(|i| i.send_resolved && !refused.contains(&i.kind));
+        for (kind, n) in count(told) {
             *ending.entry(kind).or_default() += n;
         }
+        not_told.extend(refused);
         ending_wait = ending_wait.max(
             destinations
                 .iter()
@@ -491,15 +506,26 @@ async fn send_and_end(
         );
         return Ok(());
     }
-    let (ok, says) = watch(apis, &before, &ending, ending_wait + SLACK).await?;
+    let (refused, says) = watch(apis, &before, &ending, ending_wait + SLACK).await?;
     let quiet = config.loud_endings().is_empty();
+    not_told.sort();
+    not_told.dedup();
+    let skipped = if not_told.is_empty() {
+        String::new()
+    } else {
+        format!(" ({} not told: it took no alarm)", not_told.join(", "))
+    };
     record(
         "all_clear",
-        ok,
-        format!(
-            "The all-clear went out{}: {says}",
-            if quiet { " quietly" } else { "" }
-        ),
+        refused.is_empty(),
+        if refused.is_empty() {
+            format!(
+                "The all-clear went out{}: {says}{skipped}",
+                if quiet { " quietly" } else { "" }
+            )
+        } else {
+            format!("The all-clear did not go out everywhere: {says}{skipped}")
+        },
     );
     Ok(())
 }
@@ -513,13 +539,15 @@ fn count<'a>(integrations: impl Iterator<Item = &'a Integration>) -> BTreeMap<St
 }
 
 /// Waits (at most `within`) until each integration kind in `expected` has made that many
-/// attempts more than in `before`; says per kind whether they were accepted.
+/// attempts more than in `before`; says per kind whether they were accepted, and returns the
+/// kinds that failed or sent nothing.
 async fn watch(
     apis: &Apis,
     before: &Counters,
     expected: &BTreeMap<String, usize>,
     within: Duration,
-) -> Result<(bool, String), DrillError> {
+) -> Result<(Vec<String>, String), DrillError> {
+    let since = SystemTime::now();
     let deadline = Instant::now() + within;
     let mut after = apis.counters().await?;
     let delta = |after: &Counters, kind: &str| {
@@ -535,22 +563,23 @@ async fn watch(
         tokio::time::sleep(Duration::from_millis(500)).await;
         after = apis.counters().await?;
     }
-    let mut ok = true;
+    let mut refused = Vec::new();
     let mut parts = Vec::new();
     for (kind, n) in expected {
         let (attempts, failed) = delta(&after, kind);
         let part = if failed > 0 {
-            ok = false;
-            format!("{kind} FAILED ({failed} of {attempts} refused; Alertmanager's log says why)")
+            refused.push(kind.clone());
+            let why = logged::reason(kind, since).await;
+            format!("{kind} FAILED ({failed} of {attempts} refused: {why})")
         } else if (attempts as usize) < *n {
-            ok = false;
+            refused.push(kind.clone());
             format!("{kind} not sent within {}s", within.as_secs())
         } else {
             format!("{kind} accepted")
         };
         parts.push(part);
     }
-    Ok((ok, parts.join(", ")))
+    Ok((refused, parts.join(", ")))
 }
 
 #[cfg(test)]

@@ -160,7 +160,11 @@ impl AlertmanagerConfig {
         let mut out = Vec::new();
         for receiver in self.root["receivers"].as_array().into_iter().flatten() {
             let name = receiver["name"].as_str().unwrap_or("?");
-            for config in receiver["pushover_configs"].as_array().into_iter().flatten() {
+            for config in receiver["pushover_configs"]
+                .as_array()
+                .into_iter()
+                .flatten()
+            {
                 let resolved = config["send_resolved"].as_bool().unwrap_or(true);
                 let priority = match &config["priority"] {
                     Value::String(s) => s.clone(),
@@ -217,7 +221,11 @@ fn silent(route: &Value, config: &AlertmanagerConfig, what: &str, out: &mut Vec<
             .into_iter()
             .flatten()
             .filter_map(|m| m.as_str().map(str::to_owned))
-            .chain(legacy(child).into_iter().map(|(n, op, v)| format!("{n}{op}\"{v}\"")))
+            .chain(
+                legacy(child)
+                    .into_iter()
+                    .map(|(n, op, v)| format!("{n}{op}\"{v}\"")),
+            )
             .collect();
         silent(child, config, &format!("{{{}}}", matchers.join(", ")), out);
     }
@@ -233,7 +241,11 @@ fn legacy(route: &Value) -> Vec<(String, &'static str, String)> {
     let mut out = Vec::new();
     for (key, op) in [("match", "="), ("match_re", "=~")] {
         for (name, value) in route[key].as_object().into_iter().flatten() {
-            out.push((name.clone(), op, value.as_str().unwrap_or_default().to_owned()));
+            out.push((
+                name.clone(),
+                op,
+                value.as_str().unwrap_or_default().to_owned(),
+            ));
         }
     }
     out
@@ -334,12 +346,18 @@ mod tests {
     fn names_what_the_shipped_file_leaves_to_fill() {
         let config = AlertmanagerConfig::parse(SHIPPED).unwrap();
         let found = config.placeholders();
-        assert!(found.contains(
-            &"receiver heartbeat, webhook url: REPLACE-WITH-YOUR-CHECK-UUID".to_owned()
-        ));
+        assert!(
+            found.contains(
+                &"receiver heartbeat, webhook url: REPLACE-WITH-YOUR-CHECK-UUID".to_owned()
+            )
+        );
         assert!(found.iter().any(|f| f.contains("chat_id: the example's")));
         assert!(config.silent_routes().is_empty());
-        assert!(config.loud_endings().is_empty(), "{:?}", config.loud_endings());
+        assert!(
+            config.loud_endings().is_empty(),
+            "{:?}",
+            config.loud_endings()
+        );
     }
 
     #[test]

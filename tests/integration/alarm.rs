@@ -47,7 +47,10 @@ pub fn enter(name: &str) -> bool {
         .output()
         .is_ok_and(|o| o.stdout.starts_with(b"0\n"));
     if !root {
-        assert!(!in_ci(), "{name} needs root (a private network namespace) in CI");
+        assert!(
+            !in_ci(),
+            "{name} needs root (a private network namespace) in CI"
+        );
         eprintln!("SKIPPED outside CI: {name} needs root for a private network namespace");
         return false;
     }
@@ -230,7 +233,9 @@ pub async fn start_standins(dir: &Path) -> Standins {
             }
         }
     };
-    let https = tokio::net::TcpListener::bind("127.0.0.1:443").await.unwrap();
+    let https = tokio::net::TcpListener::bind("127.0.0.1:443")
+        .await
+        .unwrap();
     tokio::spawn(serve(
         https,
         handler(false),
@@ -332,7 +337,11 @@ pub async fn start_chain(
     );
     let base = format!("http://127.0.0.1:{prom_port}");
     assert!(
-        wait_until_ready(&format!("{base}/-/ready"), std::time::Duration::from_secs(30)).await,
+        wait_until_ready(
+            &format!("{base}/-/ready"),
+            std::time::Duration::from_secs(30)
+        )
+        .await,
         "Prometheus did not start"
     );
     Some(Chain {

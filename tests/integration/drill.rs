@@ -56,7 +56,14 @@ async fn ready_chain(
     }
     let (exporter, addr) =
         start_exporter_process(&["--demo", "--web.listen-address", "127.0.0.1:0"]);
-    let chain = start_chain(dir.path(), &config, &standins, &shipped_rules(), Some(&addr)).await?;
+    let chain = start_chain(
+        dir.path(),
+        &config,
+        &standins,
+        &shipped_rules(),
+        Some(&addr),
+    )
+    .await?;
     let deadline = std::time::Instant::now() + Duration::from_secs(90);
     for expr in [
         r#"up{job="dexcom"} == 1"#,
@@ -114,14 +121,21 @@ async fn a_placeholder_left_fails_the_drill_by_name() {
     let dir = ScratchDir::new();
     // The heartbeat's check left as shipped.
     let Some((chain, _standins, _exporter)) = ready_chain(&dir, |c| {
-        serde_json::from_str(&c.to_string().replace(CHECK_UUID, "REPLACE-WITH-YOUR-CHECK-UUID"))
-            .unwrap()
+        serde_json::from_str(
+            &c.to_string()
+                .replace(CHECK_UUID, "REPLACE-WITH-YOUR-CHECK-UUID"),
+        )
+        .unwrap()
     })
     .await
     else {
         return;
     };
-    let (code, out) = drill(&chain.prometheus, &chain.alertmanager, &["--output", "json"]);
+    let (code, out) = drill(
+        &chain.prometheus,
+        &chain.alertmanager,
+        &["--output", "json"],
+    );
     assert_eq!(code, 1, "{out}");
     let report: serde_json::Value = serde_json::from_str(&out).unwrap();
     assert_eq!(report["outcome"], "would_not_ring");
@@ -160,7 +174,9 @@ async fn a_refused_pushover_token_fails_the_drill_by_name() {
         .find(|l| l.contains("The urgent-low alarm"))
         .unwrap_or_default();
     assert!(
-        low.starts_with("PROBLEM") && low.contains("pushover FAILED") && low.contains("webhook accepted"),
+        low.starts_with("PROBLEM")
+            && low.contains("pushover FAILED")
+            && low.contains("webhook accepted"),
         "{out}"
     );
 }

@@ -39,7 +39,13 @@ fn alerting_chain_rules() -> String {
 }
 
 /// An alert as the shipped rule would send it, for `account`.
-fn alert(name: &str, severity: &str, account: &str, summary: &str, description: &str) -> serde_json::Value {
+fn alert(
+    name: &str,
+    severity: &str,
+    account: &str,
+    summary: &str,
+    description: &str,
+) -> serde_json::Value {
     json!({
         "labels": {"alertname": name, "severity": severity, "account": account,
                    "instance": "127.0.0.1:18018", "job": "dexcom"},
@@ -89,7 +95,10 @@ async fn first(
 }
 
 fn field<'a>(seen: &'a Seen, name: &str) -> &'a str {
-    seen.fields.get(name).map(String::as_str).unwrap_or_default()
+    seen.fields
+        .get(name)
+        .map(String::as_str)
+        .unwrap_or_default()
 }
 
 fn mentions(seen: &Seen, account: &str) -> bool {
@@ -140,9 +149,11 @@ async fn the_shipped_alertmanager_rings_ends_quietly_and_tells_the_heartbeat_of_
 
     // Watchdog's first round: the heartbeat ping, and the silent daily proof through Pushover.
     let ping = format!("/{CHECK_UUID}");
-    if first(&standins, HEARTBEAT, start, Duration::from_secs(90), |s| s.path == ping)
-        .await
-        .is_none()
+    if first(&standins, HEARTBEAT, start, Duration::from_secs(90), |s| {
+        s.path == ping
+    })
+    .await
+    .is_none()
     {
         problems.push("no heartbeat ping within 90 s".to_owned());
     }
@@ -172,7 +183,10 @@ async fn the_shipped_alertmanager_rings_ends_quietly_and_tells_the_heartbeat_of_
     );
     let sent = Instant::now();
     post(&chain.alertmanager, &[low.clone(), loss.clone()], false).await;
-    let cases = [("kid", ["50 mg/dL", "Treat now"]), ("teen", ["no new glucose reading", "Check the sensor"])];
+    let cases = [
+        ("kid", ["50 mg/dL", "Treat now"]),
+        ("teen", ["no new glucose reading", "Check the sensor"]),
+    ];
     for (account, _) in &cases {
         match first(&standins, PUSHOVER, sent, Duration::from_secs(60), |s| {
             mentions(s, account)
@@ -232,9 +246,13 @@ async fn the_shipped_alertmanager_rings_ends_quietly_and_tells_the_heartbeat_of_
     )
     .await;
     let fail = format!("/{CHECK_UUID}/fail");
-    match first(&standins, HEARTBEAT, revoked, Duration::from_secs(12 * 60), |s| {
-        s.path == fail
-    })
+    match first(
+        &standins,
+        HEARTBEAT,
+        revoked,
+        Duration::from_secs(12 * 60),
+        |s| s.path == fail,
+    )
     .await
     {
         Some(seen) => {
@@ -256,7 +274,9 @@ async fn the_shipped_alertmanager_rings_ends_quietly_and_tells_the_heartbeat_of_
                 .as_array()
                 .is_some_and(|by| !by.is_empty());
             if !inhibited {
-                problems.push(format!("Watchdog is not held back while Pushover fails: {watchdog}"));
+                problems.push(format!(
+                    "Watchdog is not held back while Pushover fails: {watchdog}"
+                ));
             }
         }
         None => problems.push(
@@ -268,7 +288,10 @@ async fn the_shipped_alertmanager_rings_ends_quietly_and_tells_the_heartbeat_of_
         .into_iter()
         .map(|h| (h, standins.at(h).len()))
         .collect();
-    eprintln!("requests: {counts:?} in {:.0} s", start.elapsed().as_secs_f64());
+    eprintln!(
+        "requests: {counts:?} in {:.0} s",
+        start.elapsed().as_secs_f64()
+    );
     assert!(
         problems.is_empty(),
         "{} ({}):\n  {}\nAlertmanager's log:\n{}",
