@@ -36,6 +36,9 @@ pub enum DrillError {
 /// Notification attempts and failures per integration, as Alertmanager counts them.
 pub type Counters = BTreeMap<String, (u64, u64)>;
 
+/// Label or annotation names and values.
+pub type Pairs = BTreeMap<String, String>;
+
 /// Prometheus and Alertmanager at their base URLs.
 #[derive(Debug, Clone)]
 pub struct Apis {
@@ -93,7 +96,7 @@ impl Apis {
     /// Posts `alerts` (labels and annotations), ending at `ends` (now for an ending).
     pub async fn post_alerts(
         &self,
-        alerts: &[(BTreeMap<String, String>, BTreeMap<String, String>)],
+        alerts: &[(Pairs, Pairs)],
         ends: SystemTime,
     ) -> Result<(), DrillError> {
         let body: Vec<Value> = alerts
