@@ -236,12 +236,7 @@ async fn prometheus_side(
     );
 
     let rules = apis.prometheus("rules").await?;
-    let loaded: Vec<&str> = rules["groups"]
-        .as_array()
-        .into_iter()
-        .flatten()
-        .filter_map(|g| g["name"].as_str())
-        .collect();
+    let loaded = fields(&rules["groups"], "name");
     let missing: Vec<&str> = ALERT_GROUPS
         .iter()
         .copied()
@@ -276,12 +271,7 @@ async fn prometheus_side(
     );
 
     let attached = apis.prometheus("alertmanagers").await?;
-    let urls: Vec<&str> = attached["activeAlertmanagers"]
-        .as_array()
-        .into_iter()
-        .flatten()
-        .filter_map(|a| a["url"].as_str())
-        .collect();
+    let urls = fields(&attached["activeAlertmanagers"], "url");
     let ours = urls.iter().any(|u| same_place(u, apis.alertmanager_url()));
     record(
         "attached",
@@ -315,37 +305,46 @@ fn same_place(url: &str, base: &str) -> bool {
     authority(url) == authority(base)
 }
 
+/// The string `field` of each object in the array `list` (none when it is not an array).
+fn fields<'a>(list: &'a Value, field: &str) -> Vec<&'a str> {
+    list.as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|item| item[field].as_str())
+        .collect()
+}
+
 fn plural(n: usize) -> &'static str {
     if n == 1 { "" } else { "s" }
 }
 
 /// What the running configuration shows without sending anything.
 fn config_checks(config: &AlertmanagerConfig, record: &mut dyn FnMut(&'static str, bool, String)) {
-    let placeholders = config.placeholders();
-    record(
+    let mut none_found = |step, found: Vec<String>, fine: &str, problem: &str| {
+        let says = if found.is_empty() {
+            fine.to_owned()
+        } else {
+            format!("{problem}: {}", found.join("; "))
+        };
+        record(step, found.is_empty(), says);
+    };
+    none_found(
         "placeholders",
-        placeholders.is_empty(),
-        if placeholders.is_empty() {
-            "No REPLACE- placeholder is left where Alertmanager shows it (tokens are tested by sending)".to_owned()
-        } else {
-            format!(
-                "Placeholders left in alertmanager.yml: {}",
-                placeholders.join("; ")
-            )
-        },
+        config.placeholders(),
+        "No REPLACE- placeholder is left where Alertmanager shows it (tokens are tested by sending)",
+        "Placeholders left in alertmanager.yml",
     );
-    let silent = config.silent_routes();
-    record(
+    none_found(
         "routes",
-        silent.is_empty(),
-        if silent.is_empty() {
-            "Every route reaches at least one integration".to_owned()
-        } else {
-            format!(
-                "These alerts reach no phone (their receiver has no integration): {}",
-                silent.join("; ")
-            )
-        },
+        config.silent_routes(),
+        "Every route reaches at least one integration",
+        "These alerts reach no phone (their receiver has no integration)",
+    );
+    none_found(
+        "quiet_endings",
+        config.loud_endings(),
+        "An all-clear is sent quietly",
+        "An all-clear would ring like the alarm: Pushover in",
     );
     let heartbeat = config.heartbeat_receivers();
     record(
@@ -358,19 +357,6 @@ fn config_checks(config: &AlertmanagerConfig, record: &mut dyn FnMut(&'static st
             format!(
                 "Watchdog goes to a heartbeat service (receiver {})",
                 heartbeat.join(", ")
-            )
-        },
-    );
-    let loud = config.loud_endings();
-    record(
-        "quiet_endings",
-        loud.is_empty(),
-        if loud.is_empty() {
-            "An all-clear is sent quietly".to_owned()
-        } else {
-            format!(
-                "An all-clear would ring like the alarm: Pushover in {}",
-                loud.join(", ")
             )
         },
     );
