@@ -20,7 +20,7 @@ use http_body_util::BodyExt;
 use rcgen::{BasicConstraints, CertificateParams, CertifiedIssuer, IsCa, KeyPair};
 
 use crate::common::{
-    KillOnDrop, alertmanager_command, free_port, in_ci, prometheus_command, repo,
+    KillOnDrop, alertmanager_command, free_port, prometheus_command, repo, root_for,
     start_alertmanager, tool, wait_until_ready,
 };
 
@@ -37,21 +37,12 @@ const TOKEN_INVALID: &str = r#"{"token":"invalid","errors":["application token i
 
 /// True inside the namespace (go on with the test). Outside it, runs the test `name` (its
 /// path in this binary) again inside one, asserts it passed, and returns false. Without root
-/// outside CI, says so and returns false; in CI that fails.
+/// outside CI, says so and returns false; in CI that fails ([`root_for`]).
 pub fn enter(name: &str) -> bool {
     if std::env::var_os(INSIDE).is_some() {
         return true;
     }
-    let root = std::process::Command::new("id")
-        .arg("-u")
-        .output()
-        .is_ok_and(|o| o.stdout.starts_with(b"0\n"));
-    if !root {
-        assert!(
-            !in_ci(),
-            "{name} needs root (a private network namespace) in CI"
-        );
-        eprintln!("SKIPPED outside CI: {name} needs root for a private network namespace");
+    if !root_for(&format!("{name} (a private network namespace)")) {
         return false;
     }
     let (Some(unshare), Some(ip)) = (tool("unshare"), tool("ip")) else {
