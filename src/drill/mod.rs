@@ -318,33 +318,37 @@ fn plural(n: usize) -> &'static str {
     if n == 1 { "" } else { "s" }
 }
 
+/// A step that is fine when nothing is `found`, else names every finding after `problem`.
+fn none_found(
+    record: &mut dyn FnMut(&'static str, bool, String),
+    step: &'static str,
+    found: &[String],
+    fine: &str,
+    problem: &str,
+) {
+    let says = if found.is_empty() {
+        fine.to_owned()
+    } else {
+        format!("{problem}: {}", found.join("; "))
+    };
+    record(step, found.is_empty(), says);
+}
+
 /// What the running configuration shows without sending anything.
 fn config_checks(config: &AlertmanagerConfig, record: &mut dyn FnMut(&'static str, bool, String)) {
-    let mut none_found = |step, found: Vec<String>, fine: &str, problem: &str| {
-        let says = if found.is_empty() {
-            fine.to_owned()
-        } else {
-            format!("{problem}: {}", found.join("; "))
-        };
-        record(step, found.is_empty(), says);
-    };
     none_found(
+        record,
         "placeholders",
-        config.placeholders(),
+        &config.placeholders(),
         "No REPLACE- placeholder is left where Alertmanager shows it (tokens are tested by sending)",
         "Placeholders left in alertmanager.yml",
     );
     none_found(
+        record,
         "routes",
-        config.silent_routes(),
+        &config.silent_routes(),
         "Every route reaches at least one integration",
         "These alerts reach no phone (their receiver has no integration)",
-    );
-    none_found(
-        "quiet_endings",
-        config.loud_endings(),
-        "An all-clear is sent quietly",
-        "An all-clear would ring like the alarm: Pushover in",
     );
     let heartbeat = config.heartbeat_receivers();
     record(
@@ -359,6 +363,13 @@ fn config_checks(config: &AlertmanagerConfig, record: &mut dyn FnMut(&'static st
                 heartbeat.join(", ")
             )
         },
+    );
+    none_found(
+        record,
+        "quiet_endings",
+        &config.loud_endings(),
+        "An all-clear is sent quietly",
+        "An all-clear would ring like the alarm: Pushover in",
     );
 }
 

@@ -12,6 +12,9 @@ use super::routing::{AlertmanagerConfig, Integration};
 
 /// How long past a route's own wait a notification may take to be counted.
 const SLACK: Duration = Duration::from_secs(20);
+/// How long before a notification is due the counters are read: later than the alert's own
+/// posting, so little else is counted with it, early enough not to miss it.
+const MARGIN: Duration = Duration::from_secs(3);
 /// The test alerts last this long unless ended first (so an interrupted drill ends by itself).
 const TEST_ALERT_LIFETIME: Duration = Duration::from_secs(600);
 
@@ -19,18 +22,29 @@ const TEST_ALERT_LIFETIME: Duration = Duration::from_secs(600);
 struct TestAlert {
     step: &'static str,
     what: &'static str,
+    short: &'static str,
     labels: BTreeMap<String, String>,
     annotations: BTreeMap<String, String>,
 }
 
+/// The test alerts, for an `account` of their own per run: Alertmanager groups by account,
+/// and a group left from an earlier drill (still waiting to tell its ending) would hold a new
+/// alert back until that group's next flush.
 fn test_alerts() -> [TestAlert; 2] {
-    let alert = |step, what, alertname: &str, severity: &str, summary: &str| TestAlert {
+    let account = format!(
+        "drill-{}",
+        SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs())
+    );
+    let alert = |(step, what, short), alertname: &str, severity: &str, summary: &str| TestAlert {
         step,
         what,
+        short,
         labels: BTreeMap::from([
             ("alertname".to_owned(), alertname.to_owned()),
             ("severity".to_owned(), severity.to_owned()),
-            ("account".to_owned(), "drill".to_owned()),
+            ("account".to_owned(), account.clone()),
             ("instance".to_owned(), "drill".to_owned()),
             ("job".to_owned(), "dexcom".to_owned()),
         ]),
@@ -45,20 +59,32 @@ fn test_alerts() -> [TestAlert; 2] {
     };
     [
         alert(
-            "urgent_low_sent",
-            "The urgent-low alarm",
+            ("urgent_low_sent", "The urgent-low alarm", "urgent low"),
             "DexcomGlucoseUrgentLow",
             "critical",
             "drill: test of the urgent-low alarm",
         ),
         alert(
-            "unseen_sent",
-            "The \"glucose cannot be seen\" alarm",
+            (
+                "unseen_sent",
+                "The \"glucose cannot be seen\" alarm",
+                "cannot be seen",
+            ),
             "DexcomSignalLoss",
             "warning",
             "drill: test of the \"glucose cannot be seen\" alarm",
         ),
     ]
+}
+
+/// A test alert that went out, and what its ending is expected to reach.
+struct Fired<'a> {
+    alert: &'a TestAlert,
+    /// When Alertmanager told it (about): its group's later flushes follow at `interval`.
+    at: Instant,
+    interval: Duration,
+    /// The integration kinds that took the alarm and are told of an ending.
+    ending: BTreeMap<String, usize>,
 }
 
 /// Sends each test alert, then ends them all, watching the counters.
@@ -68,9 +94,7 @@ pub(super) async fn send_and_end(
     record: &mut dyn FnMut(&'static str, bool, String),
 ) -> Result<(), DrillError> {
     let alerts = test_alerts();
-    let mut ending: BTreeMap<String, usize> = BTreeMap::new();
-    let mut ending_wait = Duration::ZERO;
-    let mut sent = Vec::new();
+    let mut fired = Vec::new();
     let mut not_told: Vec<String> = Vec::new();
     for alert in &alerts {
         let destinations = config.destinations(&alert.labels);
@@ -96,68 +120,94 @@ pub(super) async fn send_and_end(
             .map(|d| d.group_wait)
             .max()
             .unwrap_or_default();
+        let interval = destinations
+            .iter()
+            .map(|d| d.group_interval)
+            .max()
+            .unwrap_or_default();
         let before = apis.counters().await?;
+        let posted = Instant::now();
         apis.post_alerts(
             &[(alert.labels.clone(), alert.annotations.clone())],
             SystemTime::now() + TEST_ALERT_LIFETIME,
         )
         .await?;
-        sent.push((alert.labels.clone(), alert.annotations.clone()));
         let expected = count(integrations.iter());
-        let (refused, says) = watch(apis, &before, &expected, wait + SLACK).await?;
+        let seen = watch(apis, Some(before), posted + wait, &expected).await?;
         record(
             alert.step,
-            refused.is_empty(),
-            format!("{} (to {}): {says}", alert.what, receivers.join(", ")),
+            seen.refused.is_empty(),
+            format!(
+                "{} (to {}): {}",
+                alert.what,
+                receivers.join(", "),
+                seen.says
+            ),
         );
         // Alertmanager tells an ending only where it told the alarm.
         let told = integrations
             .iter()
-            .filter(|i| i.send_resolved && !refused.contains(&i.kind));
-        for (kind, n) in count(told) {
-            *ending.entry(kind).or_default() += n;
-        }
-        not_told.extend(refused);
-        ending_wait = ending_wait.max(
-            destinations
-                .iter()
-                .map(|d| d.group_interval)
-                .max()
-                .unwrap_or_default(),
-        );
+            .filter(|i| i.send_resolved && !seen.refused.contains(&i.kind));
+        fired.push(Fired {
+            alert,
+            at: seen.at.unwrap_or(posted + wait),
+            interval,
+            ending: count(told),
+        });
+        not_told.extend(seen.refused);
     }
-    if sent.is_empty() {
+    if fired.is_empty() {
         return Ok(());
     }
-    let before = apis.counters().await?;
-    apis.post_alerts(&sent, SystemTime::now()).await?;
-    if ending.is_empty() {
-        record(
-            "all_clear",
-            true,
-            "The test alerts are ended (no integration is told of an ending)".to_owned(),
-        );
-        return Ok(());
+    let ended = Instant::now();
+    let all: Vec<_> = fired
+        .iter()
+        .map(|f| (f.alert.labels.clone(), f.alert.annotations.clone()))
+        .collect();
+    apis.post_alerts(&all, SystemTime::now()).await?;
+    // Each ending goes out at its group's first flush after it was posted.
+    let mut endings: Vec<(Instant, &Fired)> = fired
+        .iter()
+        .filter(|f| !f.ending.is_empty())
+        .map(|f| {
+            let mut at = f.at + f.interval;
+            while at < ended && !f.interval.is_zero() {
+                at += f.interval;
+            }
+            (at, f)
+        })
+        .collect();
+    endings.sort_by_key(|(at, _)| *at);
+    let mut refused = Vec::new();
+    let mut parts = Vec::new();
+    for (at, f) in endings {
+        let seen = watch(apis, None, at, &f.ending).await?;
+        parts.push(format!("{}: {}", f.alert.short, seen.says));
+        refused.extend(seen.refused);
     }
-    let (refused, says) = watch(apis, &before, &ending, ending_wait + SLACK).await?;
-    let quiet = config.loud_endings().is_empty();
     not_told.sort();
     not_told.dedup();
-    let skipped = if not_told.is_empty() {
-        String::new()
-    } else {
-        format!(" ({} not told: it took no alarm)", not_told.join(", "))
-    };
+    if !not_told.is_empty() {
+        parts.push(format!(
+            "{} not told: it took no alarm",
+            not_told.join(", ")
+        ));
+    }
+    let quiet = config.loud_endings().is_empty();
     record(
         "all_clear",
         refused.is_empty(),
         if refused.is_empty() {
             format!(
-                "The all-clear went out{}: {says}{skipped}",
-                if quiet { " quietly" } else { "" }
+                "The all-clear went out{}: {}",
+                if quiet { " quietly" } else { "" },
+                parts.join("; ")
             )
         } else {
-            format!("The all-clear did not go out everywhere: {says}{skipped}")
+            format!(
+                "The all-clear did not go out everywhere: {}",
+                parts.join("; ")
+            )
         },
     );
     Ok(())
@@ -171,28 +221,54 @@ fn count<'a>(integrations: impl Iterator<Item = &'a Integration>) -> BTreeMap<St
     out
 }
 
-/// Waits (at most `within`) until each integration kind in `expected` has made that many
-/// attempts more than in `before`; says per kind whether they were accepted, and returns the
-/// kinds that failed or sent nothing.
+/// What one watch saw.
+struct Seen {
+    /// The integration kinds that failed or sent nothing.
+    refused: Vec<String>,
+    /// Per kind: accepted, failed and why, or not sent.
+    says: String,
+    /// When every expected attempt had been counted.
+    at: Option<Instant>,
+}
+
+/// Watches for the notification Alertmanager sends at about `due`: the counters are read
+/// from `before` (or, with none, from a few seconds before `due`, so other alerts' traffic
+/// in between is not taken for this one) until each integration kind in `expected` has made
+/// that many more attempts, or `SLACK` after `due`.
 async fn watch(
     apis: &Apis,
-    before: &Counters,
+    before: Option<Counters>,
+    due: Instant,
     expected: &BTreeMap<String, usize>,
-    within: Duration,
-) -> Result<(Vec<String>, String), DrillError> {
+) -> Result<Seen, DrillError> {
+    let from = due.checked_sub(MARGIN).unwrap_or(due);
+    let before = match before {
+        Some(before) if from <= Instant::now() => before,
+        _ => {
+            tokio::time::sleep_until(from.into()).await;
+            apis.counters().await?
+        }
+    };
     let since = SystemTime::now();
-    let deadline = Instant::now() + within;
-    let mut after = apis.counters().await?;
+    let deadline = due + SLACK;
     let delta = |after: &Counters, kind: &str| {
         let (a0, f0) = before.get(kind).copied().unwrap_or_default();
         let (a1, f1) = after.get(kind).copied().unwrap_or_default();
         (a1.saturating_sub(a0), f1.saturating_sub(f0))
     };
-    while Instant::now() < deadline
-        && expected
+    let mut after = apis.counters().await?;
+    let mut at = None;
+    loop {
+        if expected
             .iter()
-            .any(|(kind, n)| (delta(&after, kind).0 as usize) < *n)
-    {
+            .all(|(kind, n)| delta(&after, kind).0 as usize >= *n)
+        {
+            at = Some(Instant::now());
+            break;
+        }
+        if Instant::now() >= deadline {
+            break;
+        }
         tokio::time::sleep(Duration::from_millis(500)).await;
         after = apis.counters().await?;
     }
@@ -206,11 +282,15 @@ async fn watch(
             format!("{kind} FAILED ({failed} of {attempts} refused: {why})")
         } else if (attempts as usize) < *n {
             refused.push(kind.clone());
-            format!("{kind} not sent within {}s", within.as_secs())
+            format!("{kind} not sent")
         } else {
             format!("{kind} accepted")
         };
         parts.push(part);
     }
-    Ok((refused, parts.join(", ")))
+    Ok(Seen {
+        refused,
+        says: parts.join(", "),
+        at,
+    })
 }

@@ -99,7 +99,7 @@ async fn a_good_chain_passes_the_drill() {
         "Prometheus sends its alerts to this Alertmanager",
         "The urgent-low alarm (to glucose-critical): pushover accepted, webhook accepted",
         "(to glucose-unseen): pushover accepted, webhook accepted",
-        "The all-clear went out quietly: pushover accepted, webhook accepted",
+        "The all-clear went out quietly: urgent low: pushover accepted, webhook accepted; cannot be seen: pushover accepted, webhook accepted",
     ] {
         assert!(out.contains(said), "{said:?} not in:\n{out}");
     }
