@@ -24,7 +24,7 @@ LAYERS = [
     ["http/routes", "http"],
     ["demo"],
     ["exporter"],
-    ["backfill", "check"],
+    ["backfill", "check", "drill"],
 ]
 layer_of = {m: i for i, layer in enumerate(LAYERS) for m in layer}
 

@@ -7,7 +7,7 @@
 //!
 //! The public surface is what `main`, the simulator binary, the tests and the benchmarks use,
 //! and nothing else: the parts that stand alone (the configuration, the Share client and its
-//! simulator, the clock, the HTTP server, the remote-write sender, the two subcommands, logging
+//! simulator, the clock, the HTTP server, the remote-write sender, the three subcommands, logging
 //! and the shutdown signal) as modules, and the assembled exporter with the few types a test
 //! holds at the crate root. Everything else is private, so only what a caller sees has to be
 //! documented, and an item nothing uses is reported as dead code.
@@ -16,6 +16,7 @@ pub mod backfill;
 pub mod check;
 pub mod clock;
 pub mod config;
+pub mod drill;
 pub mod http;
 pub mod logging;
 pub mod remote_write;

@@ -39,6 +39,22 @@ fn main() -> ExitCode {
     // Logging first, so what the configuration warns about (a readable password file) is seen.
     logging::init(cli.log_level, cli.log_format);
     let command = cli.command.take();
+    // The drill reads no account: it asks Prometheus and Alertmanager.
+    if let Some(Command::Drill {
+        prometheus_url,
+        alertmanager_url,
+        output,
+    }) = command
+    {
+        let settings = dexcom_exporter::drill::DrillSettings {
+            prometheus_url,
+            alertmanager_url,
+        };
+        return ExitCode::from(dexcom_exporter::drill::run(
+            &settings,
+            output == CheckOutput::Json,
+        ));
+    }
     let checking = matches!(command, Some(Command::Check { .. }));
     let config = match Config::from_cli(cli.clone(), &ProcessEnvironment) {
         Ok(config) => config,
@@ -86,7 +102,7 @@ fn main() -> ExitCode {
             Some(Command::Check { output, reset_gate }) => {
                 return run_check(config, output, reset_gate).await;
             }
-            None => {}
+            Some(Command::Drill { .. }) | None => {}
         }
         match Exporter::build(config).await {
             Ok(exporter) => {

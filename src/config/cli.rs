@@ -213,14 +213,41 @@ pub enum Command {
         #[arg(long, value_name = "FILE")]
         output: Option<PathBuf>,
     },
+    /// Drill the night alarm end to end: asks Prometheus whether it reads the exporter, has
+    /// the alert rules loaded, fires Watchdog and sends to Alertmanager; asks Alertmanager for
+    /// its running configuration (placeholders left, routes that reach no phone, a missing
+    /// heartbeat); then sends a test urgent low and a test "glucose cannot be seen" through
+    /// their routes (your phone rings: acknowledge it), watches whether each integration took
+    /// them, and ends them, watching the all-clear go out. Needs no Dexcom account. Exit 0 when
+    /// the chain works, 1 when something would not ring, 2 when Prometheus or Alertmanager
+    /// cannot be reached.
+    Drill {
+        /// Prometheus's address.
+        #[arg(
+            long = "prometheus.url",
+            default_value = "http://127.0.0.1:9090",
+            value_name = "URL"
+        )]
+        prometheus_url: String,
+        /// Alertmanager's address.
+        #[arg(
+            long = "alertmanager.url",
+            default_value = "http://127.0.0.1:9093",
+            value_name = "URL"
+        )]
+        alertmanager_url: String,
+        /// `text` (a line per step, as it happens) for people, `json` for scripts.
+        #[arg(long, value_enum, default_value = "text")]
+        output: CheckOutput,
+    },
 }
 
-/// How `check` prints its findings.
+/// How `check` and `drill` print what they found.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum CheckOutput {
-    /// One line per account, and the likely causes of a problem in words.
+    /// Lines for people: what was found and what it means.
     Text,
-    /// One JSON document: an object per account.
+    /// One JSON document, for scripts.
     Json,
 }
 

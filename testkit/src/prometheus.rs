@@ -2,7 +2,8 @@
 //! configuration written into a scratch directory, its data beside it, listening on a loopback
 //! port, quiet, and killed when its handle drops (so a failing test leaves nothing running).
 //! The shipped Alertmanager file is used as shipped, its webhooks pointed at the caller's; one
-//! instant-query helper reads Prometheus back. A caller that needs more (TLS, a restart) adds
+//! instant-query helper reads Prometheus back. An Alertmanager with another file (a test's
+//! filled-in copy) is started and awaited the same way. A caller that needs more (TLS, a restart) adds
 //! flags to the command.
 
 use std::path::{Path, PathBuf};
@@ -73,7 +74,7 @@ fn shipped_alertmanager_config(hook: &str) -> String {
 ///
 /// # Panics
 /// When `dir/alertmanager.yml` cannot be written.
-fn alertmanager_command(binary: &Path, dir: &Path, port: u16, config: &str) -> Command {
+pub fn alertmanager_command(binary: &Path, dir: &Path, port: u16, config: &str) -> Command {
     let config_file = dir.join("alertmanager.yml");
     std::fs::write(&config_file, config).expect("write alertmanager.yml");
     let mut command = Command::new(binary);
@@ -100,18 +101,23 @@ pub async fn start_shipped_alertmanager(
     hook: &str,
 ) -> KillOnDrop {
     let config = shipped_alertmanager_config(hook);
-    let process = KillOnDrop(
-        alertmanager_command(binary, dir, port, &config)
-            .spawn()
-            .expect("spawn alertmanager"),
-    );
+    start_alertmanager(alertmanager_command(binary, dir, port, &config), port).await
+}
+
+/// Spawns `command` (from [`alertmanager_command`], with what the caller added) and waits
+/// until the Alertmanager on loopback `port` is ready; killed on drop.
+///
+/// # Panics
+/// When it cannot be spawned, or is not ready within 30 s (it exits on a file it refuses).
+pub async fn start_alertmanager(mut command: Command, port: u16) -> KillOnDrop {
+    let process = KillOnDrop(command.spawn().expect("spawn alertmanager"));
     assert!(
         wait_until_ready(
             &format!("http://127.0.0.1:{port}/-/ready"),
             Duration::from_secs(30)
         )
         .await,
-        "Alertmanager did not start with the shipped configuration"
+        "Alertmanager did not become ready: it refused its configuration file or could not listen"
     );
     process
 }

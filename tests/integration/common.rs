@@ -62,7 +62,8 @@ pub fn client(sim: &RunningSimulator, username: &str, password: &str) -> ShareCl
 }
 
 pub use dexcom_testkit::prometheus::{
-    KillOnDrop, prometheus_command, query, repo, start_shipped_alertmanager, wait_until_ready,
+    KillOnDrop, alertmanager_command, prometheus_command, query, repo, start_alertmanager,
+    start_shipped_alertmanager, wait_until_ready,
 };
 pub use dexcom_testkit::{CapturedLogs, RunningExporter, TestEnv, capture_logs, free_port, in_ci};
 

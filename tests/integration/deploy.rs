@@ -166,8 +166,8 @@ fn alerts_have_the_contracted_names_and_severities() {
     }
     assert_eq!(
         alerts.matches("severity: critical").count(),
-        3,
-        "only the two urgent-low alerts and the no-value net are critical"
+        4,
+        "only the two urgent-low alerts, the no-value net and a failing phone channel are critical"
     );
 }
 
@@ -179,8 +179,9 @@ fn alertmanager_example_is_valid() {
         &["check-config", "deploy/alertmanager/alertmanager.yml"],
     );
     assert!(ok, "{text}");
-    // Receivers that reach a phone: Pushover at emergency priority for critical alerts,
-    // Telegram, and a webhook (ntfy relay); placeholders only for the secrets.
+    // Receivers that reach a phone: Pushover at emergency priority for critical alerts and
+    // quiet for their end, Telegram, and a webhook (ntfy relay); placeholders only for the
+    // secrets. What the phone gets is tested end to end in `notifications`.
     let config: serde_json::Value = serde_saphyr::from_str(
         &std::fs::read_to_string(repo().join("deploy/alertmanager/alertmanager.yml")).unwrap(),
     )
@@ -191,7 +192,10 @@ fn alertmanager_example_is_valid() {
         .iter()
         .find(|r| r["name"] == "glucose-critical")
         .unwrap();
-    assert_eq!(critical["pushover_configs"][0]["priority"], "2");
+    assert_eq!(
+        critical["pushover_configs"][0]["priority"],
+        r#"{{ if eq .Status "firing" }}2{{ else }}-1{{ end }}"#
+    );
     assert!(critical["telegram_configs"].is_array());
     assert!(critical["webhook_configs"].is_array());
     assert!(
@@ -203,7 +207,8 @@ fn alertmanager_example_is_valid() {
 }
 
 /// The shipped routing, asked of Alertmanager's own route tester: the dead man's switch goes
-/// to the heartbeat alone, every "glucose cannot be seen" alert reaches the phone path, and the
+/// to the heartbeat (and, once a day, silently to the phone), a failing phone channel to its
+/// own receiver, every "glucose cannot be seen" alert reaches the phone path, and the
 /// catch-all is inhibited by a specific alert for the same account (and only then).
 #[test]
 fn alertmanager_routes_every_unseen_glucose_to_the_phone_and_the_watchdog_to_the_heartbeat() {
@@ -221,7 +226,18 @@ fn alertmanager_routes_every_unseen_glucose_to_the_phone_and_the_watchdog_to_the
         // The receiver is the first line (a warning about the URL flag may follow).
         text.lines().next().unwrap_or_default().trim().to_owned()
     };
-    assert_eq!(route(&["alertname=Watchdog", "severity=none"]), "heartbeat");
+    assert_eq!(
+        route(&["alertname=Watchdog", "severity=none"]),
+        "heartbeat,daily-proof"
+    );
+    assert_eq!(
+        route(&[
+            "alertname=AlertmanagerNotificationsFailing",
+            "severity=critical",
+            "integration=pushover"
+        ]),
+        "notifications-failing"
+    );
     for alert in [
         "DexcomSignalLoss",
         "DexcomNoGlucoseValue",

@@ -3,6 +3,7 @@
 //! together and tears both down however a test ends.
 #![allow(clippy::unwrap_used)] // a panic is how a test reports failure
 
+mod alarm;
 mod common;
 mod harness;
 
@@ -13,6 +14,7 @@ mod clock;
 mod clock_faults;
 mod deploy;
 mod deployment;
+mod drill;
 mod edge;
 mod exporter;
 mod fault_matrix;
@@ -22,6 +24,7 @@ mod kubernetes;
 mod landing;
 mod live_stack;
 mod manual;
+mod notifications;
 mod pydexcom;
 mod recorded_wire;
 mod remote_write;

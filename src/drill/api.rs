@@ -1,0 +1,229 @@
+//! The HTTP calls of `drill`, each against a base URL the caller chose (so tests point them at
+//! their own Prometheus and Alertmanager): Prometheus's query API for targets, rules, alerts
+//! and attached Alertmanagers; Alertmanager's API v2 for its configuration and to post and end
+//! alerts; its `/metrics` for the notification counters. Nothing from the network is trusted
+//! to have a shape: a missing field reads as absent, never as a panic.
+
+use std::collections::BTreeMap;
+use std::time::{Duration, SystemTime};
+
+use serde_json::{Value, json};
+
+/// How long one request may take.
+const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Why Prometheus or Alertmanager could not be asked (exit code 2).
+#[derive(Debug, thiserror::Error)]
+pub enum DrillError {
+    /// Prometheus did not answer, or answered something that is not its API.
+    #[error("cannot reach Prometheus at {url}: {reason}")]
+    Prometheus {
+        /// The base URL asked.
+        url: String,
+        /// What went wrong, in one line.
+        reason: String,
+    },
+    /// Alertmanager did not answer, or answered something that is not its API.
+    #[error("cannot reach Alertmanager at {url}: {reason}")]
+    Alertmanager {
+        /// The base URL asked.
+        url: String,
+        /// What went wrong, in one line.
+        reason: String,
+    },
+}
+
+/// Notification attempts and failures per integration, as Alertmanager counts them.
+pub type Counters = BTreeMap<String, (u64, u64)>;
+
+/// Label or annotation names and values.
+pub type Pairs = BTreeMap<String, String>;
+
+/// Prometheus and Alertmanager at their base URLs.
+#[derive(Debug, Clone)]
+pub struct Apis {
+    client: reqwest::Client,
+    prometheus: String,
+    alertmanager: String,
+}
+
+impl Apis {
+    /// The two APIs at `prometheus` and `alertmanager` (`http://HOST:PORT`, a trailing `/`
+    /// allowed).
+    pub fn new(prometheus: &str, alertmanager: &str) -> Result<Self, DrillError> {
+        let client = reqwest::Client::builder()
+            .timeout(REQUEST_TIMEOUT)
+            .build()
+            .map_err(|e| DrillError::Prometheus {
+                url: prometheus.to_owned(),
+                reason: e.to_string(),
+            })?;
+        Ok(Apis {
+            client,
+            prometheus: prometheus.trim_end_matches('/').to_owned(),
+            alertmanager: alertmanager.trim_end_matches('/').to_owned(),
+        })
+    }
+
+    /// The Alertmanager base URL.
+    pub fn alertmanager_url(&self) -> &str {
+        &self.alertmanager
+    }
+
+    /// `data` of Prometheus's `GET /api/v1/PATH`.
+    pub async fn prometheus(&self, path: &str) -> Result<Value, DrillError> {
+        let error = |reason: String| DrillError::Prometheus {
+            url: self.prometheus.clone(),
+            reason,
+        };
+        let body = self
+            .get_json(&format!("{}/api/v1/{path}", self.prometheus))
+            .await
+            .map_err(error)?;
+        if body["status"] != "success" {
+            return Err(error(format!("/api/v1/{path} answered {body}")));
+        }
+        Ok(body["data"].clone())
+    }
+
+    /// Alertmanager's `GET /api/v2/status`.
+    pub async fn alertmanager_status(&self) -> Result<Value, DrillError> {
+        self.get_json(&format!("{}/api/v2/status", self.alertmanager))
+            .await
+            .map_err(|reason| self.am_error(reason))
+    }
+
+    /// Posts `alerts` (labels and annotations), ending at `ends` (now for an ending).
+    pub async fn post_alerts(
+        &self,
+        alerts: &[(Pairs, Pairs)],
+        ends: SystemTime,
+    ) -> Result<(), DrillError> {
+        let body: Vec<Value> = alerts
+            .iter()
+            .map(|(labels, annotations)| {
+                json!({
+                    "labels": labels,
+                    "annotations": annotations,
+                    "endsAt": humantime::format_rfc3339_millis(ends).to_string(),
+                })
+            })
+            .collect();
+        let response = self
+            .client
+            .post(format!("{}/api/v2/alerts", self.alertmanager))
+            .json(&body)
+            .send()
+            .await
+            .map_err(|e| self.am_error(one_line(&e)))?;
+        let status = response.status();
+        if !status.is_success() {
+            let text = response.text().await.unwrap_or_default();
+            return Err(self.am_error(format!("posting an alert answered {status}: {text}")));
+        }
+        Ok(())
+    }
+
+    /// `alertmanager_notifications_total` and `_failed_total` per integration, summed over
+    /// any other label (newer Alertmanagers add `reason` to failures).
+    pub async fn counters(&self) -> Result<Counters, DrillError> {
+        let text = self
+            .client
+            .get(format!("{}/metrics", self.alertmanager))
+            .send()
+            .await
+            .and_then(reqwest::Response::error_for_status)
+            .map_err(|e| self.am_error(one_line(&e)))?
+            .text()
+            .await
+            .map_err(|e| self.am_error(one_line(&e)))?;
+        Ok(parse_counters(&text))
+    }
+
+    fn am_error(&self, reason: String) -> DrillError {
+        DrillError::Alertmanager {
+            url: self.alertmanager.clone(),
+            reason,
+        }
+    }
+
+    async fn get_json(&self, url: &str) -> Result<Value, String> {
+        let response = self
+            .client
+            .get(url)
+            .send()
+            .await
+            .map_err(|e| one_line(&e))?;
+        let status = response.status();
+        let text = response.text().await.map_err(|e| one_line(&e))?;
+        if !status.is_success() {
+            return Err(format!("{url} answered {status}"));
+        }
+        serde_json::from_str(&text).map_err(|_| format!("{url} did not answer JSON"))
+    }
+}
+
+/// An error and its causes on one line ("error sending request: connection refused").
+fn one_line(error: &dyn std::error::Error) -> String {
+    let mut text = error.to_string();
+    let mut source = error.source();
+    while let Some(cause) = source {
+        text.push_str(": ");
+        text.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    text
+}
+
+/// The two notification counters per integration from Prometheus text.
+fn parse_counters(text: &str) -> Counters {
+    let mut out = Counters::new();
+    for line in text.lines() {
+        let (failed, rest) =
+            if let Some(rest) = line.strip_prefix("alertmanager_notifications_failed_total{") {
+                (true, rest)
+            } else if let Some(rest) = line.strip_prefix("alertmanager_notifications_total{") {
+                (false, rest)
+            } else {
+                continue;
+            };
+        let Some((labels, value)) = rest.split_once('}') else {
+            continue;
+        };
+        let Some(integration) = labels
+            .split(',')
+            .find_map(|l| l.trim().strip_prefix("integration=\""))
+            .and_then(|v| v.strip_suffix('"'))
+        else {
+            continue;
+        };
+        let Ok(value) = value.trim().parse::<f64>() else {
+            continue;
+        };
+        let entry = out.entry(integration.to_owned()).or_default();
+        // Counters are whole numbers; the float is Prometheus's text format.
+        let value = value.max(0.0) as u64;
+        if failed {
+            entry.1 += value;
+        } else {
+            entry.0 += value;
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn counters_are_summed_per_integration() {
+        let text = "# HELP x\nalertmanager_notifications_total{integration=\"pushover\"} 3\n\
+            alertmanager_notifications_failed_total{integration=\"pushover\",reason=\"clientError\"} 1\n\
+            alertmanager_notifications_failed_total{integration=\"pushover\",reason=\"other\"} 1\n\
+            alertmanager_notifications_total{integration=\"webhook\"} 7\n";
+        let counters = parse_counters(text);
+        assert_eq!(counters["pushover"], (3, 2));
+        assert_eq!(counters["webhook"], (7, 0));
+    }
+}

@@ -1,0 +1,81 @@
+//! Why Alertmanager could not deliver, in the words the far end used ("application token is
+//! invalid"), read from Alertmanager's log where this machine keeps it: the journal of
+//! Debian's `prometheus-alertmanager` unit (or an `alertmanager` unit). Alertmanager's API
+//! does not say why; its counters only say that. Where there is no journal to read (a
+//! container, another user's unit) the drill says where to look instead.
+
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+/// What the drill says when the log cannot be read.
+const LOOK: &str = "Alertmanager's log says why: journalctl -u prometheus-alertmanager";
+/// How long reading the journal may take.
+const JOURNAL_TIMEOUT: Duration = Duration::from_secs(5);
+/// The longest reason shown.
+const MAX_REASON: usize = 160;
+
+/// The reason Alertmanager logged since `since` for the latest failure of integration `kind`
+/// (`pushover`), or where to look for it.
+pub async fn reason(kind: &str, since: SystemTime) -> String {
+    // A few seconds early: the failure may have been logged as the alert was posted.
+    let secs = since
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs().saturating_sub(5));
+    let journal = tokio::process::Command::new("journalctl")
+        .args([
+            "--unit=prometheus-alertmanager.service",
+            "--unit=alertmanager.service",
+            &format!("--since=@{secs}"),
+            "--output=cat",
+            "--no-pager",
+            "--quiet",
+        ])
+        .kill_on_drop(true)
+        .output();
+    match tokio::time::timeout(JOURNAL_TIMEOUT, journal).await {
+        Ok(Ok(output)) if output.status.success() => {
+            from_log(&String::from_utf8_lossy(&output.stdout), kind)
+                .unwrap_or_else(|| LOOK.to_owned())
+        }
+        _ => LOOK.to_owned(),
+    }
+}
+
+/// The reason in the latest "Notify for alerts failed" line about `kind`: the far end's own
+/// error message when it gave one as JSON (`"errors":["..."]`), else the end of the error.
+fn from_log(log: &str, kind: &str) -> Option<String> {
+    let line = log.lines().rev().find(|l| {
+        l.contains("msg=\"Notify for alerts failed\"") && l.contains(&format!("/{kind}["))
+    })?;
+    let err = line.split_once(" err=\"")?.1;
+    let err = err.strip_suffix('"').unwrap_or(err).replace("\\\"", "\"");
+    let reason = match err.split_once("\"errors\":[\"") {
+        Some((_, rest)) => rest.split('"').next().unwrap_or_default().to_owned(),
+        None => err
+            .rsplit_once("attempts: ")
+            .map_or(err.as_str(), |(_, r)| r)
+            .to_owned(),
+    };
+    Some(reason.chars().take(MAX_REASON).collect())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// As Alertmanager 0.25 logs a token Pushover refuses.
+    const REFUSED: &str = r#"ts=2026-12-07T20:15:45.300Z caller=dispatch.go:352 level=error component=dispatcher msg="Notify for alerts failed" num_alerts=1 err="glucose-critical/pushover[0]: notify retry canceled due to unrecoverable error after 1 attempts: unexpected status code 400: {\"token\":\"invalid\",\"errors\":[\"application token is invalid\"],\"status\":0,\"request\":\"5c4f9a6e-test\"}""#;
+
+    #[test]
+    fn the_far_ends_own_words() {
+        assert_eq!(
+            from_log(REFUSED, "pushover").as_deref(),
+            Some("application token is invalid")
+        );
+        assert_eq!(from_log(REFUSED, "telegram"), None);
+        let plain = r#"level=error msg="Notify for alerts failed" err="x/webhook[0]: notify retry canceled after 3 attempts: Post \"http://127.0.0.1:8000/hook\": connection refused""#;
+        assert_eq!(
+            from_log(plain, "webhook").as_deref(),
+            Some(r#"Post "http://127.0.0.1:8000/hook": connection refused"#)
+        );
+    }
+}
