@@ -150,7 +150,7 @@ impl Collector for ReadingCollector {
         state_set(
             &mut encoder,
             "dexcom_login_hold_reason",
-            "Why the login gate holds the password back, as a state set: none, auth_failed (Share rejected the password), locked_out, unconfirmed (a login of a password never accepted ended without an answer), login_limit, failures_in_a_row (4 in a row, held a day), state_unwritable, state_unreadable (the gate's memory cannot be kept, so no password is sent); kept across restarts in the state directory",
+            "Why the login gate holds the password back, as a state set: none, auth_failed (Share rejected the password), locked_out, unconfirmed (a login of a password never accepted ended without an answer), login_limit, failures_in_a_row (4 in a row, held a day), state_unwritable, state_unreadable (the gate's memory cannot be kept, so no password is sent), duplicate_login (another entry is the same Dexcom account); kept across restarts in the state directory",
             &self.accounts,
             &HoldReason::ALL,
             |account| account.hold_at(now_ms),
