@@ -34,11 +34,14 @@ cleanup() {
 trap cleanup EXIT
 
 
+# Free loopback ports, so the check never collides with a service of this machine.
+read -r demo_port sim_port real_port <<<"$(free_port 3)"
+
 echo "--> --demo, published on loopback"
-podman run -d --name dexcom-check-demo -p 127.0.0.1:18074:18018 "$image" \
+podman run -d --name dexcom-check-demo -p "127.0.0.1:$demo_port:18018" "$image" \
   --demo --dexcom.reading-interval 2s >/dev/null
-wait_for http://127.0.0.1:18074/metrics 'dexcom_glucose_mg_per_dl{account="sam"}'
-wait_for http://127.0.0.1:18074/-/ready Ready
+wait_for http://127.0.0.1:$demo_port/metrics 'dexcom_glucose_mg_per_dl{account="sam"}'
+wait_for http://127.0.0.1:$demo_port/-/ready Ready
 podman stop --time 10 dexcom-check-demo >/dev/null
 code=$(podman inspect --format '{{.State.ExitCode}}' dexcom-check-demo)
 [ "$code" = 0 ] || { echo "exit code $code after SIGTERM" >&2; exit 1; }
@@ -46,7 +49,7 @@ echo "demo served /metrics and /-/ready, stopped cleanly (exit 0)"
 
 echo "--> a real configuration: password as a podman secret, state on a volume"
 cargo build --locked --quiet --bin share_simulator
-target/debug/share_simulator --listen 127.0.0.1:18075 --username alice --password 'c0ntainer secret' \
+target/debug/share_simulator --listen "127.0.0.1:$sim_port" --username alice --password 'c0ntainer secret' \
   --reading-interval 2s >/dev/null 2>&1 &
 sim=$!
 printf 'c0ntainer secret\n' | podman secret create dexcom-check-password - >/dev/null
@@ -55,9 +58,9 @@ podman run -d --name dexcom-check-real --network host \
   -v dexcom-check-state:/var/lib/dexcom_exporter \
   "$image" \
   --dexcom.username alice --dexcom.password-file /run/secrets/dexcom-password \
-  --dexcom.base-url http://127.0.0.1:18075/ShareWebServices/Services/ \
-  --dexcom.reading-interval 2s --web.listen-address 127.0.0.1:18076 >/dev/null
-wait_for http://127.0.0.1:18076/metrics 'dexcom_glucose_mg_per_dl{account="alice"}'
+  --dexcom.base-url "http://127.0.0.1:$sim_port/ShareWebServices/Services/" \
+  --dexcom.reading-interval 2s --web.listen-address "127.0.0.1:$real_port" >/dev/null
+wait_for http://127.0.0.1:$real_port/metrics 'dexcom_glucose_mg_per_dl{account="alice"}'
 if podman logs dexcom-check-real 2>&1 | grep -q 'c0ntainer secret'; then
   echo "the password reached the log" >&2
   exit 1

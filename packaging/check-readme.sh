@@ -8,10 +8,21 @@
 # Root-only steps (apt install, systemctl) are checked by check-deb.sh, the container by
 # check-container.sh, systemd and Kubernetes by the deployment tests. It also checks the pages
 # themselves: the README's length, every docs page linked from it, and no broken link.
+# The pages' commands keep their ports as written (18018, 18019, 9093), so the script runs in a
+# network namespace of its own (only loopback): there those ports are free whatever this
+# machine runs, and the test alert cannot reach this machine's own Alertmanager, which would
+# ring a real phone. Everything else it binds is a free port.
 # `bash packaging/check-readme.sh`
 set -euo pipefail
 cd "$(dirname "$0")/.."
 . packaging/lib.sh
+if [ "${DEXCOM_README_NETNS:-}" != 1 ]; then
+  # There is no network in there: fetch the crates out here.
+  cargo fetch --locked --quiet
+  namespace=(unshare --net)
+  [ "$(id -u)" -eq 0 ] || namespace=(unshare --user --map-root-user --net)
+  exec env DEXCOM_README_NETNS=1 "${namespace[@]}" -- bash -c 'ip link set lo up && exec bash "$0"' "$0"
+fi
 work=$(mktemp -d)
 pids=()
 cleanup() { for p in "${pids[@]}"; do kill -- "$p" 2>/dev/null || true; done; rm -rf "$work"; }
@@ -61,11 +72,21 @@ for page in [pathlib.Path('README.md'), *sorted(pathlib.Path('docs').glob('*.md'
             bad.append(f'{page}: {target} (no such file)')
         elif anchor and resolved.suffix == '.md' and anchor not in anchors(resolved):
             bad.append(f'{page}: {target} (no such heading)')
-    # A design map names files in backticks; a moved file must not leave its old name behind.
-    for row in re.findall(r'^\|.*\|$', text, flags=re.M):
-        for named in re.findall(r'`((?:src|tests|benches|testkit|deploy|packaging|debian|grafana|docs)/[^`*]*)`', row):
-            if not pathlib.Path(named).exists():
-                bad.append(f'{page}: `{named}` in a table (no such file or directory)')
+    # Pages name files in backticks (the design map, "the gate (`src/share/gate/mod.rs`)"); a
+    # moved file must not leave its old name behind, in a table or in the prose.
+    for named in re.findall(r'`((?:src|tests|benches|testkit|deploy|packaging|debian|grafana|docs)/[^`*\s]*)`', text):
+        if not pathlib.Path(named).exists():
+            bad.append(f'{page}: `{named}` (no such file or directory)')
+# The shipped files' comments send readers to a section of a page (`docs/alerting.md, "Alerts
+# that reach a phone"`): the page must hold that heading.
+for shipped in sorted(pathlib.Path('deploy').rglob('*')):
+    if not shipped.is_file():
+        continue
+    for page, section in re.findall(r'(docs/[\w-]+\.md|README(?:\.md)?), "([^"]+)"', shipped.read_text()):
+        page = 'README.md' if page == 'README' else page
+        headings = [line.lstrip('#').strip() for line in pathlib.Path(page).read_text().splitlines() if line.startswith('#')]
+        if section not in headings:
+            bad.append(f'{shipped}: {page} has no section "{section}"')
 if bad:
     print('broken links:\n  ' + '\n  '.join(bad), file=sys.stderr)
     sys.exit(1)
@@ -89,6 +110,7 @@ setsid bash -c "$demo" >"$work/demo.log" 2>&1 &
 pids+=(-$!)
 wait_for http://127.0.0.1:18018/metrics 'dexcom_glucose_mg_per_dl{account="sam"}'
 wait_for http://127.0.0.1:18018/ 'mmol/L'
+wait_for http://127.0.0.1:18018/ '<strong>Simulated</strong>'
 echo "--> the running exporter's history, as docs/remote-write.md fetches it"
 history=$(grep -h '^curl -s -o dexcom.om http://127.0.0.1:18018/api/v1/history$' docs/remote-write.md)
 (cd "$work" && bash -c "$history")
@@ -145,7 +167,8 @@ night=$(block_after README.md "## The night alarm: one machine or a Raspberry Pi
 mkdir -p "$work/prometheus"
 cp deploy/prometheus/prometheus.yml deploy/prometheus/alerts.yml deploy/prometheus/recording.yml "$work/prometheus/"
 # The receivers point at a local webhook standing in for the phone and the heartbeat service.
-python3 - "$work" <<'EOF' &
+hook=$(free_port)
+python3 - "$work" "$hook" <<'EOF' &
 import http.server, pathlib, sys
 work = pathlib.Path(sys.argv[1])
 class Hook(http.server.BaseHTTPRequestHandler):
@@ -156,11 +179,12 @@ class Hook(http.server.BaseHTTPRequestHandler):
         self.send_response(200); self.end_headers()
     def log_message(self, *args):
         pass
-http.server.HTTPServer(('127.0.0.1', 18097), Hook).serve_forever()
+http.server.HTTPServer(('127.0.0.1', int(sys.argv[2])), Hook).serve_forever()
 EOF
 pids+=($!)
-sed -e 's|http://127.0.0.1:8000/hook|http://127.0.0.1:18097/hook|' \
-  -e 's|https://hc-ping.com/REPLACE-WITH-YOUR-CHECK-UUID|http://127.0.0.1:18097/heartbeat|' \
+wait_for_port "$hook"
+sed -e "s|http://127.0.0.1:8000/hook|http://127.0.0.1:$hook/hook|" \
+  -e "s|https://hc-ping.com/REPLACE-WITH-YOUR-CHECK-UUID|http://127.0.0.1:$hook/heartbeat|" \
   deploy/alertmanager/alertmanager.yml >"$work/alertmanager.yml"
 grep '^sudo amtool check-config' <<<"$night" | scratch_paths | bash >/dev/null
 prometheus-alertmanager --config.file="$work/alertmanager.yml" --storage.path="$work/am" \

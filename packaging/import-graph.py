@@ -19,7 +19,7 @@ LAYERS = [
     ["config", "openmetrics"],
     ["logging"],
     ["simulator"],
-    ["poll", "remote_write"],
+    ["poll", "remote_write", "http/chart"],
     ["http/landing"],
     ["http/routes", "http"],
     ["demo"],

@@ -13,10 +13,24 @@ wait_for() {
   return 1
 }
 
-# demo_serves BINARY... : runs `BINARY... --demo` on a loopback port and checks it serves
+# free_port [N]: N (default 1) distinct loopback ports nothing listens on now (the kernel's
+# pick, all held open until all are picked), so a check never collides with a service of the
+# machine it runs on.
+free_port() {
+  python3 - "${1:-1}" <<'PY'
+import socket, sys
+held = [socket.socket() for _ in range(int(sys.argv[1]))]
+for s in held:
+    s.bind(("127.0.0.1", 0))
+print(" ".join(str(s.getsockname()[1]) for s in held))
+PY
+}
+
+# demo_serves BINARY... : runs `BINARY... --demo` on a free loopback port and checks it serves
 # glucose on /metrics, then stops it with SIGTERM.
 demo_serves() {
-  local port=18071
+  local port
+  port=$(free_port)
   "$@" --demo --web.listen-address "127.0.0.1:$port" --dexcom.reading-interval 2s 2>/dev/null &
   local demo=$!
   local ok=0
@@ -49,4 +63,12 @@ wait_until_free() {
   done
   echo "port $1 still in use" >&2
   return 1
+}
+
+# ensure_cargo_deb: cargo-deb at the version the package checks use (a few minutes, once).
+ensure_cargo_deb() {
+  local version=3.8.0
+  if ! cargo deb --version 2>/dev/null | grep -q "$version"; then
+    cargo install --quiet --locked cargo-deb --version "$version"
+  fi
 }

@@ -3,6 +3,9 @@
 # amd64 Debian machine: the Debian package, checked by serving --demo under
 # qemu-aarch64-static, and (with podman) the container image. Not part of CI: the arm64
 # standard library is a 220 MB download. Run as root: `bash packaging/release-arm64.sh`.
+# The package lands at target/aarch64-unknown-linux-gnu/debian/dexcom-exporter_VERSION_arm64.deb
+# (with CARGO_TARGET_DIR set, under that directory instead); the last lines printed say how to
+# copy it to the Pi and install it there.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 . packaging/lib.sh
@@ -11,7 +14,7 @@ TARGET=aarch64-unknown-linux-gnu
 export DEBIAN_FRONTEND=noninteractive
 apt-get install -y -qq --no-install-recommends gcc-aarch64-linux-gnu libc6-dev-arm64-cross qemu-user-static >/dev/null
 rustup target add "$TARGET"
-command -v cargo-deb >/dev/null || cargo install --quiet --locked cargo-deb --version 3.8.0
+ensure_cargo_deb
 
 export CARGO_TARGET_AARCH64_UNKNOWN_LINUX_GNU_LINKER=aarch64-linux-gnu-gcc
 export CC_aarch64_unknown_linux_gnu=aarch64-linux-gnu-gcc
@@ -32,3 +35,7 @@ if command -v podman >/dev/null; then
   echo "--> arm64 image"
   ARCH=arm64 bash packaging/build-image.sh
 fi
+
+echo "--> to the Raspberry Pi (user pi, host raspberrypi.local: put yours)"
+echo "scp $deb pi@raspberrypi.local:"
+echo "ssh -t pi@raspberrypi.local sudo apt install ./$(basename "$deb")"

@@ -10,7 +10,9 @@
 //!
 //! It goes through the same login gate and state directory as the service, so running it
 //! costs no extra attempt against Dexcom's lockout: a password the gate holds back is not
-//! sent. Beside a running service (which holds the state directory) it does not log in at all.
+//! sent. Beside a running service (which holds the state directory) it does not log in at all,
+//! nor consult the gate: it shows what the service shows, and says once that it sent nothing.
+//! Times are the machine's local time with its zone, as the person at the terminal reads them.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -49,6 +51,9 @@ pub struct AccountCheck {
     pub causes: Vec<String>,
     /// Whether a password-bearing request was sent by this check.
     pub password_sent: bool,
+    /// Whether this is the running service's finding, read from its telemetry path: then the
+    /// check sent nothing to Share for this account.
+    pub from_service: bool,
 }
 
 /// The newest reading found.
@@ -124,10 +129,50 @@ async fn check_account(
         problem: None,
         causes: Vec::new(),
         password_sent: false,
+        from_service: beside_service,
     };
     if let Err((problem, causes)) = reach(&host, port).await {
         finding.problem = Some(problem);
         finding.causes = causes;
+        return finding;
+    }
+    if beside_service && reset_gate {
+        finding.problem = Some(
+            "--reset-gate needs the service stopped: it holds the login gate's memory".to_owned(),
+        );
+        finding.causes = vec!["stop the service (`sudo systemctl stop dexcom_exporter`), run `check --reset-gate`, then start it".to_owned()];
+        return finding;
+    }
+    if beside_service {
+        // The service owns the login: what it shows is the answer, read from its /metrics. The
+        // gate is not consulted either: its saved state is the service's to act on.
+        match service_view(config, &account.name).await {
+            Some(view) => {
+                finding.reading = view.reading;
+                finding.ok = view.status == AccountStatus::Ok;
+                if !finding.ok {
+                    finding.problem = Some(format!(
+                        "the running service shows no value: {} ({})",
+                        view.status.as_str(),
+                        view.status.words()
+                    ));
+                    finding.causes = vec![
+                        "the service's log says why and what it does next: `journalctl -u dexcom_exporter -e`".to_owned(),
+                        "for the full diagnosis here, stop it (`sudo systemctl stop dexcom_exporter`), run `check`, and start it again: while it is stopped no glucose alert can fire".to_owned(),
+                    ];
+                }
+            }
+            None => {
+                finding.problem = Some(format!(
+                    "the running service's view cannot be read at http://{}{} (TLS, basic auth or another address)",
+                    config.listen_address, config.telemetry_path
+                ));
+                finding.causes = vec![
+                    "see the service's own view: its landing page or `dexcom_account_status` on its /metrics".to_owned(),
+                    "or stop the service (`sudo systemctl stop dexcom_exporter`) and run `check` again".to_owned(),
+                ];
+            }
+        }
         return finding;
     }
     let state = config
@@ -138,14 +183,6 @@ async fn check_account(
     let mut client = share_client(config, http, account, state, clock.clone());
     client.check_saved_password().await;
     if reset_gate {
-        if beside_service {
-            finding.problem = Some(
-                "--reset-gate needs the service stopped: it holds the login gate's memory"
-                    .to_owned(),
-            );
-            finding.causes = vec!["stop the service (`sudo systemctl stop dexcom_exporter`), run `check --reset-gate`, then start it".to_owned()];
-            return finding;
-        }
         match client.reset_gate().await {
             Ok(forgotten) => tracing::warn!(
                 account = %account.name,
@@ -161,7 +198,7 @@ async fn check_account(
     if let Some(hold) = client.login_hold() {
         finding.problem = Some(format!(
             "the login gate holds the password until {} ({}), so it was not sent",
-            humantime::format_rfc3339_seconds(from_unix_ms(hold.until_ms)),
+            local_time(hold.until_ms),
             held_because(hold)
         ));
         finding.causes = match hold.after {
@@ -171,37 +208,8 @@ async fn check_account(
             _ => vec![attempts_left(hold)],
         };
         finding.causes.push(
-            "a corrected password is tried at once (by `check` and by the service): fix the password file and run `check` again".to_owned(),
+            "a corrected password is tried at once: fix the password file and run `check` again; the service reads the password when it starts, so then `sudo systemctl restart dexcom_exporter`".to_owned(),
         );
-        return finding;
-    }
-    if beside_service {
-        // The service owns the login: what it shows is the answer, read from its /metrics.
-        match service_view(config, &account.name).await {
-            Some(view) => {
-                finding.reading = view.reading;
-                finding.ok = view.status == AccountStatus::Ok;
-                if !finding.ok {
-                    finding.problem = Some(format!(
-                        "the running service shows no value: {} ({})",
-                        view.status.as_str(),
-                        view.status.words()
-                    ));
-                    finding.causes = vec![
-                        "stop the service (`sudo systemctl stop dexcom_exporter`) and run `check` again for the full diagnosis".to_owned(),
-                    ];
-                }
-            }
-            None => {
-                finding.problem = Some(
-                    "the exporter service is running and holds the state directory: it owns this account's login, so `check` does not log in beside it".to_owned(),
-                );
-                finding.causes = vec![
-                    "see the service's own view: its landing page or `dexcom_account_status` on its /metrics".to_owned(),
-                    "or stop the service (`sudo systemctl stop dexcom_exporter`) and run `check` again".to_owned(),
-                ];
-            }
-        }
         return finding;
     }
     let logins_before = client.logins_sent();
@@ -404,7 +412,7 @@ fn attempts_left(hold: Hold) -> String {
         hold.failures_in_a_row,
         hold.failures_today,
         left_in_a_row.min(left_today),
-        humantime::format_rfc3339_seconds(from_unix_ms(hold.until_ms))
+        local_time(hold.until_ms)
     )
 }
 
@@ -495,9 +503,27 @@ fn failure_causes(account: &AccountConfig, error: &ShareError, hold: Option<Hold
     }
 }
 
-/// The findings for a person: one line per account, then the causes of each problem.
+/// `ms` (Unix milliseconds) as the person at the terminal reads a time: the machine's local
+/// time with its zone (`TZ`, else `/etc/localtime`), e.g. `2026-12-07 22:41:07 CET (+01:00)`;
+/// UTC when the machine names no zone.
+fn local_time(ms: i64) -> String {
+    jiff::Timestamp::from_millisecond(ms).map_or_else(
+        |_| humantime::format_rfc3339_seconds(from_unix_ms(ms)).to_string(),
+        |t| {
+            t.to_zoned(jiff::tz::TimeZone::system())
+                .strftime("%Y-%m-%d %H:%M:%S %Z (%:z)")
+                .to_string()
+        },
+    )
+}
+
+/// The findings for a person: one line per account, then the causes of each problem. Beside
+/// the running service, one line first says that nothing was sent.
 pub fn render_text(found: &[AccountCheck]) -> String {
     let mut out = String::new();
+    if found.iter().any(|f| f.from_service) {
+        out.push_str("the exporter service is running and owns the logins: `check` sent nothing to Dexcom and shows what the service shows\n");
+    }
     for f in found {
         match (&f.reading, &f.problem) {
             (Some(r), None) => out.push_str(&format!(

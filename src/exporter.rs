@@ -189,13 +189,16 @@ impl Exporter {
         }
         let web = Arc::new(LiveWebConfig::new(config.web));
         let tls = web.tls_source();
-        let state = Arc::new(ServerState::new(
-            metrics.clone(),
-            histories.clone(),
-            config.telemetry_path.clone(),
-            web.clone(),
-            config.external_labels.clone(),
-        ));
+        let state = Arc::new(
+            ServerState::new(
+                metrics.clone(),
+                histories.clone(),
+                config.telemetry_path.clone(),
+                web.clone(),
+                config.external_labels.clone(),
+            )
+            .simulated(demo.is_some()),
+        );
         Ok(Exporter {
             listener,
             state,

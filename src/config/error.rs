@@ -54,11 +54,12 @@ pub enum ConfigError {
         "no password for account {account:?}: set --dexcom.password-file (or password_file in --config.file), DEXCOM_PASSWORD, or a systemd credential named dexcom-password"
     )]
     NoPassword { account: String },
-    /// An unreadable password file.
-    #[error("cannot read the password file {path} for account {account:?}: {source}")]
+    /// An unreadable password file; `hint` says how the systemd unit hands files over.
+    #[error("cannot read the password file {path} for account {account:?}: {source}; {hint}")]
     PasswordFile {
         account: String,
         path: PathBuf,
+        hint: &'static str,
         #[source]
         source: std::io::Error,
     },

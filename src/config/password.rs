@@ -18,7 +18,7 @@ pub(super) fn read_password(
 ) -> Result<SecretString, ConfigError> {
     let (value, origin) = if let Some(path) = file {
         (
-            read_password_file(account, path)?,
+            read_password_file(account, path, HINT_DROP_IN)?,
             path.display().to_string(),
         )
     } else if !shared_ok {
@@ -30,7 +30,7 @@ pub(super) fn read_password(
     } else if let Some(dir) = env.var("CREDENTIALS_DIRECTORY") {
         let path = Path::new(&dir).join(CREDENTIAL_NAME);
         (
-            read_password_file(account, &path)?,
+            read_password_file(account, &path, HINT_UNIT)?,
             path.display().to_string(),
         )
     } else {
@@ -53,9 +53,24 @@ pub(super) fn read_password(
 /// wrong path (a log, a key bundle) whose contents must not be sent to Share.
 pub const MAX_PASSWORD_FILE_BYTES: u64 = 4096;
 
+/// What to do when a configured password file cannot be read. The service runs as a dynamic
+/// user that cannot read `/etc/dexcom_exporter`, so a file reaches it only as a credential.
+const HINT_DROP_IN: &str = "under the systemd unit the service cannot read /etc/dexcom_exporter: \
+hand the file over with a LoadCredential=NAME:/etc/dexcom_exporter/FILE line in the drop-in \
+/etc/systemd/system/dexcom_exporter.service.d/accounts.conf and write password_file: NAME \
+(docs/configuration.md)";
+
+/// What to do when the unit's own credential cannot be read.
+const HINT_UNIT: &str = "the unit hands it over with LoadCredential=dexcom-password:/etc/dexcom_exporter/password; \
+with several accounts the drop-in accounts.conf hands one file per account instead";
+
 /// Reads a password file: refused when larger than [`MAX_PASSWORD_FILE_BYTES`], warned about
 /// when other users can read it.
-fn read_password_file(account: &str, path: &Path) -> Result<String, ConfigError> {
+fn read_password_file(
+    account: &str,
+    path: &Path,
+    hint: &'static str,
+) -> Result<String, ConfigError> {
     read_bounded(path).map_err(|error| match error {
         SecretFileError::TooLarge(bytes) => ConfigError::PasswordFileTooLarge {
             account: account.to_owned(),
@@ -65,6 +80,7 @@ fn read_password_file(account: &str, path: &Path) -> Result<String, ConfigError>
         SecretFileError::Io(source) => ConfigError::PasswordFile {
             account: account.to_owned(),
             path: path.to_owned(),
+            hint,
             source,
         },
     })
@@ -161,6 +177,30 @@ mod tests {
         assert!(readable_by_others(0o440, 100, &groups), "another group");
         assert!(readable_by_others(0o444, pod_group, &groups), "everyone");
         assert!(readable_by_others(0o644, 0, &groups));
+    }
+
+    struct NoEnvironment;
+    impl Environment for NoEnvironment {
+        fn var(&self, _: &str) -> Option<String> {
+            None
+        }
+    }
+
+    #[test]
+    fn an_unreadable_password_file_says_how_the_unit_hands_it_over() {
+        let path = Path::new("/nonexistent/kid-password");
+        let Err(error) = read_password("kid", Some(path), &NoEnvironment, true) else {
+            panic!("a missing password file was read");
+        };
+        let text = error.to_string();
+        for needed in [
+            "/nonexistent/kid-password",
+            "LoadCredential=NAME:/etc/dexcom_exporter/FILE",
+            "/etc/systemd/system/dexcom_exporter.service.d/accounts.conf",
+            "password_file: NAME",
+        ] {
+            assert!(text.contains(needed), "{needed:?} missing from: {text}");
+        }
     }
 
     #[test]

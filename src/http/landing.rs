@@ -1,7 +1,13 @@
 //! The landing page (`/`): what a person glances at. Per account: the current glucose in mg/dL
-//! and mmol/L, the trend as an arrow and in words, the reading's age, whether Share polling is
-//! healthy, the range the value is in (urgent low, low, in range, high) told by a word and a
-//! symbol as well as a colour, and a chart of the last three hours (36 readings) as inline SVG.
+//! and mmol/L, the trend as an arrow and in words, the reading's age, whether the connection to
+//! Dexcom works, where the value stands told by a word and a symbol as well as a colour, and a
+//! chart of the last three hours (36 readings) as inline SVG with a time axis.
+//!
+//! "In range" means one thing here, as in the recording rules and Grafana's time in range: the
+//! standard target range, 70–180 mg/dL. The account's alert thresholds are a different thing
+//! (when a phone rings) and are shown as such: lines on the chart, and a line on the card when
+//! the value is past one. `--demo` pages say, on the page and on every card, that they are
+//! simulated.
 //!
 //! One self-contained HTML document: no JavaScript, no external resources (the response
 //! forbids them with a Content-Security-Policy), a meta refresh every minute, every label
@@ -10,38 +16,36 @@
 use std::fmt::Write as _;
 use std::time::Duration;
 
+use super::chart::{TARGET_RANGE, chart};
 use crate::history::History;
 use crate::metrics::{AccountMetrics, AccountStatus, HoldReason, Metrics, Thresholds, is_current};
 use crate::share::{Reading, Trend, mg_per_dl_to_mmol_per_l};
 
-/// The readings the chart spans: three hours at the sensor's 5-minute cadence (the span follows
-/// the cadence the history shows, so an accelerated simulator draws as many readings).
-pub const CHART_READINGS: i64 = 36;
-
 /// The page's Content-Security-Policy: nothing but its own inline styles.
 pub const CONTENT_SECURITY_POLICY: &str = "default-src 'none'; style-src 'unsafe-inline'; img-src 'none'; base-uri 'none'; form-action 'none'; frame-ancestors 'none'";
 
-/// Where a value stands against the account's thresholds.
+/// Where a value stands: against the target range, and the account's urgent-low alert.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Band {
-    /// At or below the urgent-low threshold.
+    /// At or below the account's urgent-low alert threshold: the one that pages at once.
     UrgentLow,
-    /// At or below the low threshold.
+    /// Below the target range.
     Low,
-    /// Between low and high.
+    /// In the target range, 70–180 mg/dL.
     InRange,
-    /// At or above the high threshold.
+    /// Above the target range.
     High,
 }
 
 impl Band {
     /// The band of `mg_per_dl` under `thresholds`.
     pub fn of(mg_per_dl: u16, thresholds: Thresholds) -> Band {
+        let (low, high) = TARGET_RANGE;
         if mg_per_dl <= thresholds.urgent_low {
             Band::UrgentLow
-        } else if mg_per_dl <= thresholds.low {
+        } else if mg_per_dl < low {
             Band::Low
-        } else if mg_per_dl >= thresholds.high {
+        } else if mg_per_dl > high {
             Band::High
         } else {
             Band::InRange
@@ -52,10 +56,27 @@ impl Band {
     fn describe(self) -> (&'static str, &'static str, &'static str) {
         match self {
             Band::UrgentLow => ("urgent", "URGENT LOW", "‼"),
-            Band::Low => ("low", "LOW", "▼"),
+            Band::Low => ("low", "below range", "▼"),
             Band::InRange => ("ok", "in range", "✓"),
-            Band::High => ("high", "HIGH", "▲"),
+            Band::High => ("high", "above range", "▲"),
         }
+    }
+}
+
+/// The alert a value is past, in words, when it is past one: the account's thresholds, which
+/// decide when a phone rings, told apart from the target range.
+fn alert_text(mg_per_dl: u16, thresholds: Thresholds) -> Option<String> {
+    if mg_per_dl <= thresholds.urgent_low {
+        Some(format!(
+            "urgent-low alert: at or below {} mg/dL",
+            thresholds.urgent_low
+        ))
+    } else if mg_per_dl <= thresholds.low {
+        Some(format!("low alert: at or below {} mg/dL", thresholds.low))
+    } else if mg_per_dl >= thresholds.high {
+        Some(format!("high alert: at or above {} mg/dL", thresholds.high))
+    } else {
+        None
     }
 }
 
@@ -84,13 +105,17 @@ h1{font-size:1.3rem;margin:0 0 .3rem}p.meta{margin:0 0 1rem;color:#555}\
 .name{font-weight:600;font-size:1.05rem}.value{font-size:2.4rem;font-weight:700;line-height:1.1}\
 .unit{font-size:1rem;font-weight:400;color:#444}.band{font-weight:700;letter-spacing:.03em}\
 .trend{font-size:1.6rem}.small{color:#555;font-size:.9rem}.bad{color:#b00020;font-weight:600}\
+.alert{font-weight:600}.tag{font-size:.75rem;font-weight:600;color:#6c3483;border:1px solid #6c3483;border-radius:.3rem;padding:0 .3rem;margin-left:.4rem}\
+p.simulated{background:#f4ecf7;border:1px solid #6c3483;border-radius:.4rem;padding:.5rem .8rem}\
 svg{width:100%;height:auto;margin-top:.4rem}footer{margin-top:1.5rem;color:#555;font-size:.9rem}";
 
-/// The page for `accounts` (metrics and history in the same order).
+/// The page for `accounts` (metrics and history in the same order); `simulated` when the
+/// accounts are `--demo`'s.
 pub fn render(
     metrics: &Metrics,
     histories: &[std::sync::Arc<History>],
     telemetry_path: &str,
+    simulated: bool,
 ) -> String {
     let now = (metrics.now_ms(), metrics.monotonic_ms());
     let mut cards = String::new();
@@ -102,17 +127,29 @@ pub fn render(
             history.as_deref().map(Vec::as_slice).unwrap_or_default(),
             metrics.max_age(),
             now,
+            simulated,
         );
     }
     if metrics.accounts().is_empty() {
         cards.push_str("<p>No account is configured for this replica.</p>");
     }
+    let (title, notice) = if simulated {
+        (
+            "Dexcom Exporter (simulated)",
+            "<p class=\"simulated\"><strong>Simulated</strong>: these people and their readings come from \
+the built-in Share simulator (<code>--demo</code>), not from Dexcom.</p>\n",
+        )
+    } else {
+        ("Dexcom Exporter", "")
+    };
     format!(
         "<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">\
 <meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">\
-<meta http-equiv=\"refresh\" content=\"60\"><title>Dexcom Exporter</title><style>{STYLE}</style></head>\n<body>\n\
-<h1>Dexcom Exporter</h1>\n<p class=\"meta\">Glucose from Dexcom Share, refreshed every minute. Version {version} · \
-<a href=\"{path}\">Metrics</a> · <a href=\"/-/healthy\">Health</a> · <a href=\"/-/ready\">Readiness</a></p>\n\
+<meta http-equiv=\"refresh\" content=\"60\"><title>{title}</title><style>{STYLE}</style></head>\n<body>\n\
+<h1>{title}</h1>\n{notice}<p class=\"meta\">Glucose from Dexcom Share, refreshed every minute. \
+In range means 70–180 mg/dL; alerts ring at each person's own thresholds. Version {version} · \
+<a href=\"{path}\">Metrics (for Prometheus)</a> · <a href=\"/-/healthy\">Running?</a> · \
+<a href=\"/-/ready\">Every account read once?</a></p>\n\
 <div class=\"accounts\">{cards}</div>\n\
 <footer>For following along, not for treatment decisions: confirm with a meter when in doubt.</footer>\n</body></html>\n",
         version = env!("CARGO_PKG_VERSION"),
@@ -126,16 +163,22 @@ fn card(
     history: &[Reading],
     max_age: Duration,
     (now_ms, mono_ms): (i64, i64),
+    simulated: bool,
 ) {
     let thresholds = account.thresholds();
     let name = escape(account.name());
+    let tag = if simulated {
+        "<span class=\"tag\">simulated</span>"
+    } else {
+        ""
+    };
     let latest = account.latest();
     let current = latest.filter(|l| is_current(l.age_ms(mono_ms), max_age));
     let band = current.map(|l| Band::of(l.reading.mg_per_dl, thresholds));
     let class = band.map_or("none", |b| b.describe().0);
     let _ = write!(
         out,
-        "<section class=\"card {class}\" aria-label=\"{name}\"><div class=\"name\">{name}</div>"
+        "<section class=\"card {class}\" aria-label=\"{name}\"><div class=\"name\">{name}{tag}</div>"
     );
     match (current, latest) {
         (Some(l), _) => {
@@ -150,12 +193,16 @@ fn card(
             };
             let (arrow, words) = trend_text(l.reading.trend);
             let (_, band_word, symbol) = band.unwrap_or(Band::InRange).describe();
+            let (low, high) = TARGET_RANGE;
             let _ = write!(
                 out,
                 "<div class=\"value\">{shown} <span class=\"unit\">mg/dL</span> <span class=\"trend\" aria-hidden=\"true\">{arrow}</span></div>\
 <div class=\"unit\">{mmol} mmol/L · {words}</div>\
-<div class=\"band\">{symbol} {band_word}</div>"
+<div class=\"band\">{symbol} {band_word} <span class=\"small\">({low}–{high})</span></div>"
             );
+            if let Some(alert) = alert_text(mg, thresholds) {
+                let _ = write!(out, "<div class=\"alert\">{alert}</div>");
+            }
         }
         (None, Some(l)) => {
             let _ = write!(
@@ -179,14 +226,14 @@ fn card(
     let status = account.status_at(mono_ms, max_age);
     let share = match status {
         AccountStatus::Ok if account.is_up() => {
-            "<div class=\"small\">Share polling: healthy</div>".to_owned()
+            "<div class=\"small\">Dexcom connection: working</div>".to_owned()
         }
         AccountStatus::Ok => format!(
-            "<div class=\"bad\">Share polling failing: {}</div>",
+            "<div class=\"bad\">Dexcom connection failing: {}</div>",
             escape(account.last_error().map_or("error", |r| r.as_str()))
         ),
         AccountStatus::Starting => {
-            "<div class=\"small\">Share: waiting for the first poll</div>".to_owned()
+            "<div class=\"small\">Dexcom: waiting for the first reading</div>".to_owned()
         }
         AccountStatus::LoginHeld => {
             let hold = account.hold_at(now_ms);
@@ -212,109 +259,8 @@ fn card(
     let share_now_ms = latest.map_or(now_ms, |l| {
         l.reading.timestamp_ms.saturating_add(l.age_ms(mono_ms))
     });
-    chart(out, account.name(), history, thresholds, share_now_ms);
+    chart(out, &name, history, thresholds, share_now_ms);
     out.push_str("</section>");
-}
-
-/// The last [`CHART_READINGS`] readings' span as an SVG line, broken where readings are missing, over the
-/// account's target band; its `<title>` says what it shows for screen readers.
-fn chart(out: &mut String, name: &str, history: &[Reading], thresholds: Thresholds, now_ms: i64) {
-    const W: f64 = 300.0;
-    const H: f64 = 100.0;
-    const LOW: f64 = 40.0;
-    const HIGH: f64 = 350.0;
-    let cadence_ms = cadence_ms(history);
-    let span_ms = (cadence_ms * CHART_READINGS) as f64;
-    let start_ms = now_ms - cadence_ms * CHART_READINGS;
-    let hours = span_ms / 3_600_000.0;
-    let span_text = if hours >= 1.0 {
-        format!("{hours:.0} hours")
-    } else {
-        format!("{:.0} minutes", span_ms / 60_000.0)
-    };
-    let x = |t: i64| ((t - start_ms) as f64 / span_ms * W).clamp(0.0, W);
-    let y = |mg: f64| H - (mg.clamp(LOW, HIGH) - LOW) / (HIGH - LOW) * H;
-    let mut points: Vec<&Reading> = history
-        .iter()
-        .filter(|r| r.timestamp_ms >= start_ms && r.timestamp_ms <= now_ms)
-        .collect();
-    points.reverse();
-    let title = match (
-        points.iter().map(|r| r.mg_per_dl).min(),
-        points.iter().map(|r| r.mg_per_dl).max(),
-    ) {
-        (Some(min), Some(max)) => format!(
-            "Glucose of {}, last {span_text}: {} readings from {min} to {max} mg/dL",
-            escape(name),
-            points.len()
-        ),
-        _ => format!("Glucose of {}, last {span_text}: no readings", escape(name)),
-    };
-    let (band_top, band_bottom) = (y(f64::from(thresholds.high)), y(f64::from(thresholds.low)));
-    let _ = write!(
-        out,
-        "<svg viewBox=\"0 0 {W} {H}\" role=\"img\" xmlns=\"http://www.w3.org/2000/svg\"><title>{title}</title>\
-<rect x=\"0\" y=\"0\" width=\"{W}\" height=\"{H}\" fill=\"#f4f4f4\"/>\
-<rect x=\"0\" y=\"{band_top:.1}\" width=\"{W}\" height=\"{:.1}\" fill=\"#d5f5e3\"/>\
-<line x1=\"0\" x2=\"{W}\" y1=\"{ul:.1}\" y2=\"{ul:.1}\" stroke=\"#b00020\" stroke-dasharray=\"3 2\" stroke-width=\"0.6\"/>\
-<g font-size=\"6\" fill=\"#555\" text-anchor=\"end\" aria-hidden=\"true\"><text x=\"{lx}\" y=\"{:.1}\">{}</text><text x=\"{lx}\" y=\"{:.1}\">{}</text></g>",
-        band_bottom - band_top,
-        band_top + 6.0,
-        thresholds.high,
-        band_bottom - 1.5,
-        thresholds.low,
-        ul = y(f64::from(thresholds.urgent_low)),
-        lx = W - 2.0,
-    );
-    // Readings more than three intervals apart are not joined: a gap shows as a gap.
-    let mut segment = String::new();
-    let mut previous: Option<i64> = None;
-    let flush = |segment: &mut String, out: &mut String| {
-        if segment.contains(' ') {
-            let _ = write!(
-                out,
-                "<polyline fill=\"none\" stroke=\"#1a1a1a\" stroke-width=\"1.2\" points=\"{}\"/>",
-                segment.trim()
-            );
-        } else if !segment.is_empty() {
-            let (cx, cy) = segment.trim().split_once(',').unwrap_or(("0", "0"));
-            let _ = write!(
-                out,
-                "<circle cx=\"{cx}\" cy=\"{cy}\" r=\"1.2\" fill=\"#1a1a1a\"/>"
-            );
-        }
-        segment.clear();
-    };
-    for reading in points {
-        if previous.is_some_and(|p| reading.timestamp_ms - p > 3 * cadence_ms) {
-            flush(&mut segment, out);
-        }
-        let _ = write!(
-            segment,
-            "{:.1},{:.1} ",
-            x(reading.timestamp_ms),
-            y(f64::from(reading.mg_per_dl))
-        );
-        previous = Some(reading.timestamp_ms);
-    }
-    flush(&mut segment, out);
-    out.push_str("</svg>");
-}
-
-/// The sensor cadence the history shows: the median gap between its newest readings, 5 minutes
-/// when there are too few.
-fn cadence_ms(history: &[Reading]) -> i64 {
-    let mut gaps: Vec<i64> = history
-        .windows(2)
-        .take(12)
-        .map(|w| w[0].timestamp_ms - w[1].timestamp_ms)
-        .filter(|g| *g > 0)
-        .collect();
-    if gaps.len() < 3 {
-        return 5 * 60 * 1000;
-    }
-    gaps.sort_unstable();
-    gaps[gaps.len() / 2]
 }
 
 fn age_text(age_ms: i64) -> String {
@@ -341,20 +287,39 @@ mod tests {
     use super::*;
 
     #[test]
-    fn bands_follow_the_thresholds() {
+    fn in_range_is_the_standard_band_and_the_alerts_are_told_apart() {
         let t = Thresholds::default();
         assert_eq!(Band::of(55, t), Band::UrgentLow);
         assert_eq!(Band::of(56, t), Band::Low);
-        assert_eq!(Band::of(70, t), Band::Low);
-        assert_eq!(Band::of(71, t), Band::InRange);
+        assert_eq!(Band::of(69, t), Band::Low);
+        assert_eq!(Band::of(70, t), Band::InRange);
+        assert_eq!(Band::of(180, t), Band::InRange);
+        assert_eq!(Band::of(181, t), Band::High);
         assert_eq!(Band::of(250, t), Band::High);
+        // An account's own low alert at 80 does not move the range: 75 is in range, and past
+        // that alert, and the page says both.
+        let kid = Thresholds {
+            urgent_low: 60,
+            low: 80,
+            high: 220,
+        };
+        assert_eq!(Band::of(75, kid), Band::InRange);
+        assert_eq!(
+            alert_text(75, kid).as_deref(),
+            Some("low alert: at or below 80 mg/dL")
+        );
+        assert_eq!(alert_text(120, kid), None);
+        assert_eq!(
+            alert_text(230, kid).as_deref(),
+            Some("high alert: at or above 220 mg/dL")
+        );
         for band in [Band::UrgentLow, Band::Low, Band::InRange, Band::High] {
             let (_, word, symbol) = band.describe();
             assert!(!word.is_empty() && !symbol.is_empty(), "not colour alone");
         }
     }
 
-    fn page_with(name: &str, mg_per_dl: u16, trend: Trend) -> String {
+    fn page_with(name: &str, mg_per_dl: u16, trend: Trend, simulated: bool) -> String {
         use crate::clock::{Clock, ManualClock};
         use crate::metrics::LatestReading;
         let clock = ManualClock::now_system();
@@ -385,24 +350,48 @@ mod tests {
             },
         });
         account.poll_succeeded(clock.now());
-        render(&metrics, &[history], "/metrics")
+        render(&metrics, &[history], "/metrics", simulated)
     }
 
     #[test]
     fn an_urgent_low_reads_as_one_in_words_symbol_colour_and_both_units() {
-        let page = page_with("kid", 50, Trend::SingleDown);
+        let page = page_with("kid", 50, Trend::SingleDown, false);
         assert!(page.contains("class=\"card urgent\""), "{page}");
         assert!(page.contains("‼ URGENT LOW"));
+        assert!(
+            page.contains("urgent-low alert: at or below 55 mg/dL"),
+            "{page}"
+        );
         assert!(page.contains(">50 <span class=\"unit\">mg/dL"));
         assert!(page.contains("2.8 mmol/L · falling"));
         assert!(page.contains("↓"));
-        assert!(page.contains("Share polling: healthy"));
+        assert!(page.contains("Dexcom connection: working"));
         assert!(page.contains("read 1m ago"), "{page}");
+        // Words a parent uses, and a page that is not the demo does not say simulated.
+        for gone in ["Share polling", "Readiness", "simulated", "Simulated"] {
+            assert!(!page.contains(gone), "{gone:?} on the page: {page}");
+        }
         // The chart: the 36 readings of three hours but the 4 missing, broken at the gap.
         assert!(
-            page.contains("last 3 hours: 32 readings from 50 to 120 mg/dL"),
+            page.contains("last 3 h: 32 readings from 50 to 120 mg/dL; in range 70–180 mg/dL shaded; alerts at 55, 70 and 250 mg/dL"),
             "{page}"
         );
+        // The alert thresholds are lines labelled as alerts; the range's edges are its own.
+        for alert in [
+            ">alert 55<",
+            ">alert 70<",
+            ">alert 250<",
+            ">180</text>",
+            ">70</text>",
+        ] {
+            assert!(page.contains(alert), "{alert} missing: {page}");
+        }
+        // The time axis: every hour of the three, then now.
+        let axis: Vec<&str> = ["3 h ago", "2 h ago", "1 h ago", "now"]
+            .into_iter()
+            .filter(|tick| page.contains(&format!(">{tick}</text>")))
+            .collect();
+        assert_eq!(axis.len(), 4, "time axis ticks: {axis:?} in {page}");
         assert_eq!(
             page.matches("<polyline").count(),
             2,
@@ -434,7 +423,7 @@ mod tests {
             std::sync::Arc::new(History::new("held", Default::default())),
             std::sync::Arc::new(History::new("off", Default::default())),
         ];
-        let page = render(&metrics, &histories, "/metrics");
+        let page = render(&metrics, &histories, "/metrics", false);
         assert!(
             page.contains("No value: login held back to protect the Dexcom account from a lockout after Share rejected the password"),
             "{page}"
@@ -453,12 +442,18 @@ mod tests {
             "<img src=x onerror=alert(1)>&\"",
             401,
             Trend::RateOutOfRange,
+            true,
         );
         assert!(!page.contains("<img"), "{page}");
         assert!(page.contains("&lt;img src=x onerror=alert(1)&gt;&amp;&quot;"));
         assert!(page.contains("above 400 <span class=\"unit\">mg/dL"));
-        assert!(page.contains("▲ HIGH"));
+        assert!(page.contains("▲ above range"));
+        assert!(page.contains("high alert: at or above 250 mg/dL"));
         assert!(page.contains("changing too fast to tell"));
+        // The demo says so on the page and on the card.
+        assert!(page.contains("<title>Dexcom Exporter (simulated)</title>"));
+        assert!(page.contains("<strong>Simulated</strong>"));
+        assert!(page.contains("<span class=\"tag\">simulated</span>"));
     }
 
     #[test]

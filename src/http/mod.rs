@@ -4,6 +4,7 @@
 //! which is all this module shows outside the crate ([`serve`], [`respond`], [`ServeLimits`]).
 
 mod basic_auth;
+mod chart;
 pub(crate) mod landing;
 pub(crate) mod routes;
 pub(crate) mod serve;

@@ -25,6 +25,7 @@ pub struct ServerState {
     telemetry_path: String,
     web: Arc<LiveWebConfig>,
     external_labels: Vec<(String, String)>,
+    simulated: bool,
 }
 
 impl ServerState {
@@ -45,7 +46,13 @@ impl ServerState {
             telemetry_path,
             web,
             external_labels,
+            simulated: false,
         }
+    }
+
+    /// The same state, its landing page saying the accounts are simulated (`--demo`).
+    pub fn simulated(self, simulated: bool) -> Self {
+        ServerState { simulated, ..self }
     }
 }
 
@@ -126,8 +133,12 @@ fn route(state: &ServerState, request: &Request<Incoming>) -> HttpResponse {
             }
         }
         _ => {
-            let page =
-                super::landing::render(&state.metrics, &state.histories, &state.telemetry_path);
+            let page = super::landing::render(
+                &state.metrics,
+                &state.histories,
+                &state.telemetry_path,
+                state.simulated,
+            );
             let mut response = respond(200, "text/html; charset=utf-8", page);
             response.headers_mut().insert(
                 hyper::header::CONTENT_SECURITY_POLICY,

@@ -19,6 +19,8 @@ fn check(
         .arg("check")
         .args(["--dexcom.username", USERNAME, "--dexcom.base-url", base_url])
         .env("DEXCOM_PASSWORD", password)
+        // Times are local with the zone: India's has no summer time, so it reads the same all year.
+        .env("TZ", "Asia/Kolkata")
         .env_remove("DEXCOM_EXPORTER_CONFIG_FILE")
         .env_remove("STATE_DIRECTORY");
     if let Some(storage) = storage {
@@ -90,6 +92,15 @@ async fn a_rejected_password_names_the_region_first_and_a_held_one_is_not_sent_a
     assert!(at("1. the region") < at("2. these must be the publisher's"));
     assert!(at("2. these must be") < at("3. username, e-mail or phone"));
     assert!(text.contains("the gate allows 3 more"), "{text}");
+    // The next attempt in the machine's local time, with its zone.
+    let next = &text[at("the next at ")..];
+    assert!(
+        next.lines()
+            .next()
+            .unwrap_or_default()
+            .contains(" IST (+05:30)"),
+        "{text}"
+    );
     assert!(text.contains("ous (shareous1.dexcom.com)"), "{text}");
     assert!(!text.contains("not-the-password"));
     assert_eq!(sim.simulator.request_counts(USERNAME).authenticate, 1);
@@ -109,6 +120,13 @@ async fn a_rejected_password_names_the_region_first_and_a_held_one_is_not_sent_a
             .unwrap()
             .contains("holds the password until"),
         "{text}"
+    );
+    assert!(
+        account["problem"]
+            .as_str()
+            .unwrap()
+            .contains(" IST (+05:30) ("),
+        "local time with the zone: {text}"
     );
     assert_eq!(
         sim.simulator.request_counts(USERNAME).authenticate,
@@ -248,7 +266,7 @@ async fn beside_the_running_service_check_reports_its_view_and_sends_nothing() {
         app.dir_path().join("state"),
         app.exporter.addr.to_string(),
     );
-    let (code, text) = tokio::task::spawn_blocking(move || {
+    let (code, text, log) = tokio::task::spawn_blocking(move || {
         let output = Command::new(env!("CARGO_BIN_EXE_dexcom_exporter"))
             .arg("check")
             .args(["--dexcom.username", USERNAME, "--dexcom.base-url", &base])
@@ -261,12 +279,25 @@ async fn beside_the_running_service_check_reports_its_view_and_sends_nothing() {
         (
             output.status.code().unwrap_or(-1),
             String::from_utf8_lossy(&output.stdout).into_owned(),
+            String::from_utf8_lossy(&output.stderr).into_owned(),
         )
     })
     .await
     .unwrap();
     assert_eq!(code, 0, "{text}");
-    assert!(text.starts_with(&format!("ok    {USERNAME}: ")), "{text}");
+    // It says once, first, that it sent nothing, then the service's view of the account; and
+    // no log line says it tries anything.
+    let lines: Vec<&str> = text.lines().collect();
+    assert_eq!(text.matches("sent nothing").count(), 1, "{text}");
+    assert!(
+        lines[0].contains("`check` sent nothing to Dexcom"),
+        "{text}"
+    );
+    assert!(
+        lines[1].starts_with(&format!("ok    {USERNAME}: ")),
+        "{text}"
+    );
+    assert!(!log.contains("trying it now"), "{log}");
     assert_eq!(
         app.counts().authenticate,
         logins,

@@ -420,3 +420,40 @@ fn grafana_dashboard_lints_clean() {
         assert!(titles.contains(needed), "no panel for {needed}");
     }
 }
+
+/// The shipped Grafana data source steps no finer than the shipped scrape: its `timeInterval`
+/// is the `dexcom` job's scrape interval, and the package installs the provisioning files.
+#[test]
+fn grafana_data_source_interval_is_the_scrape_interval_and_the_package_ships_it() {
+    let setting = |file: &str, key: &str| -> Vec<String> {
+        std::fs::read_to_string(repo().join(file))
+            .unwrap()
+            .lines()
+            .filter_map(|l| l.trim().strip_prefix(key))
+            .map(|v| v.trim().to_owned())
+            .collect()
+    };
+    let scrape = setting("deploy/prometheus/prometheus.yml", "scrape_interval:");
+    assert!(
+        !scrape.is_empty() && scrape.iter().all(|s| s == &scrape[0]),
+        "{scrape:?}"
+    );
+    let interval = setting(
+        "deploy/grafana/provisioning/datasources/prometheus.yml",
+        "timeInterval:",
+    );
+    assert_eq!(interval, [scrape[0].clone()]);
+    let manifest = std::fs::read_to_string(repo().join("Cargo.toml")).unwrap();
+    for file in [
+        "deploy/grafana/provisioning/dashboards/dexcom.yml",
+        "deploy/grafana/provisioning/datasources/prometheus.yml",
+        "grafana/dexcom.json",
+    ] {
+        assert!(
+            manifest.contains(&format!(
+                "[\"{file}\", \"usr/share/doc/dexcom-exporter/examples/"
+            )),
+            "{file} is not among the package's assets"
+        );
+    }
+}

@@ -102,13 +102,27 @@ async fn chromium_renders_the_landing_page_with_values_units_and_charts() {
         "a value per account: {html}"
     );
     assert_eq!(html.matches("mmol/L").count(), 2, "{html}");
-    assert_eq!(html.matches("Share polling: healthy").count(), 2, "{html}");
+    assert_eq!(
+        html.matches("Dexcom connection: working").count(),
+        2,
+        "{html}"
+    );
     assert!(
-        ["URGENT LOW", "LOW", "in range", "HIGH"]
+        ["URGENT LOW", "below range", "in range", "above range"]
             .iter()
             .any(|band| html.contains(band)),
         "no range named on the page: {html}"
     );
+    // One meaning of in range, the alert thresholds as alerts, a time axis, a parent's words.
+    assert_eq!(html.matches("(70–180)").count(), 2, "{html}");
+    assert!(html.contains("In range means 70–180 mg/dL"), "{html}");
+    assert_eq!(html.matches(">alert 55<").count(), 2, "{html}");
+    assert_eq!(html.matches(">now</text>").count(), 2, "{html}");
+    // 36 readings at the 500 ms cadence: the axis spans 18 s.
+    assert_eq!(html.matches(">18 s ago</text>").count(), 2, "{html}");
+    for gone in ["Share polling", "Readiness", "Simulated"] {
+        assert!(!html.contains(gone), "{gone:?} on the page: {html}");
+    }
     screenshot_checked(&chromium, &app.url("/")).await;
     app.stop().await;
 }
