@@ -11,7 +11,10 @@
 # The pages' commands keep their ports as written (18018, 18019, 9093), so the script runs in a
 # network namespace of its own (only loopback): there those ports are free whatever this
 # machine runs, and the test alert cannot reach this machine's own Alertmanager, which would
-# ring a real phone. Everything else it binds is a free port.
+# ring a real phone. Everything else it binds is a free port. As root it runs in a throwaway
+# root (packaging/throwaway-root.sh), which has that network namespace and more: a command
+# typed without --storage.path finds the package's /var/lib/dexcom_exporter when the machine
+# has one, and there it writes to a copy that vanishes, never to the service's login gate.
 # `bash packaging/check-readme.sh`
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -19,9 +22,11 @@ cd "$(dirname "$0")/.."
 if [ "${DEXCOM_README_NETNS:-}" != 1 ]; then
   # There is no network in there: fetch the crates out here.
   cargo fetch --locked --quiet
-  namespace=(unshare --net)
-  [ "$(id -u)" -eq 0 ] || namespace=(unshare --user --map-root-user --net)
-  exec env DEXCOM_README_NETNS=1 "${namespace[@]}" -- bash -c 'ip link set lo up && exec bash "$0"' "$0"
+  if [ "$(id -u)" -eq 0 ]; then
+    exec env DEXCOM_README_NETNS=1 bash packaging/throwaway-root.sh bash "$0"
+  fi
+  exec env DEXCOM_README_NETNS=1 unshare --user --map-root-user --net -- \
+    bash -c 'ip link set lo up && exec bash "$0"' "$0"
 fi
 work=$(mktemp -d)
 pids=()

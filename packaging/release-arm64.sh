@@ -3,9 +3,10 @@
 # amd64 Debian machine: the Debian package, checked by serving --demo under
 # qemu-aarch64-static, and (with podman) the container image. Not part of CI: the arm64
 # standard library is a 220 MB download. Run as root: `bash packaging/release-arm64.sh`.
-# The package lands at target/aarch64-unknown-linux-gnu/debian/dexcom-exporter_VERSION_arm64.deb
-# (with CARGO_TARGET_DIR set, under that directory instead); the last lines printed say how to
-# copy it to the Pi and install it there.
+# The package lands at target/debian/dexcom-exporter_VERSION_arm64.deb, beside the amd64 one
+# (cargo-deb 3.8 also leaves a copy under target/aarch64-unknown-linux-gnu/debian/; with
+# CARGO_TARGET_DIR set, under that directory instead); the last lines printed say how to copy
+# it to the Pi and install it there.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 . packaging/lib.sh
