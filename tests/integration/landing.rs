@@ -120,7 +120,7 @@ async fn chromium_renders_the_landing_page_with_values_units_and_charts() {
     assert_eq!(html.matches(">now</text>").count(), 2, "{html}");
     // 36 readings at the 500 ms cadence: the axis spans 18 s.
     assert_eq!(html.matches(">18 s ago</text>").count(), 2, "{html}");
-    for gone in ["Share polling", "Readiness", "Simulated"] {
+    for gone in ["Share polling", "Readiness", ">Simulated<", ">simulated<"] {
         assert!(!html.contains(gone), "{gone:?} on the page: {html}");
     }
     screenshot_checked(&chromium, &app.url("/")).await;
