@@ -82,15 +82,20 @@ install_and_configure() {
     --reading-interval 2s >/dev/null 2>&1 &
   sim=$!
   wait_for_port "$port"
-  /usr/bin/dexcom_exporter check --dexcom.username alice \
-    --dexcom.password-file /etc/dexcom_exporter/password \
-    --dexcom.base-url "http://127.0.0.1:$port/ShareWebServices/Services/" \
-    --storage.path /var/lib/dexcom_exporter >/dev/null
+  # A refused password first, then the right one: the gate's memory holds a failure and a
+  # confirmed password, as a real installation's does after a typo was fixed.
+  printf 'a typo\n' >"$private/typo"
+  for file in "$private/typo" /etc/dexcom_exporter/password; do
+    /usr/bin/dexcom_exporter check --dexcom.username alice --dexcom.password-file "$file" \
+      --dexcom.base-url "http://127.0.0.1:$port/ShareWebServices/Services/" \
+      --storage.path /var/lib/dexcom_exporter >/dev/null 2>&1 || true
+  done
   kill "$sim"
   wait "$sim" 2>/dev/null || true
   sim=""
   systemctl enable dexcom_exporter.service >/dev/null 2>&1
-  [ -n "$(ls /var/lib/private/dexcom_exporter)" ] || { echo "check wrote no state" >&2; exit 1; }
+  [ -n "$(find /var/lib/private/dexcom_exporter -type f -name '*.json')" ] \
+    || { echo "check wrote no state" >&2; exit 1; }
 }
 
 if ! dpkg-query -W -f '${Status}' dexcom-exporter 2>/dev/null | grep -q 'install ok installed'; then
