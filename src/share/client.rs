@@ -221,6 +221,11 @@ impl ShareClient {
     pub(super) fn hold_for(&mut self, fault: StoreFault) {
         if self.said_fault != Some(fault.kind()) {
             self.said_fault = Some(fault.kind());
+            if matches!(fault, StoreFault::Duplicate { .. }) {
+                tracing::error!(error = %fault, "this entry stops logging in: list each Dexcom account once in the configuration");
+                self.store_fault = Some(fault);
+                return;
+            }
             tracing::error!(error = %fault, "the password is held until the login gate's memory can be kept: a login that cannot be counted could lock the Dexcom account. Check the state directory: free space, a writable disk, the files' owner (a file written by root is given to the directory's owner)");
         }
         self.store_fault = Some(fault);

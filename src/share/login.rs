@@ -223,14 +223,17 @@ impl ShareClient {
             });
         match saved {
             Ok(()) => {
-                if let Some(StoreFault::Unwritable { .. }) = self.store_fault.take() {
-                    self.said_fault = None;
-                    tracing::info!("the login gate's memory is saved again: logins may go");
-                } else if let Some(fault) = self.store_fault.take() {
-                    // Unreadable was replaced by this save; a duplicate stays.
-                    if matches!(fault, StoreFault::Duplicate { .. }) {
-                        self.store_fault = Some(fault);
+                match self.store_fault.take() {
+                    Some(StoreFault::Unwritable { .. }) => {
+                        self.said_fault = None;
+                        tracing::info!("the login gate's memory is saved again: logins may go");
                     }
+                    // A duplicate is for the life of the process.
+                    Some(duplicate @ StoreFault::Duplicate { .. }) => {
+                        self.store_fault = Some(duplicate);
+                    }
+                    // Unreadable was replaced by this save.
+                    Some(StoreFault::Unreadable { .. }) | None => {}
                 }
                 Ok(())
             }
