@@ -39,6 +39,19 @@ pub type Counters = BTreeMap<String, (u64, u64)>;
 /// Label or annotation names and values.
 pub type Pairs = BTreeMap<String, String>;
 
+/// `url` without the user and password it may carry (basic auth in front of Prometheus or
+/// Alertmanager): what drill prints is pasted where others read it.
+pub fn shown(url: &str) -> String {
+    match reqwest::Url::parse(url) {
+        Ok(mut parsed) if !parsed.username().is_empty() || parsed.password().is_some() => {
+            let _ = parsed.set_username("");
+            let _ = parsed.set_password(None);
+            parsed.as_str().trim_end_matches('/').to_owned()
+        }
+        _ => url.to_owned(),
+    }
+}
+
 /// Prometheus and Alertmanager at their base URLs.
 #[derive(Debug, Clone)]
 pub struct Apis {
@@ -55,7 +68,7 @@ impl Apis {
             .timeout(REQUEST_TIMEOUT)
             .build()
             .map_err(|e| DrillError::Prometheus {
-                url: prometheus.to_owned(),
+                url: shown(prometheus),
                 reason: e.to_string(),
             })?;
         Ok(Apis {
@@ -70,10 +83,20 @@ impl Apis {
         &self.alertmanager
     }
 
+    /// The Prometheus base URL as it may be shown (no user or password in it).
+    pub fn prometheus_shown(&self) -> String {
+        shown(&self.prometheus)
+    }
+
+    /// The Alertmanager base URL as it may be shown (no user or password in it).
+    pub fn alertmanager_shown(&self) -> String {
+        shown(&self.alertmanager)
+    }
+
     /// `data` of Prometheus's `GET /api/v1/PATH`.
     pub async fn prometheus(&self, path: &str) -> Result<Value, DrillError> {
         let error = |reason: String| DrillError::Prometheus {
-            url: self.prometheus.clone(),
+            url: shown(&self.prometheus),
             reason,
         };
         let body = self
@@ -142,7 +165,7 @@ impl Apis {
 
     fn am_error(&self, reason: String) -> DrillError {
         DrillError::Alertmanager {
-            url: self.alertmanager.clone(),
+            url: shown(&self.alertmanager),
             reason,
         }
     }
@@ -225,5 +248,24 @@ mod tests {
         let counters = parse_counters(text);
         assert_eq!(counters["pushover"], (3, 2));
         assert_eq!(counters["webhook"], (7, 0));
+    }
+}
+
+#[cfg(test)]
+mod shown_tests {
+    use super::*;
+
+    #[test]
+    fn a_user_and_password_in_a_url_are_never_shown() {
+        assert_eq!(
+            shown("http://admin:SECRET@127.0.0.1:9093/"),
+            "http://127.0.0.1:9093"
+        );
+        assert_eq!(shown("http://127.0.0.1:9093"), "http://127.0.0.1:9093");
+        let error = Apis::new("http://u:SECRET@127.0.0.1:1", "http://127.0.0.1:2")
+            .unwrap()
+            .am_error("x".into())
+            .to_string();
+        assert!(!error.contains("SECRET"), "{error}");
     }
 }

@@ -55,7 +55,37 @@ fn from_log(log: &str, kind: &str) -> Option<String> {
             .map_or(err.as_str(), |(_, r)| r)
             .to_owned(),
     };
-    Some(reason.chars().take(MAX_REASON).collect())
+    Some(without_urls(&reason).chars().take(MAX_REASON).collect())
+}
+
+/// `text` with every URL cut to its scheme, host and port: a receiver's URL may hold its
+/// credentials (Telegram's bot token in the path, a relay's key in the query, a password
+/// before the host), and a drill's output is pasted where anyone reads it.
+fn without_urls(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    let mut rest = text;
+    while let Some(at) = ["http://", "https://"]
+        .iter()
+        .filter_map(|scheme| rest.find(scheme).map(|i| (i, scheme.len())))
+        .min()
+    {
+        let (before, url) = rest.split_at(at.0);
+        out.push_str(before);
+        let end = url
+            .find(|c: char| c.is_whitespace() || c == '"' || c == '\'')
+            .unwrap_or(url.len());
+        let (scheme, after) = url[..end].split_at(at.1);
+        let authority = after.split(['/', '?', '#']).next().unwrap_or_default();
+        let host = authority.rsplit('@').next().unwrap_or_default();
+        out.push_str(scheme);
+        out.push_str(host);
+        if host.len() < after.len() {
+            out.push_str("/…");
+        }
+        rest = &url[end..];
+    }
+    out.push_str(rest);
+    out
 }
 
 #[cfg(test)]
@@ -75,7 +105,21 @@ mod tests {
         let plain = r#"level=error msg="Notify for alerts failed" err="x/webhook[0]: notify retry canceled after 3 attempts: Post \"http://127.0.0.1:8000/hook\": connection refused""#;
         assert_eq!(
             from_log(plain, "webhook").as_deref(),
-            Some(r#"Post "http://127.0.0.1:8000/hook": connection refused"#)
+            Some(r#"Post "http://127.0.0.1:8000/…": connection refused"#)
         );
+    }
+
+    #[test]
+    fn no_credential_of_a_receivers_url_is_shown() {
+        let telegram = r#"level=error msg="Notify for alerts failed" err="x/telegram[0]: notify retry canceled after 3 attempts: telebot: Post "https://api.telegram.org/bot123456789:SECRET-BOT-TOKEN/sendMessage": dial tcp: i/o timeout""#;
+        let relay = r#"level=error msg="Notify for alerts failed" err="x/webhook[0]: notify retry canceled after 1 attempts: unexpected status code 500: https://admin:SECRET-PW@relay.example:8443/ntfy?auth=SECRET-KEY: no""#;
+        for (log, kind, host) in [
+            (telegram, "telegram", "https://api.telegram.org/…"),
+            (relay, "webhook", "https://relay.example:8443/…"),
+        ] {
+            let reason = from_log(log, kind).unwrap();
+            assert!(!reason.contains("SECRET"), "{reason}");
+            assert!(reason.contains(host), "{reason}");
+        }
     }
 }

@@ -138,7 +138,7 @@ async fn chain(
         true,
         format!(
             "Prometheus answers at {} (version {})",
-            settings.prometheus_url,
+            apis.prometheus_shown(),
             build["version"].as_str().unwrap_or("unknown")
         ),
     );
@@ -148,7 +148,7 @@ async fn chain(
         true,
         format!(
             "Alertmanager answers at {} (version {})",
-            apis.alertmanager_url(),
+            apis.alertmanager_shown(),
             status["versionInfo"]["version"]
                 .as_str()
                 .unwrap_or("unknown")
@@ -284,8 +284,11 @@ async fn prometheus_side(
         } else {
             format!(
                 "Prometheus sends its alerts to {}, not to {}",
-                urls.join(", "),
-                apis.alertmanager_url()
+                urls.iter()
+                    .map(|u| api::shown(u))
+                    .collect::<Vec<_>>()
+                    .join(", "),
+                apis.alertmanager_shown()
             )
         },
     );
@@ -298,6 +301,8 @@ fn same_place(url: &str, base: &str) -> bool {
     fn authority(url: &str) -> String {
         let rest = url.split_once("://").map_or(url, |(_, r)| r);
         let authority = rest.split('/').next().unwrap_or_default();
+        // Without a user and password: they say nothing of where it is.
+        let authority = authority.rsplit('@').next().unwrap_or_default();
         authority
             .replace("localhost", "127.0.0.1")
             .replace("[::1]", "127.0.0.1")
