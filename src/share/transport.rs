@@ -309,18 +309,20 @@ fn edge_answer(status: u16, cf_mitigated: bool, json: bool, body: &[u8]) -> Opti
     if cf_mitigated {
         return Some(EdgeAnswer::Challenge);
     }
+    // Cloudflare answers API clients in plain text ("error code: 1015"), without its name.
+    let rate_limit_code = text.contains("error code: 1015") || text.contains("error 1015");
     if matches!(status, 403 | 429)
-        && cloudflare_page
-        && (text.contains("error code: 1015")
-            || text.contains("error 1015")
-            || text.contains("rate limited"))
+        && (rate_limit_code || (cloudflare_page && text.contains("rate limited")))
     {
         return Some(EdgeAnswer::RateLimited);
     }
+    // A challenge page, or a firewall rule's block (error 1020): the edge refuses the client.
     if status == 403
         && (text.contains("just a moment")
             || text.contains("challenge-platform")
-            || text.contains("cf_chl"))
+            || text.contains("cf_chl")
+            || text.contains("error code: 1020")
+            || text.contains("you have been blocked"))
     {
         return Some(EdgeAnswer::Challenge);
     }
@@ -430,7 +432,7 @@ mod tests {
         let share_fault = br#"{"Code":"AccountPasswordInvalid","Message":"x"}"#;
         // Status, cf-mitigated, JSON body, body, what it is.
         type Case<'a> = (u16, bool, bool, &'a [u8], Option<EdgeAnswer>);
-        let cases: [Case; 9] = [
+        let cases: [Case; 12] = [
             (
                 403,
                 false,
@@ -461,6 +463,28 @@ mod tests {
                 Some(EdgeAnswer::Failed),
             ),
             (503, false, false, b"", Some(EdgeAnswer::Failed)),
+            // As Cloudflare answers API clients: plain text, no name.
+            (
+                429,
+                false,
+                false,
+                b"error code: 1015",
+                Some(EdgeAnswer::RateLimited),
+            ),
+            (
+                403,
+                false,
+                false,
+                b"error code: 1020",
+                Some(EdgeAnswer::Challenge),
+            ),
+            (
+                403,
+                false,
+                false,
+                b"<h1>Sorry, you have been blocked</h1>",
+                Some(EdgeAnswer::Challenge),
+            ),
             // Share's own answers, and pages that are not Cloudflare's.
             (500, false, true, share_fault, None),
             (429, false, false, b"Too Many Requests", None),
