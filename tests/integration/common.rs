@@ -195,8 +195,12 @@ pub fn root_for(what: &str) -> bool {
 /// test finds the developer's `~/.local/state` or a real installation's
 /// `/var/lib/dexcom_exporter`, which every command would otherwise use by default.
 pub fn isolate_state(command: &mut std::process::Command) {
-    let named = command.get_envs().any(|(k, _)| {
-        k == "DEXCOM_EXPORTER_STORAGE_PATH" || k == "STATE_DIRECTORY" || k == "XDG_STATE_HOME"
+    // Only a variable set to a value names a directory (one taken out is listed with none).
+    let named = command.get_envs().any(|(k, v)| {
+        v.is_some()
+            && (k == "DEXCOM_EXPORTER_STORAGE_PATH"
+                || k == "STATE_DIRECTORY"
+                || k == "XDG_STATE_HOME")
     }) || command
         .get_args()
         .any(|a| a.to_string_lossy().starts_with("--storage.path"));
