@@ -67,7 +67,9 @@ if podman logs dexcom-check-real 2>&1 | grep -q 'c0ntainer secret'; then
 fi
 podman stop --time 10 dexcom-check-real >/dev/null
 mount=$(podman volume inspect --format '{{.Mountpoint}}' dexcom-check-state)
-ls "$mount" | grep -q '^account-alice.json$' || { echo "no state file on the volume" >&2; exit 1; }
+# The login gate's memory, one file per Dexcom identity (the username's, pointing at the
+# account ID Share resolved it to, and the ID's).
+ls "$mount" | grep -q '^gate-.*\.json$' || { echo "no state file on the volume" >&2; exit 1; }
 echo "served alice with the password from a secret file; state kept on the volume"
 
 echo "--> nothing left behind"
