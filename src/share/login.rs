@@ -123,12 +123,18 @@ impl ShareClient {
             }
             Err(fault) => {
                 self.hold_for(fault.clone());
-                let until = self
-                    .login_hold()
-                    .map_or_else(std::time::SystemTime::now, |h| from_unix_ms(h.until_ms));
-                Err(ShareError::StateUnavailable { until, fault })
+                Err(self.state_unavailable(fault))
             }
         }
+    }
+
+    /// The error of a login not made because the gate's memory cannot be kept: until the
+    /// gate's hold ends (the next try).
+    fn state_unavailable(&self, fault: StoreFault) -> ShareError {
+        let until = self
+            .login_hold()
+            .map_or_else(std::time::SystemTime::now, |h| from_unix_ms(h.until_ms));
+        ShareError::StateUnavailable { until, fault }
     }
 
     /// Saves, before the password leaves, that it is about to: a run killed before the answer
@@ -140,10 +146,7 @@ impl ShareClient {
             Ok(()) => Ok(()),
             Err(fault) => {
                 self.gate.abandon_request();
-                let until = self
-                    .login_hold()
-                    .map_or_else(std::time::SystemTime::now, |h| from_unix_ms(h.until_ms));
-                Err(ShareError::StateUnavailable { until, fault })
+                Err(self.state_unavailable(fault))
             }
         }
     }
