@@ -506,7 +506,7 @@ fn failure_causes(account: &AccountConfig, error: &ShareError, hold: Option<Hold
 /// `ms` (Unix milliseconds) as the person at the terminal reads a time: the machine's local
 /// time with its zone (`TZ`, else `/etc/localtime`), e.g. `2026-12-07 22:41:07 CET (+01:00)`;
 /// UTC when the machine names no zone.
-fn local_time(ms: i64) -> String {
+pub(crate) fn local_time(ms: i64) -> String {
     jiff::Timestamp::from_millisecond(ms).map_or_else(
         |_| humantime::format_rfc3339_seconds(from_unix_ms(ms)).to_string(),
         |t| {

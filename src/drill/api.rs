@@ -33,8 +33,40 @@ pub enum DrillError {
     },
 }
 
-/// Notification attempts and failures per integration, as Alertmanager counts them.
-pub type Counters = BTreeMap<String, (u64, u64)>;
+/// What Alertmanager counted for one integration kind.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Tally {
+    /// Notifications begun (`alertmanager_notifications_total`): counted when Alertmanager
+    /// starts one, before it knows whether it gets through.
+    pub begun: u64,
+    /// Notifications given up on after their retries (`..._notifications_failed_total`):
+    /// counted only when the retries end, which for an error that may pass is minutes later.
+    pub given_up: u64,
+    /// Requests sent, each retry one (`alertmanager_notification_requests_total`).
+    pub requests: u64,
+    /// Requests that failed (`alertmanager_notification_requests_failed_total`).
+    pub requests_failed: u64,
+}
+
+impl Tally {
+    /// What happened between `self` (earlier) and `later`.
+    pub fn since(&self, later: &Tally) -> Tally {
+        Tally {
+            begun: later.begun.saturating_sub(self.begun),
+            given_up: later.given_up.saturating_sub(self.given_up),
+            requests: later.requests.saturating_sub(self.requests),
+            requests_failed: later.requests_failed.saturating_sub(self.requests_failed),
+        }
+    }
+
+    /// Requests the far end took: the only sign that a notification got through.
+    pub fn delivered(&self) -> u64 {
+        self.requests.saturating_sub(self.requests_failed)
+    }
+}
+
+/// What Alertmanager counted, per integration kind.
+pub type Counters = BTreeMap<String, Tally>;
 
 /// Label or annotation names and values.
 pub type Pairs = BTreeMap<String, String>;
@@ -147,8 +179,32 @@ impl Apis {
         Ok(())
     }
 
-    /// `alertmanager_notifications_total` and `_failed_total` per integration, summed over
-    /// any other label (newer Alertmanagers add `reason` to failures).
+    /// Alertmanager's alerts whose labels match `filter` (`alertname="Watchdog"`), silenced
+    /// and inhibited ones too.
+    pub async fn alertmanager_alerts(&self, filter: &str) -> Result<Vec<Value>, DrillError> {
+        let url = reqwest::Url::parse_with_params(
+            &format!("{}/api/v2/alerts", self.alertmanager),
+            &[("filter", filter)],
+        )
+        .map_err(|e| self.am_error(e.to_string()))?;
+        let body = self
+            .get_json(url.as_str())
+            .await
+            .map_err(|reason| self.am_error(reason))?;
+        Ok(body.as_array().cloned().unwrap_or_default())
+    }
+
+    /// Alertmanager's silences (active, pending and expired).
+    pub async fn silences(&self) -> Result<Vec<Value>, DrillError> {
+        let body = self
+            .get_json(&format!("{}/api/v2/silences", self.alertmanager))
+            .await
+            .map_err(|reason| self.am_error(reason))?;
+        Ok(body.as_array().cloned().unwrap_or_default())
+    }
+
+    /// The four notification counters per integration, summed over any other label (newer
+    /// Alertmanagers add `reason` to failures).
     pub async fn counters(&self) -> Result<Counters, DrillError> {
         let text = self
             .client
@@ -198,18 +254,20 @@ fn one_line(error: &dyn std::error::Error) -> String {
     text
 }
 
-/// The two notification counters per integration from Prometheus text.
+/// The four notification counters per integration from Prometheus text.
 fn parse_counters(text: &str) -> Counters {
     let mut out = Counters::new();
     for line in text.lines() {
-        let (failed, rest) =
-            if let Some(rest) = line.strip_prefix("alertmanager_notifications_failed_total{") {
-                (true, rest)
-            } else if let Some(rest) = line.strip_prefix("alertmanager_notifications_total{") {
-                (false, rest)
-            } else {
-                continue;
-            };
+        let Some((name, rest)) = line.split_once('{') else {
+            continue;
+        };
+        let field: fn(&mut Tally) -> &mut u64 = match name {
+            "alertmanager_notifications_total" => |t| &mut t.begun,
+            "alertmanager_notifications_failed_total" => |t| &mut t.given_up,
+            "alertmanager_notification_requests_total" => |t| &mut t.requests,
+            "alertmanager_notification_requests_failed_total" => |t| &mut t.requests_failed,
+            _ => continue,
+        };
         let Some((labels, value)) = rest.split_once('}') else {
             continue;
         };
@@ -223,14 +281,8 @@ fn parse_counters(text: &str) -> Counters {
         let Ok(value) = value.trim().parse::<f64>() else {
             continue;
         };
-        let entry = out.entry(integration.to_owned()).or_default();
         // Counters are whole numbers; the float is Prometheus's text format.
-        let value = value.max(0.0) as u64;
-        if failed {
-            entry.1 += value;
-        } else {
-            entry.0 += value;
-        }
+        *field(out.entry(integration.to_owned()).or_default()) += value.max(0.0) as u64;
     }
     out
 }
@@ -244,10 +296,14 @@ mod tests {
         let text = "# HELP x\nalertmanager_notifications_total{integration=\"pushover\"} 3\n\
             alertmanager_notifications_failed_total{integration=\"pushover\",reason=\"clientError\"} 1\n\
             alertmanager_notifications_failed_total{integration=\"pushover\",reason=\"other\"} 1\n\
+            alertmanager_notification_requests_total{integration=\"pushover\"} 5\n\
+            alertmanager_notification_requests_failed_total{integration=\"pushover\"} 4\n\
             alertmanager_notifications_total{integration=\"webhook\"} 7\n";
         let counters = parse_counters(text);
-        assert_eq!(counters["pushover"], (3, 2));
-        assert_eq!(counters["webhook"], (7, 0));
+        let pushover = counters["pushover"];
+        assert_eq!((pushover.begun, pushover.given_up), (3, 2));
+        assert_eq!(pushover.delivered(), 1);
+        assert_eq!(counters["webhook"].begun, 7);
     }
 }
 

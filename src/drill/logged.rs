@@ -2,7 +2,8 @@
 //! invalid"), read from Alertmanager's log where this machine keeps it: the journal of
 //! Debian's `prometheus-alertmanager` unit (or an `alertmanager` unit). Alertmanager's API
 //! does not say why; its counters only say that. Where there is no journal to read (a
-//! container, another user's unit) the drill says where to look instead.
+//! container, another user's unit, an Alertmanager on another machine) the drill says where
+//! to look instead: this machine's journal says nothing of an Alertmanager elsewhere.
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -14,8 +15,12 @@ const JOURNAL_TIMEOUT: Duration = Duration::from_secs(5);
 const MAX_REASON: usize = 160;
 
 /// The reason Alertmanager logged since `since` for the latest failure of integration `kind`
-/// (`pushover`), or where to look for it.
-pub async fn reason(kind: &str, since: SystemTime) -> String {
+/// (`pushover`), or where to look for it. Only an Alertmanager on this machine
+/// (`alertmanager_url` on loopback) is looked up in the journal.
+pub async fn reason(kind: &str, since: SystemTime, alertmanager_url: &str) -> String {
+    if !on_this_machine(alertmanager_url) {
+        return LOOK.replace("journalctl", "on its machine, journalctl");
+    }
     // A few seconds early: the failure may have been logged as the alert was posted.
     let secs = since
         .duration_since(UNIX_EPOCH)
@@ -38,6 +43,19 @@ pub async fn reason(kind: &str, since: SystemTime) -> String {
         }
         _ => LOOK.to_owned(),
     }
+}
+
+/// Whether `url`'s host is this machine's loopback.
+fn on_this_machine(url: &str) -> bool {
+    let Ok(parsed) = reqwest::Url::parse(url) else {
+        return false;
+    };
+    let host = parsed.host_str().unwrap_or_default();
+    let bare = host.trim_start_matches('[').trim_end_matches(']');
+    host.eq_ignore_ascii_case("localhost")
+        || bare
+            .parse::<std::net::IpAddr>()
+            .is_ok_and(|ip| ip.is_loopback())
 }
 
 /// The reason in the latest "Notify for alerts failed" line about `kind`: the far end's own
@@ -94,6 +112,15 @@ mod tests {
 
     /// As Alertmanager 0.25 logs a token Pushover refuses.
     const REFUSED: &str = r#"ts=2026-12-07T20:15:45.300Z caller=dispatch.go:352 level=error component=dispatcher msg="Notify for alerts failed" num_alerts=1 err="glucose-critical/pushover[0]: notify retry canceled due to unrecoverable error after 1 attempts: unexpected status code 400: {\"token\":\"invalid\",\"errors\":[\"application token is invalid\"],\"status\":0,\"request\":\"5c4f9a6e-test\"}""#;
+
+    #[test]
+    fn only_an_alertmanager_here_is_looked_up_in_this_journal() {
+        assert!(on_this_machine("http://127.0.0.1:9093"));
+        assert!(on_this_machine("http://localhost:9093/"));
+        assert!(on_this_machine("http://[::1]:9093"));
+        assert!(!on_this_machine("http://alarm-pi.lan:9093"));
+        assert!(!on_this_machine("https://192.168.1.20/alertmanager"));
+    }
 
     #[test]
     fn the_far_ends_own_words() {

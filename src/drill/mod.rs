@@ -17,6 +17,10 @@ mod api;
 mod logged;
 mod routing;
 mod send;
+mod silences;
+
+use std::collections::BTreeSet;
+use std::time::{Duration, Instant};
 
 use serde::Serialize;
 use serde_json::Value;
@@ -56,10 +60,10 @@ pub struct Step {
 /// Every step, and the exit code they add up to.
 #[derive(Debug, Clone, Serialize)]
 pub struct Report {
-    /// `works`, `would_not_ring` or `unreachable`.
+    /// `works`, `would_not_ring`, `unreachable` or `interrupted`.
     pub outcome: &'static str,
     /// 0 the chain works, 1 something would not ring, 2 Prometheus or Alertmanager cannot be
-    /// reached.
+    /// reached, 130 interrupted (the test alarms ended first).
     pub exit_code: u8,
     /// The steps in the order they ran.
     pub steps: Vec<Step>,
@@ -78,11 +82,15 @@ pub fn run(settings: &DrillSettings, json: bool) -> u8 {
             return 1;
         }
     };
-    let report = runtime.block_on(drill(settings, &mut |step| {
-        if !json {
-            println!("{}", render_line(step));
-        }
-    }));
+    let report = runtime.block_on(drill(
+        settings,
+        &mut |step| {
+            if !json {
+                println!("{}", render_line(step));
+            }
+        },
+        crate::shutdown::signal(),
+    ));
     if json {
         println!(
             "{}",
@@ -101,19 +109,46 @@ pub fn render_line(step: &Step) -> String {
     )
 }
 
-/// The drill itself; `on_step` sees each step as soon as it is known.
-pub async fn drill(settings: &DrillSettings, on_step: &mut dyn FnMut(&Step)) -> Report {
+/// The drill itself; `on_step` sees each step as soon as it is known. When `shutdown`
+/// completes first (SIGINT, SIGTERM), the test alarms are ended before it returns, so no
+/// phone keeps ringing for a drill nobody watches.
+pub async fn drill(
+    settings: &DrillSettings,
+    on_step: &mut dyn FnMut(&Step),
+    shutdown: impl std::future::Future<Output = ()>,
+) -> Report {
     let mut steps = Vec::new();
     let mut record = |step: &'static str, ok: bool, says: String| {
         let step = Step { step, ok, says };
         on_step(&step);
         steps.push(step);
     };
-    match chain(settings, &mut record).await {
-        Ok(()) => {}
+    let account = send::run_account();
+    match Apis::new(&settings.prometheus_url, &settings.alertmanager_url) {
         Err(error) => record("reach", false, error.to_string()),
+        Ok(apis) => {
+            let finished = tokio::select! {
+                result = chain(&apis, &account, &mut record) => Some(result),
+                () = shutdown => None,
+            };
+            match finished {
+                Some(Ok(())) => {}
+                Some(Err(error)) => record("reach", false, error.to_string()),
+                None => {
+                    let says = match send::end_all(&apis, &account).await {
+                        Ok(()) => "Interrupted: the test alarms were ended".to_owned(),
+                        Err(error) => format!(
+                            "Interrupted, and the test alarms could not be ended ({error}): they end by themselves within minutes"
+                        ),
+                    };
+                    record("interrupted", false, says);
+                }
+            }
+        }
     }
-    let (outcome, exit_code) = if steps.iter().any(|s| s.step == "reach") {
+    let (outcome, exit_code) = if steps.iter().any(|s| s.step == "interrupted") {
+        ("interrupted", 130)
+    } else if steps.iter().any(|s| s.step == "reach") {
         ("unreachable", 2)
     } else if steps.iter().all(|s| s.ok) {
         ("works", 0)
@@ -128,10 +163,10 @@ pub async fn drill(settings: &DrillSettings, on_step: &mut dyn FnMut(&Step)) -> 
 }
 
 async fn chain(
-    settings: &DrillSettings,
+    apis: &Apis,
+    account: &str,
     record: &mut dyn FnMut(&'static str, bool, String),
 ) -> Result<(), DrillError> {
-    let apis = Apis::new(&settings.prometheus_url, &settings.alertmanager_url)?;
     let build = apis.prometheus("status/buildinfo").await?;
     record(
         "prometheus",
@@ -154,7 +189,7 @@ async fn chain(
                 .unwrap_or("unknown")
         ),
     );
-    prometheus_side(&apis, record).await?;
+    let known = prometheus_side(apis, record).await?;
     let text = status["config"]["original"].as_str().unwrap_or_default();
     let config = match AlertmanagerConfig::parse(text) {
         Ok(config) => config,
@@ -168,15 +203,108 @@ async fn chain(
         }
     };
     config_checks(&config, record);
-    send::send_and_end(&apis, &config, record).await
+    silences(apis, &config, &known, account, record).await?;
+    send::send_and_end(apis, &config, account, record).await
 }
+
+/// What Prometheus says may fire: each alerting rule's labels (its name and what it sets),
+/// once per account for the rules that read the exporter's series.
+struct Known {
+    candidates: Vec<silences::Labels>,
+}
+
+/// How long Prometheus's alerts may take to reach Alertmanager: it sends a firing alert again
+/// every minute (`--rules.alert.resend-delay`), so one has arrived by then if any will.
+const ALERTS_ARRIVE_WITHIN: Duration = Duration::from_secs(75);
+
+/// Whether Prometheus's own Watchdog is in Alertmanager: the proof that what Prometheus
+/// sends arrives there (its list of Alertmanagers names a host and port, not whether the
+/// scheme, path or credentials are right). Waits up to a resend for it.
+async fn watchdog_arrived(apis: &Apis) -> Result<bool, DrillError> {
+    let deadline = Instant::now() + ALERTS_ARRIVE_WITHIN;
+    loop {
+        let alerts = apis.alertmanager_alerts("alertname=\"Watchdog\"").await?;
+        if alerts
+            .iter()
+            .any(|a| a["labels"]["instance"].as_str() != Some("drill"))
+        {
+            return Ok(true);
+        }
+        if Instant::now() >= deadline {
+            return Ok(false);
+        }
+        tokio::time::sleep(Duration::from_secs(2)).await;
+    }
+}
+
+/// The active silences that mute one of the shipped alerts, or one of the drill's own.
+async fn silences(
+    apis: &Apis,
+    config: &AlertmanagerConfig,
+    known: &Known,
+    account: &str,
+    record: &mut dyn FnMut(&'static str, bool, String),
+) -> Result<(), DrillError> {
+    let tests = send::test_labels(account);
+    let alarm_receivers: BTreeSet<String> = tests
+        .iter()
+        .flat_map(|l| config.destinations(l))
+        .map(|d| d.receiver)
+        .collect();
+    let is_alarm = |labels: &silences::Labels| {
+        config
+            .destinations(labels)
+            .iter()
+            .any(|d| alarm_receivers.contains(&d.receiver))
+    };
+    let candidates: Vec<silences::Labels> = known.candidates.iter().cloned().chain(tests).collect();
+    let found = silences::muting(&apis.silences().await?, &candidates);
+    if found.is_empty() {
+        record("silences", true, "No silence mutes an alert".to_owned());
+        return Ok(());
+    }
+    let mut alarm_muted = false;
+    let said: Vec<String> = found
+        .iter()
+        .map(|m| {
+            alarm_muted |= m.mutes.iter().any(|l| is_alarm(l));
+            let mut names: Vec<String> = m.mutes.iter().map(|l| silences::named(l)).collect();
+            names.dedup();
+            let more = names.len().saturating_sub(MAX_NAMED);
+            names.truncate(MAX_NAMED);
+            if more > 0 {
+                names.push(format!("and {more} more"));
+            }
+            format!("{} mutes {}", m.about, names.join(", "))
+        })
+        .collect();
+    record(
+        "silences",
+        !alarm_muted,
+        if alarm_muted {
+            format!(
+                "A silence mutes alarms, so they would not ring: {} (`amtool silence expire ID` ends one)",
+                said.join("; ")
+            )
+        } else {
+            format!(
+                "Silenced on purpose, no alarm among them: {}",
+                said.join("; ")
+            )
+        },
+    );
+    Ok(())
+}
+
+/// How many muted alerts a silence's line names.
+const MAX_NAMED: usize = 6;
 
 /// Prometheus: the exporter and Alertmanager scraped, the rules loaded, Watchdog firing,
 /// Alertmanager attached.
 async fn prometheus_side(
     apis: &Apis,
     record: &mut dyn FnMut(&'static str, bool, String),
-) -> Result<(), DrillError> {
+) -> Result<Known, DrillError> {
     let targets = apis.prometheus("targets?state=active").await?;
     let active = targets["activeTargets"]
         .as_array()
@@ -272,12 +400,21 @@ async fn prometheus_side(
 
     let attached = apis.prometheus("alertmanagers").await?;
     let urls = fields(&attached["activeAlertmanagers"], "url");
-    let ours = urls.iter().any(|u| same_place(u, apis.alertmanager_url()));
+    let listed = urls.iter().any(|u| same_place(u, apis.alertmanager_url()));
+    let arrived = listed && watchdog && watchdog_arrived(apis).await?;
     record(
         "attached",
-        ours,
-        if ours {
-            "Prometheus sends its alerts to this Alertmanager".to_owned()
+        arrived || (listed && !watchdog),
+        if arrived {
+            "Prometheus sends its alerts to this Alertmanager (its Watchdog is there)".to_owned()
+        } else if listed && !watchdog {
+            "Prometheus lists this Alertmanager (whether its alerts arrive is not known while Watchdog does not fire)".to_owned()
+        } else if listed {
+            format!(
+                "Prometheus lists {} as its Alertmanager, but its Watchdog has not arrived there in {} s: check scheme, path_prefix and credentials under alerting: in prometheus.yml, and Prometheus's log",
+                apis.alertmanager_shown(),
+                ALERTS_ARRIVE_WITHIN.as_secs()
+            )
         } else if urls.is_empty() {
             "Prometheus sends its alerts to no Alertmanager (alerting: in prometheus.yml)"
                 .to_owned()
@@ -292,7 +429,59 @@ async fn prometheus_side(
             )
         },
     );
-    Ok(())
+    Ok(Known {
+        candidates: candidates(&rules, &accounts(apis).await?),
+    })
+}
+
+/// The accounts Prometheus holds series of.
+async fn accounts(apis: &Apis) -> Result<Vec<String>, DrillError> {
+    let found = apis
+        .prometheus("query?query=count%20by%20(account)%20(dexcom_up)")
+        .await?;
+    let mut accounts: Vec<String> = found["result"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|r| r["metric"]["account"].as_str().map(str::to_owned))
+        .collect();
+    accounts.sort();
+    Ok(accounts)
+}
+
+/// Every alerting rule's labels: its name and what it sets, once per account for the rules
+/// that read the exporter's per-account series.
+fn candidates(rules: &Value, accounts: &[String]) -> Vec<silences::Labels> {
+    let mut out = Vec::new();
+    for rule in rules["groups"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .flat_map(|g| g["rules"].as_array().into_iter().flatten())
+        .filter(|r| r["type"].as_str() == Some("alerting"))
+    {
+        let mut labels = silences::Labels::new();
+        for (name, value) in rule["labels"].as_object().into_iter().flatten() {
+            labels.insert(name.clone(), value.as_str().unwrap_or_default().to_owned());
+        }
+        let Some(name) = rule["name"].as_str() else {
+            continue;
+        };
+        labels.insert("alertname".to_owned(), name.to_owned());
+        let per_account = rule["query"]
+            .as_str()
+            .is_some_and(|q| q.contains("dexcom_"));
+        if per_account && !accounts.is_empty() {
+            for account in accounts {
+                let mut labels = labels.clone();
+                labels.insert("account".to_owned(), account.clone());
+                out.push(labels);
+            }
+        } else {
+            out.push(labels);
+        }
+    }
+    out
 }
 
 /// Whether Prometheus's `url` for an Alertmanager (`http://127.0.0.1:9093/api/v2/alerts`)
@@ -355,20 +544,17 @@ fn config_checks(config: &AlertmanagerConfig, record: &mut dyn FnMut(&'static st
         "Every route reaches at least one integration",
         "These alerts reach no phone (their receiver has no integration)",
     );
-    let heartbeat = config.heartbeat_receivers();
-    record(
-        "heartbeat",
-        !heartbeat.is_empty(),
-        if heartbeat.is_empty() {
-            "No heartbeat: Watchdog goes to no webhook, so if this machine stops nobody is paged"
-                .to_owned()
-        } else {
+    match config.heartbeat() {
+        Ok(receivers) => record(
+            "heartbeat",
+            true,
             format!(
-                "Watchdog goes to a heartbeat service (receiver {})",
-                heartbeat.join(", ")
-            )
-        },
-    );
+                "Watchdog pings a heartbeat service (receiver {})",
+                receivers.join(", ")
+            ),
+        ),
+        Err(why) => record("heartbeat", false, why),
+    }
     none_found(
         record,
         "quiet_endings",

@@ -14,6 +14,10 @@ use serde_json::Value;
 /// Alertmanager's defaults for a route's timers, inherited unless a route sets its own.
 const DEFAULT_GROUP_WAIT: Duration = Duration::from_secs(30);
 const DEFAULT_GROUP_INTERVAL: Duration = Duration::from_secs(300);
+const DEFAULT_REPEAT_INTERVAL: Duration = Duration::from_secs(4 * 3600);
+/// The longest a heartbeat service should wait between two pings: the shipped file says
+/// "expects a ping at least every 10 minutes".
+const HEARTBEAT_AT_LEAST_EVERY: Duration = Duration::from_secs(600);
 /// The chat id of the shipped example, which is nobody's.
 const EXAMPLE_CHAT_ID: i64 = 123_456_789;
 
@@ -26,6 +30,11 @@ pub struct Destination {
     pub group_wait: Duration,
     /// How long it waits before telling a change (such as the end) of a group it told.
     pub group_interval: Duration,
+    /// How long it waits before telling an unchanged, still firing group again.
+    pub repeat_interval: Duration,
+    /// Whether this is the top route's receiver, reached because no child route matched:
+    /// the one every alert nobody routed ends up in.
+    pub default_route: bool,
 }
 
 /// One integration of a receiver (`pushover`, `telegram`, `webhook`, ...).
@@ -61,13 +70,12 @@ impl AlertmanagerConfig {
     pub fn destinations(&self, labels: &BTreeMap<String, String>) -> Vec<Destination> {
         let mut out = Vec::new();
         let route = &self.root["route"];
-        walk(
-            route,
-            labels,
-            DEFAULT_GROUP_WAIT,
-            DEFAULT_GROUP_INTERVAL,
-            &mut out,
-        );
+        let timers = Timers {
+            wait: DEFAULT_GROUP_WAIT,
+            interval: DEFAULT_GROUP_INTERVAL,
+            repeat: DEFAULT_REPEAT_INTERVAL,
+        };
+        walk(route, labels, timers, 0, &mut out);
         out
     }
 
@@ -139,18 +147,67 @@ impl AlertmanagerConfig {
         out
     }
 
-    /// The heartbeat: the receivers the always-firing `Watchdog` reaches that have a webhook
-    /// (a heartbeat service's ping URL). Empty when the dead man's switch is missing.
-    pub fn heartbeat_receivers(&self) -> Vec<String> {
+    /// The heartbeat: the receivers the always-firing `Watchdog` reaches through a route of
+    /// its own that hold only webhooks (a heartbeat service's ping URL) and ping at least
+    /// every 10 minutes. Or, when there is none, why not: the dead man's switch is missing,
+    /// or would not page when this machine stops (pings hours apart), or shares a receiver
+    /// with alerts (so its service is pinged by warnings too, and a receiver that also holds
+    /// a phone integration rings that phone every few minutes).
+    pub fn heartbeat(&self) -> Result<Vec<String>, String> {
         let watchdog = BTreeMap::from([
             ("alertname".to_owned(), "Watchdog".to_owned()),
             ("severity".to_owned(), "none".to_owned()),
         ]);
-        self.destinations(&watchdog)
-            .into_iter()
-            .map(|d| d.receiver)
-            .filter(|r| self.integrations(r).iter().any(|i| i.kind == "webhook"))
-            .collect()
+        let mut good = Vec::new();
+        let mut why = Vec::new();
+        for destination in self.destinations(&watchdog) {
+            let name = destination.receiver;
+            let kinds: Vec<String> = self
+                .integrations(&name)
+                .into_iter()
+                .map(|i| i.kind)
+                .collect();
+            let every = destination.repeat_interval.max(destination.group_interval);
+            if !kinds.iter().any(|k| k == "webhook") {
+                continue;
+            } else if destination.default_route {
+                why.push(format!(
+                    "Watchdog reaches receiver {name} only as the default, with every alert no route takes: give it a route of its own (alertname=\"Watchdog\") to a receiver that holds just the ping URL"
+                ));
+            } else if let Some(other) = kinds.iter().find(|k| *k != "webhook") {
+                why.push(format!(
+                    "receiver {name}, which Watchdog pings, also holds {other}: it would be told every few minutes; keep only the heartbeat's ping URL in it"
+                ));
+            } else if every > HEARTBEAT_AT_LEAST_EVERY {
+                why.push(format!(
+                    "Watchdog pings receiver {name} only every {}: set repeat_interval: 5m on its route (a heartbeat service should expect a ping every 10 minutes)",
+                    humantime::format_duration(every)
+                ));
+            } else {
+                good.push(name);
+            }
+        }
+        if !good.is_empty() {
+            Ok(good)
+        } else if why.is_empty() {
+            Err("No heartbeat: Watchdog goes to no webhook, so if this machine stops nobody is paged".to_owned())
+        } else {
+            Err(format!("No working heartbeat: {}", why.join("; ")))
+        }
+    }
+
+    /// Whether receiver `name` is a heartbeat: `Watchdog` reaches it and it holds only
+    /// webhooks. An alert that reaches only such a receiver pings a heartbeat service, which
+    /// wakes nobody.
+    pub fn is_heartbeat(&self, name: &str) -> bool {
+        let watchdog = BTreeMap::from([("alertname".to_owned(), "Watchdog".to_owned())]);
+        let kinds = self.integrations(name);
+        !kinds.is_empty()
+            && kinds.iter().all(|i| i.kind == "webhook")
+            && self
+                .destinations(&watchdog)
+                .iter()
+                .any(|d| d.receiver == name)
     }
 
     /// Every Pushover entry that tells an ending at a priority above 0 (so the all-clear
@@ -181,22 +238,34 @@ impl AlertmanagerConfig {
     }
 }
 
-/// The routes under `route` that `labels` reaches, with inherited timers.
+/// A route's timers, inherited by its children unless they set their own.
+#[derive(Clone, Copy)]
+struct Timers {
+    wait: Duration,
+    interval: Duration,
+    repeat: Duration,
+}
+
+/// The routes under `route` (at `depth`, 0 for the top) that `labels` reaches, with
+/// inherited timers.
 fn walk(
     route: &Value,
     labels: &BTreeMap<String, String>,
-    wait: Duration,
-    interval: Duration,
+    inherited: Timers,
+    depth: usize,
     out: &mut Vec<Destination>,
 ) {
-    let wait = duration(&route["group_wait"]).unwrap_or(wait);
-    let interval = duration(&route["group_interval"]).unwrap_or(interval);
+    let timers = Timers {
+        wait: duration(&route["group_wait"]).unwrap_or(inherited.wait),
+        interval: duration(&route["group_interval"]).unwrap_or(inherited.interval),
+        repeat: duration(&route["repeat_interval"]).unwrap_or(inherited.repeat),
+    };
     let before = out.len();
     for child in route["routes"].as_array().into_iter().flatten() {
         if !matches(child, labels) {
             continue;
         }
-        walk(child, labels, wait, interval, out);
+        walk(child, labels, timers, depth + 1, out);
         if !child["continue"].as_bool().unwrap_or(false) {
             break;
         }
@@ -204,8 +273,10 @@ fn walk(
     if out.len() == before {
         out.push(Destination {
             receiver: route["receiver"].as_str().unwrap_or_default().to_owned(),
-            group_wait: wait,
-            group_interval: interval,
+            group_wait: timers.wait,
+            group_interval: timers.interval,
+            repeat_interval: timers.repeat,
+            default_route: depth == 0,
         });
     }
 }
@@ -322,6 +393,8 @@ mod tests {
                 receiver: "glucose-critical".into(),
                 group_wait: Duration::ZERO,
                 group_interval: Duration::from_secs(60),
+                repeat_interval: Duration::from_secs(300),
+                default_route: false,
             }]
         );
         let unseen = config.destinations(&labels(&[
@@ -339,7 +412,8 @@ mod tests {
         let warning = config.destinations(&labels(&[("alertname", "DexcomGlucoseHigh")]));
         assert_eq!(warning[0].receiver, "glucose-warnings");
         assert_eq!(warning[0].group_interval, Duration::from_secs(300));
-        assert_eq!(config.heartbeat_receivers(), ["heartbeat"]);
+        assert_eq!(config.heartbeat(), Ok(vec!["heartbeat".to_owned()]));
+        assert!(config.is_heartbeat("heartbeat") && !config.is_heartbeat("glucose-critical"));
     }
 
     #[test]
@@ -377,11 +451,43 @@ receivers:
         let config = AlertmanagerConfig::parse(text).unwrap();
         assert_eq!(config.silent_routes(), ["every other alert → nobody"]);
         assert_eq!(config.loud_endings(), ["receiver phone (priority 2)"]);
-        assert!(config.heartbeat_receivers().is_empty());
+        assert!(config.heartbeat().unwrap_err().starts_with("No heartbeat"));
         let low = config.destinations(&labels(&[("alertname", "DexcomGlucoseUrgentLow")]));
         assert_eq!(low[0].receiver, "phone");
         let other = config.destinations(&labels(&[("alertname", "XDexcomGlucose")]));
         assert_eq!(other[0].receiver, "nobody");
+    }
+
+    /// A webhook that Watchdog reaches is not a heartbeat unless a route of its own pings a
+    /// receiver that holds only it, at least every 10 minutes.
+    #[test]
+    fn a_heartbeat_that_would_not_page_is_named() {
+        let cases = [
+            (
+                // Everything, Watchdog included, to the default receiver.
+                "route: {receiver: all}\nreceivers:\n  - name: all\n    webhook_configs: [{url: http://x}]\n",
+                "only as the default",
+            ),
+            (
+                "route:\n  receiver: w\n  routes:\n    - {receiver: hb, matchers: ['alertname=\"Watchdog\"']}\nreceivers:\n  - {name: w}\n  - name: hb\n    webhook_configs: [{url: http://x}]\n    email_configs: [{to: a@b}]\n",
+                "also holds email",
+            ),
+            (
+                // The default repeat_interval, 4 hours.
+                "route:\n  receiver: w\n  routes:\n    - {receiver: hb, matchers: ['alertname=\"Watchdog\"']}\nreceivers:\n  - {name: w}\n  - name: hb\n    webhook_configs: [{url: http://x}]\n",
+                "only every 4h",
+            ),
+        ];
+        for (text, why) in cases {
+            let config = AlertmanagerConfig::parse(text).unwrap();
+            let said = config.heartbeat().unwrap_err();
+            assert!(said.contains(why), "{why:?} not in {said:?}");
+        }
+        let good = cases[2]
+            .0
+            .replace("Watchdog\"']", "Watchdog\"'], repeat_interval: 5m");
+        let config = AlertmanagerConfig::parse(&good).unwrap();
+        assert_eq!(config.heartbeat(), Ok(vec!["hb".to_owned()]));
     }
 
     #[test]

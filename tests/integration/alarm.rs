@@ -297,6 +297,19 @@ pub async fn start_chain(
     rules: &[PathBuf],
     exporter: Option<&str>,
 ) -> Option<Chain> {
+    start_chain_sending_to(dir, config, standins, rules, exporter, "").await
+}
+
+/// [`start_chain`], with `path_prefix` (`/elsewhere`, or "" for none) in what Prometheus is
+/// told of Alertmanager: a non-empty one is a mistake Prometheus's API does not show.
+pub async fn start_chain_sending_to(
+    dir: &Path,
+    config: &serde_json::Value,
+    standins: &Standins,
+    rules: &[PathBuf],
+    exporter: Option<&str>,
+    path_prefix: &str,
+) -> Option<Chain> {
     let (Some(alertmanager_bin), Some(prometheus_bin)) =
         (tool("prometheus-alertmanager"), tool("prometheus"))
     else {
@@ -318,7 +331,7 @@ pub async fn start_chain(
     });
     let prom_port = free_port();
     let prom_config = format!(
-        "global:\n  scrape_interval: 15s\n  evaluation_interval: 15s\nrule_files:\n{}alerting:\n  alertmanagers:\n    - static_configs:\n        - targets: ['127.0.0.1:{am_port}']\nscrape_configs:\n  - job_name: alertmanager\n    static_configs:\n      - targets: ['127.0.0.1:{am_port}']\n{exporter_job}",
+        "global:\n  scrape_interval: 15s\n  evaluation_interval: 15s\nrule_files:\n{}alerting:\n  alertmanagers:\n    - path_prefix: '{path_prefix}/'\n      static_configs:\n        - targets: ['127.0.0.1:{am_port}']\nscrape_configs:\n  - job_name: alertmanager\n    static_configs:\n      - targets: ['127.0.0.1:{am_port}']\n{exporter_job}",
         rule_files.concat()
     );
     let prometheus = KillOnDrop(

@@ -10,7 +10,7 @@ use std::process::Command;
 use std::time::Duration;
 
 use crate::alarm::{
-    CHECK_UUID, Chain, Standins, enter, filled, set_timer, shipped_rules, start_chain,
+    CHECK_UUID, Chain, Standins, enter, filled, set_timer, shipped_rules, start_chain_sending_to,
     start_standins,
 };
 use crate::common::{
@@ -46,6 +46,15 @@ async fn ready_chain(
     dir: &ScratchDir,
     edit: impl FnOnce(serde_json::Value) -> serde_json::Value,
 ) -> Option<(Chain, Standins, crate::common::KillOnDrop)> {
+    ready_chain_sending_to(dir, edit, "").await
+}
+
+/// [`ready_chain`], Prometheus told of Alertmanager with `path_prefix`.
+async fn ready_chain_sending_to(
+    dir: &ScratchDir,
+    edit: impl FnOnce(serde_json::Value) -> serde_json::Value,
+    path_prefix: &str,
+) -> Option<(Chain, Standins, crate::common::KillOnDrop)> {
     let standins = start_standins(dir.path()).await;
     let shipped =
         std::fs::read_to_string(repo().join("deploy/alertmanager/alertmanager.yml")).unwrap();
@@ -56,12 +65,13 @@ async fn ready_chain(
     }
     let (exporter, addr) =
         start_exporter_process(&["--demo", "--web.listen-address", "127.0.0.1:0"]);
-    let chain = start_chain(
+    let chain = start_chain_sending_to(
         dir.path(),
         &config,
         &standins,
         &shipped_rules(),
         Some(&addr),
+        path_prefix,
     )
     .await?;
     let deadline = std::time::Instant::now() + Duration::from_secs(90);
@@ -215,4 +225,173 @@ async fn prometheus_down_is_exit_2() {
         out.contains(&format!("cannot reach Prometheus at {prometheus}")),
         "{out}"
     );
+}
+
+/// The steps of a `--output json` report that failed, by name.
+fn failed_steps(out: &str) -> Vec<(String, String)> {
+    let report: serde_json::Value = serde_json::from_str(out).unwrap();
+    report["steps"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|s| s["ok"] == false)
+        .map(|s| {
+            (
+                s["step"].as_str().unwrap().to_owned(),
+                s["says"].as_str().unwrap().to_owned(),
+            )
+        })
+        .collect()
+}
+
+/// Two mistakes that every earlier check passes: Prometheus told of the right host and port
+/// under a path where no Alertmanager answers (so none of its alerts arrive), and the urgent
+/// low sent only by e-mail, through a mail server that refuses (Alertmanager counts the
+/// notification as begun at once and as failed only when its retries end, minutes later).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_chain_that_looks_right_but_would_not_ring_fails_the_drill() {
+    if !enter("drill::a_chain_that_looks_right_but_would_not_ring_fails_the_drill") {
+        return;
+    }
+    let dir = ScratchDir::new();
+    let refusing_smtp = free_port();
+    let Some((chain, _standins, _exporter)) = ready_chain_sending_to(
+        &dir,
+        |mut c| {
+            for receiver in c["receivers"].as_array_mut().unwrap() {
+                if receiver["name"] == "glucose-critical" {
+                    *receiver = serde_json::json!({
+                        "name": "glucose-critical",
+                        "email_configs": [{
+                            "to": "mum@example.org",
+                            "from": "alarm@example.org",
+                            "smarthost": format!("127.0.0.1:{refusing_smtp}"),
+                            "require_tls": false,
+                        }],
+                    });
+                }
+            }
+            c
+        },
+        "/elsewhere",
+    )
+    .await
+    else {
+        return;
+    };
+    let (code, out) = drill(
+        &chain.prometheus,
+        &chain.alertmanager,
+        &["--output", "json"],
+    );
+    assert_eq!(code, 1, "{out}");
+    let failed = failed_steps(&out);
+    let names: Vec<&str> = failed.iter().map(|(n, _)| n.as_str()).collect();
+    assert_eq!(names, ["attached", "urgent_low_sent"], "{failed:?}");
+    assert!(
+        failed[0].1.contains("its Watchdog has not arrived there"),
+        "{failed:?}"
+    );
+    assert!(failed[1].1.contains("email FAILED (refused"), "{failed:?}");
+}
+
+/// A silence someone set and forgot mutes the urgent low of a person: the drill names it and
+/// who set it, and says the alarm would not ring. Then a drill interrupted while its test
+/// alarm rings ends that alarm before it exits.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_silence_on_an_alarm_is_named_and_an_interrupted_drill_ends_its_alarms() {
+    if !enter("drill::a_silence_on_an_alarm_is_named_and_an_interrupted_drill_ends_its_alarms") {
+        return;
+    }
+    let dir = ScratchDir::new();
+    let Some((chain, _standins, _exporter)) = ready_chain(&dir, |c| c).await else {
+        return;
+    };
+    let client = reqwest::Client::new();
+    let now = std::time::SystemTime::now();
+    let silence = serde_json::json!({
+        "matchers": [
+            {"name": "alertname", "value": "DexcomGlucoseUrgentLow", "isRegex": false, "isEqual": true},
+            {"name": "account", "value": "sam", "isRegex": false, "isEqual": true},
+        ],
+        "startsAt": humantime::format_rfc3339_millis(now).to_string(),
+        "endsAt": humantime::format_rfc3339_millis(now + Duration::from_secs(86_400)).to_string(),
+        "createdBy": "mum",
+        "comment": "sensor change",
+    });
+    let created = client
+        .post(format!("{}/api/v2/silences", chain.alertmanager))
+        .json(&silence)
+        .send()
+        .await
+        .unwrap();
+    assert!(created.status().is_success(), "{created:?}");
+    let (code, out) = drill(
+        &chain.prometheus,
+        &chain.alertmanager,
+        &["--output", "json"],
+    );
+    assert_eq!(code, 1, "{out}");
+    let failed = failed_steps(&out);
+    assert_eq!(failed.len(), 1, "{failed:?}");
+    assert_eq!(failed[0].0, "silences");
+    assert!(
+        failed[0].1.contains("by mum")
+            && failed[0]
+                .1
+                .contains("(sensor change) mutes DexcomGlucoseUrgentLow for sam"),
+        "{failed:?}"
+    );
+
+    // Interrupted as the urgent-low test alarm is told.
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_dexcom_exporter"))
+        .args([
+            "drill",
+            "--prometheus.url",
+            &chain.prometheus,
+            "--alertmanager.url",
+            &chain.alertmanager,
+        ])
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut lines = std::io::BufRead::lines(std::io::BufReader::new(child.stdout.take().unwrap()));
+    let mut printed = Vec::new();
+    for line in lines.by_ref() {
+        let line = line.unwrap();
+        let told = line.contains("The urgent-low alarm");
+        printed.push(line);
+        if told {
+            break;
+        }
+    }
+    let drill_alerts = || async {
+        client
+            .get(format!("{}/api/v2/alerts", chain.alertmanager))
+            .query(&[("filter", "instance=\"drill\"")])
+            .send()
+            .await
+            .unwrap()
+            .json::<Vec<serde_json::Value>>()
+            .await
+            .unwrap()
+    };
+    // Alertmanager lists an alert until it ends.
+    assert!(!drill_alerts().await.is_empty(), "{printed:?}");
+    let sent = std::process::Command::new("kill")
+        .args(["-INT", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(sent.success());
+    printed.extend(lines.map(Result::unwrap));
+    let status = child.wait().unwrap();
+    assert_eq!(status.code(), Some(130), "{printed:?}");
+    assert!(
+        printed
+            .last()
+            .is_some_and(|l| l.contains("Interrupted: the test alarms were ended")),
+        "{printed:?}"
+    );
+    let left = drill_alerts().await;
+    assert!(left.is_empty(), "still firing: {left:?}");
 }
