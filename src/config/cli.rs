@@ -214,13 +214,14 @@ pub enum Command {
         output: Option<PathBuf>,
     },
     /// Drill the night alarm end to end: asks Prometheus whether it reads the exporter, has
-    /// the alert rules loaded, fires Watchdog and sends to Alertmanager; asks Alertmanager for
-    /// its running configuration (placeholders left, routes that reach no phone, a missing
-    /// heartbeat); then sends a test urgent low and a test "glucose cannot be seen" through
-    /// their routes (your phone rings: acknowledge it), watches whether each integration took
-    /// them, and ends them, watching the all-clear go out. Needs no Dexcom account. Exit 0 when
-    /// the chain works, 1 when something would not ring, 2 when Prometheus or Alertmanager
-    /// cannot be reached.
+    /// the alert rules loaded, fires Watchdog and sends to Alertmanager (its Watchdog seen
+    /// there); asks Alertmanager for its running configuration (placeholders left, routes that
+    /// reach no phone, a heartbeat missing or that would not page) and for silences that mute
+    /// an alarm; then sends a test urgent low and a test "glucose cannot be seen" through their
+    /// routes (your phone rings: acknowledge it), watches whether each integration took them,
+    /// and ends them, watching the all-clear go out. Needs no Dexcom account. Exit 0 when the
+    /// chain works, 1 when something would not ring, 2 when Prometheus or Alertmanager cannot
+    /// be reached, 130 when interrupted (Ctrl-C ends the test alarms first).
     Drill {
         /// Prometheus's address.
         #[arg(
