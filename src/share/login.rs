@@ -19,12 +19,9 @@ impl ShareClient {
             return Ok(session.clone());
         }
         if let Some(fault @ StoreFault::Duplicate { .. }) = &self.store_fault {
-            // For good: another entry is this account.
-            let until = from_unix_ms(self.clock.now_ms().saturating_add(24 * 3_600_000));
-            return Err(ShareError::StateUnavailable {
-                until,
-                fault: fault.clone(),
-            });
+            // For good: another entry is this account. Looked at again each interval (nothing
+            // is sent), so the poller wakes when `/metrics` says the next attempt is.
+            return Err(self.state_unavailable(fault.clone()));
         }
         if self.store_fault.is_some() {
             // Fail closed until the gate's memory can be kept again: try now.

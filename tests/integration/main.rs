@@ -15,6 +15,7 @@ mod clock_faults;
 mod deploy;
 mod deployment;
 mod drill;
+mod duplicate;
 mod edge;
 mod exporter;
 mod fault_matrix;
