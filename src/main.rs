@@ -5,7 +5,8 @@ use std::process::ExitCode;
 use clap::Parser;
 use dexcom_exporter::Exporter;
 use dexcom_exporter::config::{
-    CheckOutput, Cli, Command, Config, ConfigError, ProcessEnvironment, StorageAccess,
+    CheckOutput, Cli, Command, Config, ConfigError, DefaultStateHolder, ProcessEnvironment,
+    StorageAccess, default_state_holder,
 };
 use dexcom_exporter::{logging, shutdown};
 
@@ -56,6 +57,27 @@ fn main() -> ExitCode {
         ));
     }
     let checking = matches!(command, Some(Command::Check { .. }));
+    // A one-off command that logs in, told to keep a gate of its own: beside the running
+    // service it would add its logins to the service's, which only the service's gate counts.
+    if matches!(
+        command,
+        Some(Command::Check { .. } | Command::Backfill { .. })
+    ) {
+        match default_state_holder(cli.storage_path.as_deref(), &ProcessEnvironment) {
+            DefaultStateHolder::Free => {}
+            DefaultStateHolder::Held { path, holder } => {
+                eprintln!(
+                    "dexcom_exporter: error: the exporter service is running ({holder}, in {}): with --storage.path naming another place this command would log in beside it, and its failed logins would not count where the service's do; run it without --storage.path (`check` then sends nothing and shows what the service shows), or stop the service first",
+                    path.display()
+                );
+                return ExitCode::from(EXIT_STATE_IN_USE);
+            }
+            DefaultStateHolder::Unknown { path } => tracing::warn!(
+                path = %path.display(),
+                "cannot tell whether the exporter service is running (its directory is closed to this user; run as root to know): if it is, this command's logins are not counted where the service's are"
+            ),
+        }
+    }
     let config = match Config::from_cli(cli.clone(), &ProcessEnvironment) {
         Ok(config) => config,
         Err(error) => {

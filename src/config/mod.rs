@@ -29,7 +29,9 @@ pub use cli::{LogFormat, LogLevel};
 pub use error::ConfigError;
 pub use remote_write::{ClientIdentity, RemoteWriteAuth, RemoteWriteTarget, RemoteWriteTls};
 pub use shard::{Shard, shard_of};
-pub use storage::{NO_STORAGE, PACKAGE_STATE_DIR, StorageSource};
+pub use storage::{
+    DefaultStateHolder, NO_STORAGE, PACKAGE_STATE_DIR, StorageSource, default_state_holder,
+};
 
 use crate::http::web_config::WebConfig;
 use account::{accounts_from_file, validate_account};

@@ -81,6 +81,52 @@ pub(super) fn storage_path(
     }
 }
 
+/// Whether the directory every command finds by default is held by a running exporter
+/// while a command was told another one (`--storage.path=none`, or a directory of its own).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum DefaultStateHolder {
+    /// No other directory was named, or the default one is not held.
+    Free,
+    /// A running exporter (its lock file says which) holds the default directory.
+    Held {
+        /// The default directory.
+        path: PathBuf,
+        /// Who holds its lock.
+        holder: String,
+    },
+    /// This user cannot look into the default directory (the service's, closed to others).
+    Unknown {
+        /// The default directory.
+        path: PathBuf,
+    },
+}
+
+/// [`DefaultStateHolder`] for a command given `flag` as `--storage.path`: a `check` told to
+/// keep a gate of its own beside a running service would log in on top of the service's
+/// count, which only the default directory's gate knows.
+pub fn default_state_holder(flag: Option<&Path>, env: &dyn Environment) -> DefaultStateHolder {
+    let Some(named) = flag else {
+        return DefaultStateHolder::Free;
+    };
+    let Ok(Some((default, _))) = storage_path(None, env) else {
+        return DefaultStateHolder::Free;
+    };
+    if named == default {
+        return DefaultStateHolder::Free;
+    }
+    match crate::state::lock_holder(&default) {
+        Ok(None) => DefaultStateHolder::Free,
+        Ok(Some(holder)) => DefaultStateHolder::Held {
+            path: default,
+            holder,
+        },
+        Err(error) if error.kind() == std::io::ErrorKind::PermissionDenied => {
+            DefaultStateHolder::Unknown { path: default }
+        }
+        Err(_) => DefaultStateHolder::Free,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -203,6 +203,37 @@ impl StateDir {
     }
 }
 
+/// Who holds the lock of the state directory at `dir`, without taking or creating anything:
+/// `Ok(None)` when nobody does (or there is no lock file yet), `Err` when this user cannot
+/// look (the service's directory is closed to other users).
+pub fn lock_holder(dir: &Path) -> std::io::Result<Option<String>> {
+    use std::io::Read as _;
+    let file = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NOFOLLOW)
+        .open(dir.join(LOCK_FILE));
+    let mut file = match file {
+        Ok(file) => file,
+        Err(error) if error.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(error) => return Err(error),
+    };
+    match file.try_lock_shared() {
+        // Released when the file is closed, at once.
+        Ok(()) => Ok(None),
+        Err(std::fs::TryLockError::WouldBlock) => {
+            let mut text = String::new();
+            let _ = file.read_to_string(&mut text);
+            let holder = text.trim();
+            Ok(Some(if holder.is_empty() {
+                "another process".to_owned()
+            } else {
+                holder.chars().take(200).collect()
+            }))
+        }
+        Err(std::fs::TryLockError::Error(error)) => Err(error),
+    }
+}
+
 enum LockFailure {
     Held(String),
     Io(std::io::Error),

@@ -7,6 +7,7 @@
 //! no test finds, or changes, a real installation's `/var/lib/dexcom_exporter`; the disks that
 //! fill up or turn read-only are small tmpfs mounts in such a namespace.
 
+use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 use std::process::{Command, Output};
 use std::time::{Duration, Instant};
@@ -551,5 +552,49 @@ async fn a_username_and_an_email_of_one_account_in_one_file_the_second_sends_not
         2 + 1,
         "both names once, then one wrong password"
     );
+    sim.stop().await;
+}
+
+/// `check` with a gate of its own (`--storage.path=none` or elsewhere) beside the running service
+/// sends nothing (only its gate counts); one who cannot look in is warned it cannot tell.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn check_with_a_gate_of_its_own_beside_the_running_service_sends_nothing() {
+    if !root() {
+        return;
+    }
+    let sim = start(scenario(Duration::from_secs(300))).await;
+    let machine = ScratchDir::new();
+    let service_dir = machine.path().join("dexcom_exporter");
+    std::fs::create_dir_all(&service_dir).unwrap();
+    std::fs::set_permissions(&service_dir, PermissionsExt::from_mode(0o700)).unwrap();
+    let lock = std::fs::File::create(service_dir.join(".lock")).unwrap();
+    lock.try_lock().unwrap();
+    std::fs::write(service_dir.join(".lock"), "dexcom_exporter, pid 1").unwrap();
+    let base = sim.base_url();
+    let check = |who: Who, storage: &str| {
+        let args = ["check", storage, "--dexcom.username", USERNAME];
+        let args = [&args[..], &["--dexcom.base-url", &base]].concat();
+        run(&mut typed_by(
+            who,
+            machine.path(),
+            &args,
+            &[("DEXCOM_PASSWORD", PASSWORD)],
+            None,
+        ))
+    };
+    for storage in ["--storage.path=none", "--storage.path=/tmp"] {
+        let (code, _, stderr) = check(Who::Root, storage);
+        assert_eq!(code, Some(3), "{stderr}");
+        assert!(stderr.contains("the exporter service is running (dexcom_exporter, pid 1"));
+    }
+    assert_eq!(sim.simulator.request_counts(USERNAME).authenticate, 0);
+    let (_, _, stderr) = check(Who::Nobody, "--storage.path=none");
+    assert!(
+        stderr.contains("cannot tell whether the exporter service is running"),
+        "{stderr}"
+    );
+    drop(lock); // The service stopped: the throwaway run goes.
+    let (code, stdout, _) = check(Who::Root, "--storage.path=none");
+    assert_eq!(code, Some(0), "{stdout}");
     sim.stop().await;
 }
