@@ -53,7 +53,8 @@ impl ShareClient {
         let result = self.exchange(endpoint, url, query, body).await;
         self.observer.request_finished(endpoint, started.elapsed());
         let answer = result?;
-        if answer.status.is_success() {
+        // `cf-mitigated` says the web front answered in Share's place, whatever the status.
+        if answer.status.is_success() && !answer.cf_mitigated {
             return Ok(answer);
         }
         Err(self.classify(endpoint, answer))
@@ -138,7 +139,7 @@ impl ShareClient {
         })
     }
 
-    /// Turns a non-2xx answer into an error. The body is scrubbed of the password first: a
+    /// Turns a non-2xx answer (or one the web front answered) into an error. The body is scrubbed of the password first: a
     /// server or proxy that echoes the request must not put it into a log line.
     fn classify(&self, endpoint: Endpoint, answer: Answer) -> ShareError {
         let status = answer.status.as_u16();

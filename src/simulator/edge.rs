@@ -49,13 +49,9 @@ fn from_cloudflare(mut response: HttpResponse) -> HttpResponse {
     response
 }
 
-/// HTTP 403, "Just a moment...", `cf-mitigated: challenge`.
-pub(super) fn challenge() -> HttpResponse {
-    let mut response = from_cloudflare(respond(
-        CHALLENGE_STATUS,
-        "text/html; charset=UTF-8",
-        CHALLENGE_PAGE,
-    ));
+/// HTTP `status` (Cloudflare's is 403), "Just a moment...", `cf-mitigated: challenge`.
+pub(super) fn challenge(status: u16) -> HttpResponse {
+    let mut response = from_cloudflare(respond(status, "text/html; charset=UTF-8", CHALLENGE_PAGE));
     response.headers_mut().insert(
         "cf-mitigated",
         hyper::header::HeaderValue::from_static("challenge"),

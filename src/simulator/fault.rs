@@ -12,6 +12,9 @@ pub enum Fault {
     /// Cloudflare's managed challenge: HTTP 403, an HTML "Just a moment..." page and
     /// `cf-mitigated: challenge`.
     EdgeChallenge,
+    /// The same challenge page and `cf-mitigated: challenge` with HTTP 200: a success status
+    /// on an answer that is not Share's.
+    EdgeChallengeOk,
     /// Cloudflare's error 1015 rate-limit page, with this status (429, or 403).
     EdgeRateLimited {
         /// The HTTP status.

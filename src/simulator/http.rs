@@ -147,7 +147,8 @@ impl Simulator {
     fn fault_response(&self, fault: Fault) -> HttpResponse {
         match fault {
             Fault::Html500 => respond(502, "text/html", wire::HTML_BAD_GATEWAY),
-            Fault::EdgeChallenge => edge::challenge(),
+            Fault::EdgeChallenge => edge::challenge(edge::CHALLENGE_STATUS),
+            Fault::EdgeChallengeOk => edge::challenge(200),
             Fault::EdgeRateLimited { status } => edge::rate_limited(status),
             Fault::EdgeOriginError { status } => edge::origin_error(status),
             Fault::EmptyBody200 => respond(200, "application/json", ""),

@@ -26,6 +26,11 @@ fn edge_answers() -> Vec<(String, Fault, ErrorReason)> {
             ErrorReason::EdgeChallenge,
         ),
         (
+            "challenge as 200".to_owned(),
+            Fault::EdgeChallengeOk,
+            ErrorReason::EdgeChallenge,
+        ),
+        (
             "1015 as 429".to_owned(),
             Fault::EdgeRateLimited { status: 429 },
             ErrorReason::EdgeRateLimited,
