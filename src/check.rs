@@ -19,7 +19,7 @@ use std::time::Duration;
 
 use serde::Serialize;
 
-use crate::clock::{Clock, from_unix_ms, unix_ms};
+use crate::clock::{Clock, local_time, unix_ms};
 use crate::config::{AccountConfig, Config};
 use crate::exporter::{ExporterError, share_client, share_http};
 use crate::metrics::AccountStatus;
@@ -501,20 +501,6 @@ fn failure_causes(account: &AccountConfig, error: &ShareError, hold: Option<Hold
             "Dexcom Share answered something unexpected: try again; if it stays, check --dexcom.base-url".to_owned(),
         ],
     }
-}
-
-/// `ms` (Unix milliseconds) as the person at the terminal reads a time: the machine's local
-/// time with its zone (`TZ`, else `/etc/localtime`), e.g. `2026-12-07 22:41:07 CET (+01:00)`;
-/// UTC when the machine names no zone.
-pub(crate) fn local_time(ms: i64) -> String {
-    jiff::Timestamp::from_millisecond(ms).map_or_else(
-        |_| humantime::format_rfc3339_seconds(from_unix_ms(ms)).to_string(),
-        |t| {
-            t.to_zoned(jiff::tz::TimeZone::system())
-                .strftime("%Y-%m-%d %H:%M:%S %Z (%:z)")
-                .to_string()
-        },
-    )
 }
 
 /// The findings for a person: one line per account, then the causes of each problem. Beside

@@ -250,3 +250,17 @@ pub fn from_unix_ms(ms: i64) -> SystemTime {
         UNIX_EPOCH.checked_sub(magnitude).unwrap_or(UNIX_EPOCH)
     }
 }
+
+/// `ms` (Unix milliseconds) as the person at the terminal reads a time: the machine's local
+/// time with its zone (`TZ`, else `/etc/localtime`), e.g. `2026-12-07 22:41:07 CET (+01:00)`;
+/// UTC when the machine names no zone.
+pub fn local_time(ms: i64) -> String {
+    jiff::Timestamp::from_millisecond(ms).map_or_else(
+        |_| humantime::format_rfc3339_seconds(from_unix_ms(ms)).to_string(),
+        |t| {
+            t.to_zoned(jiff::tz::TimeZone::system())
+                .strftime("%Y-%m-%d %H:%M:%S %Z (%:z)")
+                .to_string()
+        },
+    )
+}

@@ -87,7 +87,7 @@ fn about(silence: &Value) -> String {
         .and_then(|t| t.parse::<jiff::Timestamp>().ok())
         .map_or_else(
             || "?".to_owned(),
-            |t| crate::check::local_time(t.as_millisecond()),
+            |t| crate::clock::local_time(t.as_millisecond()),
         );
     let comment = silence["comment"].as_str().unwrap_or_default();
     let id = silence["id"].as_str().unwrap_or("?");
