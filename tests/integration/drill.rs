@@ -157,23 +157,10 @@ async fn a_placeholder_left_fails_the_drill_by_name() {
     else {
         return;
     };
-    let (code, out) = drill(
-        &chain.prometheus,
-        &chain.alertmanager,
-        &["--output", "json"],
-    );
-    assert_eq!(code, 1, "{out}");
-    let report: serde_json::Value = serde_json::from_str(&out).unwrap();
-    assert_eq!(report["outcome"], "would_not_ring");
-    let failed: Vec<&serde_json::Value> = report["steps"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .filter(|s| s["ok"] == false)
-        .collect();
+    let failed = failed_drill(&chain);
     assert_eq!(failed.len(), 1, "{failed:?}");
-    assert_eq!(failed[0]["step"], "placeholders");
-    let says = failed[0]["says"].as_str().unwrap();
+    assert_eq!(failed[0].0, "placeholders");
+    let says = &failed[0].1;
     assert!(
         says.contains("receiver heartbeat, webhook url: REPLACE-WITH-YOUR-CHECK-UUID")
             && says.contains("receiver notifications-failing"),
@@ -227,9 +214,17 @@ async fn prometheus_down_is_exit_2() {
     );
 }
 
-/// The steps of a `--output json` report that failed, by name.
-fn failed_steps(out: &str) -> Vec<(String, String)> {
-    let report: serde_json::Value = serde_json::from_str(out).unwrap();
+/// Runs the drill on `chain` with `--output json`, asserts it found something that would not
+/// ring (exit 1), and returns the steps that failed: (name, what it says).
+fn failed_drill(chain: &Chain) -> Vec<(String, String)> {
+    let (code, out) = drill(
+        &chain.prometheus,
+        &chain.alertmanager,
+        &["--output", "json"],
+    );
+    assert_eq!(code, 1, "{out}");
+    let report: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(report["outcome"], "would_not_ring");
     report["steps"]
         .as_array()
         .unwrap()
@@ -279,13 +274,7 @@ async fn a_chain_that_looks_right_but_would_not_ring_fails_the_drill() {
     else {
         return;
     };
-    let (code, out) = drill(
-        &chain.prometheus,
-        &chain.alertmanager,
-        &["--output", "json"],
-    );
-    assert_eq!(code, 1, "{out}");
-    let failed = failed_steps(&out);
+    let failed = failed_drill(&chain);
     let names: Vec<&str> = failed.iter().map(|(n, _)| n.as_str()).collect();
     assert_eq!(names, ["attached", "urgent_low_sent"], "{failed:?}");
     assert!(
@@ -326,13 +315,7 @@ async fn a_silence_on_an_alarm_is_named_and_an_interrupted_drill_ends_its_alarms
         .await
         .unwrap();
     assert!(created.status().is_success(), "{created:?}");
-    let (code, out) = drill(
-        &chain.prometheus,
-        &chain.alertmanager,
-        &["--output", "json"],
-    );
-    assert_eq!(code, 1, "{out}");
-    let failed = failed_steps(&out);
+    let failed = failed_drill(&chain);
     assert_eq!(failed.len(), 1, "{failed:?}");
     assert_eq!(failed[0].0, "silences");
     assert!(
