@@ -141,6 +141,24 @@ impl Apis {
         Ok(body["data"].clone())
     }
 
+    /// Prometheus's own `/metrics`, as text.
+    pub async fn prometheus_metrics(&self) -> Result<String, DrillError> {
+        let url = format!("{}/metrics", self.prometheus);
+        let error = |reason: String| DrillError::Prometheus {
+            url: shown(&self.prometheus),
+            reason,
+        };
+        self.client
+            .get(&url)
+            .send()
+            .await
+            .and_then(reqwest::Response::error_for_status)
+            .map_err(|e| error(one_line(&e)))?
+            .text()
+            .await
+            .map_err(|e| error(one_line(&e)))
+    }
+
     /// Alertmanager's `GET /api/v2/status`.
     pub async fn alertmanager_status(&self) -> Result<Value, DrillError> {
         self.get_json(&format!("{}/api/v2/status", self.alertmanager))
@@ -235,6 +253,8 @@ impl Apis {
             .map_err(|e| one_line(&e))?;
         let status = response.status();
         let text = response.text().await.map_err(|e| one_line(&e))?;
+        // The URL as shown: a password in it must not reach the drill's output.
+        let url = shown(url);
         if !status.is_success() {
             return Err(format!("{url} answered {status}"));
         }
@@ -323,5 +343,9 @@ mod shown_tests {
             .am_error("x".into())
             .to_string();
         assert!(!error.contains("SECRET"), "{error}");
+        assert_eq!(
+            shown("http://admin:SECRET@127.0.0.1:9090/api/v1/status/buildinfo"),
+            "http://127.0.0.1:9090/api/v1/status/buildinfo"
+        );
     }
 }

@@ -14,19 +14,19 @@
 //! own configuration: the drill needs no Dexcom account.
 
 mod api;
+mod attached;
+mod known;
 mod logged;
 mod routing;
 mod send;
 mod silences;
-
-use std::collections::BTreeSet;
-use std::time::{Duration, Instant};
 
 use serde::Serialize;
 use serde_json::Value;
 
 use api::Apis;
 pub use api::DrillError;
+use known::{Known, Labels, is_alarm};
 use routing::AlertmanagerConfig;
 
 /// The alerting rule groups of the shipped `alerts.yml`: without them nothing fires.
@@ -123,20 +123,21 @@ pub async fn drill(
         on_step(&step);
         steps.push(step);
     };
-    let account = send::run_account();
+    let run = send::run_id();
     match Apis::new(&settings.prometheus_url, &settings.alertmanager_url) {
         Err(error) => record("reach", false, error.to_string()),
         Ok(apis) => {
             let finished = tokio::select! {
-                result = chain(&apis, &account, &mut record) => Some(result),
+                result = chain(&apis, &run, &mut record) => Some(result),
                 () = shutdown => None,
             };
             match finished {
                 Some(Ok(())) => {}
                 Some(Err(error)) => record("reach", false, error.to_string()),
                 None => {
-                    let says = match send::end_all(&apis, &account).await {
-                        Ok(()) => "Interrupted: the test alarms were ended".to_owned(),
+                    let says = match send::end_all(&apis, &run).await {
+                        Ok(true) => "Interrupted: the test alarms were ended".to_owned(),
+                        Ok(false) => "Interrupted, and Alertmanager still holds a test alarm after it was ended: it ends by itself within minutes".to_owned(),
                         Err(error) => format!(
                             "Interrupted, and the test alarms could not be ended ({error}): they end by themselves within minutes"
                         ),
@@ -164,7 +165,7 @@ pub async fn drill(
 
 async fn chain(
     apis: &Apis,
-    account: &str,
+    run: &str,
     record: &mut dyn FnMut(&'static str, bool, String),
 ) -> Result<(), DrillError> {
     let build = apis.prometheus("status/buildinfo").await?;
@@ -203,61 +204,25 @@ async fn chain(
         }
     };
     config_checks(&config, record);
-    silences(apis, &config, &known, account, record).await?;
-    send::send_and_end(apis, &config, account, record).await
+    let tests = send::test_alerts(run, &known.series, &config);
+    silences(apis, &known, &tests, record).await?;
+    send::send_and_end(apis, &config, run, &tests, record).await
 }
 
-/// What Prometheus says may fire: each alerting rule's labels (its name and what it sets),
-/// once per account for the rules that read the exporter's series.
-struct Known {
-    candidates: Vec<silences::Labels>,
-}
-
-/// How long Prometheus's alerts may take to reach Alertmanager: it sends a firing alert again
-/// every minute (`--rules.alert.resend-delay`), so one has arrived by then if any will.
-const ALERTS_ARRIVE_WITHIN: Duration = Duration::from_secs(75);
-
-/// Whether Prometheus's own Watchdog is in Alertmanager: the proof that what Prometheus
-/// sends arrives there (its list of Alertmanagers names a host and port, not whether the
-/// scheme, path or credentials are right). Waits up to a resend for it.
-async fn watchdog_arrived(apis: &Apis) -> Result<bool, DrillError> {
-    let deadline = Instant::now() + ALERTS_ARRIVE_WITHIN;
-    loop {
-        let alerts = apis.alertmanager_alerts("alertname=\"Watchdog\"").await?;
-        if alerts
-            .iter()
-            .any(|a| a["labels"]["instance"].as_str() != Some("drill"))
-        {
-            return Ok(true);
-        }
-        if Instant::now() >= deadline {
-            return Ok(false);
-        }
-        tokio::time::sleep(Duration::from_secs(2)).await;
-    }
-}
-
-/// The active silences that mute one of the shipped alerts, or one of the drill's own.
+/// The active silences (and those starting tonight) that mute one of the shipped alerts, or
+/// one of the drill's own.
 async fn silences(
     apis: &Apis,
-    config: &AlertmanagerConfig,
     known: &Known,
-    account: &str,
+    tests: &[send::TestAlert],
     record: &mut dyn FnMut(&'static str, bool, String),
 ) -> Result<(), DrillError> {
-    let tests = send::test_labels(account);
-    let alarm_receivers: BTreeSet<String> = tests
+    // The drill's own first: a silence that mutes them is named before the rest.
+    let candidates: Vec<Labels> = tests
         .iter()
-        .flat_map(|l| config.destinations(l))
-        .map(|d| d.receiver)
+        .map(|t| t.labels.clone())
+        .chain(known.candidates.iter().cloned())
         .collect();
-    let is_alarm = |labels: &silences::Labels| {
-        config
-            .destinations(labels)
-            .iter()
-            .any(|d| alarm_receivers.contains(&d.receiver))
-    };
-    let candidates: Vec<silences::Labels> = known.candidates.iter().cloned().chain(tests).collect();
     let found = silences::muting(&apis.silences().await?, &candidates);
     if found.is_empty() {
         record("silences", true, "No silence mutes an alert".to_owned());
@@ -267,8 +232,11 @@ async fn silences(
     let said: Vec<String> = found
         .iter()
         .map(|m| {
-            alarm_muted |= m.mutes.iter().any(|l| is_alarm(l));
-            let mut names: Vec<String> = m.mutes.iter().map(|l| silences::named(l)).collect();
+            let mut mutes = m.mutes.clone();
+            // Alarms first: they are what a parent must hear of.
+            mutes.sort_by_key(|l| !is_alarm(l));
+            alarm_muted |= mutes.iter().any(|l| is_alarm(l));
+            let mut names: Vec<String> = mutes.iter().map(|l| silences::named(l)).collect();
             names.dedup();
             let more = names.len().saturating_sub(MAX_NAMED);
             names.truncate(MAX_NAMED);
@@ -283,7 +251,7 @@ async fn silences(
         !alarm_muted,
         if alarm_muted {
             format!(
-                "A silence mutes alarms, so they would not ring: {} (`amtool silence expire ID` ends one)",
+                "A silence mutes alarms (or the heartbeat's Watchdog), so they would not ring: {} (`amtool silence expire ID` ends one)",
                 said.join("; ")
             )
         } else {
@@ -400,103 +368,19 @@ async fn prometheus_side(
 
     let attached = apis.prometheus("alertmanagers").await?;
     let urls = fields(&attached["activeAlertmanagers"], "url");
-    let listed = urls.iter().any(|u| same_place(u, apis.alertmanager_url()));
-    let arrived = listed && watchdog && watchdog_arrived(apis).await?;
-    record(
-        "attached",
-        arrived || (listed && !watchdog),
-        if arrived {
-            "Prometheus sends its alerts to this Alertmanager (its Watchdog is there)".to_owned()
-        } else if listed && !watchdog {
-            "Prometheus lists this Alertmanager (whether its alerts arrive is not known while Watchdog does not fire)".to_owned()
-        } else if listed {
-            format!(
-                "Prometheus lists {} as its Alertmanager, but its Watchdog has not arrived there in {} s: check scheme, path_prefix and credentials under alerting: in prometheus.yml, and Prometheus's log",
-                apis.alertmanager_shown(),
-                ALERTS_ARRIVE_WITHIN.as_secs()
-            )
-        } else if urls.is_empty() {
-            "Prometheus sends its alerts to no Alertmanager (alerting: in prometheus.yml)"
-                .to_owned()
-        } else {
-            format!(
-                "Prometheus sends its alerts to {}, not to {}",
-                urls.iter()
-                    .map(|u| api::shown(u))
-                    .collect::<Vec<_>>()
-                    .join(", "),
-                apis.alertmanager_shown()
-            )
-        },
-    );
-    Ok(Known {
-        candidates: candidates(&rules, &accounts(apis).await?),
-    })
-}
-
-/// The accounts Prometheus holds series of.
-async fn accounts(apis: &Apis) -> Result<Vec<String>, DrillError> {
-    let found = apis
-        .prometheus("query?query=count%20by%20(account)%20(dexcom_up)")
-        .await?;
-    let mut accounts: Vec<String> = found["result"]
-        .as_array()
-        .into_iter()
-        .flatten()
-        .filter_map(|r| r["metric"]["account"].as_str().map(str::to_owned))
-        .collect();
-    accounts.sort();
-    Ok(accounts)
-}
-
-/// Every alerting rule's labels: its name and what it sets, once per account for the rules
-/// that read the exporter's per-account series.
-fn candidates(rules: &Value, accounts: &[String]) -> Vec<silences::Labels> {
-    let mut out = Vec::new();
-    for rule in rules["groups"]
-        .as_array()
-        .into_iter()
-        .flatten()
-        .flat_map(|g| g["rules"].as_array().into_iter().flatten())
-        .filter(|r| r["type"].as_str() == Some("alerting"))
-    {
-        let mut labels = silences::Labels::new();
-        for (name, value) in rule["labels"].as_object().into_iter().flatten() {
-            labels.insert(name.clone(), value.as_str().unwrap_or_default().to_owned());
-        }
-        let Some(name) = rule["name"].as_str() else {
-            continue;
-        };
-        labels.insert("alertname".to_owned(), name.to_owned());
-        let per_account = rule["query"]
-            .as_str()
-            .is_some_and(|q| q.contains("dexcom_"));
-        if per_account && !accounts.is_empty() {
-            for account in accounts {
-                let mut labels = labels.clone();
-                labels.insert("account".to_owned(), account.clone());
-                out.push(labels);
-            }
-        } else {
-            out.push(labels);
-        }
-    }
-    out
-}
-
-/// Whether Prometheus's `url` for an Alertmanager (`http://127.0.0.1:9093/api/v2/alerts`)
-/// is the one at `base`, counting the loopback names as one.
-fn same_place(url: &str, base: &str) -> bool {
-    fn authority(url: &str) -> String {
-        let rest = url.split_once("://").map_or(url, |(_, r)| r);
-        let authority = rest.split('/').next().unwrap_or_default();
-        // Without a user and password: they say nothing of where it is.
-        let authority = authority.rsplit('@').next().unwrap_or_default();
-        authority
-            .replace("localhost", "127.0.0.1")
-            .replace("[::1]", "127.0.0.1")
-    }
-    authority(url) == authority(base)
+    let listed = urls
+        .iter()
+        .any(|u| attached::same_place(u, apis.alertmanager_url()));
+    let (ok, says) = if listed && !watchdog {
+        (
+            true,
+            "Prometheus lists this Alertmanager (whether its sends arrive is not known while Watchdog does not fire)".to_owned(),
+        )
+    } else {
+        attached::sends_arrive(apis, &urls).await?
+    };
+    record("attached", ok, says);
+    Known::ask(apis, &rules).await
 }
 
 /// The string `field` of each object in the array `list` (none when it is not an array).
@@ -576,17 +460,5 @@ mod tests {
             .filter_map(|l| l.strip_prefix("  - name: "))
             .collect();
         assert_eq!(names, ALERT_GROUPS);
-    }
-
-    #[test]
-    fn loopback_names_are_one_place() {
-        assert!(same_place(
-            "http://127.0.0.1:9093/api/v2/alerts",
-            "http://localhost:9093"
-        ));
-        assert!(!same_place(
-            "http://127.0.0.1:9094/api/v2/alerts",
-            "http://127.0.0.1:9093/"
-        ));
     }
 }

@@ -167,7 +167,9 @@ impl AlertmanagerConfig {
                 .into_iter()
                 .map(|i| i.kind)
                 .collect();
-            let every = destination.repeat_interval.max(destination.group_interval);
+            // A still-firing group is told again at the first flush once repeat_interval
+            // has passed: flushes come every group_interval.
+            let every = heartbeat_period(destination.repeat_interval, destination.group_interval);
             if !kinds.iter().any(|k| k == "webhook") {
                 continue;
             } else if destination.default_route {
@@ -236,6 +238,16 @@ impl AlertmanagerConfig {
         }
         out
     }
+}
+
+/// How often an always-firing alert is told again: at the first group flush (every
+/// `interval`) once `repeat` has passed.
+fn heartbeat_period(repeat: Duration, interval: Duration) -> Duration {
+    if interval.is_zero() {
+        return repeat;
+    }
+    let flushes = repeat.as_millis().div_ceil(interval.as_millis()).max(1);
+    interval.saturating_mul(u32::try_from(flushes).unwrap_or(u32::MAX))
 }
 
 /// A route's timers, inherited by its children unless they set their own.

@@ -4,17 +4,20 @@
 //! active silences and names each one that would mute one of the shipped alerts (or the
 //! drill's own test alerts), and when what it mutes would ring a phone, says it would not.
 //!
-//! A silence's matchers are checked against the labels the drill can know: the alert's name
-//! and the labels its rule sets (severity), and the accounts Prometheus sees. A matcher on
-//! any other label (`instance`, `job`) is taken to match: it may, and a silence that might
-//! mute an alarm is worth a line.
+//! A silence's matchers are checked against the labels the drill can know: the alert's name,
+//! the labels its rule sets (severity), and each series of the exporter Prometheus holds
+//! (account, job, instance). A matcher on any other label is taken to match: it may, and a
+//! silence that might mute an alarm is worth a line. A silence set to start later tonight
+//! (within 12 hours) is named too: it will mute.
 
-use std::collections::BTreeMap;
+use std::time::{Duration, SystemTime};
 
 use serde_json::Value;
 
-/// Labels of an alert that may fire.
-pub type Labels = BTreeMap<String, String>;
+use super::known::Labels;
+
+/// How far ahead a silence set to start later is looked at.
+const PENDING_WITHIN: Duration = Duration::from_secs(12 * 3600);
 
 /// An active silence and what it mutes of `candidates`.
 #[derive(Debug, Clone)]
@@ -25,13 +28,20 @@ pub struct Muting<'a> {
     pub mutes: Vec<&'a Labels>,
 }
 
-/// The active silences among `silences` (Alertmanager's `/api/v2/silences`) that mute at
-/// least one of `candidates`.
+/// The active silences among `silences` (Alertmanager's `/api/v2/silences`), and those
+/// starting within 12 hours, that mute at least one of `candidates`.
 pub fn muting<'a>(silences: &[Value], candidates: &'a [Labels]) -> Vec<Muting<'a>> {
     let mut out = Vec::new();
+    let soon = SystemTime::now() + PENDING_WITHIN;
     for silence in silences {
-        if silence["status"]["state"].as_str() != Some("active") {
-            continue;
+        let starts = silence["startsAt"]
+            .as_str()
+            .and_then(|t| t.parse::<jiff::Timestamp>().ok())
+            .map(SystemTime::from);
+        match silence["status"]["state"].as_str() {
+            Some("active") => {}
+            Some("pending") if starts.is_some_and(|t| t <= soon) => {}
+            _ => continue,
         }
         let matchers: Vec<&Value> = silence["matchers"]
             .as_array()
@@ -78,25 +88,39 @@ fn holds(matcher: &Value, labels: &Labels) -> bool {
     found == equal
 }
 
-/// "silence ID by NAME until TIME (COMMENT)": the whole ID, as `amtool silence expire`
-/// takes it.
+/// "silence ID by NAME [from TIME] until TIME (COMMENT)": the whole ID, as `amtool silence
+/// expire` takes it; "from" for one that has not started.
 fn about(silence: &Value) -> String {
+    let time = |field: &str| {
+        silence[field]
+            .as_str()
+            .and_then(|t| t.parse::<jiff::Timestamp>().ok())
+            .map_or_else(
+                || "?".to_owned(),
+                |t| crate::clock::local_time(t.as_millisecond()),
+            )
+    };
     let by = silence["createdBy"].as_str().unwrap_or("?");
-    let until = silence["endsAt"]
-        .as_str()
-        .and_then(|t| t.parse::<jiff::Timestamp>().ok())
-        .map_or_else(
-            || "?".to_owned(),
-            |t| crate::clock::local_time(t.as_millisecond()),
-        );
+    let from = if silence["status"]["state"].as_str() == Some("pending") {
+        format!(" from {}", time("startsAt"))
+    } else {
+        String::new()
+    };
     let comment = silence["comment"].as_str().unwrap_or_default();
     let id = silence["id"].as_str().unwrap_or("?");
-    format!("silence {id} by {by} until {until} ({comment})")
+    format!(
+        "silence {id} by {by}{from} until {} ({comment})",
+        time("endsAt")
+    )
 }
 
-/// An alert as a person names it: `DexcomGlucoseUrgentLow for kid`.
+/// An alert as a person names it: `DexcomGlucoseUrgentLow for kid`, or the drill's own
+/// `test DexcomSignalLoss`.
 pub fn named(labels: &Labels) -> String {
     let name = labels.get("alertname").map_or("?", String::as_str);
+    if labels.contains_key("drill_run") {
+        return format!("the drill's test {name}");
+    }
     match labels.get("account") {
         Some(account) => format!("{name} for {account}"),
         None => name.to_owned(),
@@ -134,9 +158,12 @@ mod tests {
                 ("account", "kid"),
             ]),
         ];
+        let soon = humantime::format_rfc3339_millis(SystemTime::now() + Duration::from_secs(600))
+            .to_string();
         let silence = |state: &str, matchers: Value| {
             json!({"id": "0123456789ab", "status": {"state": state}, "matchers": matchers,
-                   "endsAt": "2026-12-08T07:00:00.000Z", "createdBy": "mum", "comment": "sensor change"})
+                   "startsAt": soon, "endsAt": "2099-12-08T07:00:00.000Z", "createdBy": "mum",
+                   "comment": "sensor change"})
         };
         let silences = [
             // Every alert of kid, on one instance: the instance cannot be known, so it may.
@@ -150,11 +177,20 @@ mod tests {
                 "active",
                 json!([{"name": "alertname", "value": "DexcomGlucose(High|Low)", "isRegex": true}]),
             ),
-            // Over, or not started: mutes nothing now.
+            // Over, or starting in two days: mutes nothing tonight.
             silence(
                 "expired",
                 json!([{"name": "account", "value": "dad", "isRegex": false}]),
             ),
+            {
+                let mut later = silence(
+                    "pending",
+                    json!([{"name": "account", "value": "dad", "isRegex": false}]),
+                );
+                later["startsAt"] = json!("2099-12-06T22:00:00.000Z");
+                later
+            },
+            // Starting in ten minutes: it will.
             silence(
                 "pending",
                 json!([{"name": "account", "value": "dad", "isRegex": false}]),
@@ -180,12 +216,14 @@ mod tests {
                 ],
                 vec!["DexcomGlucoseHigh for kid"],
                 vec!["DexcomGlucoseUrgentLow for dad"],
+                vec!["DexcomGlucoseUrgentLow for dad"],
             ]
         );
+        assert!(found[2].about.contains(" from 20"), "{}", found[2].about);
         assert!(
             found[0]
                 .about
-                .starts_with("silence 0123456789ab by mum until 2026-12-08"),
+                .starts_with("silence 0123456789ab by mum until 2099-12-08"),
             "{}",
             found[0].about
         );

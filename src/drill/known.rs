@@ -1,0 +1,155 @@
+//! What may fire, as Prometheus knows it: the exporter's series (each account's labels as an
+//! alert of the shipped rules carries them: `account`, `job`, `instance` and whatever the
+//! scrape adds) and every alerting rule's labels. Routes and silences select on these labels,
+//! so the drill routes its test alerts, and judges silences, with the real ones: a route for
+//! one child's account, or on `job`, is then tested as it is, not missed.
+
+use std::collections::BTreeMap;
+
+use serde_json::Value;
+
+use super::api::{Apis, DrillError};
+
+/// Labels of an alert.
+pub type Labels = BTreeMap<String, String>;
+
+/// The alerts that mean "the glucose cannot be seen", as the shipped `alertmanager.yml`
+/// routes them to `glucose-unseen`: while one lasts, no low can page.
+const UNSEEN: [&str; 6] = [
+    "DexcomSignalLoss",
+    "DexcomNoGlucoseValue",
+    "DexcomShareLoginFailing",
+    "DexcomLoginStateFailing",
+    "DexcomShareUnavailable",
+    "DexcomExporterDown",
+];
+
+/// What Prometheus says may fire.
+#[derive(Debug, Clone, Default)]
+pub struct Known {
+    /// Each alerting rule's labels, once per series of the exporter for the rules that read
+    /// its series.
+    pub candidates: Vec<Labels>,
+    /// The exporter's series (`dexcom_up`'s label sets), one per account it serves.
+    pub series: Vec<Labels>,
+}
+
+impl Known {
+    /// Asks Prometheus, whose rules are `rules` (its `/api/v1/rules`).
+    pub async fn ask(apis: &Apis, rules: &Value) -> Result<Known, DrillError> {
+        let found = apis.prometheus("query?query=dexcom_up").await?;
+        let mut series: Vec<Labels> = found["result"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .map(|r| {
+                r["metric"]
+                    .as_object()
+                    .into_iter()
+                    .flatten()
+                    .filter(|(name, _)| *name != "__name__")
+                    .map(|(name, value)| {
+                        (name.clone(), value.as_str().unwrap_or_default().to_owned())
+                    })
+                    .collect()
+            })
+            .collect();
+        series.sort();
+        series.dedup();
+        Ok(Known {
+            candidates: candidates(rules, &series),
+            series,
+        })
+    }
+}
+
+/// Whether silencing an alert with `labels` means an alarm would not ring tonight: an urgent
+/// one (`severity="critical"`), one that means the glucose cannot be seen, or `Watchdog`
+/// (without it the heartbeat service pages for nothing, or is paused and pages for nothing
+/// real).
+pub fn is_alarm(labels: &Labels) -> bool {
+    let name = labels.get("alertname").map_or("", String::as_str);
+    labels.get("severity").is_some_and(|s| s == "critical")
+        || UNSEEN.contains(&name)
+        || name == "Watchdog"
+}
+
+/// Every alerting rule's labels: its name and what it sets, once per series for the rules
+/// that read the exporter's series.
+fn candidates(rules: &Value, series: &[Labels]) -> Vec<Labels> {
+    let mut out = Vec::new();
+    for rule in rules["groups"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .flat_map(|g| g["rules"].as_array().into_iter().flatten())
+        .filter(|r| r["type"].as_str() == Some("alerting"))
+    {
+        let Some(name) = rule["name"].as_str() else {
+            continue;
+        };
+        let mut labels = Labels::new();
+        for (label, value) in rule["labels"].as_object().into_iter().flatten() {
+            labels.insert(label.clone(), value.as_str().unwrap_or_default().to_owned());
+        }
+        labels.insert("alertname".to_owned(), name.to_owned());
+        let per_series = rule["query"]
+            .as_str()
+            .is_some_and(|q| q.contains("dexcom_"));
+        if per_series && !series.is_empty() {
+            for one in series {
+                let mut labels = labels.clone();
+                for (label, value) in one {
+                    labels.entry(label.clone()).or_insert_with(|| value.clone());
+                }
+                out.push(labels);
+            }
+        } else {
+            out.push(labels);
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_unseen_alerts_are_the_shipped_routes() {
+        let shipped = include_str!("../../deploy/alertmanager/alertmanager.yml");
+        let line = shipped
+            .lines()
+            .find(|l| l.contains("alertname=~\"DexcomSignalLoss"))
+            .unwrap();
+        let names = line.split('"').nth(1).unwrap();
+        assert_eq!(names.split('|').collect::<Vec<_>>(), UNSEEN);
+    }
+
+    #[test]
+    fn rules_reading_the_exporter_are_told_apart_per_series() {
+        let rules = serde_json::json!({"groups": [{"rules": [
+            {"type": "alerting", "name": "DexcomGlucoseUrgentLow", "labels": {"severity": "critical"},
+             "query": "dexcom_glucose_mg_per_dl < 55"},
+            {"type": "alerting", "name": "Watchdog", "labels": {"severity": "none"}, "query": "vector(1)"},
+            {"type": "recording", "name": "x", "query": "dexcom_up"},
+        ]}]});
+        let series: Vec<Labels> = ["kid", "dad"]
+            .iter()
+            .map(|a| {
+                Labels::from([
+                    ("account".to_owned(), (*a).to_owned()),
+                    ("job".to_owned(), "dexcom".to_owned()),
+                    ("instance".to_owned(), "pi:9150".to_owned()),
+                ])
+            })
+            .collect();
+        let found = candidates(&rules, &series);
+        assert_eq!(found.len(), 3);
+        assert_eq!(found[0]["account"], "kid");
+        assert_eq!(found[0]["job"], "dexcom");
+        assert_eq!(found[0]["severity"], "critical");
+        assert!(is_alarm(&found[0]) && is_alarm(&found[2]));
+        assert!(!found[2].contains_key("account"));
+    }
+}
