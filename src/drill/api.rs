@@ -80,7 +80,19 @@ pub fn shown(url: &str) -> String {
             let _ = parsed.set_password(None);
             parsed.as_str().trim_end_matches('/').to_owned()
         }
-        _ => url.to_owned(),
+        // One that does not parse as meant (a mistyped port, no scheme) may still hold a
+        // password: everything between the scheme and the last `@` of the authority goes.
+        _ => {
+            let (scheme, rest) = url.split_once("://").unwrap_or(("", url));
+            let end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
+            let (authority, path) = rest.split_at(end);
+            let host = authority.rsplit_once('@').map_or(authority, |(_, h)| h);
+            if scheme.is_empty() {
+                format!("{host}{path}")
+            } else {
+                format!("{scheme}://{host}{path}")
+            }
+        }
     }
 }
 
@@ -338,6 +350,13 @@ mod shown_tests {
             "http://127.0.0.1:9093"
         );
         assert_eq!(shown("http://127.0.0.1:9093"), "http://127.0.0.1:9093");
+        // Mistyped: no URL, still no password.
+        assert_eq!(
+            shown("http://admin:SECRET@127.0.0.1:9O90/x"),
+            "http://127.0.0.1:9O90/x"
+        );
+        assert_eq!(shown("admin:SECRET@[::1:9090"), "[::1:9090");
+        assert_eq!(shown("http://[::1]:9093/am"), "http://[::1]:9093/am");
         let error = Apis::new("http://u:SECRET@127.0.0.1:1", "http://127.0.0.1:2")
             .unwrap()
             .am_error("x".into())

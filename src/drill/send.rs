@@ -42,11 +42,13 @@ pub(super) struct TestAlert {
 /// known, their `account`: Alertmanager groups by account, and a group left from an earlier
 /// drill, still waiting to tell its ending, would hold a new alert back until its next flush).
 pub(super) fn run_id() -> String {
+    // With the process ID: two drills started in one second must not share their alerts.
     format!(
-        "drill-{}",
+        "drill-{}-{}",
         SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0, |d| d.as_secs())
+            .map_or(0, |d| d.as_secs()),
+        std::process::id()
     )
 }
 
@@ -284,7 +286,26 @@ pub(super) async fn send_and_end(
                 "; but nothing here rings a phone (e-mail and a heartbeat ping wake nobody)",
             );
         }
-        record(alert.step, seen.refused.is_empty() && rang, says);
+        // A route quiet part of the time lets an alarm then go unheard.
+        let quiet: Vec<String> = destinations
+            .iter()
+            .flat_map(|d| {
+                d.muted_during
+                    .iter()
+                    .map(move |m| format!("{} during {m}", d.receiver))
+            })
+            .collect();
+        if !quiet.is_empty() {
+            says.push_str(&format!(
+                "; but its route is quiet part of the time, when this alarm would not ring: {}",
+                quiet.join(", ")
+            ));
+        }
+        record(
+            alert.step,
+            seen.refused.is_empty() && rang && quiet.is_empty(),
+            says,
+        );
         // Alertmanager tells an ending only where it told the alarm.
         let told = integrations
             .iter()
