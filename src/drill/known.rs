@@ -24,6 +24,39 @@ const UNSEEN: [&str; 6] = [
     "DexcomExporterDown",
 ];
 
+/// The rules whose alerts are alarms: without each (or with one that fails to evaluate), an
+/// alarm cannot fire at all.
+const ALARM_RULES: [&str; 3] = [
+    "DexcomGlucoseUrgentLow",
+    "DexcomGlucoseUrgentLowSoon",
+    "Watchdog",
+];
+
+/// Each alarm rule that is missing from `rules` (Prometheus's `/api/v1/rules`) or does not
+/// evaluate (`health` not `ok`), with Prometheus's error.
+pub fn alarm_rule_problems(rules: &Value) -> Vec<String> {
+    let all: Vec<&Value> = alerting_rules(rules).collect();
+    let mut out = Vec::new();
+    for name in ALARM_RULES.iter().chain(UNSEEN.iter()) {
+        let found: Vec<&&Value> = all
+            .iter()
+            .filter(|r| r["name"].as_str() == Some(name))
+            .collect();
+        if found.is_empty() {
+            out.push(format!("no rule {name}"));
+        }
+        for rule in found {
+            let health = rule["health"].as_str().unwrap_or("unknown");
+            // "unknown" is a rule not evaluated yet, just after a start.
+            if health == "err" {
+                let error = rule["lastError"].as_str().unwrap_or_default();
+                out.push(format!("{name} fails to evaluate: {error}"));
+            }
+        }
+    }
+    out
+}
+
 /// What Prometheus says may fire.
 #[derive(Debug, Clone, Default)]
 pub struct Known {
@@ -32,6 +65,13 @@ pub struct Known {
     pub candidates: Vec<Labels>,
     /// The exporter's series (`dexcom_up`'s label sets), one per account it serves.
     pub series: Vec<Labels>,
+    /// Each alerting rule's own labels (`severity`, and whatever a user added), by name.
+    pub rule_labels: BTreeMap<String, Labels>,
+    /// The labels Prometheus adds to every alert it sends (`global.external_labels`).
+    pub external: Labels,
+    /// How many `alerting.alert_relabel_configs` Prometheus applies to what it sends: the
+    /// drill cannot apply them, so a rewritten or dropped alarm would go unseen by it.
+    pub alert_relabels: usize,
 }
 
 impl Known {
@@ -56,11 +96,59 @@ impl Known {
             .collect();
         series.sort();
         series.dedup();
+        let config = apis.prometheus("status/config").await?;
+        let config: Value = config["yaml"]
+            .as_str()
+            .and_then(|text| serde_saphyr::from_str(text).ok())
+            .unwrap_or_default();
+        let external: Labels = config["global"]["external_labels"]
+            .as_object()
+            .into_iter()
+            .flatten()
+            .map(|(k, v)| (k.clone(), v.as_str().unwrap_or_default().to_owned()))
+            .collect();
+        let alert_relabels = config["alerting"]["alert_relabel_configs"]
+            .as_array()
+            .map_or(0, Vec::len);
+        let mut candidates = candidates(rules, &series);
+        for labels in &mut candidates {
+            for (name, value) in &external {
+                labels.entry(name.clone()).or_insert_with(|| value.clone());
+            }
+        }
         Ok(Known {
-            candidates: candidates(rules, &series),
+            candidates,
             series,
+            rule_labels: rule_labels(rules),
+            external,
+            alert_relabels,
         })
     }
+}
+
+/// Each alerting rule's own labels, by name.
+fn rule_labels(rules: &Value) -> BTreeMap<String, Labels> {
+    alerting_rules(rules)
+        .filter_map(|rule| {
+            let labels = rule["labels"]
+                .as_object()
+                .into_iter()
+                .flatten()
+                .map(|(k, v)| (k.clone(), v.as_str().unwrap_or_default().to_owned()))
+                .collect();
+            Some((rule["name"].as_str()?.to_owned(), labels))
+        })
+        .collect()
+}
+
+/// The alerting rules of Prometheus's `/api/v1/rules`.
+fn alerting_rules(rules: &Value) -> impl Iterator<Item = &Value> {
+    rules["groups"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .flat_map(|g| g["rules"].as_array().into_iter().flatten())
+        .filter(|r| r["type"].as_str() == Some("alerting"))
 }
 
 /// Whether silencing an alert with `labels` means an alarm would not ring tonight: an urgent
@@ -78,13 +166,7 @@ pub fn is_alarm(labels: &Labels) -> bool {
 /// that read the exporter's series.
 fn candidates(rules: &Value, series: &[Labels]) -> Vec<Labels> {
     let mut out = Vec::new();
-    for rule in rules["groups"]
-        .as_array()
-        .into_iter()
-        .flatten()
-        .flat_map(|g| g["rules"].as_array().into_iter().flatten())
-        .filter(|r| r["type"].as_str() == Some("alerting"))
-    {
+    for rule in alerting_rules(rules) {
         let Some(name) = rule["name"].as_str() else {
             continue;
         };
@@ -124,6 +206,26 @@ mod tests {
             .unwrap();
         let names = line.split('"').nth(1).unwrap();
         assert_eq!(names.split('|').collect::<Vec<_>>(), UNSEEN);
+    }
+
+    #[test]
+    fn the_alarm_rules_are_the_shipped_ones() {
+        let shipped = include_str!("../../deploy/prometheus/alerts.yml");
+        for name in ALARM_RULES.iter().chain(UNSEEN.iter()) {
+            assert!(shipped.contains(&format!("- alert: {name}\n")), "{name}");
+        }
+        let broken = serde_json::json!({"groups": [{"rules": [
+            {"type": "alerting", "name": "DexcomGlucoseUrgentLow", "health": "err",
+             "lastError": "many-to-many matching not allowed"},
+        ]}]});
+        let found = alarm_rule_problems(&broken);
+        assert!(
+            found.contains(
+                &"DexcomGlucoseUrgentLow fails to evaluate: many-to-many matching not allowed"
+                    .to_owned()
+            )
+        );
+        assert!(found.contains(&"no rule Watchdog".to_owned()));
     }
 
     #[test]

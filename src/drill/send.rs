@@ -13,7 +13,7 @@ use std::collections::BTreeMap;
 use std::time::{Duration, Instant, SystemTime};
 
 use super::api::{Apis, Counters, DrillError, Tally};
-use super::known::Labels;
+use super::known::{Known, Labels};
 use super::logged;
 use super::routing::{AlertmanagerConfig, Integration};
 
@@ -57,11 +57,8 @@ pub(super) fn run_id() -> String {
 /// the first series that takes it), so a route for one child's account, or on `job`, is
 /// tested as it is; with no series known, one with the drill's own account. The account is
 /// the drill's own (`run`) unless the route depends on it.
-pub(super) fn test_alerts(
-    run: &str,
-    series: &[Labels],
-    config: &AlertmanagerConfig,
-) -> Vec<TestAlert> {
+pub(super) fn test_alerts(run: &str, known: &Known, config: &AlertmanagerConfig) -> Vec<TestAlert> {
+    let series = &known.series;
     let own = Labels::from([
         ("account".to_owned(), run.to_owned()),
         ("instance".to_owned(), "drill".to_owned()),
@@ -100,8 +97,18 @@ pub(super) fn test_alerts(
         };
         for base in &bases {
             let mut labels = (*base).clone();
+            // As Prometheus would send the rule's alert: its own labels (the shipped
+            // severity when it is not loaded), then the external labels.
+            match known.rule_labels.get(alertname) {
+                Some(own) => labels.extend(own.clone()),
+                None => {
+                    labels.insert("severity".to_owned(), severity.to_owned());
+                }
+            }
+            for (name, value) in &known.external {
+                labels.entry(name.clone()).or_insert_with(|| value.clone());
+            }
             labels.insert("alertname".to_owned(), alertname.to_owned());
-            labels.insert("severity".to_owned(), severity.to_owned());
             labels.insert("drill_run".to_owned(), run.to_owned());
             let route = receivers(&labels);
             // The drill's own account where the route does not depend on it: a real
@@ -629,7 +636,11 @@ receivers:
                 ])
             })
             .collect();
-        let alerts = test_alerts("drill-1", &series, &config);
+        let known = Known {
+            series,
+            ..Known::default()
+        };
+        let alerts = test_alerts("drill-1", &known, &config);
         let got: Vec<(&str, &str, String)> = alerts
             .iter()
             .map(|a| {
@@ -651,7 +662,7 @@ receivers:
         assert_eq!(alerts[0].what, "The urgent-low alarm as for alex");
         assert!(alerts.iter().all(|a| a.labels["drill_run"] == "drill-1"));
         // With no series known, the drill's own labels.
-        let own = test_alerts("drill-1", &[], &config);
+        let own = test_alerts("drill-1", &Known::default(), &config);
         assert_eq!(own.len(), 2);
         assert_eq!(own[1].labels["instance"], "drill");
     }
