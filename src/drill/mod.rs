@@ -15,6 +15,7 @@
 
 mod api;
 mod attached;
+mod inhibit;
 mod known;
 mod logged;
 mod routing;
@@ -216,6 +217,17 @@ async fn chain(
     config_checks(&config, record);
     let tests = send::test_alerts(run, &known, &config);
     silences(apis, &known, &tests, record).await?;
+    let mut inhibiting = inhibit::risky(&config, &known.candidates);
+    inhibiting.extend(inhibit::inhibited_now(
+        &apis.alertmanager_alerts("alertname=~\".+\"").await?,
+    ));
+    none_found(
+        record,
+        "inhibitions",
+        &inhibiting,
+        "No inhibit rule lets an alert that is no alarm silence an alarm",
+        "An alarm would be kept quiet by an inhibit rule",
+    );
     send::send_and_end(apis, &config, run, &tests, record).await
 }
 

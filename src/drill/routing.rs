@@ -217,6 +217,13 @@ impl AlertmanagerConfig {
                 .any(|d| d.receiver == name)
     }
 
+    /// The inhibit rules, as written.
+    pub fn inhibit_rules(&self) -> &[Value] {
+        self.root["inhibit_rules"]
+            .as_array()
+            .map_or(&[], Vec::as_slice)
+    }
+
     /// Every Pushover entry that tells an ending at a priority above 0 (so the all-clear
     /// rings like the alarm), as "receiver NAME (priority P)". A priority that depends on
     /// `.Status` is taken as chosen per status.
@@ -364,7 +371,7 @@ fn legacy(route: &Value) -> Vec<(String, &'static str, String)> {
 }
 
 /// Whether every matcher of `route` holds for `labels` (a missing label is the empty string).
-fn matches(route: &Value, labels: &BTreeMap<String, String>) -> bool {
+pub(super) fn matches(route: &Value, labels: &BTreeMap<String, String>) -> bool {
     let mut all: Vec<(String, &'static str, String)> = legacy(route);
     for matcher in route["matchers"].as_array().into_iter().flatten() {
         match matcher.as_str().and_then(parse_matcher) {

@@ -254,6 +254,20 @@ pub(super) async fn send_and_end(
             );
             continue;
         }
+        // With a real account (its route depends on it), a real alarm of that account
+        // firing now would be joined: its phone told again, with the test in its message.
+        if let Some(real) = real_alarm_firing(apis, &alert.labels, run).await? {
+            record(
+                alert.step,
+                false,
+                format!(
+                    "{} (to {}) is not tested now: {real} fires, and the test would join it; run the drill again when it is over",
+                    alert.what,
+                    receivers.join(", ")
+                ),
+            );
+            continue;
+        }
         let wait = destinations
             .iter()
             .map(|d| d.group_wait)
@@ -293,6 +307,11 @@ pub(super) async fn send_and_end(
                 "; but nothing here rings a phone (e-mail and a heartbeat ping wake nobody)",
             );
         }
+        // Silenced or inhibited as it went in: Alertmanager told nobody.
+        let held = suppressed(apis, &alert.labels, run).await?;
+        if let Some(why) = &held {
+            says.push_str(&format!("; but Alertmanager holds it suppressed ({why})"));
+        }
         // A route quiet part of the time lets an alarm then go unheard.
         let quiet: Vec<String> = destinations
             .iter()
@@ -310,7 +329,7 @@ pub(super) async fn send_and_end(
         }
         record(
             alert.step,
-            seen.refused.is_empty() && rang && quiet.is_empty(),
+            seen.refused.is_empty() && rang && quiet.is_empty() && held.is_none(),
             says,
         );
         // Alertmanager tells an ending only where it told the alarm.
@@ -382,6 +401,69 @@ pub(super) async fn send_and_end(
         },
     );
     Ok(())
+}
+
+/// A matcher value as Alertmanager's filter reads it, quoted.
+fn quoted(value: &str) -> String {
+    format!("\"{}\"", value.replace('\\', "\\\\").replace('"', "\\\""))
+}
+
+/// The real alert (not one of run `run`) of the same account and name as the test alert
+/// `labels`, when the test carries a real account and such an alert is active.
+async fn real_alarm_firing(
+    apis: &Apis,
+    labels: &Labels,
+    run: &str,
+) -> Result<Option<String>, DrillError> {
+    let (Some(account), Some(name)) = (labels.get("account"), labels.get("alertname")) else {
+        return Ok(None);
+    };
+    if account == run {
+        return Ok(None);
+    }
+    let filter = format!("alertname={},account={}", quoted(name), quoted(account));
+    let found = apis.alertmanager_alerts(&filter).await?;
+    Ok(found
+        .iter()
+        .any(|a| a["labels"]["drill_run"].is_null())
+        .then(|| format!("a real {name} for {account}")))
+}
+
+/// Why Alertmanager holds the test alert `labels` suppressed ("silenced by ID", "inhibited
+/// by FINGERPRINT"), if it does.
+async fn suppressed(apis: &Apis, labels: &Labels, run: &str) -> Result<Option<String>, DrillError> {
+    let filter = format!("drill_run={}", quoted(run));
+    let ours = apis.alertmanager_alerts(&filter).await?;
+    let Some(alert) = ours.iter().find(|a| {
+        labels
+            .iter()
+            .all(|(k, v)| a["labels"][k].as_str() == Some(v.as_str()))
+    }) else {
+        return Ok(None);
+    };
+    if alert["status"]["state"].as_str() != Some("suppressed") {
+        return Ok(None);
+    }
+    let list = |key: &str| -> Vec<String> {
+        alert["status"][key]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|v| v.as_str().map(str::to_owned))
+            .collect()
+    };
+    let mut why = Vec::new();
+    if !list("silencedBy").is_empty() {
+        why.push(format!("silenced by {}", list("silencedBy").join(", ")));
+    }
+    if !list("inhibitedBy").is_empty() {
+        why.push(format!("inhibited by {}", list("inhibitedBy").join(", ")));
+    }
+    Ok(Some(if why.is_empty() {
+        "suppressed".to_owned()
+    } else {
+        why.join("; ")
+    }))
 }
 
 fn count<'a>(integrations: impl Iterator<Item = &'a Integration>) -> BTreeMap<String, usize> {
@@ -665,6 +747,12 @@ receivers:
         let own = test_alerts("drill-1", &Known::default(), &config);
         assert_eq!(own.len(), 2);
         assert_eq!(own[1].labels["instance"], "drill");
+    }
+
+    #[test]
+    fn filter_values_are_quoted_as_alertmanager_reads_them() {
+        assert_eq!(quoted("kid"), "\"kid\"");
+        assert_eq!(quoted(r#"kid "A"\"#), r#""kid \"A\"\\""#);
     }
 
     #[test]

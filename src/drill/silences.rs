@@ -5,9 +5,9 @@
 //! drill's own test alerts), and when what it mutes would ring a phone, says it would not.
 //!
 //! A silence's matchers are checked against the labels the drill can know: the alert's name,
-//! the labels its rule sets (severity), and each series of the exporter Prometheus holds
-//! (account, job, instance). A matcher on any other label is taken to match: it may, and a
-//! silence that might mute an alarm is worth a line. A silence set to start later tonight
+//! the labels its rule sets (severity), each series of the exporter Prometheus holds
+//! (account, job, instance) and Prometheus's external labels; a label an alert does not have
+//! is the empty string, as Alertmanager reads it. A silence set to start later tonight
 //! (within 12 hours) is named too: it will mute.
 
 use std::time::{Duration, SystemTime};
@@ -71,10 +71,10 @@ fn holds(matcher: &Value, labels: &Labels) -> bool {
     let Some(name) = matcher["name"].as_str() else {
         return false;
     };
-    let Some(actual) = labels.get(name) else {
-        // A label the drill cannot know: it may match.
-        return true;
-    };
+    // As Alertmanager reads it: a label the alert does not have is the empty string. The
+    // candidates carry what the drill can know (rule, series and external labels).
+    let empty = String::new();
+    let actual = labels.get(name).unwrap_or(&empty);
     let value = matcher["value"].as_str().unwrap_or_default();
     let equal = matcher["isEqual"].as_bool().unwrap_or(true);
     let found = if matcher["isRegex"].as_bool().unwrap_or(false) {
@@ -166,11 +166,15 @@ mod tests {
                    "comment": "sensor change"})
         };
         let silences = [
-            // Every alert of kid, on one instance: the instance cannot be known, so it may.
+            // Every alert of kid.
             silence(
                 "active",
-                json!([{"name": "account", "value": "kid", "isRegex": false, "isEqual": true},
-                                     {"name": "instance", "value": "pi:9150", "isRegex": false}]),
+                json!([{"name": "account", "value": "kid", "isRegex": false, "isEqual": true}]),
+            ),
+            // On a label none of them has (another job's alerts): mutes none.
+            silence(
+                "active",
+                json!([{"name": "job", "value": "node", "isRegex": false}]),
             ),
             // Highs only, by a regular expression Alertmanager anchors.
             silence(
