@@ -83,14 +83,14 @@ pub fn shown(url: &str) -> String {
         // One that does not parse as meant (a mistyped port, no scheme) may still hold a
         // password: everything between the scheme and the last `@` of the authority goes.
         _ => {
+            // The password may hold `/`, `?` or `#` unencoded: everything up to the last `@`
+            // goes (a path with an `@` is then shown short, never a password).
             let (scheme, rest) = url.split_once("://").unwrap_or(("", url));
-            let end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
-            let (authority, path) = rest.split_at(end);
-            let host = authority.rsplit_once('@').map_or(authority, |(_, h)| h);
+            let host = rest.rsplit_once('@').map_or(rest, |(_, h)| h);
             if scheme.is_empty() {
-                format!("{host}{path}")
+                host.to_owned()
             } else {
-                format!("{scheme}://{host}{path}")
+                format!("{scheme}://{host}")
             }
         }
     }
@@ -209,12 +209,13 @@ impl Apis {
         Ok(())
     }
 
-    /// Alertmanager's alerts whose labels match `filter` (`alertname="Watchdog"`), silenced
-    /// and inhibited ones too.
-    pub async fn alertmanager_alerts(&self, filter: &str) -> Result<Vec<Value>, DrillError> {
+    /// Alertmanager's alerts whose labels match every one of `matchers`
+    /// (`alertname="Watchdog"`), silenced and inhibited ones too. Each matcher is its own
+    /// `filter` parameter: Alertmanager takes one matcher per parameter.
+    pub async fn alertmanager_alerts(&self, matchers: &[&str]) -> Result<Vec<Value>, DrillError> {
         let url = reqwest::Url::parse_with_params(
             &format!("{}/api/v2/alerts", self.alertmanager),
-            &[("filter", filter)],
+            matchers.iter().map(|m| ("filter", *m)),
         )
         .map_err(|e| self.am_error(e.to_string()))?;
         let body = self
@@ -356,6 +357,10 @@ mod shown_tests {
             "http://127.0.0.1:9O90/x"
         );
         assert_eq!(shown("admin:SECRET@[::1:9090"), "[::1:9090");
+        for secret in ["pa#SECRET", "pa/SECRET", "pa?SECRET"] {
+            let said = shown(&format!("http://admin:{secret}@127.0.0.1:9090"));
+            assert_eq!(said, "http://127.0.0.1:9090");
+        }
         assert_eq!(shown("http://[::1]:9093/am"), "http://[::1]:9093/am");
         let error = Apis::new("http://u:SECRET@127.0.0.1:1", "http://127.0.0.1:2")
             .unwrap()

@@ -12,8 +12,11 @@ use super::known::{Labels, is_alarm};
 use super::routing::{AlertmanagerConfig, matches};
 use super::silences::named;
 
-/// The rules of `config` under which one of `candidates` that is no alarm would silence one
-/// that is, as "inhibit rule N: SOURCE silences TARGET".
+/// The rules of `config` under which an alert that is no alarm would silence an alarm among
+/// `candidates`, one line per rule: "inhibit rule N: SOURCE would silence TARGET". A source
+/// is fine only when what it matches is all alarms that ring themselves (urgent or "cannot be
+/// seen"); one that matches none of the known alerts may match any other job's (a `HostDown`),
+/// and `Watchdog` always fires. The `equal` labels are not relied on: they narrow, not widen.
 pub fn risky(config: &AlertmanagerConfig, candidates: &[Labels]) -> Vec<String> {
     let mut out = Vec::new();
     for (index, rule) in config.inhibit_rules().iter().enumerate() {
@@ -25,35 +28,53 @@ pub fn risky(config: &AlertmanagerConfig, candidates: &[Labels]) -> Vec<String> 
             })
         };
         let (source, target) = (side("source"), side("target"));
-        let equal: Vec<&str> = rule["equal"]
-            .as_array()
-            .into_iter()
-            .flatten()
-            .filter_map(Value::as_str)
-            .collect();
-        let value = |labels: &Labels, name: &str| labels.get(name).cloned().unwrap_or_default();
-        'targets: for muted in candidates
+        let Some(muted) = candidates
             .iter()
-            .filter(|l| is_alarm(l) && matches(&target, l))
-        {
-            for by in candidates
-                .iter()
-                .filter(|l| !is_alarm(l) && matches(&source, l))
-            {
-                if equal.iter().all(|e| value(by, e) == value(muted, e)) {
-                    out.push(format!(
-                        "inhibit rule {}: {} (no alarm) silences {}",
-                        index + 1,
-                        named(by),
-                        named(muted)
-                    ));
-                    continue 'targets;
-                }
-            }
+            .find(|l| is_alarm(l) && matches(&target, l))
+        else {
+            continue;
+        };
+        let sources: Vec<&Labels> = candidates.iter().filter(|l| matches(&source, l)).collect();
+        let by = match sources.iter().find(|l| !rings(l)) {
+            Some(quiet) => format!("{} (no alarm)", named(quiet)),
+            None if sources.is_empty() => format!(
+                "any alert matching {} (none of the exporter's)",
+                matchers_text(&source)
+            ),
+            None => continue,
+        };
+        out.push(format!(
+            "inhibit rule {}: {by} would silence {}",
+            index + 1,
+            named(muted)
+        ));
+    }
+    out
+}
+
+/// Whether an alert with `labels` rings a phone itself: urgent, or "cannot be seen". Not
+/// `Watchdog`, which always fires.
+fn rings(labels: &Labels) -> bool {
+    is_alarm(labels) && labels.get("alertname").is_none_or(|n| n != "Watchdog")
+}
+
+/// A rule side's matchers as written.
+fn matchers_text(side: &Value) -> String {
+    let mut parts: Vec<String> = side["matchers"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|m| m.as_str().map(str::to_owned))
+        .collect();
+    for (key, op) in [("match", "="), ("match_re", "=~")] {
+        for (name, value) in side[key].as_object().into_iter().flatten() {
+            parts.push(format!(
+                "{name}{op}\"{}\"",
+                value.as_str().unwrap_or_default()
+            ));
         }
     }
-    out.dedup();
-    out
+    format!("{{{}}}", parts.join(", "))
 }
 
 /// The alarms among `alerts` (Alertmanager's `/api/v2/alerts`) that it holds inhibited now
@@ -144,8 +165,18 @@ mod tests {
         assert_eq!(
             risky(&reversed, &candidates),
             [
-                "inhibit rule 1: DexcomGlucoseHigh for alex (no alarm) silences DexcomGlucoseUrgentLow for alex",
-                "inhibit rule 1: DexcomGlucoseHigh for alex (no alarm) silences DexcomGlucoseUrgentLowSoon for alex",
+                "inhibit rule 1: DexcomGlucoseHigh for alex (no alarm) would silence DexcomGlucoseUrgentLow for alex"
+            ]
+        );
+        let foreign = AlertmanagerConfig::parse(
+            "route: {receiver: x}\nreceivers: [{name: x}]\ninhibit_rules:\n  - source_matchers: ['alertname=\"HostDown\"']\n    target_matchers: ['severity=\"critical\"']\n  - source_matchers: ['alertname=\"Watchdog\"']\n    target_matchers: ['severity=\"critical\"']\n",
+        )
+        .unwrap();
+        assert_eq!(
+            risky(&foreign, &candidates),
+            [
+                "inhibit rule 1: any alert matching {alertname=\"HostDown\"} (none of the exporter's) would silence DexcomGlucoseUrgentLow for alex",
+                "inhibit rule 2: Watchdog (no alarm) would silence DexcomGlucoseUrgentLow for alex",
             ]
         );
         let held = serde_json::json!([

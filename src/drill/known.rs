@@ -45,7 +45,25 @@ pub fn alarm_rule_problems(rules: &Value) -> Vec<String> {
         if found.is_empty() {
             out.push(format!("no rule {name}"));
         }
+        // Two rules of one name with different labels: the drill tests one of them.
+        let mut label_sets: Vec<&Value> = found.iter().map(|r| &r["labels"]).collect();
+        label_sets.dedup();
+        if label_sets.len() > 1 {
+            out.push(format!(
+                "{} rules named {name} set different labels: the drill tests one of them",
+                found.len()
+            ));
+        }
         for rule in found {
+            // A label from a template takes its value per alert, which the drill cannot
+            // know: its test alert would not route as a real one.
+            for (label, value) in rule["labels"].as_object().into_iter().flatten() {
+                if value.as_str().is_some_and(|v| v.contains("{{")) {
+                    out.push(format!(
+                        "{name} sets {label} from a template, which the drill cannot expand, so its test would not route as a real alert does"
+                    ));
+                }
+            }
             let health = rule["health"].as_str().unwrap_or("unknown");
             // "unknown" is a rule not evaluated yet, just after a start.
             if health == "err" {
@@ -61,8 +79,11 @@ pub fn alarm_rule_problems(rules: &Value) -> Vec<String> {
 #[derive(Debug, Clone, Default)]
 pub struct Known {
     /// Each alerting rule's labels, once per series of the exporter for the rules that read
-    /// its series.
+    /// its series: what the rule's alerts would carry, as far as the drill can know (a rule's
+    /// expression may add labels of its own, such as `integration`).
     pub candidates: Vec<Labels>,
+    /// The alerts Prometheus has firing or pending now, with all their labels.
+    pub firing: Vec<Labels>,
     /// The exporter's series (`dexcom_up`'s label sets), one per account it serves.
     pub series: Vec<Labels>,
     /// Each alerting rule's own labels (`severity`, and whatever a user added), by name.
@@ -110,14 +131,36 @@ impl Known {
         let alert_relabels = config["alerting"]["alert_relabel_configs"]
             .as_array()
             .map_or(0, Vec::len);
+        let alerts = apis.prometheus("alerts").await?;
+        let mut firing: Vec<Labels> = alerts["alerts"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .map(|a| {
+                a["labels"]
+                    .as_object()
+                    .into_iter()
+                    .flatten()
+                    .map(|(k, v)| (k.clone(), v.as_str().unwrap_or_default().to_owned()))
+                    .collect()
+            })
+            .collect();
         let mut candidates = candidates(rules, &series);
-        for labels in &mut candidates {
+        // An alert that fires for no series (Watchdog) is known exactly from Prometheus.
+        candidates.retain(|c| {
+            c.contains_key("account")
+                || !firing
+                    .iter()
+                    .any(|f| f.get("alertname") == c.get("alertname"))
+        });
+        for labels in candidates.iter_mut().chain(firing.iter_mut()) {
             for (name, value) in &external {
                 labels.entry(name.clone()).or_insert_with(|| value.clone());
             }
         }
         Ok(Known {
             candidates,
+            firing,
             series,
             rule_labels: rule_labels(rules),
             external,
@@ -219,6 +262,24 @@ mod tests {
              "lastError": "many-to-many matching not allowed"},
         ]}]});
         let found = alarm_rule_problems(&broken);
+        let templated = serde_json::json!({"groups": [{"rules": [
+            {"type": "alerting", "name": "Watchdog", "labels": {"phone": "{{ $labels.account }}"}},
+            {"type": "alerting", "name": "DexcomSignalLoss", "labels": {"phone": "mum"}},
+            {"type": "alerting", "name": "DexcomSignalLoss", "labels": {"phone": "dad"}},
+        ]}]});
+        let said = alarm_rule_problems(&templated);
+        assert!(
+            said.iter()
+                .any(|p| p.starts_with("Watchdog sets phone from a template")),
+            "{said:?}"
+        );
+        assert!(
+            said.contains(
+                &"2 rules named DexcomSignalLoss set different labels: the drill tests one of them"
+                    .to_owned()
+            ),
+            "{said:?}"
+        );
         assert!(
             found.contains(
                 &"DexcomGlucoseUrgentLow fails to evaluate: many-to-many matching not allowed"

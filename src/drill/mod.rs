@@ -219,7 +219,7 @@ async fn chain(
     silences(apis, &known, &tests, record).await?;
     let mut inhibiting = inhibit::risky(&config, &known.candidates);
     inhibiting.extend(inhibit::inhibited_now(
-        &apis.alertmanager_alerts("alertname=~\".+\"").await?,
+        &apis.alertmanager_alerts(&["alertname=~\".+\""]).await?,
     ));
     none_found(
         record,
@@ -240,12 +240,12 @@ async fn silences(
     record: &mut dyn FnMut(&'static str, bool, String),
 ) -> Result<(), DrillError> {
     // The drill's own first: a silence that mutes them is named before the rest.
-    let candidates: Vec<Labels> = tests
+    let complete: Vec<Labels> = tests
         .iter()
         .map(|t| t.labels.clone())
-        .chain(known.candidates.iter().cloned())
+        .chain(known.firing.iter().cloned())
         .collect();
-    let found = silences::muting(&apis.silences().await?, &candidates);
+    let found = silences::muting(&apis.silences().await?, &complete, &known.candidates);
     if found.is_empty() {
         record("silences", true, "No silence mutes an alert".to_owned());
         return Ok(());

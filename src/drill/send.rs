@@ -179,7 +179,7 @@ impl Fired {
 pub(super) async fn end_all(apis: &Apis, run: &str) -> Result<bool, DrillError> {
     let filter = format!("drill_run=\"{run}\"");
     for round in 0..ENDING_ROUNDS {
-        let left = apis.alertmanager_alerts(&filter).await?;
+        let left = apis.alertmanager_alerts(&[&filter]).await?;
         if left.is_empty() && round > 0 {
             return Ok(true);
         }
@@ -200,7 +200,7 @@ pub(super) async fn end_all(apis: &Apis, run: &str) -> Result<bool, DrillError> 
         }
         tokio::time::sleep(Duration::from_secs(1)).await;
     }
-    Ok(apis.alertmanager_alerts(&filter).await?.is_empty())
+    Ok(apis.alertmanager_alerts(&[&filter]).await?.is_empty())
 }
 
 /// Sends each test alert, then ends them all, watching the counters.
@@ -421,8 +421,9 @@ async fn real_alarm_firing(
     if account == run {
         return Ok(None);
     }
-    let filter = format!("alertname={},account={}", quoted(name), quoted(account));
-    let found = apis.alertmanager_alerts(&filter).await?;
+    let name_is = format!("alertname={}", quoted(name));
+    let account_is = format!("account={}", quoted(account));
+    let found = apis.alertmanager_alerts(&[&name_is, &account_is]).await?;
     Ok(found
         .iter()
         .any(|a| a["labels"]["drill_run"].is_null())
@@ -433,7 +434,7 @@ async fn real_alarm_firing(
 /// by FINGERPRINT"), if it does.
 async fn suppressed(apis: &Apis, labels: &Labels, run: &str) -> Result<Option<String>, DrillError> {
     let filter = format!("drill_run={}", quoted(run));
-    let ours = apis.alertmanager_alerts(&filter).await?;
+    let ours = apis.alertmanager_alerts(&[&filter]).await?;
     let Some(alert) = ours.iter().find(|a| {
         labels
             .iter()

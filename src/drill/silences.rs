@@ -4,10 +4,11 @@
 //! active silences and names each one that would mute one of the shipped alerts (or the
 //! drill's own test alerts), and when what it mutes would ring a phone, says it would not.
 //!
-//! A silence's matchers are checked against the labels the drill can know: the alert's name,
-//! the labels its rule sets (severity), each series of the exporter Prometheus holds
-//! (account, job, instance) and Prometheus's external labels; a label an alert does not have
-//! is the empty string, as Alertmanager reads it. A silence set to start later tonight
+//! A silence's matchers are checked against the alerts firing now and the drill's own, whose
+//! labels are all known (one they lack is the empty string, as Alertmanager reads it), and
+//! against what the rules' alerts would carry as far as the drill can know (the alert's name,
+//! the rule's labels, each series of the exporter, Prometheus's external labels), where a
+//! label the rule's expression may add is taken to match: it may. A silence set to start later tonight
 //! (within 12 hours) is named too: it will mute.
 
 use std::time::{Duration, SystemTime};
@@ -30,7 +31,11 @@ pub struct Muting<'a> {
 
 /// The active silences among `silences` (Alertmanager's `/api/v2/silences`), and those
 /// starting within 12 hours, that mute at least one of `candidates`.
-pub fn muting<'a>(silences: &[Value], candidates: &'a [Labels]) -> Vec<Muting<'a>> {
+pub fn muting<'a>(
+    silences: &[Value],
+    complete: &'a [Labels],
+    partial: &'a [Labels],
+) -> Vec<Muting<'a>> {
     let mut out = Vec::new();
     let soon = SystemTime::now() + PENDING_WITHIN;
     for silence in silences {
@@ -51,9 +56,14 @@ pub fn muting<'a>(silences: &[Value], candidates: &'a [Labels]) -> Vec<Muting<'a
         if matchers.is_empty() {
             continue;
         }
-        let mutes: Vec<&Labels> = candidates
+        let mutes: Vec<&Labels> = complete
             .iter()
-            .filter(|labels| matchers.iter().all(|m| holds(m, labels)))
+            .filter(|labels| matchers.iter().all(|m| holds(m, labels, true)))
+            .chain(
+                partial
+                    .iter()
+                    .filter(|labels| matchers.iter().all(|m| holds(m, labels, false))),
+            )
             .collect();
         if mutes.is_empty() {
             continue;
@@ -66,15 +76,20 @@ pub fn muting<'a>(silences: &[Value], candidates: &'a [Labels]) -> Vec<Muting<'a
     out
 }
 
-/// Whether `matcher` (`{name, value, isRegex, isEqual}`) may hold for `labels`.
-fn holds(matcher: &Value, labels: &Labels) -> bool {
+/// Whether `matcher` (`{name, value, isRegex, isEqual}`) may hold for `labels`, which are
+/// all the alert's (`complete`) or what the drill can know of them.
+fn holds(matcher: &Value, labels: &Labels, complete: bool) -> bool {
     let Some(name) = matcher["name"].as_str() else {
         return false;
     };
-    // As Alertmanager reads it: a label the alert does not have is the empty string. The
-    // candidates carry what the drill can know (rule, series and external labels).
     let empty = String::new();
-    let actual = labels.get(name).unwrap_or(&empty);
+    let actual = match labels.get(name) {
+        Some(actual) => actual,
+        // As Alertmanager reads it: a label the alert does not have is the empty string.
+        None if complete => &empty,
+        // A label the rule's expression may add: it may match.
+        None => return true,
+    };
     let value = matcher["value"].as_str().unwrap_or_default();
     let equal = matcher["isEqual"].as_bool().unwrap_or(true);
     let found = if matcher["isRegex"].as_bool().unwrap_or(false) {
@@ -206,7 +221,15 @@ mod tests {
                                      {"name": "severity", "value": "critical", "isRegex": false}]),
             ),
         ];
-        let found = muting(&silences, &candidates);
+        let found = muting(&silences, &candidates, &[]);
+        // Known only in part, a label the rule may add (`integration`) may match.
+        let partial = [labels(&[("alertname", "AlertmanagerNotificationsFailing")])];
+        let by_integration = [silence(
+            "active",
+            json!([{"name": "integration", "value": "webhook", "isRegex": false}]),
+        )];
+        assert_eq!(muting(&by_integration, &[], &partial).len(), 1);
+        assert!(muting(&by_integration, &partial, &[]).is_empty());
         let mutes: Vec<Vec<String>> = found
             .iter()
             .map(|m| m.mutes.iter().map(|l| named(l)).collect())

@@ -378,3 +378,49 @@ async fn a_silence_on_an_alarm_is_named_and_an_interrupted_drill_ends_its_alarms
     let left = drill_alerts().await;
     assert!(left.is_empty(), "still firing: {left:?}");
 }
+
+/// A household that routes one child's "cannot be seen" to a phone of its own: the drill
+/// sends that route's test as that child's alert (Alertmanager asked whether a real one fires
+/// first), and the others' as its own.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_route_for_one_account_is_tested_as_that_accounts_alarm() {
+    if !enter("drill::a_route_for_one_account_is_tested_as_that_accounts_alarm") {
+        return;
+    }
+    let dir = ScratchDir::new();
+    let Some((chain, _standins, _exporter)) = ready_chain(&dir, |mut c| {
+        let relay = c["receivers"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|r| r["name"] == "glucose-unseen")
+            .map(|r| r["webhook_configs"].clone())
+            .unwrap();
+        c["receivers"]
+            .as_array_mut()
+            .unwrap()
+            .push(serde_json::json!({"name": "alex-phone", "webhook_configs": relay}));
+        c["route"]["routes"].as_array_mut().unwrap().insert(
+            0,
+            serde_json::json!({
+                "receiver": "alex-phone",
+                "matchers": ["account=\"alex\"", "alertname=\"DexcomSignalLoss\""],
+                "group_wait": "5s",
+                "group_interval": "10s",
+            }),
+        );
+        c
+    })
+    .await
+    else {
+        return;
+    };
+    let (code, out) = drill(&chain.prometheus, &chain.alertmanager, &[]);
+    assert_eq!(code, 0, "{out}");
+    for said in [
+        "The \"glucose cannot be seen\" alarm as for alex (to alex-phone): webhook accepted",
+        "The \"glucose cannot be seen\" alarm (to glucose-unseen): pushover accepted, webhook accepted",
+    ] {
+        assert!(out.contains(said), "{said:?} not in:\n{out}");
+    }
+}
