@@ -8,7 +8,7 @@
 
 use serde_json::{Value, json};
 
-use super::known::{Labels, is_alarm};
+use super::known::{Labels, is_alarm, labels_of};
 use super::routing::{AlertmanagerConfig, matches};
 use super::silences::named;
 
@@ -80,23 +80,15 @@ fn matchers_text(side: &Value) -> String {
 /// The alarms among `alerts` (Alertmanager's `/api/v2/alerts`) that it holds inhibited now
 /// by an alert that is no alarm (one inhibited by an alarm is rung for by that one).
 pub fn inhibited_now(alerts: &[Value]) -> Vec<String> {
-    let labels_of = |alert: &Value| -> Labels {
-        alert["labels"]
-            .as_object()
-            .into_iter()
-            .flatten()
-            .map(|(k, v)| (k.clone(), v.as_str().unwrap_or_default().to_owned()))
-            .collect()
-    };
     let by_fingerprint = |fingerprint: &str| {
         alerts
             .iter()
             .find(|a| a["fingerprint"].as_str() == Some(fingerprint))
-            .map(labels_of)
+            .map(|a| labels_of(&a["labels"]))
     };
     let mut out = Vec::new();
     for alert in alerts {
-        let labels = labels_of(alert);
+        let labels = labels_of(&alert["labels"]);
         if !is_alarm(&labels) {
             continue;
         }
@@ -121,14 +113,8 @@ pub fn inhibited_now(alerts: &[Value]) -> Vec<String> {
 
 #[cfg(test)]
 mod tests {
+    use super::super::known::fixtures::labels;
     use super::*;
-
-    fn labels(pairs: &[(&str, &str)]) -> Labels {
-        pairs
-            .iter()
-            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
-            .collect()
-    }
 
     #[test]
     fn a_rule_the_wrong_way_round_is_named_and_the_shipped_ones_are_not() {

@@ -13,6 +13,17 @@ use super::api::{Apis, DrillError};
 /// Labels of an alert.
 pub type Labels = BTreeMap<String, String>;
 
+/// The string fields of the JSON object `value` as labels (none when it is not an object; a
+/// value that is not a string reads as empty).
+pub fn labels_of(value: &Value) -> Labels {
+    value
+        .as_object()
+        .into_iter()
+        .flatten()
+        .map(|(k, v)| (k.clone(), v.as_str().unwrap_or_default().to_owned()))
+        .collect()
+}
+
 /// The alerts that mean "the glucose cannot be seen", as the shipped `alertmanager.yml`
 /// routes them to `glucose-unseen`: while one lasts, no low can page.
 const UNSEEN: [&str; 6] = [
@@ -104,15 +115,9 @@ impl Known {
             .into_iter()
             .flatten()
             .map(|r| {
-                r["metric"]
-                    .as_object()
-                    .into_iter()
-                    .flatten()
-                    .filter(|(name, _)| *name != "__name__")
-                    .map(|(name, value)| {
-                        (name.clone(), value.as_str().unwrap_or_default().to_owned())
-                    })
-                    .collect()
+                let mut labels = labels_of(&r["metric"]);
+                labels.remove("__name__");
+                labels
             })
             .collect();
         series.sort();
@@ -122,12 +127,7 @@ impl Known {
             .as_str()
             .and_then(|text| serde_saphyr::from_str(text).ok())
             .unwrap_or_default();
-        let external: Labels = config["global"]["external_labels"]
-            .as_object()
-            .into_iter()
-            .flatten()
-            .map(|(k, v)| (k.clone(), v.as_str().unwrap_or_default().to_owned()))
-            .collect();
+        let external = labels_of(&config["global"]["external_labels"]);
         let alert_relabels = config["alerting"]["alert_relabel_configs"]
             .as_array()
             .map_or(0, Vec::len);
@@ -136,14 +136,7 @@ impl Known {
             .as_array()
             .into_iter()
             .flatten()
-            .map(|a| {
-                a["labels"]
-                    .as_object()
-                    .into_iter()
-                    .flatten()
-                    .map(|(k, v)| (k.clone(), v.as_str().unwrap_or_default().to_owned()))
-                    .collect()
-            })
+            .map(|a| labels_of(&a["labels"]))
             .collect();
         let mut candidates = candidates(rules, &series);
         // An alert that fires for no series (Watchdog) is known exactly from Prometheus.
@@ -173,13 +166,10 @@ impl Known {
 fn rule_labels(rules: &Value) -> BTreeMap<String, Labels> {
     alerting_rules(rules)
         .filter_map(|rule| {
-            let labels = rule["labels"]
-                .as_object()
-                .into_iter()
-                .flatten()
-                .map(|(k, v)| (k.clone(), v.as_str().unwrap_or_default().to_owned()))
-                .collect();
-            Some((rule["name"].as_str()?.to_owned(), labels))
+            Some((
+                rule["name"].as_str()?.to_owned(),
+                labels_of(&rule["labels"]),
+            ))
         })
         .collect()
 }
@@ -213,10 +203,7 @@ fn candidates(rules: &Value, series: &[Labels]) -> Vec<Labels> {
         let Some(name) = rule["name"].as_str() else {
             continue;
         };
-        let mut labels = Labels::new();
-        for (label, value) in rule["labels"].as_object().into_iter().flatten() {
-            labels.insert(label.clone(), value.as_str().unwrap_or_default().to_owned());
-        }
+        let mut labels = labels_of(&rule["labels"]);
         labels.insert("alertname".to_owned(), name.to_owned());
         let per_series = rule["query"]
             .as_str()
@@ -236,8 +223,31 @@ fn candidates(rules: &Value, series: &[Labels]) -> Vec<Labels> {
     out
 }
 
+/// Labels and series for the drill's unit tests.
+#[cfg(test)]
+pub mod fixtures {
+    use super::Labels;
+
+    /// Labels from pairs.
+    pub fn labels(pairs: &[(&str, &str)]) -> Labels {
+        pairs
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+            .collect()
+    }
+
+    /// One exporter series per account, job `dexcom` on `pi:9150`.
+    pub fn series(accounts: &[&str]) -> Vec<Labels> {
+        accounts
+            .iter()
+            .map(|a| labels(&[("account", a), ("job", "dexcom"), ("instance", "pi:9150")]))
+            .collect()
+    }
+}
+
 #[cfg(test)]
 mod tests {
+    use super::fixtures::series;
     use super::*;
 
     #[test]
@@ -297,17 +307,7 @@ mod tests {
             {"type": "alerting", "name": "Watchdog", "labels": {"severity": "none"}, "query": "vector(1)"},
             {"type": "recording", "name": "x", "query": "dexcom_up"},
         ]}]});
-        let series: Vec<Labels> = ["kid", "dad"]
-            .iter()
-            .map(|a| {
-                Labels::from([
-                    ("account".to_owned(), (*a).to_owned()),
-                    ("job".to_owned(), "dexcom".to_owned()),
-                    ("instance".to_owned(), "pi:9150".to_owned()),
-                ])
-            })
-            .collect();
-        let found = candidates(&rules, &series);
+        let found = candidates(&rules, &series(&["kid", "dad"]));
         assert_eq!(found.len(), 3);
         assert_eq!(found[0]["account"], "kid");
         assert_eq!(found[0]["job"], "dexcom");

@@ -417,16 +417,10 @@ fn full_match(pattern: &str, text: &str) -> bool {
 
 #[cfg(test)]
 mod tests {
+    use super::super::known::fixtures::labels;
     use super::*;
 
     const SHIPPED: &str = include_str!("../../deploy/alertmanager/alertmanager.yml");
-
-    fn labels(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
-        pairs
-            .iter()
-            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
-            .collect()
-    }
 
     #[test]
     fn routes_like_alertmanager_with_inherited_timers() {

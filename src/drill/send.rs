@@ -13,7 +13,7 @@ use std::collections::BTreeMap;
 use std::time::{Duration, Instant, SystemTime};
 
 use super::api::{Apis, Counters, DrillError, Tally};
-use super::known::{Known, Labels};
+use super::known::{Known, Labels, labels_of};
 use super::logged;
 use super::routing::{AlertmanagerConfig, Integration};
 
@@ -183,17 +183,9 @@ pub(super) async fn end_all(apis: &Apis, run: &str) -> Result<bool, DrillError> 
         if left.is_empty() && round > 0 {
             return Ok(true);
         }
-        let pairs = |value: &serde_json::Value| -> Labels {
-            value
-                .as_object()
-                .into_iter()
-                .flatten()
-                .map(|(k, v)| (k.clone(), v.as_str().unwrap_or_default().to_owned()))
-                .collect()
-        };
         let alerts: Vec<(Labels, Labels)> = left
             .iter()
-            .map(|a| (pairs(&a["labels"]), pairs(&a["annotations"])))
+            .map(|a| (labels_of(&a["labels"]), labels_of(&a["annotations"])))
             .collect();
         if !alerts.is_empty() {
             apis.post_alerts(&alerts, SystemTime::now()).await?;
@@ -709,18 +701,8 @@ receivers:
 "#,
         )
         .unwrap();
-        let series: Vec<Labels> = ["alex", "sam"]
-            .iter()
-            .map(|a| {
-                Labels::from([
-                    ("account".to_owned(), (*a).to_owned()),
-                    ("job".to_owned(), "dexcom".to_owned()),
-                    ("instance".to_owned(), "pi:9150".to_owned()),
-                ])
-            })
-            .collect();
         let known = Known {
-            series,
+            series: crate::drill::known::fixtures::series(&["alex", "sam"]),
             ..Known::default()
         };
         let alerts = test_alerts("drill-1", &known, &config);

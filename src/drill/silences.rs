@@ -144,15 +144,9 @@ pub fn named(labels: &Labels) -> String {
 
 #[cfg(test)]
 mod tests {
+    use super::super::known::fixtures::labels;
     use super::*;
     use serde_json::json;
-
-    fn labels(pairs: &[(&str, &str)]) -> Labels {
-        pairs
-            .iter()
-            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
-            .collect()
-    }
 
     #[test]
     fn names_an_active_silence_and_what_it_mutes() {
