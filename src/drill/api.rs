@@ -75,9 +75,15 @@ pub type Pairs = BTreeMap<String, String>;
 /// Alertmanager): what drill prints is pasted where others read it.
 pub fn shown(url: &str) -> String {
     match reqwest::Url::parse(url) {
-        Ok(mut parsed) if !parsed.username().is_empty() || parsed.password().is_some() => {
+        // A query string may hold a token, and has no place in a base URL.
+        Ok(mut parsed)
+            if !parsed.username().is_empty()
+                || parsed.password().is_some()
+                || parsed.query().is_some() =>
+        {
             let _ = parsed.set_username("");
             let _ = parsed.set_password(None);
+            parsed.set_query(None);
             parsed.as_str().trim_end_matches('/').to_owned()
         }
         // One that does not parse as meant (a mistyped port, no scheme) may still hold a
@@ -357,6 +363,10 @@ mod shown_tests {
             "http://127.0.0.1:9O90/x"
         );
         assert_eq!(shown("admin:SECRET@[::1:9090"), "[::1:9090");
+        assert_eq!(
+            shown("http://127.0.0.1:1/?token=SECRET"),
+            "http://127.0.0.1:1"
+        );
         for secret in ["pa#SECRET", "pa/SECRET", "pa?SECRET"] {
             let said = shown(&format!("http://admin:{secret}@127.0.0.1:9090"));
             assert_eq!(said, "http://127.0.0.1:9090");

@@ -28,11 +28,21 @@ pub fn risky(config: &AlertmanagerConfig, candidates: &[Labels]) -> Vec<String> 
             })
         };
         let (source, target) = (side("source"), side("target"));
-        let Some(muted) = candidates
+        let mut muted: Vec<&Labels> = candidates
             .iter()
-            .find(|l| is_alarm(l) && matches(&target, l))
-        else {
+            .filter(|l| is_alarm(l) && matches(&target, l))
+            .collect();
+        // The urgent low first: it is the one a parent must hear of.
+        muted.sort_by_key(|l| {
+            l.get("alertname")
+                .is_none_or(|n| n != "DexcomGlucoseUrgentLow")
+        });
+        let Some(first) = muted.first() else {
             continue;
+        };
+        let more = match muted.len() - 1 {
+            0 => String::new(),
+            n => format!(" and {n} more"),
         };
         let sources: Vec<&Labels> = candidates.iter().filter(|l| matches(&source, l)).collect();
         let by = match sources.iter().find(|l| !rings(l)) {
@@ -44,9 +54,9 @@ pub fn risky(config: &AlertmanagerConfig, candidates: &[Labels]) -> Vec<String> 
             None => continue,
         };
         out.push(format!(
-            "inhibit rule {}: {by} would silence {}",
+            "inhibit rule {}: {by} would silence {}{more}",
             index + 1,
-            named(muted)
+            named(first)
         ));
     }
     out
@@ -151,7 +161,7 @@ mod tests {
         assert_eq!(
             risky(&reversed, &candidates),
             [
-                "inhibit rule 1: DexcomGlucoseHigh for alex (no alarm) would silence DexcomGlucoseUrgentLow for alex"
+                "inhibit rule 1: DexcomGlucoseHigh for alex (no alarm) would silence DexcomGlucoseUrgentLow for alex and 2 more"
             ]
         );
         let foreign = AlertmanagerConfig::parse(
@@ -161,8 +171,8 @@ mod tests {
         assert_eq!(
             risky(&foreign, &candidates),
             [
-                "inhibit rule 1: any alert matching {alertname=\"HostDown\"} (none of the exporter's) would silence DexcomGlucoseUrgentLow for alex",
-                "inhibit rule 2: Watchdog (no alarm) would silence DexcomGlucoseUrgentLow for alex",
+                "inhibit rule 1: any alert matching {alertname=\"HostDown\"} (none of the exporter's) would silence DexcomGlucoseUrgentLow for alex and 2 more",
+                "inhibit rule 2: Watchdog (no alarm) would silence DexcomGlucoseUrgentLow for alex and 2 more",
             ]
         );
         let held = serde_json::json!([

@@ -203,11 +203,10 @@ fn candidates(rules: &Value, series: &[Labels]) -> Vec<Labels> {
         let Some(name) = rule["name"].as_str() else {
             continue;
         };
+        let query = rule["query"].as_str().unwrap_or_default();
         let mut labels = labels_of(&rule["labels"]);
         labels.insert("alertname".to_owned(), name.to_owned());
-        let per_series = rule["query"]
-            .as_str()
-            .is_some_and(|q| q.contains("dexcom_"));
+        let per_series = query.contains("dexcom_");
         if per_series && !series.is_empty() {
             for one in series {
                 let mut labels = labels.clone();
@@ -217,8 +216,71 @@ fn candidates(rules: &Value, series: &[Labels]) -> Vec<Labels> {
                 out.push(labels);
             }
         } else {
+            // What the expression says of its result: a selector's `job="dexcom"` is the
+            // alert's, and a label it groups `by` has a value the drill cannot know.
+            for (label, value) in selector_labels(query) {
+                labels.entry(label).or_insert(value);
+            }
+            for label in grouped_by(query) {
+                labels.entry(label).or_insert_with(|| ANY_VALUE.to_owned());
+            }
             out.push(labels);
         }
+    }
+    out
+}
+
+/// The value of a label an alert has but the drill cannot know (one its rule groups `by`):
+/// any silence matcher on it may hold.
+pub const ANY_VALUE: &str = "\u{1}any";
+
+/// The `name="value"` equality matchers in a PromQL expression.
+fn selector_labels(query: &str) -> Vec<(String, String)> {
+    let mut out = Vec::new();
+    let mut rest = query;
+    while let Some(at) = rest.find("=\"") {
+        let before = &rest[..at];
+        let name: String = before
+            .chars()
+            .rev()
+            .take_while(|c| c.is_ascii_alphanumeric() || *c == '_')
+            .collect::<Vec<_>>()
+            .into_iter()
+            .rev()
+            .collect();
+        let after = &rest[at + 2..];
+        let Some(end) = after.find('"') else {
+            break;
+        };
+        // Not `!=` or `=~`, and a name that is one.
+        if !name.is_empty() && !before.ends_with('!') {
+            out.push((name, after[..end].to_owned()));
+        }
+        rest = &after[end + 1..];
+    }
+    out
+}
+
+/// The labels a PromQL expression groups `by (...)`.
+fn grouped_by(query: &str) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut rest = query;
+    while let Some(at) = rest.find("by") {
+        let after = rest[at + 2..].trim_start();
+        let word_start =
+            at == 0 || !rest[..at].ends_with(|c: char| c.is_ascii_alphanumeric() || c == '_');
+        if word_start
+            && let Some(list) = after.strip_prefix('(')
+            && let Some(end) = list.find(')')
+        {
+            out.extend(
+                list[..end]
+                    .split(',')
+                    .map(|l| l.trim().to_owned())
+                    .filter(|l| !l.is_empty()),
+            );
+        }
+        rest = &rest[at + 2..];
     }
     out
 }
@@ -297,6 +359,22 @@ mod tests {
             )
         );
         assert!(found.contains(&"no rule Watchdog".to_owned()));
+    }
+
+    #[test]
+    fn what_an_expression_says_of_its_alerts_labels() {
+        assert_eq!(
+            selector_labels(r#"up{job="dexcom"} == 0 or absent(up{job!="x", job="dexcom"})"#),
+            [
+                ("job".to_owned(), "dexcom".to_owned()),
+                ("job".to_owned(), "dexcom".to_owned())
+            ]
+        );
+        assert_eq!(
+            grouped_by("sum by (job, instance, integration) (increase(x[1h])) > 0"),
+            ["job", "instance", "integration"]
+        );
+        assert!(grouped_by("standby(x)").is_empty());
     }
 
     #[test]

@@ -366,7 +366,7 @@ async fn prometheus_side(
         "rules",
         &problems,
         "Prometheus has the alert rules loaded, and the alarm rules evaluate",
-        "Prometheus's alert rules would not fire",
+        "Prometheus's alarm rules would not fire, or not as the drill can test them",
     );
 
     let alerts = apis.prometheus("alerts").await?;

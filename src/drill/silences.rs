@@ -7,15 +7,16 @@
 //! A silence's matchers are checked against the alerts firing now and the drill's own, whose
 //! labels are all known (one they lack is the empty string, as Alertmanager reads it), and
 //! against what the rules' alerts would carry as far as the drill can know (the alert's name,
-//! the rule's labels, each series of the exporter, Prometheus's external labels), where a
-//! label the rule's expression may add is taken to match: it may. A silence set to start later tonight
+//! the rule's labels, each series of the exporter, what its expression selects, Prometheus's
+//! external labels), where a label the expression groups by, whose value cannot be known, is
+//! taken to match: it may. A label none of these has is empty, as for a firing alert. A silence set to start later tonight
 //! (within 12 hours) is named too: it will mute.
 
 use std::time::{Duration, SystemTime};
 
 use serde_json::Value;
 
-use super::known::Labels;
+use super::known::{ANY_VALUE, Labels};
 
 /// How far ahead a silence set to start later is looked at.
 const PENDING_WITHIN: Duration = Duration::from_secs(12 * 3600);
@@ -84,11 +85,11 @@ fn holds(matcher: &Value, labels: &Labels, complete: bool) -> bool {
     };
     let empty = String::new();
     let actual = match labels.get(name) {
+        // A label the rule's expression groups by, whose value the drill cannot know.
+        Some(any) if !complete && any == ANY_VALUE => return true,
         Some(actual) => actual,
         // As Alertmanager reads it: a label the alert does not have is the empty string.
-        None if complete => &empty,
-        // A label the rule's expression may add: it may match.
-        None => return true,
+        None => &empty,
     };
     let value = matcher["value"].as_str().unwrap_or_default();
     let equal = matcher["isEqual"].as_bool().unwrap_or(true);
@@ -216,8 +217,17 @@ mod tests {
             ),
         ];
         let found = muting(&silences, &candidates, &[]);
-        // Known only in part, a label the rule may add (`integration`) may match.
-        let partial = [labels(&[("alertname", "AlertmanagerNotificationsFailing")])];
+        // Known only in part, a label the rule groups by (`integration`) may match; one
+        // no alert of it has (`device`) does not.
+        let partial = [labels(&[
+            ("alertname", "AlertmanagerNotificationsFailing"),
+            ("integration", ANY_VALUE),
+        ])];
+        let by_device = [silence(
+            "active",
+            json!([{"name": "device", "value": "sda1", "isRegex": false}]),
+        )];
+        assert!(muting(&by_device, &[], &partial).is_empty());
         let by_integration = [silence(
             "active",
             json!([{"name": "integration", "value": "webhook", "isRegex": false}]),
