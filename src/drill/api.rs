@@ -293,13 +293,24 @@ fn one_line(error: &dyn std::error::Error) -> String {
     text
 }
 
+/// One sample line of Prometheus's text format: its metric name, the value of its label
+/// `label`, and its value as a whole count (counters are; the float is the format's). `None`
+/// for a comment, a line without that label, or a value that is not a number.
+pub fn count_line<'a>(line: &'a str, label: &str) -> Option<(&'a str, &'a str, u64)> {
+    let (name, rest) = line.split_once('{')?;
+    let (labels, value) = rest.split_once('}')?;
+    let wanted = labels
+        .split(',')
+        .find_map(|l| l.trim().strip_prefix(label)?.strip_prefix("=\""))
+        .and_then(|v| v.strip_suffix('"'))?;
+    let value = value.trim().parse::<f64>().ok()?;
+    Some((name, wanted, value.max(0.0) as u64))
+}
+
 /// The four notification counters per integration from Prometheus text.
 fn parse_counters(text: &str) -> Counters {
     let mut out = Counters::new();
-    for line in text.lines() {
-        let Some((name, rest)) = line.split_once('{') else {
-            continue;
-        };
+    for (name, integration, value) in text.lines().filter_map(|l| count_line(l, "integration")) {
         let field: fn(&mut Tally) -> &mut u64 = match name {
             "alertmanager_notifications_total" => |t| &mut t.begun,
             "alertmanager_notifications_failed_total" => |t| &mut t.given_up,
@@ -307,21 +318,7 @@ fn parse_counters(text: &str) -> Counters {
             "alertmanager_notification_requests_failed_total" => |t| &mut t.requests_failed,
             _ => continue,
         };
-        let Some((labels, value)) = rest.split_once('}') else {
-            continue;
-        };
-        let Some(integration) = labels
-            .split(',')
-            .find_map(|l| l.trim().strip_prefix("integration=\""))
-            .and_then(|v| v.strip_suffix('"'))
-        else {
-            continue;
-        };
-        let Ok(value) = value.trim().parse::<f64>() else {
-            continue;
-        };
-        // Counters are whole numbers; the float is Prometheus's text format.
-        *field(out.entry(integration.to_owned()).or_default()) += value.max(0.0) as u64;
+        *field(out.entry(integration.to_owned()).or_default()) += value;
     }
     out
 }

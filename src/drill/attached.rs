@@ -99,33 +99,17 @@ fn not_listed(apis: &Apis, listed: &[&str]) -> String {
 /// Prometheus's two notification counters, summed over the Alertmanager URLs `urls`.
 fn sent_to(metrics: &str, urls: &[&str]) -> Sent {
     let mut sent = Sent::default();
-    for line in metrics.lines() {
-        let Some((name, rest)) = line.split_once('{') else {
-            continue;
-        };
-        let errors = match name {
-            "prometheus_notifications_sent_total" => false,
-            "prometheus_notifications_errors_total" => true,
-            _ => continue,
-        };
-        let Some((labels, value)) = rest.split_once('}') else {
-            continue;
-        };
-        let Some(url) = labels
-            .split(',')
-            .find_map(|l| l.trim().strip_prefix("alertmanager=\""))
-            .and_then(|v| v.strip_suffix('"'))
-        else {
-            continue;
-        };
+    for (name, url, value) in metrics
+        .lines()
+        .filter_map(|l| api::count_line(l, "alertmanager"))
+    {
         if !urls.contains(&url) {
             continue;
         }
-        let value = value.trim().parse::<f64>().unwrap_or(0.0).max(0.0) as u64;
-        if errors {
-            sent.errors += value;
-        } else {
-            sent.alerts += value;
+        match name {
+            "prometheus_notifications_sent_total" => sent.alerts += value,
+            "prometheus_notifications_errors_total" => sent.errors += value,
+            _ => {}
         }
     }
     sent

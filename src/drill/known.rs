@@ -107,8 +107,9 @@ pub struct Known {
 }
 
 impl Known {
-    /// Asks Prometheus, whose rules are `rules` (its `/api/v1/rules`).
-    pub async fn ask(apis: &Apis, rules: &Value) -> Result<Known, DrillError> {
+    /// Asks Prometheus, whose rules are `rules` (its `/api/v1/rules`) and whose alerts are
+    /// `alerts` (its `/api/v1/alerts`, already read for Watchdog).
+    pub async fn ask(apis: &Apis, rules: &Value, alerts: &Value) -> Result<Known, DrillError> {
         let found = apis.prometheus("query?query=dexcom_up").await?;
         let mut series: Vec<Labels> = found["result"]
             .as_array()
@@ -131,7 +132,6 @@ impl Known {
         let alert_relabels = config["alerting"]["alert_relabel_configs"]
             .as_array()
             .map_or(0, Vec::len);
-        let alerts = apis.prometheus("alerts").await?;
         let mut firing: Vec<Labels> = alerts["alerts"]
             .as_array()
             .into_iter()

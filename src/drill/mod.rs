@@ -398,7 +398,7 @@ async fn prometheus_side(
         attached::sends_arrive(apis, &urls).await?
     };
     record("attached", ok, says);
-    Known::ask(apis, &rules).await
+    Known::ask(apis, &rules, &alerts).await
 }
 
 /// The string `field` of each object in the array `list` (none when it is not an array).
